@@ -1,0 +1,92 @@
+"""Routes outside OAuth: health, publish, metrics; and the OAuth hookup."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from realtime.http.request import BadRequest, Request
+from realtime.http.responses import Response, bearer_challenge, error_response, json_response, text_response
+from realtime.http.router import Router
+from realtime.ws.upgrade import verify_bearer
+
+if TYPE_CHECKING:
+    from realtime.state import ServerState
+
+log = logging.getLogger("realtime.api")
+
+
+async def healthz(request: Request, state: "ServerState") -> Response:
+    return text_response(200, "ok\n")
+
+
+async def publish(request: Request, state: "ServerState") -> Response:
+    """POST /api/publish {"channel", "data"} with a bearer token holding the
+    channel's publish scope; answers {"delivered": N, "seq": S}."""
+    from realtime.hub import HubError
+
+    auth = request.header("authorization") or ""
+    scheme, _, token = auth.partition(" ")
+    claims = verify_bearer(token.strip() if scheme.lower() == "bearer" and token.strip() else None,
+                           state.settings, state.keyring, state.revoked)
+    if isinstance(claims, Response):
+        return claims
+    try:
+        body = request.json()
+    except BadRequest as exc:
+        return error_response(400, "invalid_request", str(exc))
+    if not isinstance(body, dict) or set(body) - {"channel", "data"} or "channel" not in body:
+        return error_response(400, "invalid_request", 'expected {"channel": ..., "data": ...}')
+    channel = body["channel"]
+    if not isinstance(channel, str) or not channel or len(channel) > state.settings.websocket.max_channel_name:
+        return error_response(400, "invalid_request", "channel must be a non-empty string")
+    try:
+        result = state.hub.publish(channel, body.get("data"), from_sub=claims.sub, scopes=claims.scope)
+    except HubError as exc:
+        if exc.code == "forbidden":
+            rule = state.hub.rule_for(channel)
+            scope = rule.publish_scope if rule is not None else None
+            return bearer_challenge(403, "insufficient_scope", exc.message, scope=scope)
+        status = 404 if exc.code == "unknown_channel" else 400
+        return error_response(status, exc.code, exc.message)
+    state.metrics.publishes += 1
+    state.metrics.deliveries += result.delivered
+    return json_response(200, {"delivered": result.delivered, "seq": result.seq})
+
+
+async def metrics(request: Request, state: "ServerState") -> Response:
+    from realtime.metrics import render
+
+    body, content_type = render(state)
+    return Response(200, (("content-type", content_type),), body)
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/healthz", healthz)
+    router.add("POST", "/api/publish", publish)
+    router.add("GET", "/metrics", metrics)
+    try:
+        from realtime.oauth import routes as oauth_routes
+    except ImportError:  # the OAuth layer is optional while it is being built
+        log.warning("OAuth endpoints unavailable")
+        return
+    oauth_routes.register(router)
+
+
+async def setup_oauth(state: "ServerState") -> None:
+    """Open the state store, load revocations, build the OAuth services."""
+    try:
+        from realtime.oauth import routes as oauth_routes
+        from realtime.store import AsyncStore
+    except ImportError:
+        return
+    store = await AsyncStore.open(state.settings.server.state_dir / "state.sqlite3")
+    state.store = store
+    state.revoked.load(await store.revoked_jtis(time.time()))
+    await oauth_routes.setup(state)
+
+
+async def teardown(state: "ServerState") -> None:
+    if state.store is not None:
+        await state.store.close()

@@ -1,0 +1,79 @@
+"""The parsed HTTP request handed to route handlers (no I/O)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import attrs
+
+
+class BadRequest(Exception):
+    """The request body or query cannot be read; becomes a 400."""
+
+
+@attrs.frozen
+class Request:
+    method: str
+    target: str  # raw request target, e.g. "/oauth2/authorize?client_id=x"
+    headers: tuple[tuple[str, str], ...]  # names lower-cased, in arrival order
+    body: bytes = b""
+    client_host: str = ""
+    scheme: str = "http"  # "http" or "https": which listener it came in on
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.target).path or "/"
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.target).query, keep_blank_values=True)
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def header_values(self, name: str) -> list[str]:
+        name = name.lower()
+        return [value for key, value in self.headers if key == name]
+
+    @property
+    def content_type(self) -> str:
+        value = self.header("content-type") or ""
+        return value.split(";", 1)[0].strip().lower()
+
+    def form(self) -> dict[str, list[str]]:
+        """The body as application/x-www-form-urlencoded.
+
+        Raises BadRequest when the content type is something else or the
+        body is not valid UTF-8.
+        """
+        if self.content_type != "application/x-www-form-urlencoded":
+            raise BadRequest("expected application/x-www-form-urlencoded")
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("body is not UTF-8") from None
+        return parse_qs(text, keep_blank_values=True)
+
+    def json(self) -> Any:
+        if self.content_type != "application/json":
+            raise BadRequest("expected application/json")
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("body is not valid JSON") from None
+
+    def cookies(self) -> dict[str, str]:
+        jar: dict[str, str] = {}
+        for value in self.header_values("cookie"):
+            for part in value.split(";"):
+                name, sep, val = part.strip().partition("=")
+                if sep and name not in jar:
+                    jar[name] = val
+        return jar

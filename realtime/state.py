@@ -1,0 +1,49 @@
+"""The server's live state: the current config snapshot and the services
+built from it.  Route handlers and sessions receive one ``ServerState``.
+
+``settings`` is replaced whole on reload; nothing else holds a reference
+to an older snapshot for longer than one request.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from realtime.metrics import Counters
+from realtime.settings import Settings
+
+if TYPE_CHECKING:
+    from realtime.hub import Hub
+    from realtime.store import Store
+    from realtime.tokens import KeyRing, RevokedSet
+
+
+@attrs.define(eq=False)
+class ServerState:
+    settings: Settings
+    keyring: "KeyRing"
+    revoked: "RevokedSet"
+    hub: "Hub"
+    store: "Store | None" = None
+    # Services added by later layers (oauth, metrics, ...) keyed by name.
+    extras: dict[str, Any] = attrs.field(factory=dict)
+    # Set by the server so handlers can ask for a reload (None in unit tests).
+    request_reload: Any = None
+    last_reload: dict[str, Any] = attrs.field(factory=dict)
+    metrics: Counters = attrs.field(factory=Counters)
+
+    def revoke_access(self, jti: str, exp: float) -> int:
+        """Mark an access token revoked and close its live sockets with 4003.
+
+        Returns how many live connections were closed.  Callers persist the
+        revocation in the store themselves; this keeps the hot-path set and
+        the sockets in step.
+        """
+        self.revoked.add(jti, exp)
+        closed = 0
+        for conn in list(self.hub.connections.by_jti(jti)):
+            conn.withdraw(4003, "token revoked")
+            closed += 1
+        return closed

@@ -1,0 +1,253 @@
+"""The byte pipe under every connection: a non-blocking socket, optionally
+wrapped in TLS through ``ssl.SSLObject`` + two ``MemoryBIO``s.
+
+Why not ``trio.SocketStream``/``trio.SSLStream``: they make every write an
+``await``.  Fan-out must write to a thousand sockets without a scheduler
+trip each (DESIGN.md §3–5), so :meth:`Transport.write` is synchronous: it
+tries the syscall at once (as trio's own ``_try_sync`` does) and only
+when the kernel buffer is full does the rest go to a backlog that a writer
+task drains with ``await``.  While a backlog exists new bytes join it, so
+order holds.
+
+Reads follow trio's model: try ``recv``; wait for readability only on
+``BlockingIOError``.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections import deque
+from typing import Callable
+
+import trio
+
+RECV_SIZE = 65536
+
+
+class TransportClosed(Exception):
+    """The peer went away or the transport was closed; nothing more to do."""
+
+
+class BacklogOverflow(Exception):
+    """The outbound backlog passed its byte limit (a slow consumer)."""
+
+
+class Transport:
+    """One accepted connection.
+
+    Args:
+        sock: an accepted, connected stdlib socket; it is made non-blocking.
+        ssl_context: when given, the connection is TLS (call :meth:`handshake`
+            first).
+        max_backlog: bytes allowed to wait for a slow reader; past it
+            :meth:`write` raises :class:`BacklogOverflow`.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        ssl_context: ssl.SSLContext | None = None,
+        max_backlog: int = 1 << 20,
+    ) -> None:
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.sock = sock
+        self.max_backlog = max_backlog
+        self.closed = False
+        self._backlog: deque[memoryview] = deque()
+        self._backlog_bytes = 0
+        # Called (synchronously) when a backlog first forms, so the owner can
+        # start its writer task: no task exists while the socket keeps up.
+        self.on_backlog: Callable[[], None] | None = None
+        self._tls: ssl.SSLObject | None = None
+        self._tls_in: ssl.MemoryBIO | None = None
+        self._tls_out: ssl.MemoryBIO | None = None
+        if ssl_context is not None:
+            self._tls_in = ssl.MemoryBIO()
+            self._tls_out = ssl.MemoryBIO()
+            self._tls = ssl_context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
+
+    # -- inspection -------------------------------------------------------
+    @property
+    def is_tls(self) -> bool:
+        return self._tls is not None
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._backlog_bytes
+
+    def peer(self) -> tuple[str, int]:
+        try:
+            addr = self.sock.getpeername()
+            return addr[0], addr[1]
+        except OSError:
+            return ("", 0)
+
+    # -- raw socket I/O ---------------------------------------------------
+    async def _recv_raw(self, size: int = RECV_SIZE) -> bytes:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self.closed:
+                raise TransportClosed
+            try:
+                data = self.sock.recv(size)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self.sock)
+                continue
+            except OSError as exc:
+                raise TransportClosed from exc
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
+    def _send_raw_now(self, data: bytes | memoryview) -> None:
+        """Write what the kernel takes now; queue the rest. Never blocks."""
+        if self.closed:
+            raise TransportClosed
+        if self._backlog:
+            self._queue(memoryview(data))
+            return
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._mark_broken()
+            raise TransportClosed from exc
+        if sent < len(data):
+            self._queue(memoryview(data)[sent:])
+
+    def _queue(self, view: memoryview) -> None:
+        first = not self._backlog
+        self._backlog.append(view)
+        self._backlog_bytes += len(view)
+        if self._backlog_bytes > self.max_backlog:
+            raise BacklogOverflow
+        if first and self.on_backlog is not None:
+            self.on_backlog()
+
+    def _mark_broken(self) -> None:
+        self._backlog.clear()
+        self._backlog_bytes = 0
+
+    async def drain(self) -> None:
+        """Write out the backlog; returns when it is empty.
+
+        Only one task drains at a time (the writer); others wait for it.
+        """
+        while self._backlog:
+            if self.closed:
+                raise TransportClosed
+            view = self._backlog[0]
+            try:
+                sent = self.sock.send(view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self.sock)
+                continue
+            except OSError as exc:
+                self._mark_broken()
+                raise TransportClosed from exc
+            self._backlog_bytes -= sent
+            if sent == len(view):
+                self._backlog.popleft()
+            else:
+                self._backlog[0] = view[sent:]
+        await trio.lowlevel.checkpoint()
+
+    def drop_backlog(self) -> None:
+        """Forget queued bytes (used before a 4009 close)."""
+        self._backlog.clear()
+        self._backlog_bytes = 0
+
+    # -- TLS ----------------------------------------------------------------
+    def _flush_tls(self) -> None:
+        assert self._tls_out is not None
+        pending = self._tls_out.read()
+        if pending:
+            self._send_raw_now(pending)
+
+    async def handshake(self) -> None:
+        """Run the TLS handshake (no-op on plain TCP). Raises TransportClosed."""
+        if self._tls is None:
+            return
+        assert self._tls_in is not None
+        while True:
+            try:
+                self._tls.do_handshake()
+                self._flush_tls()
+                await self.drain()
+                return
+            except ssl.SSLWantReadError:
+                self._flush_tls()
+                await self.drain()
+                data = await self._recv_raw()
+                if not data:
+                    raise TransportClosed("EOF during TLS handshake")
+                self._tls_in.write(data)
+            except ssl.SSLError as exc:
+                # Send the alert if there is one; the peer deserves to know.
+                try:
+                    self._flush_tls()
+                except TransportClosed:
+                    pass
+                raise TransportClosed(f"TLS handshake failed: {exc.reason}") from exc
+
+    # -- public I/O -----------------------------------------------------------
+    async def receive_some(self) -> bytes:
+        """Plaintext bytes from the peer; b"" on a clean EOF."""
+        if self._tls is None:
+            return await self._recv_raw()
+        assert self._tls_in is not None
+        while True:
+            try:
+                data = self._tls.read(RECV_SIZE)
+                self._flush_tls()  # TLS 1.3 may answer (key updates)
+                return data
+            except ssl.SSLWantReadError:
+                raw = await self._recv_raw()
+                if not raw:
+                    return b""
+                self._tls_in.write(raw)
+            except ssl.SSLZeroReturnError:
+                return b""
+            except ssl.SSLError as exc:
+                raise TransportClosed(f"TLS error: {exc.reason}") from exc
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` without awaiting (encrypting first on TLS).
+
+        Raises:
+            TransportClosed: the socket is gone.
+            BacklogOverflow: the peer is not reading and the backlog is full.
+        """
+        if self._tls is None:
+            self._send_raw_now(data)
+            return
+        try:
+            self._tls.write(data)
+        except ssl.SSLError as exc:
+            raise TransportClosed(f"TLS error: {exc.reason}") from exc
+        self._flush_tls()
+
+    async def send_all(self, data: bytes) -> None:
+        """Write ``data`` and wait until the kernel has all of it."""
+        self.write(data)
+        await self.drain()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._backlog.clear()
+        self._backlog_bytes = 0
+        try:
+            trio.lowlevel.notify_closing(self.sock)
+        except (RuntimeError, OSError):
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,369 @@
+"""One WebSocket connection after the 101: the trio shell (DESIGN.md §1).
+
+The token's ``exp`` *is* the session's cancel-scope deadline.  Whoever
+ends a session first sets ``close_code`` and then cancels the scope, so the
+one ``finally`` in :meth:`Session.run` sends the right close frame:
+
+- deadline passed with no refresh       → 4001
+- :meth:`withdraw` (revoked, removed…)  → its code (4003, 4008, 4009, 1001…)
+- the peer closed, or broke the protocol → echo / 1002 / 1007 / 1009
+
+Outbound frames go through :meth:`offer`, which is synchronous: the hub
+calls it for every subscriber without awaiting (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import trio
+from wsproto.connection import Connection as WSConnection
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+
+from realtime.ratelimit import RateLimiter
+from realtime.tokens import AccessClaims, TokenError
+from realtime.transport import BacklogOverflow, Transport, TransportClosed
+from realtime.ws import frames, protocol
+from realtime.ws.upgrade import principal_problem
+
+if TYPE_CHECKING:
+    from realtime.state import ServerState
+
+log = logging.getLogger("realtime.ws")
+
+ABORT = 1006  # never sent on the wire: the peer is gone, just drop the socket
+CLOSE_WAIT = 2.0  # how long we wait for the peer's close frame after ours
+_ids = itertools.count(1)
+
+
+def trio_deadline(exp: float) -> float:
+    """Translate an epoch ``exp`` into trio's clock."""
+    return trio.current_time() + (exp - time.time())
+
+
+class Session:
+    """Implements the hub's ``Connection`` protocol for one socket."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        claims: AccessClaims,
+        state: "ServerState",
+        *,
+        trailing_data: bytes = b"",
+        echo: bool = False,
+    ) -> None:
+        self.conn_id = next(_ids)
+        self.transport = transport
+        self.state = state
+        self.echo = echo
+        self._set_claims(claims)
+        ws = state.settings.websocket
+        self.ws = WSConnection(ConnectionType.SERVER, trailing_data=trailing_data)
+        rate, burst = _publish_rate(ws.publish_rate)
+        self.publish_limit = RateLimiter(rate, burst)
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.peer_close: CloseConnection | None = None
+        self._scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+        self._writer_running = False
+        self._warn_changed = trio.Event()
+        self._alive = trio.Event()
+
+    # -- identity (read by the hub's indexes) --------------------------------
+    def _set_claims(self, claims: AccessClaims) -> None:
+        self.claims = claims
+        self.sub = claims.sub
+        self.client_id = claims.client_id
+        self.kid = claims.kid
+        self.jti = claims.jti
+        self.scopes = claims.scope
+        self.exp = claims.exp
+
+    # -- the hub-facing, synchronous side -------------------------------------
+    def offer(self, frame: bytes) -> None:
+        """Queue one prepared frame; never blocks, never awaits."""
+        if self.close_code is not None:
+            return
+        try:
+            self.transport.write(frame)
+        except BacklogOverflow:
+            self.transport.drop_backlog()
+            self.withdraw(4009, "slow consumer")
+        except TransportClosed:
+            self.withdraw(ABORT, "connection lost")
+
+    def withdraw(self, code: int, reason: str) -> None:
+        """End this session with ``code`` (first caller wins)."""
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        self._scope.cancel()
+
+    def _start_writer(self) -> None:
+        if not self._writer_running and self._nursery is not None:
+            self._writer_running = True
+            self._nursery.start_soon(self._writer)
+
+    async def _writer(self) -> None:
+        try:
+            while self.transport.backlog_bytes:
+                await self.transport.drain()
+        except TransportClosed:
+            self.withdraw(ABORT, "connection lost")
+        finally:
+            self._writer_running = False
+
+    def send_obj(self, payload: bytes) -> None:
+        """Send one JSON message (already encoded) to this client only."""
+        self.offer(frames.encode_text_frame(payload))
+
+    # -- lifecycle --------------------------------------------------------------
+    async def run(self) -> None:
+        hub = self.state.hub
+        hub.connections.add(self)
+        self.transport.on_backlog = self._start_writer
+        try:
+            self._scope.deadline = trio_deadline(self.exp)
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    if not self.echo:
+                        self.send_obj(protocol.welcome(self.sub, self.exp))
+                    nursery.start_soon(self._warner)
+                    if self.state.settings.websocket.ping_interval > 0:
+                        nursery.start_soon(self._pinger)
+                    await self._reader()
+                    nursery.cancel_scope.cancel()
+            if self.close_code is None and self._scope.cancelled_caught:
+                self.close_code, self.close_reason = 4001, "token expired"
+        finally:
+            self._nursery = None
+            hub.drop(self)
+            await self._close()
+
+    async def _close(self) -> None:
+        code = self.close_code if self.close_code is not None else 1000
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLOSE_WAIT):
+                try:
+                    if code != ABORT and not self.transport.closed:
+                        reply = self.peer_close
+                        if reply is not None and code == 1000:
+                            code = reply.code if reply.code not in (1005, 1006) else 1000
+                        if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                            self.transport.write(
+                                self.ws.send(CloseConnection(code=code, reason=self.close_reason[:100]))
+                            )
+                        await self.transport.drain()
+                        if self.ws.state is ConnectionState.LOCAL_CLOSING:
+                            await self._await_peer_close()
+                except (TransportClosed, BacklogOverflow):
+                    pass
+            self.transport.close()
+        self.state.metrics.closes[code] += 1
+        log.debug("ws %d closed code=%s reason=%s", self.conn_id, code, self.close_reason)
+
+    async def _await_peer_close(self) -> None:
+        while self.ws.state is not ConnectionState.CLOSED:
+            data = await self.transport.receive_some()
+            if not data:
+                return
+            self.ws.receive_data(data)
+            for event in self.ws.events():
+                if isinstance(event, CloseConnection):
+                    return
+
+    # -- tasks ------------------------------------------------------------------
+    async def _warner(self) -> None:
+        """Send ``token_expiring`` at ``exp - expiry_warning``; a refresh
+        moves the deadline and wakes this task to aim again."""
+        warning = self.state.settings.websocket.expiry_warning
+        while True:
+            changed = self._warn_changed
+            with trio.move_on_at(self._scope.deadline - warning):
+                await changed.wait()
+                continue
+            self.send_obj(protocol.token_expiring(self.exp))
+            await changed.wait()
+
+    async def _pinger(self) -> None:
+        """Ping every ``ping_interval``; a peer that sends nothing at all for
+        ``pong_timeout`` after a ping is gone (a pulled cable)."""
+        ws = self.state.settings.websocket
+        while True:
+            await trio.sleep(ws.ping_interval)
+            self._alive = trio.Event()
+            self.offer(frames.encode_ping_frame(b"rt"))
+            with trio.move_on_after(ws.pong_timeout):
+                await self._alive.wait()
+                continue
+            self.withdraw(ABORT, "ping timeout")
+            return
+
+    async def _reader(self) -> None:
+        max_bytes = self.state.settings.websocket.max_message_bytes
+        parts: list[str | bytes] = []
+        size = 0
+        while True:
+            try:
+                data = await self.transport.receive_some()
+            except TransportClosed:
+                data = b""
+            self._alive.set()
+            self.ws.receive_data(data if data else None)
+            for event in self.ws.events():
+                if isinstance(event, (TextMessage, BytesMessage)):
+                    chunk = event.data
+                    size += _utf8_size(chunk) if isinstance(chunk, str) else len(chunk)
+                    if size > max_bytes:
+                        self.withdraw(1009, "message too big")
+                        return
+                    parts.append(chunk)
+                    if event.message_finished:
+                        whole = "".join(parts) if isinstance(chunk, str) else b"".join(parts)  # type: ignore[arg-type]
+                        parts, size = [], 0
+                        self.state.metrics.messages_in += 1
+                        self._on_message(whole)
+                        if self.close_code is not None:
+                            return
+                elif isinstance(event, Ping):
+                    self.transport.write(self.ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    if not data:
+                        self.withdraw(ABORT, "connection lost")
+                    elif self.ws.state is ConnectionState.REMOTE_CLOSING:
+                        self.peer_close = event
+                    else:  # wsproto found a protocol error (1002, 1007, ...)
+                        self.withdraw(event.code, event.reason or "protocol error")
+                    return
+                elif isinstance(event, Pong):
+                    pass
+
+    # -- messages ---------------------------------------------------------------
+    def _on_message(self, whole: str | bytes) -> None:
+        if self.echo:
+            if isinstance(whole, str):
+                self.offer(frames.encode_text_frame(whole.encode()))
+            else:
+                self.offer(frames.encode_binary_frame(whole))
+            return
+        if isinstance(whole, bytes):
+            self.withdraw(1003, "binary messages are not accepted")
+            return
+        try:
+            message = protocol.parse_client_message(
+                whole, max_channel=self.state.settings.websocket.max_channel_name
+            )
+        except protocol.InvalidJSON:
+            self.withdraw(1007, "invalid JSON")
+            return
+        except protocol.MessageError as exc:
+            self.send_obj(protocol.error(exc.id, exc.code, exc.message))
+            return
+        handler = _HANDLERS.get(type(message))
+        if handler is None:
+            self.send_obj(protocol.error(message.id, "unsupported", "not supported"))
+            return
+        handler(self, message)
+
+    def _answer(self, message_id: Any, **extra: Any) -> None:
+        if message_id is not None:
+            self.send_obj(protocol.ack(message_id, **extra))
+
+    def _fail(self, message_id: Any, code: str, text: str) -> None:
+        self.send_obj(protocol.error(message_id, code, text))
+
+    def _on_ping(self, message: protocol.Ping) -> None:
+        self.send_obj(protocol.pong(message.id))
+
+    def _on_subscribe(self, message: protocol.Subscribe) -> None:
+        from realtime.hub import HubError
+
+        try:
+            result = self.state.hub.subscribe(self, message.channel, message.since)
+        except HubError as exc:
+            self._fail(message.id, exc.code, exc.message)
+            return
+        self._answer(message.id)
+        if not result.recovered:
+            self.send_obj(protocol.error(None, "history_gap", f"messages after {message.since} on {message.channel} are no longer kept"))
+        for frame in result.replay:
+            self.offer(frame)
+
+    def _on_unsubscribe(self, message: protocol.Unsubscribe) -> None:
+        self.state.hub.unsubscribe(self, message.channel)
+        self._answer(message.id)
+
+    def _on_publish(self, message: protocol.Publish) -> None:
+        from realtime.hub import HubError
+
+        if not self.publish_limit.allow(trio.current_time()):
+            self.withdraw(4008, "publish rate limit")
+            return
+        try:
+            result = self.state.hub.publish(
+                message.channel, message.data, from_sub=self.sub, scopes=self.scopes
+            )
+        except HubError as exc:
+            self._fail(message.id, exc.code, exc.message)
+            return
+        self.state.metrics.publishes += 1
+        self.state.metrics.deliveries += result.delivered
+        self._answer(message.id, seq=result.seq)
+
+    def _on_refresh(self, message: protocol.Refresh) -> None:
+        settings = self.state.settings
+        try:
+            claims = self.state.keyring.verify(
+                message.token,
+                issuer=settings.issuer,
+                audience=settings.audience,
+                leeway=settings.oauth.leeway,
+                revoked=self.state.revoked,
+            )
+        except TokenError as exc:
+            self.state.metrics.refreshes["error"] += 1
+            self._fail(message.id, "invalid_token", str(exc))
+            return
+        if claims.sub != self.sub or claims.client_id != self.client_id:
+            self._fail(message.id, "invalid_token", "token is for another subject or client")
+            return
+        problem = principal_problem(claims, settings)
+        if problem is not None:
+            self._fail(message.id, "invalid_token", problem)
+            return
+        old = (self.sub, self.client_id, self.kid, self.jti)
+        self._set_claims(claims)
+        self.state.hub.connections.reindex(self, *old)
+        self._scope.deadline = trio_deadline(claims.exp)
+        self._warn_changed.set()
+        self._warn_changed = trio.Event()
+        self.state.metrics.refreshes["ok"] += 1
+        self.send_obj(protocol.refreshed(claims.exp, message.id))
+        self._answer(message.id)
+
+
+def _utf8_size(text: str) -> int:
+    # Cheap bound first: most messages are far below the limit.
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _publish_rate(value: str) -> tuple[float, int]:
+    from realtime.units import parse_rate
+
+    return parse_rate(value)
+
+
+_HANDLERS = {
+    protocol.Ping: Session._on_ping,
+    protocol.Subscribe: Session._on_subscribe,
+    protocol.Unsubscribe: Session._on_unsubscribe,
+    protocol.Publish: Session._on_publish,
+    protocol.Refresh: Session._on_refresh,
+}
