@@ -242,7 +242,8 @@ class HttpConnection:
             try:
                 await self._send(Response(response.status, response.headers + (("connection", "close"),), response.body))
             except TransportClosed:
-                pass
+                return
+            await self.transport.linger_close()
 
 
 _HANDSHAKE_RESULTS = {401: "unauthorized", 403: "forbidden"}

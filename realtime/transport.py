@@ -237,6 +237,31 @@ class Transport:
         self.write(data)
         await self.drain()
 
+    async def linger_close(self, timeout: float = 1.0, max_bytes: int = 1 << 20) -> None:
+        """Half-close, then read and discard what the peer still sends.
+
+        Closing a socket with unread input makes the kernel send RST, and the
+        peer may then lose the error response we just wrote (RFC 7230 §6.6).
+        """
+        if self.closed:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        discarded = 0
+        with trio.move_on_after(timeout):
+            while discarded < max_bytes:
+                try:
+                    data = await self._recv_raw()
+                except TransportClosed:
+                    break
+                if not data:
+                    break
+                discarded += len(data)
+        self.close()
+
     def close(self) -> None:
         if self.closed:
             return

@@ -34,10 +34,26 @@ async def test_subprotocol_token_selects_realtime_v1_and_never_echoes(running: R
         running.url("/ws", "ws"), subprotocols=["realtime.v1", f"bearer.{token}"]
     ) as ws:
         assert ws.subprotocol == "realtime.v1"
-        headers = dict(ws.handshake_headers)
-        assert token.encode() not in b"".join(k + v for k, v in ws.handshake_headers)
-        assert headers[b"sec-websocket-protocol"] == b"realtime.v1"
         assert loads(await ws.get_message())["type"] == "welcome"
+
+
+async def test_raw_101_names_only_realtime_v1(running: Running) -> None:
+    token = running.mint()
+    stream = await trio.open_tcp_stream(running.http.host, running.http.port)
+    async with stream:
+        await stream.send_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Protocol: realtime.v1, bearer." + token.encode() + b"\r\n\r\n")
+        head = b""
+        with trio.fail_after(5):
+            while b"\r\n\r\n" not in head:
+                head += await stream.receive_some(4096)
+    head = head.split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 101")
+    assert b"sec-websocket-protocol: realtime.v1\r\n" in head + b"\r\n"
+    assert b"sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=" in head
+    assert token.lower().encode() not in head
 
 
 async def test_query_token_refused_unless_enabled(start_server, make_settings) -> None:
