@@ -71,9 +71,9 @@ async def _reload(state: "ServerState", trigger: str) -> bool:
         log.warning("reload: listener addresses changed in the file; they apply after a restart")
     state.settings = new
     state.extras["ssl_context"] = ssl_context
-    for conn, channel in state.hub.update_rules(new.channels, new.websocket):
-        from realtime.ws import protocol
+    from realtime.ws import protocol
 
+    for conn, channel in state.hub.update_rules(new.channels, new.websocket):
         conn.send_obj(protocol.error(None, "subscription_revoked", f"no longer allowed on {channel}"))
     closed = withdraw_lost_access(state, old, new)
     log.info("reload (%s) applied: %d apps, %d users, %d channel rules; %d connections closed",

@@ -27,6 +27,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 from realtime.ratelimit import RateLimiter
 from realtime.tokens import AccessClaims, TokenError
 from realtime.transport import BacklogOverflow, Transport, TransportClosed
+from realtime.hub import HubError
 from realtime.ws import frames, protocol
 from realtime.ws.upgrade import principal_problem
 
@@ -64,8 +65,7 @@ class Session:
         self._set_claims(claims)
         ws = state.settings.websocket
         self.ws = WSConnection(ConnectionType.SERVER, trailing_data=trailing_data)
-        rate, burst = _publish_rate(ws.publish_rate)
-        self.publish_limit = RateLimiter(rate, burst)
+        self.publish_limit = RateLimiter.from_spec(ws.publish_rate)
         self.close_code: int | None = None
         self.close_reason = ""
         self.peer_close: CloseConnection | None = None
@@ -283,16 +283,18 @@ class Session:
         self.send_obj(protocol.pong(message.id))
 
     def _on_subscribe(self, message: protocol.Subscribe) -> None:
-        from realtime.hub import HubError
-
         try:
             result = self.state.hub.subscribe(self, message.channel, message.since)
         except HubError as exc:
             self._fail(message.id, exc.code, exc.message)
             return
-        self._answer(message.id)
-        if not result.recovered:
-            self.send_obj(protocol.error(None, "history_gap", f"messages after {message.since} on {message.channel} are no longer kept"))
+        # The ack tells whether `since` was fully recovered (hub.py docstring);
+        # the replay follows it with no await in between, so no live message
+        # can slip ahead of the history.
+        if message.since is not None:
+            self.send_obj(protocol.ack(message.id, recovered=result.recovered))
+        else:
+            self._answer(message.id)
         for frame in result.replay:
             self.offer(frame)
 
@@ -301,8 +303,6 @@ class Session:
         self._answer(message.id)
 
     def _on_publish(self, message: protocol.Publish) -> None:
-        from realtime.hub import HubError
-
         if not self.publish_limit.allow(trio.current_time()):
             self.withdraw(4008, "publish rate limit")
             return
@@ -346,18 +346,25 @@ class Session:
         self._warn_changed = trio.Event()
         self.state.metrics.refreshes["ok"] += 1
         self.send_obj(protocol.refreshed(claims.exp, message.id))
-        self._answer(message.id)
+        # The new token may hold fewer scopes: drop what it no longer allows.
+        for _conn, channel in self.state.hub.revalidate(self):
+            self.send_obj(protocol.error(None, "subscription_revoked", f"token no longer allows {channel}"))
+
+    def _on_presence(self, message: protocol.Presence) -> None:
+        hub = self.state.hub
+        try:
+            members = hub.presence(message.channel, sub=self.sub, scopes=self.scopes)
+        except HubError as exc:
+            self._fail(message.id, exc.code, exc.message)
+            return
+        users = self.state.settings.users
+        listed = [(sub, count, users[sub].display_name if sub in users else None) for sub, count in members]
+        self.send_obj(protocol.presence(message.channel, listed, message.id))
 
 
 def _utf8_size(text: str) -> int:
     # Cheap bound first: most messages are far below the limit.
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-
-
-def _publish_rate(value: str) -> tuple[float, int]:
-    from realtime.units import parse_rate
-
-    return parse_rate(value)
 
 
 _HANDLERS = {
@@ -366,4 +373,5 @@ _HANDLERS = {
     protocol.Unsubscribe: Session._on_unsubscribe,
     protocol.Publish: Session._on_publish,
     protocol.Refresh: Session._on_refresh,
+    protocol.Presence: Session._on_presence,
 }
