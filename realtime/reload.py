@@ -15,6 +15,7 @@ from realtime.settings import Settings
 
 if TYPE_CHECKING:
     from realtime.state import ServerState
+    from realtime.tokens import KeyRing
 
 log = logging.getLogger("realtime.reload")
 
@@ -31,9 +32,7 @@ def _load(settings: Settings) -> Settings:
     from realtime.config import load_settings
 
     assert settings.config_path is not None
-    # Listener addresses and the state dir need a restart: keep the running ones.
-    fresh = load_settings(settings.config_path)
-    return fresh
+    return load_settings(settings.config_path)
 
 
 async def reload(state: "ServerState", trigger: str) -> bool:
@@ -54,8 +53,10 @@ async def _reload(state: "ServerState", trigger: str) -> bool:
         state.last_reload = {"result": "skipped", "time": started, "trigger": trigger}
         return False
     try:
-        new = await trio.to_thread.run_sync(_load, old)
-        ssl_context = await trio.to_thread.run_sync(build_tls_context, _keep_listeners(new, old))
+        from_files = await trio.to_thread.run_sync(_load, old)
+        new = _keep_listeners(from_files, old)
+        ssl_context = await trio.to_thread.run_sync(build_tls_context, new)
+        keyring = await trio.to_thread.run_sync(load_keyring, new)
     except ConfigError as exc:
         for issue in exc.issues:
             log.error("reload (%s) rejected: %s", trigger, issue)
@@ -66,23 +67,36 @@ async def _reload(state: "ServerState", trigger: str) -> bool:
         log.error("reload (%s) rejected: %s", trigger, exc)
         state.last_reload = {"result": "error", "time": started, "trigger": trigger, "errors": [str(exc)]}
         return False
-    new = _keep_listeners(new, old)
-    if (new.server.http, new.server.https) != (old.server.http, old.server.https):
+    if (from_files.server.http, from_files.server.https) != (old.server.http, old.server.https):
         log.warning("reload: listener addresses changed in the file; they apply after a restart")
     state.settings = new
     state.extras["ssl_context"] = ssl_context
+    state.keyring = keyring
     from realtime.ws import protocol
 
     for conn, channel in state.hub.update_rules(new.channels, new.websocket):
         conn.send_obj(protocol.error(None, "subscription_revoked", f"no longer allowed on {channel}"))
-    closed = withdraw_lost_access(state, old, new)
+    closed = withdraw_lost_access(state, old, new) + withdraw_retired_keys(state)
     log.info("reload (%s) applied: %d apps, %d users, %d channel rules; %d connections closed",
              trigger, len(new.apps), len(new.users), len(new.channels), closed)
     state.last_reload = {"result": "ok", "time": started, "trigger": trigger}
     return True
 
 
+def load_keyring(settings: Settings) -> "KeyRing":
+    """Blocking: the ring as the files say now (``realtime key rotate`` writes
+    them), creating a key of a newly configured ``signing_alg`` if needed."""
+    from realtime.tokens import KeyRing
+
+    return KeyRing.load_or_create(
+        settings.server.state_dir / "keys",
+        settings.oauth.signing_alg,
+        retire_after=max_access_ttl(settings) + settings.oauth.leeway,
+    )
+
+
 def _keep_listeners(new: Settings, old: Settings) -> Settings:
+    """Listener addresses and the state dir need a restart: keep the running ones."""
     import attrs
 
     server = attrs.evolve(new.server, http=old.server.http, https=old.server.https,

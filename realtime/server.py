@@ -30,7 +30,7 @@ from realtime.http.router import Router
 from realtime.settings import Addr, Settings
 from realtime.state import ServerState
 from realtime.tls import create_ssl_context, ensure_self_signed
-from realtime.tokens import KeyRing, RevokedSet
+from realtime.tokens import RevokedSet
 from realtime.transport import Transport
 
 log = logging.getLogger("realtime.server")
@@ -99,14 +99,7 @@ async def build_state(settings: Settings) -> ServerState:
     """Everything a request needs, built before the first accept."""
     server = settings.server
     await trio.to_thread.run_sync(prepare_state_dir, server.state_dir, limiter=_file_limiter)
-    keyring = await trio.to_thread.run_sync(
-        lambda: KeyRing.load_or_create(
-            server.state_dir / "keys",
-            settings.oauth.signing_alg,
-            retire_after=reloading.max_access_ttl(settings) + settings.oauth.leeway,
-        ),
-        limiter=_file_limiter,
-    )
+    keyring = await trio.to_thread.run_sync(reloading.load_keyring, settings, limiter=_file_limiter)
     state = ServerState(
         settings=settings,
         keyring=keyring,
