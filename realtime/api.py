@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response, bearer_challenge, error_response, json_response, text_response
 from realtime.http.router import Router
+from realtime.oauth import routes as oauth_routes
+from realtime.store import AsyncStore
 from realtime.ws.upgrade import verify_bearer
 
 if TYPE_CHECKING:
@@ -66,21 +68,11 @@ def register(router: Router) -> None:
     router.add("GET", "/healthz", healthz)
     router.add("POST", "/api/publish", publish)
     router.add("GET", "/metrics", metrics)
-    try:
-        from realtime.oauth import routes as oauth_routes
-    except ImportError:  # the OAuth layer is optional while it is being built
-        log.warning("OAuth endpoints unavailable")
-        return
     oauth_routes.register(router)
 
 
 async def setup_oauth(state: "ServerState") -> None:
     """Open the state store, load revocations, build the OAuth services."""
-    try:
-        from realtime.oauth import routes as oauth_routes
-        from realtime.store import AsyncStore
-    except ImportError:
-        return
     store = await AsyncStore.open(state.settings.server.state_dir / "state.sqlite3")
     state.store = store
     state.revoked.load(await store.revoked_jtis(time.time()))

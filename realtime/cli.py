@@ -9,6 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+from realtime import admin
+
 DEFAULT_CONFIG = Path("conf/realtime.toml")
 
 
@@ -37,12 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(reload_)
     reload_.set_defaults(func=cmd_reload)
 
-    try:
-        from realtime import admin
-    except ImportError:
-        admin = None  # type: ignore[assignment]
-    if admin is not None:
-        admin.add_subcommands(sub)
+    admin.add_subcommands(sub)
     return parser
 
 

@@ -1,0 +1,145 @@
+"""``realtime app add | rotate-secret | remove``: edit ``apps.toml`` with tomlkit."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from realtime.admin.files import AdminError, Paths, atomic_write, check_value, load_toml, notify
+from realtime.passwords import hash_secret
+
+def _apps_of(doc: tomlkit.TOMLDocument, path: Path) -> Any:
+    apps = doc.get("app")
+    if apps is None:
+        return None
+    if not isinstance(apps, list):
+        raise AdminError(f"{path}: 'app' must be an array of tables ([[app]])")
+    return apps
+
+
+def _find_app(doc: tomlkit.TOMLDocument, path: Path, client_id: str) -> tuple[Any, int]:
+    apps = _apps_of(doc, path) or []
+    for n, table in enumerate(apps):
+        if isinstance(table, dict) and table.get("client_id") == client_id:
+            return apps, n
+    raise AdminError(f"{path}: no app with client_id {client_id!r}")
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:32]
+    return slug or "app"
+
+
+def cmd_app_add(args: argparse.Namespace) -> int:
+    from realtime.config_apps import redirect_uri
+    from realtime.config_fields import nonempty, scope
+
+    paths = Paths(args.config)
+    if args.oauth1:
+        raise AdminError("--oauth1: OAuth 1.0a consumers are not available in this build")
+    check_value("name", args.name, nonempty)
+    uris = list(dict.fromkeys(args.redirect_uri or []))
+    for uri in uris:
+        check_value("redirect URI", uri, redirect_uri)
+    grants = list(dict.fromkeys(args.grant or ["authorization_code", "refresh_token"]))
+    scopes = list(dict.fromkeys(args.scope or []))
+    for s in scopes:
+        check_value("scope", s, scope)
+    if "authorization_code" in grants and not uris:
+        raise AdminError("the authorization_code grant needs at least one --redirect-uri")
+    if args.public and "client_credentials" in grants:
+        raise AdminError("client_credentials needs a confidential app (drop --public)")
+
+    doc = load_toml(paths.apps)
+    apps = _apps_of(doc, paths.apps)
+    taken = {t.get("client_id") for t in apps or () if isinstance(t, dict)}
+    while True:
+        client_id = f"{_slug(args.name)}-{secrets.token_hex(4)}"
+        if client_id not in taken:
+            break
+    table = tomlkit.table()
+    table["name"] = args.name
+    table["client_id"] = client_id
+    secret = None
+    if args.public:
+        table["public"] = True
+    else:
+        secret = secrets.token_urlsafe(32)
+        table["client_secret_hash"] = hash_secret(secret)
+    table["redirect_uris"] = uris
+    table["grant_types"] = grants
+    table["scopes"] = scopes
+    if apps is None:
+        aot = tomlkit.aot()
+        aot.append(table)
+        doc["app"] = aot
+    else:
+        apps.append(table)
+    atomic_write(paths.apps, tomlkit.dumps(doc))
+    print(f"client_id: {client_id}")
+    if secret is not None:
+        print(f"client_secret: {secret}")
+        print("note: the secret is shown only this once; store it now", file=sys.stderr)
+    notify(paths)
+    return 0
+
+
+def cmd_app_rotate(args: argparse.Namespace) -> int:
+    from realtime.units import parse_duration
+
+    paths = Paths(args.config)
+    try:
+        grace = parse_duration(args.grace)
+    except ValueError as exc:
+        raise AdminError(f"bad --grace: {exc}") from None
+    doc = load_toml(paths.apps)
+    apps, n = _find_app(doc, paths.apps, args.client_id)
+    table = apps[n]
+    if table.get("public") or "client_secret_hash" not in table:
+        raise AdminError(f"{paths.apps}: app {args.client_id!r} is public and has no secret")
+    now = time.time()
+    retired = tomlkit.array()
+    for item in table.get("retired_secrets", []):
+        if isinstance(item, dict) and float(item.get("expires_at", 0)) > now:
+            retired.append(_inline(hash=str(item["hash"]), expires_at=int(item["expires_at"])))
+    if grace > 0:
+        retired.append(_inline(hash=str(table["client_secret_hash"]), expires_at=int(now + grace + 0.999)))
+    secret = secrets.token_urlsafe(32)
+    table["client_secret_hash"] = hash_secret(secret)
+    if len(retired):
+        table["retired_secrets"] = retired
+    elif "retired_secrets" in table:
+        del table["retired_secrets"]
+    atomic_write(paths.apps, tomlkit.dumps(doc))
+    print(f"client_id: {args.client_id}")
+    print(f"client_secret: {secret}")
+    if grace > 0:
+        print(f"note: the old secret keeps working for {args.grace}", file=sys.stderr)
+    notify(paths)
+    return 0
+
+
+def _inline(**values: Any) -> Any:
+    table = tomlkit.inline_table()
+    table.update(values)
+    return table
+
+
+def cmd_app_remove(args: argparse.Namespace) -> int:
+    paths = Paths(args.config)
+    doc = load_toml(paths.apps)
+    apps, n = _find_app(doc, paths.apps, args.client_id)
+    del apps[n]
+    atomic_write(paths.apps, tomlkit.dumps(doc))
+    print(f"removed app {args.client_id}", file=sys.stderr)
+    notify(paths)
+    return 0
+
+

@@ -1,0 +1,381 @@
+"""The authorization endpoint (RFC 6749 §3.1, §4.1.1–4.1.2): login, consent, code.
+
+GET (or POST without ``action``) validates the authorization request and
+shows the login form, the consent page, or redirects with a code.  POST
+with ``action=login`` or ``action=consent`` handles the forms.
+
+RFC 6749 §4.1.2.1: "If the request fails due to a missing, invalid, or
+mismatching redirection URI, or if the client identifier is missing or
+invalid, the authorization server SHOULD inform the resource owner of the
+error and MUST NOT automatically redirect the user-agent to the invalid
+redirection URI."  Every other error redirects with ``error``, ``state``
+and (RFC 9207 §2) ``iss``.
+
+RFC 9700 §2.1: "Clients MUST prevent Cross-Site Request Forgery (CSRF)"
+— our own forms carry a CSRF token bound to a browser cookie, the login
+session and the authorization request itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from typing import TYPE_CHECKING, Mapping
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import attrs
+
+from realtime.http import pages
+from realtime.http.request import BadRequest, Request
+from realtime.http.responses import Response, redirect
+from realtime.oauth import pkce
+from realtime.oauth.common import active_user, grant_scopes, parse_scope, single
+from realtime.oauth.errors import (
+    AccessDeniedError,
+    ConsentRequiredError,
+    InvalidRequestError,
+    LoginRequiredError,
+    OAuthError,
+    UnauthorizedClientError,
+    UnsupportedResponseTypeError,
+    retry_after_value,
+)
+from realtime.oauth.services import CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices, Session, get_services
+from realtime.settings import App, Settings, User
+from realtime.store import token_hash
+
+if TYPE_CHECKING:
+    from realtime.state import ServerState
+
+log = logging.getLogger("realtime.oauth")
+
+#: The parameters of an authorization request that the forms carry along.
+AUTHZ_PARAMS = (
+    "response_type", "client_id", "redirect_uri", "scope", "state",
+    "code_challenge", "code_challenge_method", "prompt",
+)
+PROMPTS = {"none", "login", "consent"}
+
+
+@attrs.frozen
+class AuthzRequest:
+    app: App
+    redirect_uri: str  # where to send the browser (registered, exact match)
+    redirect_given: bool  # whether the request named it (RFC 6749 §4.1.3)
+    scope: frozenset[str] | None  # None: the app's default
+    state: str | None
+    code_challenge: str | None
+    prompt: frozenset[str]
+    params: dict[str, str]  # the request as received, for the forms
+
+    def flow(self) -> str:
+        """A digest binding a CSRF token to this very request."""
+        canon = json.dumps(sorted(self.params.items()), separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()
+
+
+class _Redirect(Exception):
+    def __init__(self, error: OAuthError, req_redirect: str, state: str | None) -> None:
+        super().__init__(error.error)
+        self.error = error
+        self.redirect_uri = req_redirect
+        self.state = state
+
+
+def _error_page(status: int, title: str, message: str) -> Response:
+    return pages.page_response(status, pages.error_page(title, message))
+
+
+def redirect_to(uri: str, params: Mapping[str, str]) -> Response:
+    """RFC 6749 §3.1.2: "The endpoint URI MAY include an
+    "application/x-www-form-urlencoded" formatted ... query component,
+    which MUST be retained when adding additional query parameters."
+    """
+    parts = urlsplit(uri)
+    extra = urlencode(list(params.items()))
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return redirect(urlunsplit((parts.scheme, parts.netloc, parts.path, query, "")), 302)
+
+
+def _redirect_params(settings: Settings, state: str | None, params: Mapping[str, str]) -> dict[str, str]:
+    out = dict(params)
+    if state is not None:
+        out["state"] = state
+    # RFC 9207 §2: "the authorization server MUST ... include the iss parameter"
+    out["iss"] = settings.issuer
+    return out
+
+
+def parse_request(multi: Mapping[str, list[str]], settings: Settings) -> AuthzRequest | Response:
+    """Validate an authorization request.
+
+    Returns an error page (client or redirect URI not to be trusted) or the
+    request; raises :class:`_Redirect` for errors the client should hear.
+    """
+    for name in ("client_id", "redirect_uri"):
+        if len(multi.get(name, ())) > 1:
+            return _error_page(400, "Invalid request", f"The {name} parameter is repeated.")
+    client_id = (multi.get("client_id") or [""])[0]
+    app = settings.apps.get(client_id) if client_id else None
+    if app is None:
+        return _error_page(400, "Unknown application", "The application that sent you here is not registered.")
+    given = (multi.get("redirect_uri") or [""])[0]
+    if given:
+        # Exact string comparison (RFC 9700 §4.1.3: "exact string matching").
+        if not any(hmac.compare_digest(given.encode(), uri.encode()) for uri in app.redirect_uris):
+            return _error_page(400, "Invalid redirect URI", "The redirect URI is not registered for this application.")
+        redirect_uri = given
+    elif len(app.redirect_uris) == 1:
+        redirect_uri = app.redirect_uris[0]
+    else:
+        return _error_page(400, "Invalid redirect URI", "The request must name one of the registered redirect URIs.")
+
+    state_values = multi.get("state") or [None]
+    state = state_values[0] if len(state_values) == 1 else None
+    try:
+        params = single({k: v for k, v in multi.items() if k in AUTHZ_PARAMS})
+    except InvalidRequestError as exc:
+        raise _Redirect(exc, redirect_uri, state) from None
+    state = params.get("state")
+
+    def fail(error: OAuthError) -> _Redirect:
+        return _Redirect(error, redirect_uri, state)
+
+    response_type = params.get("response_type")
+    if not response_type:
+        raise fail(InvalidRequestError("response_type is missing"))
+    if response_type != "code":
+        raise fail(UnsupportedResponseTypeError("only response_type=code is supported"))
+    if "authorization_code" not in app.grant_types:
+        raise fail(UnauthorizedClientError("the client may not use the authorization code grant"))
+    try:
+        scope = parse_scope(params.get("scope"))
+        grant_scopes(scope, app, None)  # invalid_scope for a scope the app may never have
+    except OAuthError as exc:
+        raise fail(exc) from None
+    challenge = params.get("code_challenge")
+    method = params.get("code_challenge_method")
+    if challenge is None:
+        if method is not None:
+            raise fail(InvalidRequestError("code_challenge_method without code_challenge"))
+        if app.public:
+            # RFC 9700 §2.1.1 / SPEC §3: public clients must use PKCE.
+            raise fail(InvalidRequestError("code_challenge is required (PKCE, S256)"))
+    else:
+        if method != "S256":
+            # RFC 7636 §4.3: the method "defaults to "plain" if not present";
+            # plain is not supported here.
+            raise fail(InvalidRequestError("code_challenge_method must be S256"))
+        if not pkce.valid_challenge(challenge):
+            raise fail(InvalidRequestError("code_challenge must be 43 base64url characters"))
+    prompt = frozenset((params.get("prompt") or "").split())
+    if not prompt <= PROMPTS or ("none" in prompt and len(prompt) > 1):
+        raise fail(InvalidRequestError("unsupported prompt value"))
+    return AuthzRequest(
+        app=app, redirect_uri=redirect_uri, redirect_given=bool(given), scope=scope, state=state,
+        code_challenge=challenge, prompt=prompt, params=params,
+    )
+
+
+def _cookie(name: str, value: str, request: Request, max_age: int) -> tuple[str, str]:
+    attrs_ = f"{name}={value}; Path=/oauth2; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+    if request.scheme == "https":
+        attrs_ += "; Secure"
+    return ("set-cookie", attrs_)
+
+
+class _Flow:
+    """One authorization request being served, with its browser's cookies."""
+
+    def __init__(self, request: Request, state: "ServerState", services: OAuthServices,
+                 settings: Settings, authz: AuthzRequest, now: float) -> None:
+        self.request = request
+        self.state = state
+        self.services = services
+        self.settings = settings
+        self.authz = authz
+        self.now = now
+        cookies = request.cookies()
+        self.set_cookies: list[tuple[str, str]] = []
+        binding = cookies.get(CSRF_COOKIE, "")
+        if not (16 <= len(binding) <= 100):
+            binding = ""
+        self.binding = binding
+        self.session_cookie = cookies.get(SESSION_COOKIE)
+
+    def ensure_binding(self) -> str:
+        if not self.binding:
+            self.binding = secrets.token_urlsafe(24)
+            self.set_cookies.append(_cookie(CSRF_COOKIE, self.binding, self.request, int(CSRF_TTL)))
+        return self.binding
+
+    def hidden(self, purpose: str, sid: str = "") -> dict[str, str]:
+        binding = self.ensure_binding()
+        fields = dict(self.authz.params)
+        fields["csrf_token"] = self.services.csrf_token(purpose, f"{binding}|{sid}", self.authz.flow(), self.now)
+        return fields
+
+    def csrf_ok(self, token: str | None, purpose: str, sid: str = "") -> bool:
+        if not self.binding:
+            return False
+        return self.services.check_csrf(token, purpose, f"{self.binding}|{sid}", self.authz.flow(), self.now)
+
+    def page(self, status: int, html: str, *headers: tuple[str, str]) -> Response:
+        return pages.page_response(
+            status, html, self.authz.redirect_uri, tuple(self.set_cookies) + tuple(headers)
+        )
+
+    def login(self, status: int = 200, error: str | None = None, username: str = "",
+              *headers: tuple[str, str]) -> Response:
+        html = pages.login_page(app_name=self.authz.app.name, hidden=self.hidden("login"),
+                                username=username, error=error)
+        return self.page(status, html, *headers)
+
+    def back(self, params: Mapping[str, str]) -> Response:
+        response = redirect_to(self.authz.redirect_uri, _redirect_params(self.settings, self.authz.state, params))
+        return response.with_headers(*self.set_cookies)
+
+    def fail(self, error: OAuthError) -> Response:
+        return self.back(error.params())
+
+    async def proceed(self, user: User, session: Session, *, force_consent: bool = False) -> Response:
+        """Logged in: consent page, or straight to the client with a code."""
+        authz = self.authz
+        try:
+            granted = grant_scopes(authz.scope, authz.app, user)
+        except OAuthError as exc:
+            return self.fail(exc)
+        remembered = await self.services.store.get_consent(user.name, authz.app.client_id)
+        if remembered is not None and granted <= remembered and not force_consent:
+            return await self.issue_code(user, granted)
+        if "none" in authz.prompt:
+            return self.fail(ConsentRequiredError("consent is required"))
+        host = urlsplit(authz.redirect_uri).netloc or authz.redirect_uri
+        html = pages.consent_page(app_name=authz.app.name, user=user.display_name or user.name,
+                                  scopes=granted, hidden=self.hidden("consent", session.sid),
+                                  redirect_host=host)
+        return self.page(200, html)
+
+    async def issue_code(self, user: User, granted: frozenset[str]) -> Response:
+        """RFC 6749 §4.1.2: "The authorization code MUST expire shortly after
+        it is issued ... A maximum authorization code lifetime of 10 minutes
+        is RECOMMENDED." Ours: ``[oauth] code_ttl`` (60 s), single use."""
+        code = secrets.token_urlsafe(32)
+        await self.services.store.save_code(
+            token_hash(code),
+            client_id=self.authz.app.client_id,
+            redirect_uri=self.authz.redirect_uri if self.authz.redirect_given else None,
+            code_challenge=self.authz.code_challenge,
+            sub=user.name,
+            scope=granted,
+            expires_at=self.now + self.settings.oauth.code_ttl,
+        )
+        return self.back({"code": code})
+
+
+def _current_user(flow: _Flow) -> tuple[User, Session] | None:
+    session = flow.services.read_session(flow.session_cookie, flow.now)
+    if session is None:
+        return None
+    user = active_user(flow.settings, session.sub)
+    return (user, session) if user is not None else None
+
+
+async def _start(flow: _Flow) -> Response:
+    """A fresh authorization request: login form, consent page or code."""
+    current = None if "login" in flow.authz.prompt else _current_user(flow)
+    if current is None:
+        if "none" in flow.authz.prompt:
+            return flow.fail(LoginRequiredError("the user is not signed in"))
+        return flow.login()
+    user, session = current
+    return await flow.proceed(user, session, force_consent="consent" in flow.authz.prompt)
+
+
+async def _login(flow: _Flow, form: Mapping[str, str]) -> Response:
+    if not flow.csrf_ok(form.get("csrf_token"), "login"):
+        return flow.login(403, "The form has expired. Please sign in again.")
+    username = form.get("username", "")
+    secret = form.get("password", "")
+    if not username or not secret or len(username) > 256 or len(secret) > 1024:
+        return flow.login(400, "Enter your user name and password.", username[:256])
+    throttle = flow.services.throttle
+    address = flow.request.client_host or "-"
+    wait = throttle.retry_after(username, address, flow.now)
+    if wait > 0:
+        return flow.login(429, "Too many failed attempts. Try again later.", username,
+                          ("retry-after", retry_after_value(wait)))
+    user = flow.settings.users.get(username)
+    ok = await flow.services.hasher.verify(user.password_hash if user else None, secret)
+    if not ok or user is None or user.disabled:
+        throttle.failed(username, address, flow.now)
+        log.info("failed login (client_id=%s, address=%s)", flow.authz.app.client_id, address)
+        return flow.login(400, "Invalid user name or password.", username)
+    cookie = flow.services.make_session(user.name, flow.now)
+    flow.set_cookies.append(_cookie(SESSION_COOKIE, cookie, flow.request, int(SESSION_TTL)))
+    session = flow.services.read_session(cookie, flow.now)
+    assert session is not None
+    return await flow.proceed(user, session, force_consent="consent" in flow.authz.prompt)
+
+
+async def _consent(flow: _Flow, form: Mapping[str, str]) -> Response:
+    current = _current_user(flow)
+    if current is None:
+        return flow.login(200, "Please sign in again.")
+    user, session = current
+    if not flow.csrf_ok(form.get("csrf_token"), "consent", session.sid):
+        return _error_page(403, "Request refused", "The consent form has expired or was not sent by this browser.")
+    decision = form.get("decision")
+    if decision == "deny":
+        return flow.fail(AccessDeniedError("the user denied the request"))
+    if decision != "allow":
+        return flow.fail(InvalidRequestError("unknown consent decision"))
+    try:
+        granted = grant_scopes(flow.authz.scope, flow.authz.app, user)
+    except OAuthError as exc:
+        return flow.fail(exc)
+    await flow.services.store.save_consent(user.name, flow.authz.app.client_id, granted, flow.now)
+    return await flow.issue_code(user, granted)
+
+
+async def authorize_endpoint(request: Request, state: "ServerState") -> Response:
+    """GET/POST /oauth2/authorize."""
+    services = get_services(state)
+    settings = state.settings
+    now = services.clock()
+    if request.method == "POST":
+        try:
+            multi = request.form()
+        except BadRequest:
+            return _error_page(400, "Invalid request", "The form could not be read.")
+    else:
+        multi = request.query
+    try:
+        parsed = parse_request(multi, settings)
+        if isinstance(parsed, Response):
+            return parsed
+        flow = _Flow(request, state, services, settings, parsed, now)
+        if request.method != "POST":
+            return await _start(flow)
+        try:
+            extra = single({k: v for k, v in multi.items() if k not in AUTHZ_PARAMS})
+        except InvalidRequestError as exc:
+            return flow.fail(exc)
+        action = extra.get("action")
+        if action == "login":
+            return await _login(flow, extra)
+        if action == "consent":
+            return await _consent(flow, extra)
+        if action is None:
+            return await _start(flow)  # RFC 6749 §3.1: POST may carry the request
+        return flow.fail(InvalidRequestError("unknown action"))
+    except _Redirect as exc:
+        return redirect_to(exc.redirect_uri, _redirect_params(settings, exc.state, exc.error.params()))
+    except OAuthError as exc:
+        return _error_page(exc.status_code, "Request refused", exc.description or exc.error)
+    except Exception:
+        log.exception("authorization endpoint failed")
+        return _error_page(500, "Server error", "Something went wrong. Please try again.")

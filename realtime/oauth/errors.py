@@ -1,0 +1,182 @@
+"""RFC 6749 errors: one class per error code, rendered in one place.
+
+RFC 6749 §5.2: "The authorization server responds with an HTTP 400 (Bad
+Request) status code (unless specified otherwise) and includes the
+following parameters with the response: error (REQUIRED) ...
+error_description (OPTIONAL) Human-readable ASCII text providing
+additional information".
+
+Descriptions are fixed, operator-written strings: never exception text,
+never a secret, never an echo of what the client sent.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from realtime.http.responses import Response, error_response
+
+NO_STORE: tuple[tuple[str, str], ...] = (("cache-control", "no-store"), ("pragma", "no-cache"))
+
+
+class OAuthError(Exception):
+    """Base: ``error`` is the RFC code, ``status_code`` its HTTP status."""
+
+    error: ClassVar[str] = "invalid_request"
+    status_code: ClassVar[int] = 400
+
+    def __init__(self, description: str | None = None, *, state: str | None = None) -> None:
+        super().__init__(description or self.error)
+        self.description = description
+        self.state = state
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return NO_STORE
+
+    def to_response(self) -> Response:
+        return error_response(self.status_code, self.error, self.description, self.headers())
+
+    def params(self) -> dict[str, str]:
+        """The redirect form (RFC 6749 §4.1.2.1) without ``state``/``iss``."""
+        out = {"error": self.error}
+        if self.description:
+            out["error_description"] = self.description
+        return out
+
+
+class InvalidRequestError(OAuthError):
+    """RFC 6749 §5.2: "The request is missing a required parameter, includes
+    an unsupported parameter value (other than grant type), repeats a
+    parameter, includes multiple credentials, utilizes more than one
+    mechanism for authenticating the client, or is otherwise malformed."
+    """
+
+    error = "invalid_request"
+
+
+class InvalidClientError(OAuthError):
+    """RFC 6749 §5.2: "Client authentication failed ... If the client
+    attempted to authenticate via the "Authorization" request header field,
+    the authorization server MUST respond with an HTTP 401 (Unauthorized)
+    status code and include the "WWW-Authenticate" response header field
+    matching the authentication scheme used by the client."
+
+    SPEC §3 asks for 401 with WWW-Authenticate every time; the challenge
+    names the scheme we support (Basic) whichever method was tried.
+    """
+
+    error = "invalid_client"
+    status_code = 401
+
+    def __init__(self, description: str | None = None, *, used_basic: bool = False, state: str | None = None) -> None:
+        super().__init__(description, state=state)
+        self.used_basic = used_basic
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return NO_STORE + (("www-authenticate", 'Basic realm="realtime", charset="UTF-8"'),)
+
+
+class InvalidGrantError(OAuthError):
+    """RFC 6749 §5.2: "The provided authorization grant (e.g., authorization
+    code, resource owner credentials) or refresh token is invalid, expired,
+    revoked, does not match the redirection URI used in the authorization
+    request, or was issued to another client."
+    """
+
+    error = "invalid_grant"
+
+
+class UnauthorizedClientError(OAuthError):
+    """RFC 6749 §5.2: "The authenticated client is not authorized to use
+    this authorization grant type."
+    """
+
+    error = "unauthorized_client"
+
+
+class UnsupportedGrantTypeError(OAuthError):
+    """RFC 6749 §5.2: "The authorization grant type is not supported by the
+    authorization server."
+    """
+
+    error = "unsupported_grant_type"
+
+
+class InvalidScopeError(OAuthError):
+    """RFC 6749 §5.2: "The requested scope is invalid, unknown, malformed,
+    or exceeds the scope granted by the resource owner."
+    """
+
+    error = "invalid_scope"
+
+
+class AccessDeniedError(OAuthError):
+    """RFC 6749 §4.1.2.1: "The resource owner or authorization server denied
+    the request."
+    """
+
+    error = "access_denied"
+    status_code = 403
+
+
+class UnsupportedResponseTypeError(OAuthError):
+    """RFC 6749 §4.1.2.1: "The authorization server does not support
+    obtaining an authorization code using this method."
+    """
+
+    error = "unsupported_response_type"
+
+
+class ServerError(OAuthError):
+    """RFC 6749 §4.1.2.1: "The authorization server encountered an
+    unexpected condition that prevented it from fulfilling the request."
+    """
+
+    error = "server_error"
+    status_code = 500
+
+
+class TemporarilyUnavailableError(OAuthError):
+    error = "temporarily_unavailable"
+    status_code = 503
+
+
+class LoginRequiredError(OAuthError):
+    """OpenID Connect Core §3.1.2.6, for ``prompt=none`` without a session."""
+
+    error = "login_required"
+
+
+class ConsentRequiredError(OAuthError):
+    """OpenID Connect Core §3.1.2.6, for ``prompt=none`` without consent."""
+
+    error = "consent_required"
+
+
+class UnsupportedTokenTypeError(OAuthError):
+    """RFC 7009 §2.2.1: "The authorization server does not support the
+    revocation of the presented token type."
+    """
+
+    error = "unsupported_token_type"
+
+
+class TooManyAttemptsError(InvalidGrantError):
+    """Failed-login throttling on the ``password`` grant.
+
+    Still ``invalid_grant`` (RFC 6749 §5.2) so clients need no new code,
+    but with 429 and ``Retry-After`` (RFC 6585 §4) so they back off.
+    """
+
+    status_code = 429
+
+    def __init__(self, retry_after: float, description: str | None = None) -> None:
+        super().__init__(description or "too many failed attempts, retry later")
+        self.retry_after = retry_after
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return NO_STORE + (("retry-after", retry_after_value(self.retry_after)),)
+
+
+def retry_after_value(seconds: float) -> str:
+    return str(max(1, int(seconds + 0.999)))

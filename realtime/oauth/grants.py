@@ -1,0 +1,337 @@
+"""The token endpoint (RFC 6749 §3.2) and its four grants.
+
+Each grant is ``async def grant(ctx) -> dict`` returning the RFC 6749
+§5.1 body; errors are :class:`OAuthError` raised anywhere and rendered
+once by :func:`token_endpoint`.  Whatever a grant answers is committed to
+the store before the answer is built (``synchronous=FULL``), so a
+``kill -9`` right after the response loses nothing a client holds.
+
+RFC 6749 §5.1: "The authorization server MUST include the HTTP
+"Cache-Control" response header field [RFC2616] with a value of
+"no-store" in any response containing tokens, credentials, or other
+sensitive information, as well as the "Pragma" response header field
+[RFC2616] with a value of "no-cache"."
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import secrets
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+import attrs
+
+from realtime.http.request import Request
+from realtime.http.responses import Response, json_response
+from realtime.oauth import pkce
+from realtime.oauth.clients import AuthenticatedClient, authenticate_client
+from realtime.oauth.common import (
+    OFFLINE_ACCESS,
+    access_ttl,
+    active_user,
+    grant_scopes,
+    parse_scope,
+    read_form,
+    refresh_ttl,
+    scope_string,
+    wants_refresh,
+)
+from realtime.oauth.errors import (
+    NO_STORE,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuthError,
+    ServerError,
+    TooManyAttemptsError,
+    UnauthorizedClientError,
+    UnsupportedGrantTypeError,
+)
+from realtime.oauth.services import OAuthServices, get_services
+from realtime.settings import App, Settings
+from realtime.store import IssuedTokens, token_hash
+
+if TYPE_CHECKING:
+    from realtime.state import ServerState
+
+log = logging.getLogger("realtime.oauth")
+
+
+@attrs.frozen
+class GrantContext:
+    request: Request
+    form: dict[str, str]
+    client: AuthenticatedClient
+    state: "ServerState"
+    settings: Settings
+    services: OAuthServices
+    now: float
+
+    @property
+    def app(self) -> App:
+        return self.client.app
+
+
+Grant = Callable[[GrantContext], Awaitable[dict]]
+
+
+def _eq(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
+
+
+def _required(form: dict[str, str], name: str) -> str:
+    value = form.get(name)
+    if not value:
+        raise InvalidRequestError(f"{name} is missing")
+    return value
+
+
+def _revoke_live(state: "ServerState", pairs: list[tuple[str, float]]) -> None:
+    for jti, exp in pairs:
+        state.revoke_access(jti, exp)
+
+
+async def _issue(
+    ctx: GrantContext,
+    sub: str,
+    scopes: frozenset[str],
+    *,
+    refresh: bool,
+    family_id: str | None = None,
+    refresh_scope: frozenset[str] | None = None,
+) -> tuple[dict, IssuedTokens]:
+    """Sign an access token (and draw a refresh token); nothing stored yet."""
+    from realtime.tokens import issue_access_token
+
+    ttl = access_ttl(ctx.settings, ctx.app)
+    token, claims = issue_access_token(
+        ctx.state.keyring,
+        issuer=ctx.settings.issuer,
+        audience=ctx.settings.audience,
+        sub=sub,
+        client_id=ctx.app.client_id,
+        scope=scopes,
+        ttl=ttl,
+        now=ctx.now,
+    )
+    body: dict = {
+        "access_token": token,
+        "token_type": "Bearer",
+        # exp is floor(now + ttl): counted from the whole second, this is ttl.
+        "expires_in": max(0, int(claims.exp) - math.floor(ctx.now)),
+        "scope": scope_string(scopes),
+    }
+    issued = IssuedTokens(access_jti=claims.jti, access_exp=float(claims.exp), client_id=ctx.app.client_id, sub=sub)
+    if refresh:
+        refresh_token = secrets.token_urlsafe(32)
+        body["refresh_token"] = refresh_token
+        issued = attrs.evolve(
+            issued,
+            refresh_hash=token_hash(refresh_token),
+            refresh_expires_at=ctx.now + refresh_ttl(ctx.settings, ctx.app),
+            family_id=family_id,
+            scope=refresh_scope if refresh_scope is not None else scopes,
+        )
+    return body, issued
+
+
+def _still_allowed(scopes: frozenset[str], app: App, user_scopes: tuple[str, ...]) -> frozenset[str]:
+    """Re-apply the current app's and user's scopes (the files may have changed)."""
+    keep = (frozenset(app.scopes) & frozenset(user_scopes)) | {OFFLINE_ACCESS}
+    return scopes & keep
+
+
+# -- authorization_code ------------------------------------------------------
+
+
+async def authorization_code(ctx: GrantContext) -> dict:
+    """RFC 6749 §4.1.3 with RFC 7636 §4.5–4.6.
+
+    "The authorization server MUST: ensure that the authorization code was
+    issued to the authenticated confidential client, or if the client is
+    public, ensure that the code was issued to "client_id" in the request,
+    verify that the authorization code is valid, and ensure that the
+    "redirect_uri" parameter is present if the "redirect_uri" parameter was
+    included in the initial authorization request ... and if included
+    ensure that their values are identical."
+    """
+    code = _required(ctx.form, "code")
+    redirect_uri = ctx.form.get("redirect_uri")
+    verifier = ctx.form.get("code_verifier")
+    if verifier is not None and not pkce.valid_verifier(verifier):
+        raise InvalidRequestError("code_verifier must be 43 to 128 unreserved characters")
+    store = ctx.services.store
+    code_hash = token_hash(code)
+    record = await store.get_code(code_hash)
+    if record is None:
+        raise InvalidGrantError("the authorization code is invalid")
+    if record.used_at is not None:
+        # RFC 6749 §4.1.2: "If an authorization code is used more than once,
+        # the authorization server MUST deny the request and SHOULD revoke
+        # (when possible) all tokens previously issued based on that
+        # authorization code."
+        _revoke_live(ctx.state, await store.revoke_code_grant(code_hash, ctx.now))
+        log.warning("authorization code replayed; its grant is revoked (client_id=%s)", ctx.app.client_id)
+        raise InvalidGrantError("the authorization code is invalid")
+    if record.expires_at <= ctx.now:
+        raise InvalidGrantError("the authorization code has expired")
+    if not _eq(record.client_id, ctx.app.client_id):
+        raise InvalidGrantError("the authorization code is invalid")
+    if record.redirect_uri is not None:
+        if redirect_uri is None or not _eq(redirect_uri, record.redirect_uri):
+            raise InvalidGrantError("redirect_uri does not match the authorization request")
+    elif redirect_uri is not None and redirect_uri not in ctx.app.redirect_uris:
+        raise InvalidGrantError("redirect_uri does not match the authorization request")
+    if record.code_challenge:
+        if verifier is None:
+            raise InvalidRequestError("code_verifier is missing")
+        if not pkce.verify(verifier, record.code_challenge):
+            raise InvalidGrantError("code_verifier does not match the code_challenge")
+    elif verifier is not None:
+        # RFC 9700 §2.1.1: "Authorization servers MUST mitigate PKCE Downgrade
+        # Attacks by ensuring that a token request containing a code_verifier
+        # parameter is accepted only if a code_challenge parameter was present
+        # in the authorization request."
+        raise InvalidGrantError("no code_challenge was sent with the authorization request")
+    elif ctx.client.public:
+        raise InvalidGrantError("a public client must use PKCE")
+    user = active_user(ctx.settings, record.sub)
+    if user is None:
+        raise InvalidGrantError("the user may not sign in")
+    scopes = _still_allowed(record.scope, ctx.app, user.scopes)
+    refresh = wants_refresh(ctx.app, scopes)
+    body, issued = await _issue(ctx, record.sub, scopes, refresh=refresh)
+    if not await store.redeem_code(code_hash, ctx.now, issued):
+        # Lost a race with a concurrent exchange of the same code: a replay.
+        _revoke_live(ctx.state, await store.revoke_code_grant(code_hash, ctx.now))
+        raise InvalidGrantError("the authorization code is invalid")
+    return body
+
+
+# -- refresh_token -------------------------------------------------------------
+
+
+async def refresh_token(ctx: GrantContext) -> dict:
+    """RFC 6749 §6, rotated on every use (RFC 9700 §4.14.2).
+
+    "The requested scope MUST NOT include any scope not originally granted
+    by the resource owner, and if omitted is treated as equal to the scope
+    originally granted by the resource owner."  "If a new refresh token is
+    issued, the refresh token scope MUST be identical to that of the
+    refresh token included by the client in the request."
+    """
+    presented = _required(ctx.form, "refresh_token")
+    requested = parse_scope(ctx.form.get("scope"))
+    store = ctx.services.store
+    old_hash = token_hash(presented)
+    record = await store.get_refresh(old_hash)
+    if record is None or not _eq(record.client_id, ctx.app.client_id):
+        raise InvalidGrantError("the refresh token is invalid")
+    if record.family_revoked:
+        raise InvalidGrantError("the refresh token is invalid")
+    if record.used_at is not None:
+        _revoke_live(ctx.state, await store.revoke_family(record.family_id, ctx.now))
+        log.warning("refresh token reused; its family is revoked (client_id=%s)", ctx.app.client_id)
+        raise InvalidGrantError("the refresh token is invalid")
+    if record.expires_at <= ctx.now:
+        raise InvalidGrantError("the refresh token has expired")
+    user = active_user(ctx.settings, record.sub)
+    if user is None:
+        raise InvalidGrantError("the user may not sign in")
+    if requested is not None and not requested <= record.scope:
+        raise InvalidScopeError("the requested scope exceeds the original grant")
+    scopes = _still_allowed(requested if requested is not None else record.scope, ctx.app, user.scopes)
+    body, issued = await _issue(
+        ctx, record.sub, scopes, refresh=True, family_id=record.family_id, refresh_scope=record.scope
+    )
+    if not await store.rotate_refresh(old_hash, ctx.now, issued):
+        _revoke_live(ctx.state, await store.revoke_family(record.family_id, ctx.now))
+        raise InvalidGrantError("the refresh token is invalid")
+    return body
+
+
+# -- client_credentials --------------------------------------------------------
+
+
+async def client_credentials(ctx: GrantContext) -> dict:
+    """RFC 6749 §4.4: "The client credentials grant type MUST only be used by
+    confidential clients."  §4.4.3: "A refresh token SHOULD NOT be included."
+    The token's ``sub`` is the client's own id.
+    """
+    if ctx.client.public:
+        raise UnauthorizedClientError("client_credentials needs a confidential client")
+    scopes = grant_scopes(parse_scope(ctx.form.get("scope")), ctx.app, None) - {OFFLINE_ACCESS}
+    body, _ = await _issue(ctx, ctx.app.client_id, scopes, refresh=False)
+    return body
+
+
+# -- password -----------------------------------------------------------------
+
+
+async def password(ctx: GrantContext) -> dict:
+    """RFC 6749 §4.3, only for apps that list it (RFC 9700 §2.4: "The
+    resource owner password credentials grant MUST NOT be used" — kept for
+    operators who opt in per app).
+
+    §4.3.2: "the authorization server MUST protect the endpoint against
+    brute force attacks (e.g., using rate-limitation or generating alerts)."
+    """
+    username = _required(ctx.form, "username")
+    secret = _required(ctx.form, "password")
+    requested = parse_scope(ctx.form.get("scope"))
+    throttle = ctx.services.throttle
+    address = ctx.request.client_host or "-"
+    wait = throttle.retry_after(username, address, ctx.now)
+    if wait > 0:
+        raise TooManyAttemptsError(wait)
+    user = ctx.settings.users.get(username)
+    ok = await ctx.services.hasher.verify(user.password_hash if user else None, secret)
+    if not ok or user is None or user.disabled:
+        throttle.failed(username, address, ctx.now)
+        raise InvalidGrantError("invalid username or password")
+    scopes = grant_scopes(requested, ctx.app, user)
+    refresh = wants_refresh(ctx.app, scopes)
+    body, issued = await _issue(ctx, user.name, scopes, refresh=refresh)
+    if refresh:
+        await ctx.services.store.record_issue(ctx.now, issued)
+    return body
+
+
+GRANTS: dict[str, Grant] = {
+    "authorization_code": authorization_code,
+    "refresh_token": refresh_token,
+    "client_credentials": client_credentials,
+    "password": password,
+}
+
+
+async def token_endpoint(request: Request, state: "ServerState") -> Response:
+    """POST /oauth2/token: every grant, one error path."""
+    services = get_services(state)
+    settings = state.settings  # one snapshot for the whole request
+    now = services.clock()
+    try:
+        form = read_form(request)
+        grant_type = form.get("grant_type")
+        if not grant_type:
+            raise InvalidRequestError("grant_type is missing")
+        grant = GRANTS.get(grant_type)
+        if grant is None:
+            raise UnsupportedGrantTypeError("unsupported grant_type")
+        client = await authenticate_client(request, form, settings, services, now)
+        if grant_type not in client.app.grant_types:
+            raise UnauthorizedClientError("the client may not use this grant type")
+        ctx = GrantContext(request, form, client, state, settings, services, now)
+        body = await grant(ctx)
+    except OAuthError as exc:
+        return exc.to_response()
+    except Exception:  # never a traceback or its text to the client
+        log.exception("token endpoint failed")
+        return ServerError("internal error").to_response()
+    try:
+        await services.maybe_sweep(now)
+    except Exception:
+        log.exception("store sweep failed")
+    return json_response(200, body, NO_STORE)

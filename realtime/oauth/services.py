@@ -1,0 +1,160 @@
+"""What the OAuth routes share, kept in ``state.extras["oauth"]``.
+
+Also the browser-side secrets: the login session cookie and the CSRF
+tokens of the login and consent forms, both HMAC-SHA256 under a server
+key kept in ``state_dir/oauth.key`` (mode 0600) so sessions survive a
+restart.  Nothing here holds a password or a client secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import attrs
+
+from realtime.passwords import Hasher, SecretCache
+from realtime.oauth.throttle import LoginThrottle
+
+if TYPE_CHECKING:
+    from realtime.state import ServerState
+    from realtime.store import AsyncStore
+
+SESSION_COOKIE = "rt_session"
+CSRF_COOKIE = "rt_csrf"
+SESSION_TTL = 8 * 3600.0
+CSRF_TTL = 3600.0
+KEY_FILE = "oauth.key"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def load_or_create_key(state_dir: Path) -> bytes:
+    """The server's HMAC key for sessions and CSRF tokens (32 random bytes)."""
+    path = state_dir / KEY_FILE
+    try:
+        data = path.read_bytes()
+        if len(data) >= 32:
+            return data[:32]
+    except OSError:
+        pass
+    key = secrets.token_bytes(32)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, key)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an unwritable state dir: sessions last as long as the process
+    return key
+
+
+@attrs.frozen
+class Session:
+    sub: str
+    iat: float
+    exp: float
+    sid: str
+
+
+@attrs.define
+class OAuthServices:
+    store: "AsyncStore"
+    key: bytes
+    hasher: Hasher = attrs.field(factory=Hasher)
+    secret_cache: SecretCache = attrs.field(factory=SecretCache)
+    throttle: LoginThrottle = attrs.field(factory=lambda: LoginThrottle(10 / 60, 10))
+    clock: Callable[[], float] = time.time
+    last_sweep: float = 0.0
+    sweep_every: float = 600.0
+
+    # -- sessions -----------------------------------------------------------
+
+    def _mac(self, *parts: str) -> str:
+        msg = "\x1f".join(parts).encode("utf-8", "surrogatepass")
+        return _b64(hmac.new(self.key, msg, hashlib.sha256).digest())
+
+    def make_session(self, sub: str, now: float, ttl: float = SESSION_TTL) -> str:
+        payload = _b64(json.dumps(
+            {"sub": sub, "iat": int(now), "exp": int(now + ttl), "sid": secrets.token_urlsafe(16)},
+            separators=(",", ":"),
+        ).encode())
+        return f"{payload}.{self._mac('session', payload)}"
+
+    def read_session(self, cookie: str | None, now: float) -> Session | None:
+        if not cookie or cookie.count(".") != 1 or len(cookie) > 2048:
+            return None
+        payload, mac = cookie.split(".")
+        if not hmac.compare_digest(mac, self._mac("session", payload)):
+            return None
+        try:
+            data = json.loads(_unb64(payload))
+            session = Session(str(data["sub"]), float(data["iat"]), float(data["exp"]), str(data["sid"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        if session.exp <= now:
+            return None
+        return session
+
+    # -- CSRF ---------------------------------------------------------------
+
+    def csrf_token(self, purpose: str, binding: str, flow: str, now: float) -> str:
+        """A token for one form: bound to the browser (``rt_csrf`` cookie and
+        the session id), to the authorization request, and to the time."""
+        ts = str(int(now))
+        return f"{ts}.{self._mac('csrf', purpose, binding, flow, ts)}"
+
+    def check_csrf(self, token: str | None, purpose: str, binding: str, flow: str, now: float) -> bool:
+        if not token or not binding or token.count(".") != 1 or len(token) > 200:
+            return False
+        ts, mac = token.split(".")
+        if not ts.isdigit() or not now - CSRF_TTL <= int(ts) <= now + 60:
+            return False
+        return hmac.compare_digest(mac, self._mac("csrf", purpose, binding, flow, ts))
+
+    # -- housekeeping -------------------------------------------------------
+
+    async def maybe_sweep(self, now: float) -> None:
+        if now - self.last_sweep >= self.sweep_every:
+            self.last_sweep = now
+            await self.store.sweep(now)
+
+
+def get_services(state: "ServerState") -> OAuthServices:
+    services = state.extras.get("oauth")
+    if services is None:
+        raise RuntimeError("realtime.oauth.routes.setup(state) was not called")
+    return services
+
+
+def build_services(state: "ServerState", **overrides: Any) -> OAuthServices:
+    from realtime.units import parse_rate
+
+    if state.store is None:
+        raise RuntimeError("state.store must be opened before the OAuth services")
+    try:
+        rate, burst = parse_rate(state.settings.oauth.login_rate)
+    except ValueError:
+        rate, burst = 10 / 60, 10
+    key = overrides.pop("key", None) or load_or_create_key(state.settings.server.state_dir)
+    return OAuthServices(
+        store=state.store, key=key, throttle=LoginThrottle(rate, burst), **overrides
+    )
