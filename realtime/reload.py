@@ -39,6 +39,9 @@ async def reload(state: "ServerState", trigger: str) -> bool:
     """Re-read every file; True when the new snapshot is in force."""
     applied = await _reload(state, trigger)
     state.metrics.reloads[state.last_reload.get("result", "error")] += 1
+    # Wake whoever waits for a reload to finish (tests, `watch` debouncing).
+    done, state.reload_done = state.reload_done, trio.Event()
+    done.set()
     return applied
 
 
@@ -147,7 +150,11 @@ async def housekeeping(state: "ServerState") -> None:
             withdraw_retired_keys(state)
 
 
-async def watch_files(state: "ServerState", do_reload: Callable[[str], Awaitable[bool]]) -> None:
+async def watch_files(
+    state: "ServerState",
+    do_reload: Callable[[str], Awaitable[bool]],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """With ``watch = true``: poll the config files' (mtime, size, inode) once
     a second and reload after they settle (an editor's write-then-rename
     shows up as a new inode)."""
@@ -162,6 +169,7 @@ async def watch_files(state: "ServerState", do_reload: Callable[[str], Awaitable
         return tuple(out)
 
     last = await trio.to_thread.run_sync(stamp)
+    task_status.started()  # the baseline is taken: any later edit is seen
     while True:
         await trio.sleep(1.0)
         now = await trio.to_thread.run_sync(stamp)

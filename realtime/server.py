@@ -236,7 +236,7 @@ class Server:
                     root.start_soon(self._signals, root)
                 root.start_soon(reloading.housekeeping, state)
                 if self.settings.server.watch:
-                    root.start_soon(reloading.watch_files, state, self.reload)
+                    await root.start(reloading.watch_files, state, self.reload)
                 async with trio.open_nursery() as handlers:
                     with trio.CancelScope() as listen_scope:
                         async with trio.open_nursery() as accepting:

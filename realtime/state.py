@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import trio
 
 from realtime.metrics import Counters
 from realtime.settings import Settings
@@ -33,6 +34,8 @@ class ServerState:
     request_reload: Any = None
     last_reload: dict[str, Any] = attrs.field(factory=dict)
     metrics: Counters = attrs.field(factory=Counters)
+    # Set (and replaced) each time a reload finishes, whatever its result.
+    reload_done: trio.Event = attrs.field(factory=trio.Event)
 
     def revoke_access(self, jti: str, exp: float) -> int:
         """Mark an access token revoked and close its live sockets with 4003.
