@@ -1,9 +1,30 @@
 #!/usr/bin/env bash
-# Install everything the tests need into .venv, then run the whole suite.
+# Install everything the tests need, then run the whole suite.
 # Used as-is by .ci/run on a clean clone: every install step lives here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+
+# Debian packages the tests drive for real: "package:command" pairs.
+# A test never skips when one is missing; it fails naming the package.
+DEBS=(
+    "redis-server:redis-server"
+    "chromium:chromium"
+)
+missing=()
+for pair in "${DEBS[@]}"; do
+    command -v "${pair#*:}" >/dev/null 2>&1 || missing+=("${pair%%:*}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "installing Debian packages: ${missing[*]}" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "warning: missing Debian packages (need root to install): ${missing[*]}" >&2
+    fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
