@@ -63,6 +63,12 @@ class ServerProcess:
         self.lines = lines
         self._new_line = new_line
 
+    async def wait_for_count(self, needle: str, count: int, timeout: float = 10) -> None:
+        """Wait until ``count`` log lines contain ``needle``."""
+        with trio.fail_after(timeout):
+            while sum(needle in line for line in self.lines) < count:
+                await self._new_line[0].wait()
+
     async def wait_for_line(self, needle: str, timeout: float = 10) -> str:
         """Wait (on the log pump's event, not a sleep) for a log line."""
         with trio.fail_after(timeout):
