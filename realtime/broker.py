@@ -37,10 +37,19 @@ import attrs
 from realtime.ws.frames import encode_text_frame
 from realtime.ws.protocol import message_from_json
 
-__all__ = ["Broker", "DeliverFn", "InProcessBroker", "Replay"]
+__all__ = ["Broker", "BrokerUnavailable", "DeliverFn", "InProcessBroker", "Replay"]
 
 DeliverFn = Callable[[str, bytes], int]
 """``deliver(channel, frame) -> local subscribers offered the frame``."""
+
+
+class BrokerUnavailable(ConnectionError):
+    """A networked broker cannot be reached right now.
+
+    A publish answers it with WebSocket error ``unavailable`` or HTTP 503;
+    at startup it ends the process with exit code 1 (it is an ``OSError``,
+    which ``realtime serve`` reports as "cannot start").
+    """
 
 
 @attrs.frozen
@@ -60,7 +69,15 @@ class Replay:
 
 
 class Broker(Protocol):
-    """The hub's view of channel numbering, history and cross-node delivery."""
+    """The hub's view of channel numbering, history and cross-node delivery.
+
+    ``remote`` is ``False`` for a broker that answers synchronously (the
+    in-process one: the hub's sync ``publish`` path).  A ``remote`` broker
+    (:class:`realtime.broker_redis.RedisBroker`) is driven through the hub's
+    ``async`` methods instead; its sync ``publish`` is never called.
+    """
+
+    remote: bool
 
     def bind(self, deliver: DeliverFn) -> None:
         """Register the local hub's delivery function (once, by the hub)."""
@@ -131,6 +148,8 @@ class InProcessBroker:
     Args:
         max_idle_channels: idle channels kept (counter and history).
     """
+
+    remote = False
 
     def __init__(self, max_idle_channels: int = 10_000) -> None:
         if max_idle_channels < 0:

@@ -69,8 +69,29 @@ The hub counts each channel's subscribed connections per ``sub``.  With
 (unsubscribe, close via :meth:`Hub.drop`, or :meth:`Hub.revalidate`).
 Joins and leaves have no ``seq`` and are not kept.  ``presence`` needs the
 channel's subscribe permission and ``presence = true`` (else code
-``presence_disabled``).  Counts are per process; a networked broker will
-merge them.
+``presence_disabled``).  A member list holds at most ``[websocket]
+max_presence_members`` entries (default 1000); past that the answer says
+``"truncated": true`` and lists that many, so a channel with 100,000
+members costs one bounded slice, never a walk of the whole set.
+
+With a remote broker (``[broker] url``) the hub does not announce joins and
+leaves itself: it reports each change of a ``sub``'s local connection count
+to the broker (:meth:`RemoteBroker.report`), which merges the counts of
+every node in Redis and sends ``join``/``leave`` through the channel's
+fan-out on every node (:meth:`Hub.deliver_event`), once per event; the
+``presence`` answer then comes from Redis too (``Hub.presence_async``).
+
+Remote brokers
+--------------
+
+A remote broker needs a round trip to number a message or to read
+history, so the shell uses :meth:`Hub.publish_async`,
+:meth:`Hub.subscribe_async` and :meth:`Hub.presence_async` when
+``hub.remote`` is true.  The in-process path is untouched: ``publish`` and
+``subscribe`` stay synchronous and no coroutine is created for them.
+``subscribe_async`` awaits the broker first (subscribe in Redis, read the
+replay), then calls the synchronous ``subscribe`` with that replay and no
+``await`` in between, so the exactness argument above still holds.
 
 Error codes raised here as :class:`HubError` are listed with the parser's
 in :mod:`realtime.ws.protocol`.
@@ -80,12 +101,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import itertools
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
-from realtime.broker import Broker, InProcessBroker, Replay
+from realtime.broker import Broker, BrokerUnavailable, InProcessBroker, Replay
 from realtime.connections import Connection, ConnectionIndex
 from realtime.settings import ChannelRule, WebSocketSettings
 from realtime.ws import protocol
@@ -100,11 +122,54 @@ __all__ = [
     "HubError",
     "InProcessBroker",
     "PublishResult",
+    "RemoteBroker",
     "SubscribeResult",
 ]
 
 USER_PREFIX = "user:"
 _MISS: Any = object()
+DEFAULT_PRESENCE_LIMIT = 1000
+
+
+class RemoteBroker(Broker, Protocol):
+    """What :class:`Hub` needs beyond :class:`Broker` from a networked broker."""
+
+    def attach(self, hub: "Hub") -> None:
+        """Called once by the hub: deliveries, events and counts come from it."""
+        ...
+
+    async def publish_async(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
+        """:meth:`Broker.publish` over the network; ``delivered`` counts every node."""
+        ...
+
+    async def prepare(self, channel: str, since: int | None) -> Replay:
+        """Make sure ``channel`` reaches this node; return its replay.
+
+        The replay ends at this node's delivery position for the channel
+        at the moment it returns, so a synchronous ``subscribe`` right
+        after it sees no gap and no duplicate.
+        """
+        ...
+
+    def hold(self, channel: str) -> None:
+        """Keep ``channel`` subscribed while a ``prepare`` is under way."""
+        ...
+
+    def release(self, channel: str) -> None:
+        ...
+
+    def report(self, channel: str, sub: str) -> None:
+        """``sub``'s local connection count on ``channel`` changed (sync, queued)."""
+        ...
+
+    async def report_now(self, channel: str, sub: str, count: int, total: int) -> None:
+        """Write ``sub``'s coming count before its subscribe is answered, so
+        the ``join`` and the presence list are there when the ``ack`` is."""
+        ...
+
+    async def presence(self, channel: str, limit: int) -> tuple[list[tuple[str, int]], bool]:
+        """Members across nodes, at most ``limit``, and whether cut."""
+        ...
 
 
 class HubError(Exception):
@@ -201,11 +266,17 @@ class Hub:
         self.connections = ConnectionIndex()
         self.broker: Broker = broker if broker is not None else InProcessBroker()
         self.broker.bind(self.deliver)
+        self.remote = bool(getattr(self.broker, "remote", False))
         self._cache_size = rule_cache_size
         self._cache: dict[str, ChannelRule | None] = {}
         self._channels: dict[str, _Channel] = {}
         self._subscribers: dict[int, _Subscriber] = {}
         self._set_rules(rules, ws)
+        if self.remote:
+            self._remote().attach(self)
+
+    def _remote(self) -> RemoteBroker:
+        return self.broker  # type: ignore[return-value]
 
     # -- rules --------------------------------------------------------------
 
@@ -318,8 +389,18 @@ class Hub:
 
     # -- subscriptions ------------------------------------------------------
 
-    def subscribe(self, conn: Connection, channel: str, since: int | None = None) -> SubscribeResult:
+    def subscribe(
+        self,
+        conn: Connection,
+        channel: str,
+        since: int | None = None,
+        *,
+        replay: Replay | None = None,
+    ) -> SubscribeResult:
         """Subscribe ``conn`` to ``channel``; replay history after ``since``.
+
+        ``replay``: what a remote broker's ``prepare`` returned (see
+        :meth:`subscribe_async`); ``None`` asks the broker synchronously.
 
         Raises:
             HubError: ``bad_channel``, ``unknown_channel``, ``forbidden``,
@@ -338,10 +419,11 @@ class Hub:
         elif self.ws.max_subscriptions < 1:
             raise HubError("too_many_subscriptions", "subscriptions are disabled")
 
-        if since is None:
-            replay = Replay([], True, self.broker.last_seq(channel))
-        else:
-            replay = self.broker.replay(channel, since)
+        if replay is None:
+            if since is None:
+                replay = Replay([], True, self.broker.last_seq(channel))
+            else:
+                replay = self.broker.replay(channel, since)
 
         if entry is None:
             entry = self._subscribers[conn.conn_id] = _Subscriber(conn)
@@ -355,9 +437,45 @@ class Hub:
         ch.snapshot = None
         count = ch.members.get(conn.sub, 0)
         ch.members[conn.sub] = count + 1
-        if count == 0 and rule is not None and rule.join_leave:
+        if self.remote:
+            self._remote().report(channel, conn.sub)
+        elif count == 0 and rule is not None and rule.join_leave:
             self._announce(ch, protocol.join(channel, conn.sub), skip=conn)
         return SubscribeResult(replay.frames, replay.recovered, replay.last_seq, True)
+
+    async def subscribe_async(self, conn: Connection, channel: str, since: int | None = None) -> SubscribeResult:
+        """:meth:`subscribe` through a remote broker (see "Remote brokers").
+
+        Raises:
+            HubError: what :meth:`subscribe` raises, and ``unavailable``
+                when the broker cannot be reached.
+        """
+        rule = self.check_subscribe(channel, conn.sub, conn.scopes)
+        entry = self._subscribers.get(conn.conn_id)
+        if entry is not None and channel in entry.channels:
+            return self.subscribe(conn, channel, since)
+        broker = self._remote()
+        broker.hold(channel)
+        announced = False
+        try:
+            try:
+                if rule is not None and (rule.presence or rule.join_leave):
+                    # Presence first: when the ack goes out, every node
+                    # already sees this member (and has its join).
+                    count, total = self.local_counts(channel, conn.sub)
+                    announced = True
+                    await broker.report_now(channel, conn.sub, count + 1, total + 1)
+                replay = await broker.prepare(channel, since)
+            except BrokerUnavailable:
+                raise HubError("unavailable", "the message broker is unreachable; try again") from None
+            # No await from here on: the replay ends where live delivery starts.
+            result = self.subscribe(conn, channel, since, replay=replay)
+            announced = False  # subscribe() queued the real count
+            return result
+        finally:
+            broker.release(channel)
+            if announced:  # refused or cancelled after the early report: correct it
+                broker.report(channel, conn.sub)
 
     def unsubscribe(self, conn: Connection, channel: str) -> bool:
         """Leave ``channel``.  Returns ``False`` if ``conn`` was not on it."""
@@ -423,10 +541,12 @@ class Hub:
             ch.members[sub] = count
         else:
             del ch.members[sub]
+        if self.remote:
+            self._remote().report(channel, sub)
         if not ch.subs:
             del self._channels[channel]
             self.broker.unwatch(channel)
-        elif count == 0:
+        elif count == 0 and not self.remote:
             rule = self.rule_for(channel)
             if rule is not None and rule.join_leave:
                 self._announce(ch, protocol.leave(channel, sub), skip=None)
@@ -465,6 +585,35 @@ class Hub:
         seq, delivered = self.broker.publish(channel, from_sub, data_json, rule.history)
         return PublishResult(delivered, seq)
 
+    async def publish_async(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        from_sub: str,
+        scopes: frozenset[str],
+    ) -> PublishResult:
+        """:meth:`publish` through a remote broker.
+
+        ``delivered`` counts subscribers on every node, as the nodes last
+        reported them to Redis.  The local fan-out happens when the message
+        comes back from the broker, in ``seq`` order with everyone else's.
+
+        Raises:
+            HubError: what :meth:`publish` raises, and ``unavailable``
+                when the broker cannot be reached (nothing was published).
+        """
+        rule = self.check_publish(channel, scopes)
+        try:
+            data_json = protocol.encode_json(data)
+        except (TypeError, ValueError, RecursionError):
+            raise HubError("bad_data", "data cannot be encoded as JSON") from None
+        try:
+            seq, delivered = await self._remote().publish_async(channel, from_sub, data_json, rule.history)
+        except BrokerUnavailable:
+            raise HubError("unavailable", "the message broker is unreachable; try again") from None
+        return PublishResult(delivered, seq)
+
     def deliver(self, channel: str, frame: bytes) -> int:
         """Offer one prepared frame to every local subscriber of ``channel``.
 
@@ -481,20 +630,87 @@ class Hub:
             conn.offer(frame)
         return len(subs)
 
+    def deliver_event(self, channel: str, frame: bytes, skip_sub: str) -> int:
+        """Offer a ``join``/``leave`` frame from a remote broker.
+
+        The connections of ``skip_sub`` itself are skipped: nobody is told
+        of their own join (as on one node).
+        """
+        ch = self._channels.get(channel)
+        if ch is None:
+            return 0
+        subs = ch.snapshot
+        if subs is None:
+            subs = ch.snapshot = tuple(ch.subs.values())
+        sub_of = ch.sub_of
+        offered = 0
+        for conn in subs:
+            if sub_of.get(conn.conn_id) != skip_sub:
+                conn.offer(frame)
+                offered += 1
+        return offered
+
     # -- presence -----------------------------------------------------------
 
-    def presence(self, channel: str, *, sub: str, scopes: frozenset[str]) -> list[tuple[str, int]]:
-        """``(sub, connections)`` subscribed to ``channel``, in join order.
+    @property
+    def presence_limit(self) -> int:
+        return int(getattr(self.ws, "max_presence_members", DEFAULT_PRESENCE_LIMIT))
+
+    def check_presence(self, channel: str, *, sub: str, scopes: frozenset[str]) -> None:
+        """Raise :class:`HubError` unless ``sub`` may ask who is on ``channel``."""
+        rule = self.check_subscribe(channel, sub, scopes)
+        if rule is None or not rule.presence:
+            raise HubError("presence_disabled", "presence is not enabled for this channel")
+
+    def presence_page(
+        self, channel: str, *, sub: str, scopes: frozenset[str]
+    ) -> tuple[list[tuple[str, int]], bool]:
+        """Members on this node, at most :attr:`presence_limit`, and whether cut.
 
         Raises:
             HubError: what :meth:`check_subscribe` raises, or
                 ``presence_disabled``.
         """
-        rule = self.check_subscribe(channel, sub, scopes)
-        if rule is None or not rule.presence:
-            raise HubError("presence_disabled", "presence is not enabled for this channel")
+        self.check_presence(channel, sub=sub, scopes=scopes)
         ch = self._channels.get(channel)
-        return list(ch.members.items()) if ch is not None else []
+        if ch is None:
+            return [], False
+        limit = self.presence_limit
+        members = ch.members
+        if len(members) <= limit:
+            return list(members.items()), False
+        return list(itertools.islice(members.items(), limit)), True
+
+    def presence(self, channel: str, *, sub: str, scopes: frozenset[str]) -> list[tuple[str, int]]:
+        """``(sub, connections)`` subscribed to ``channel``, in join order
+        (at most :attr:`presence_limit`; see :meth:`presence_page`)."""
+        return self.presence_page(channel, sub=sub, scopes=scopes)[0]
+
+    async def presence_async(
+        self, channel: str, *, sub: str, scopes: frozenset[str]
+    ) -> tuple[list[tuple[str, int]], bool]:
+        """:meth:`presence_page` across every node, through the remote broker.
+
+        Raises:
+            HubError: as :meth:`presence_page`, and ``unavailable``.
+        """
+        self.check_presence(channel, sub=sub, scopes=scopes)
+        try:
+            return await self._remote().presence(channel, self.presence_limit)
+        except BrokerUnavailable:
+            raise HubError("unavailable", "the message broker is unreachable; try again") from None
+
+    def local_counts(self, channel: str, sub: str) -> tuple[int, int]:
+        """``(connections of sub, all connections)`` on ``channel`` here."""
+        ch = self._channels.get(channel)
+        if ch is None:
+            return 0, 0
+        return ch.members.get(sub, 0), len(ch.subs)
+
+    def local_members(self, channel: str) -> list[str]:
+        """Every ``sub`` with a connection on ``channel`` here (resync)."""
+        ch = self._channels.get(channel)
+        return [] if ch is None else list(ch.members)
 
     # -- introspection ------------------------------------------------------
 

@@ -37,14 +37,18 @@ class ServerState:
     # Set (and replaced) each time a reload finishes, whatever its result.
     reload_done: trio.Event = attrs.field(factory=trio.Event)
 
-    def revoke_access(self, jti: str, exp: float) -> int:
+    def revoke_access(self, jti: str, exp: float, *, share: bool = True) -> int:
         """Mark an access token revoked and close its live sockets with 4003.
 
         Returns how many live connections were closed.  Callers persist the
         revocation in the store themselves; this keeps the hot-path set and
-        the sockets in step.
+        the sockets in step.  With a remote broker the revocation also goes
+        to every other node (``share``; the broker passes ``False`` for the
+        ones it brings in).
         """
         self.revoked.add(jti, exp)
+        if share and self.hub.remote:
+            self.hub.broker.share_revocation(jti, exp)  # type: ignore[attr-defined]
         closed = 0
         for conn in list(self.hub.connections.by_jti(jti)):
             conn.withdraw(4003, "token revoked")

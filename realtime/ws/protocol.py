@@ -443,12 +443,15 @@ def presence(
     channel: str,
     members: Iterable[tuple[str, int, str | None]],
     mid: MessageId = None,
+    truncated: bool = False,
 ) -> bytes:
     """SPEC §5a: ``{"type":"presence","channel":C,"members":[...]}``.
 
     Args:
         members: ``(sub, connections, display_name)``; ``display_name`` is
             left out of the member object when ``None``.
+        truncated: the list was cut at ``[websocket] max_presence_members``;
+            adds ``"truncated": true``.
     """
     out = []
     for sub, count, display_name in members:
@@ -456,7 +459,10 @@ def presence(
         if display_name is not None:
             member["display_name"] = display_name
         out.append(member)
-    return _with_id(mid, {"type": "presence", "channel": channel, "members": out})
+    body: dict[str, Any] = {"type": "presence", "channel": channel, "members": out}
+    if truncated:
+        body["truncated"] = True
+    return _with_id(mid, body)
 
 
 def join(channel: str, sub: str) -> bytes:
