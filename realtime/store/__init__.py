@@ -8,7 +8,9 @@ answer).  It holds
 * authorization codes (SHA-256 of the code, never the code),
 * refresh tokens (SHA-256 of the token) grouped in families,
 * revoked access-token ``jti`` s until their ``exp``,
-* remembered consents per (sub, client_id).
+* remembered consents per (sub, client_id),
+* OAuth 1.0a request tokens, access tokens (hashed, secrets encrypted)
+  and the nonces of the timestamp window (:mod:`realtime.oauth1`).
 
 Codes and refresh tokens are 256-bit random values, so a plain SHA-256
 is enough to make a stolen database useless for replay; argon2 is for
@@ -32,6 +34,8 @@ from realtime.store.records import (
     SCHEMA_VERSION,
     CodeRecord,
     IssuedTokens,
+    OAuth1AccessToken,
+    OAuth1RequestToken,
     RefreshRecord,
     StoreClosed,
     scope_set,
@@ -41,6 +45,6 @@ from realtime.store.records import (
 from realtime.store.sync import Store
 
 __all__ = [
-    "AsyncStore", "CodeRecord", "IssuedTokens", "REVOKED_GRACE", "RefreshRecord", "SCHEMA_VERSION",
+    "AsyncStore", "CodeRecord", "IssuedTokens", "OAuth1AccessToken", "OAuth1RequestToken", "REVOKED_GRACE", "RefreshRecord", "SCHEMA_VERSION",
     "Store", "StoreClosed", "scope_set", "scope_text", "token_hash",
 ]

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import trio
 
-from realtime.store.records import CodeRecord, IssuedTokens, RefreshRecord
+from realtime.store.records import CodeRecord, IssuedTokens, OAuth1AccessToken, OAuth1RequestToken, RefreshRecord
 from realtime.store.sync import Store
 
 T = TypeVar("T")
@@ -86,8 +86,36 @@ class AsyncStore:
     async def forget_consent(self, sub: str, client_id: str | None = None) -> None:
         await self._run(self.sync.forget_consent, sub, client_id)
 
+    async def oauth1_use_nonce(self, consumer_key: str, token: str, nonce: str, timestamp: int,
+                               expires_at: float) -> bool:
+        return await self._run(self.sync.oauth1_use_nonce, consumer_key, token, nonce, timestamp, expires_at)
+
+    async def oauth1_save_request_token(self, token_hash: str, **kw: Any) -> None:
+        await self._run(lambda: self.sync.oauth1_save_request_token(token_hash, **kw))
+
+    async def oauth1_get_request_token(self, token_hash: str) -> OAuth1RequestToken | None:
+        return await self._run(self.sync.oauth1_get_request_token, token_hash)
+
+    async def oauth1_authorize_request_token(self, token_hash: str, **kw: Any) -> bool:
+        return await self._run(lambda: self.sync.oauth1_authorize_request_token(token_hash, **kw))
+
+    async def oauth1_delete_request_token(self, token_hash: str) -> None:
+        await self._run(self.sync.oauth1_delete_request_token, token_hash)
+
+    async def oauth1_exchange(self, request_hash: str, now: float, access: OAuth1AccessToken) -> bool:
+        return await self._run(self.sync.oauth1_exchange, request_hash, now, access)
+
+    async def oauth1_get_access_token(self, token_hash: str) -> OAuth1AccessToken | None:
+        return await self._run(self.sync.oauth1_get_access_token, token_hash)
+
+    async def oauth1_revoke_access_token(self, token_hash: str, now: float) -> bool:
+        return await self._run(self.sync.oauth1_revoke_access_token, token_hash, now)
+
     async def sweep(self, now: float) -> dict[str, int]:
-        return await self._run(self.sync.sweep, now)
+        """The OAuth 2 tables, then the OAuth 1 ones (nonces past their window)."""
+        counts = await self._run(self.sync.sweep, now)
+        counts.update(await self._run(self.sync.oauth1_sweep, now))
+        return counts
 
     async def counts(self) -> dict[str, int]:
         return await self._run(self.sync.counts)

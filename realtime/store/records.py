@@ -59,6 +59,39 @@ CREATE TABLE IF NOT EXISTS consents (
     granted_at REAL NOT NULL,
     PRIMARY KEY (sub, client_id)
 );
+-- OAuth 1.0a (RFC 5849).  Tokens are stored as SHA-256 of the token, their
+-- shared secrets AES-GCM-encrypted under state_dir/oauth1.key.
+CREATE TABLE IF NOT EXISTS oauth1_request_tokens (
+    token_hash    TEXT PRIMARY KEY,
+    client_id     TEXT NOT NULL,
+    secret_enc    TEXT NOT NULL,
+    callback      TEXT NOT NULL,
+    scope         TEXT NOT NULL,
+    expires_at    REAL NOT NULL,
+    sub           TEXT,
+    verifier_hash TEXT,
+    used_at       REAL
+);
+CREATE TABLE IF NOT EXISTS oauth1_access_tokens (
+    token_hash TEXT PRIMARY KEY,
+    token_id   TEXT NOT NULL UNIQUE,
+    client_id  TEXT NOT NULL,
+    sub        TEXT NOT NULL,
+    scope      TEXT NOT NULL,
+    secret_enc TEXT NOT NULL,
+    issued_at  REAL NOT NULL,
+    expires_at REAL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS oauth1_nonces (
+    consumer_key TEXT NOT NULL,
+    token        TEXT NOT NULL,
+    nonce        TEXT NOT NULL,
+    timestamp    INTEGER NOT NULL,
+    expires_at   REAL NOT NULL,
+    PRIMARY KEY (consumer_key, token, nonce, timestamp)
+);
+CREATE INDEX IF NOT EXISTS oauth1_nonces_expiry ON oauth1_nonces(expires_at);
 """
 
 
@@ -114,6 +147,37 @@ class IssuedTokens:
     client_id: str = ""
     sub: str = ""
     scope: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class OAuth1RequestToken:
+    """A temporary credential (RFC 5849 §2.1) and, once the user approved
+    it, who did and the verifier's hash (§2.2)."""
+
+    token_hash: str
+    client_id: str
+    secret_enc: str
+    callback: str  # an absolute URI or "oob"
+    scope: frozenset[str]
+    expires_at: float
+    sub: str | None
+    verifier_hash: str | None
+    used_at: float | None
+
+
+@attrs.frozen
+class OAuth1AccessToken:
+    """Token credentials (RFC 5849 §2.3); ``token_id`` is the principal's ``jti``."""
+
+    token_hash: str
+    token_id: str
+    client_id: str
+    sub: str
+    scope: frozenset[str]
+    secret_enc: str
+    issued_at: float
+    expires_at: float | None  # None: until revoked
+    revoked_at: float | None
 
 
 class StoreClosed(RuntimeError):
