@@ -6,10 +6,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from realtime import demo
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response, bearer_challenge, error_response, json_response, text_response
 from realtime.http.router import Router
 from realtime.oauth import routes as oauth_routes
+from realtime.oauth1 import routes as oauth1_routes
+from realtime.oauth1 import signing as oauth1_signing
+from realtime.oauth1.resource import oauth1_principal
 from realtime.store import AsyncStore
 from realtime.ws.upgrade import verify_bearer
 
@@ -30,8 +34,11 @@ async def publish(request: Request, state: "ServerState") -> Response:
 
     auth = request.header("authorization") or ""
     scheme, _, token = auth.partition(" ")
-    claims = verify_bearer(token.strip() if scheme.lower() == "bearer" and token.strip() else None,
-                           state.settings, state.keyring, state.revoked)
+    if oauth1_signing.is_signed(request):  # OAuth 1.0a signed request (realtime.oauth1)
+        claims = await oauth1_principal(request, state)
+    else:
+        claims = verify_bearer(token.strip() if scheme.lower() == "bearer" and token.strip() else None,
+                               state.settings, state.keyring, state.revoked)
     if isinstance(claims, Response):
         return claims
     try:
@@ -44,8 +51,14 @@ async def publish(request: Request, state: "ServerState") -> Response:
     if not isinstance(channel, str):
         return error_response(400, "bad_channel", "channel must be a string")
     try:
-        result = state.hub.publish(channel, body.get("data"), from_sub=claims.sub, scopes=claims.scope)
+        if state.hub.remote:
+            result = await state.hub.publish_async(
+                channel, body.get("data"), from_sub=claims.sub, scopes=claims.scope)
+        else:
+            result = state.hub.publish(channel, body.get("data"), from_sub=claims.sub, scopes=claims.scope)
     except HubError as exc:
+        if exc.code == "unavailable":
+            return _unavailable(exc.message)
         if exc.code == "forbidden":
             rule = state.hub.rule_for(channel)
             scope = rule.publish_scope if rule is not None else None
@@ -55,6 +68,46 @@ async def publish(request: Request, state: "ServerState") -> Response:
     state.metrics.publishes += 1
     state.metrics.deliveries += result.delivered
     return json_response(200, {"delivered": result.delivered, "seq": result.seq})
+
+
+def _unavailable(message: str) -> Response:
+    """503 while the broker (Redis) is unreachable; the client may retry."""
+    return error_response(503, "unavailable", message, (("retry-after", "1"),))
+
+
+async def presence(request: Request, state: "ServerState") -> Response:
+    """GET /api/presence?channel=C with a bearer token holding the channel's
+    subscribe scope; answers the WebSocket ``presence`` object (SPEC §5a)."""
+    from realtime.hub import HubError
+    from realtime.ws.session import presence_answer
+
+    auth = request.header("authorization") or ""
+    scheme, _, token = auth.partition(" ")
+    claims = verify_bearer(token.strip() if scheme.lower() == "bearer" and token.strip() else None,
+                           state.settings, state.keyring, state.revoked)
+    if isinstance(claims, Response):
+        return claims
+    channels = request.query.get("channel", [])
+    if len(channels) != 1:
+        return error_response(400, "invalid_request", "exactly one channel query parameter is required")
+    channel = channels[0]
+    hub = state.hub
+    try:
+        if hub.remote:
+            members, truncated = await hub.presence_async(channel, sub=claims.sub, scopes=claims.scope)
+        else:
+            members, truncated = hub.presence_page(channel, sub=claims.sub, scopes=claims.scope)
+    except HubError as exc:
+        if exc.code == "unavailable":
+            return _unavailable(exc.message)
+        if exc.code == "forbidden":
+            rule = hub.rule_for(channel)
+            scope = rule.subscribe_scope if rule is not None else None
+            return bearer_challenge(403, "insufficient_scope", exc.message, scope=scope)
+        status = 404 if exc.code == "unknown_channel" else 400
+        return error_response(status, exc.code, exc.message)
+    body = presence_answer(state, channel, members, truncated)
+    return Response(200, (("content-type", "application/json"), ("cache-control", "no-store")), body)
 
 
 async def metrics(request: Request, state: "ServerState") -> Response:
@@ -67,8 +120,11 @@ async def metrics(request: Request, state: "ServerState") -> Response:
 def register(router: Router) -> None:
     router.add("GET", "/healthz", healthz)
     router.add("POST", "/api/publish", publish)
+    router.add("GET", "/api/presence", presence)
     router.add("GET", "/metrics", metrics)
     oauth_routes.register(router)
+    oauth1_routes.register(router)
+    demo.register(router)  # answers 404 unless [demo] enabled = true
 
 
 async def setup_oauth(state: "ServerState") -> None:
@@ -77,6 +133,7 @@ async def setup_oauth(state: "ServerState") -> None:
     state.store = store
     state.revoked.load(await store.revoked_jtis(time.time()))
     await oauth_routes.setup(state)
+    await oauth1_routes.setup(state)
 
 
 async def teardown(state: "ServerState") -> None:

@@ -1,4 +1,4 @@
-"""Command line: ``realtime serve | check | reload | app | user | key``."""
+"""Command line: ``realtime serve | check | reload | app | user | key | listen | publish``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from realtime import admin
+from realtime import admin, client_cli
 
 DEFAULT_CONFIG = Path("conf/realtime.toml")
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     reload_.set_defaults(func=cmd_reload)
 
     admin.add_subcommands(sub)
+    client_cli.add_subcommands(sub)  # listen, publish
     return parser
 
 

@@ -27,6 +27,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from realtime.config_apps import load_apps, load_users, read_apps, read_users
+from realtime.config_providers import read_providers
 from realtime.config_fields import (
     ConfigError,
     ConfigIssue,
@@ -52,6 +53,7 @@ from realtime.config_fields import (
 from realtime.settings import (
     BrokerSettings,
     ChannelRule,
+    DemoSettings,
     OAuthSettings,
     ServerSettings,
     Settings,
@@ -156,6 +158,7 @@ WEBSOCKET_FIELDS: dict[str, Converter] = {
     "publish_rate": rate,
     "max_subscriptions": integer(1),
     "max_channel_name": integer(1),
+    "max_presence_members": integer(1),
 }
 CHANNEL_FIELDS: dict[str, Converter] = {
     "pattern": nonempty,
@@ -165,8 +168,9 @@ CHANNEL_FIELDS: dict[str, Converter] = {
     "presence": boolean,
     "join_leave": boolean,
 }
-BROKER_FIELDS: dict[str, Converter] = {"url": broker_url}
-TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker")
+BROKER_FIELDS: dict[str, Converter] = {"url": broker_url, "node_ttl": duration(positive=True)}
+DEMO_FIELDS: dict[str, Converter] = {"enabled": boolean}
+TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "demo")
 
 
 def load_settings(
@@ -254,27 +258,36 @@ def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | No
     oauth = _section(source, data, "oauth", _oauth_fields(base), OAuthSettings)
     websocket = _section(source, data, "websocket", WEBSOCKET_FIELDS, WebSocketSettings)
     broker = _section(source, data, "broker", BROKER_FIELDS, BrokerSettings)
+    demo = _section(source, data, "demo", DEMO_FIELDS, DemoSettings)
     server = _check_tls(source, server)
     if websocket.echo_path is not None and websocket.echo_path == websocket.path:
         source.error(("websocket", "echo_path"), "must differ from websocket.path")
     sources = [path]
-    apps, users = {}, {}
+    apps, users, providers, provider_files = {}, {}, {}, []
+    if oauth.providers is not None and not oauth.providers.is_dir():
+        source.error(("oauth", "providers"), f"directory not found: {oauth.providers}")
+    elif oauth.providers is not None:
+        providers, provider_files = read_providers(oauth.providers, issues)
+        provider_files = [oauth.providers, *provider_files]  # the directory: a file added or removed
+        if oauth.users is None and any(p.auto_create for p in providers.values()):
+            source.error(("oauth", "users"), "a provider with auto_create = true needs a users file to add users to")
     if oauth.apps is not None and _exists(source, ("oauth", "apps"), oauth.apps):
         apps = read_apps(oauth.apps, issues)
         sources.append(oauth.apps)
     if oauth.users is not None and _exists(source, ("oauth", "users"), oauth.users):
-        users = read_users(oauth.users, issues)
+        users = read_users(oauth.users, issues, providers=frozenset(providers))
         sources.append(oauth.users)
-    if oauth.providers is not None and not oauth.providers.is_dir():
-        source.error(("oauth", "providers"), f"directory not found: {oauth.providers}")
+    sources += provider_files
     settings = Settings(
         server=server,
         oauth=oauth,
         websocket=websocket,
         channels=_channels(source, data.get("channel", [])),
         broker=broker,
+        demo=demo,
         apps=apps,
         users=users,
+        providers=providers,
         config_path=path,
         sources=tuple(sources),
     )

@@ -15,7 +15,7 @@ import math
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import attrs
 
@@ -120,6 +120,33 @@ def _passthrough(value: Any) -> Any:
     return value
 
 
+def consumer_secret_enc(value: Any) -> str:
+    """An OAuth 1.0a consumer secret as stored: AES-GCM under ``state_dir/oauth1.key``."""
+    from realtime.oauth1.crypto import SecretError, unpack
+
+    try:
+        unpack(string(value))
+    except SecretError as exc:
+        raise ValueError(f"{exc} (made by `realtime app add --oauth1`)") from None
+    return value
+
+
+def rsa_public_key(value: Any) -> str:
+    """A PEM ``PUBLIC KEY`` of at least 2048 bits, for RSA-SHA1 (RFC 5849 §3.4.3)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(string(value).encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise ValueError("expected a PEM RSA public key ('-----BEGIN PUBLIC KEY-----...')") from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("expected an RSA public key")
+    if key.key_size < 2048:
+        raise ValueError(f"the RSA key has {key.key_size} bits; use at least 2048")
+    return value
+
+
 APP_FIELDS = {
     "name": nonempty,
     "client_id": client_id,
@@ -132,7 +159,12 @@ APP_FIELDS = {
     "access_token_ttl": duration(positive=True),
     "refresh_token_ttl": duration(positive=True),
     "oauth1": boolean,
+    "consumer_key": client_id,  # same character rules as a client_id
+    "consumer_secret_enc": consumer_secret_enc,
+    "rsa_public_key": rsa_public_key,
+    "oauth1_token_ttl": duration(positive=True),
 }
+OAUTH1_KEYS = ("consumer_key", "consumer_secret_enc", "rsa_public_key", "oauth1_token_ttl")
 RETIRED_FIELDS = {"hash": argon2_hash, "expires_at": timestamp}
 
 
@@ -151,6 +183,7 @@ def read_apps(file: Path, issues: list[ConfigIssue]) -> dict[str, App]:
         return {}
     apps: dict[str, App] = {}
     first_line: dict[str, int | None] = {}
+    consumer_lines: dict[str, int | None] = {}
     for n, table in enumerate(tables):
         path: KeyPath = ("app", n)
         app = _read_app(source, table, path)
@@ -163,6 +196,15 @@ def read_apps(file: Path, issues: list[ConfigIssue]) -> dict[str, App]:
                 f"duplicate client_id {app.client_id!r} (lines {first_line[app.client_id]} and {line})",
             )
             continue
+        if app.consumer_key is not None:
+            key_line = source.line(path + ("consumer_key",))
+            if app.consumer_key in consumer_lines:
+                source.error(
+                    path + ("consumer_key",),
+                    f"duplicate consumer_key (lines {consumer_lines[app.consumer_key]} and {key_line})",
+                )
+                continue
+            consumer_lines[app.consumer_key] = key_line
         apps[app.client_id] = app
         first_line[app.client_id] = line
     return apps
@@ -201,9 +243,28 @@ def _read_app(source: Source, table: Any, path: KeyPath) -> App | None:
     uris_ok = "redirect_uris" in fields or "redirect_uris" not in table  # else already reported
     if "authorization_code" in grants and uris_ok and not fields.get("redirect_uris"):
         source.error(path + ("redirect_uris",), "authorization_code needs at least one redirect URI")
+    _check_oauth1(source, table, fields, path)
     if not {"name", "client_id"} <= fields.keys():
         return None
     return App(retired_secrets=tuple(secrets), **fields)
+
+
+def _check_oauth1(source: Source, table: dict[str, Any], fields: dict[str, Any], path: KeyPath) -> None:
+    """``oauth1 = true`` needs a ``consumer_key`` and a way to check
+    signatures (an encrypted secret for HMAC/PLAINTEXT, or an RSA key);
+    the OAuth 1 keys mean nothing without it."""
+    if "oauth1" in table and "oauth1" not in fields:
+        return  # a bad `oauth1` is already reported
+    if fields.get("oauth1", False):
+        if "consumer_key" not in table:
+            source.error(path + ("consumer_key",), "oauth1 = true needs a consumer_key")
+        if "consumer_secret_enc" not in table and "rsa_public_key" not in table:
+            source.error(path, "oauth1 = true needs consumer_secret_enc or rsa_public_key")
+        return
+    for key in OAUTH1_KEYS:
+        if key in table:
+            source.error(path + (key,), f"{key} is used only with oauth1 = true")
+            fields.pop(key, None)
 
 
 def load_apps(path: Path) -> dict[str, App]:
@@ -229,6 +290,26 @@ def user_name(value: Any) -> str:
     return value
 
 
+def user_name_with(providers: "Collection[str]") -> Any:
+    """:func:`user_name`, also taking ``NAME:ID`` where NAME is a configured
+    login provider (its users' ``sub``, SPEC §2)."""
+
+    def convert(value: Any) -> str:
+        prefix, sep, rest = string(value).partition(":")
+        if sep and prefix in providers:
+            if not rest or rest != rest.strip() or not value.isprintable():
+                raise ValueError(f"{value!r} is not a provider user name ({prefix}:ID, ID printable)")
+            return value
+        if sep:
+            known = ", ".join(sorted(providers)) or "none configured"
+            raise ValueError(
+                f"{value!r}: ':' is kept for provider users NAME:ID, and {prefix!r} is not a provider ({known})"
+            )
+        return user_name(value)
+
+    return convert
+
+
 def email(value: Any) -> str:
     if not re.fullmatch(r"[^@\s]+@[^@\s]+", string(value)):
         raise ValueError(f"{value!r} is not an e-mail address")
@@ -245,8 +326,13 @@ USER_FIELDS = {
 }
 
 
-def read_users(file: Path, issues: list[ConfigIssue]) -> dict[str, User]:
-    """Read ``users.json`` (``{"users": [...]}`` or a list) or ``users.toml`` (``[[user]]``)."""
+def read_users(file: Path, issues: list[ConfigIssue], providers: "Collection[str]" = ()) -> dict[str, User]:
+    """Read ``users.json`` (``{"users": [...]}`` or a list) or ``users.toml`` (``[[user]]``).
+
+    ``providers``: the configured login provider names, whose users
+    (``NAME:ID``) may appear here.
+    """
+    fields_spec = dict(USER_FIELDS, name=user_name_with(frozenset(providers))) if providers else USER_FIELDS
     if file.suffix.lower() == ".toml":
         parsed = parse_toml(file, issues)
         if parsed is None:
@@ -281,7 +367,7 @@ def read_users(file: Path, issues: list[ConfigIssue]) -> dict[str, User]:
     seen: dict[str, tuple[str, int | None]] = {}  # casefolded name -> (name, line)
     for n, item in enumerate(items):
         path = base + (n,)
-        fields = read_table(source, item, path, USER_FIELDS, required=("name",))
+        fields = read_table(source, item, path, fields_spec, required=("name",))
         if not fields or "name" not in fields:
             continue
         name, line = fields["name"], source.line(path + ("name",))

@@ -16,6 +16,8 @@ import trio
 
 from realtime.http.request import Request
 from realtime.http.responses import SECURITY_HEADERS, REASONS, Response, error_response
+from realtime.oauth1.resource import oauth1_principal
+from realtime.oauth1.signing import is_signed as oauth1_is_signed
 from realtime.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.ws.session import Session
 from realtime.ws.upgrade import Accept, check_upgrade, is_upgrade
@@ -46,6 +48,7 @@ class HttpConnection:
             h11.SERVER, max_incomplete_event_size=state.settings.server.max_header_bytes
         )
         self.idle = True  # waiting for a request head: safe to drop on shutdown
+        self.head_request = False  # the current request is HEAD: answers carry no body
         self.shutting_down = False
         self.scope = trio.CancelScope()
 
@@ -89,6 +92,7 @@ class HttpConnection:
         try:
             # Idle until the first byte, then the head must arrive in time.
             self.idle = True
+            self.head_request = False
             with trio.move_on_after(idle_timeout) as idle:
                 event = await self._receive_first()
             if idle.cancelled_caught:
@@ -105,6 +109,7 @@ class HttpConnection:
                 return False
             if not isinstance(event, h11.Request):
                 raise _Fail(error_response(400, "bad_request", "expected a request"))
+            self.head_request = event.method == b"HEAD"
             request = await self._read_request(event)
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
@@ -177,7 +182,7 @@ class HttpConnection:
         except Exception:  # noqa: BLE001 - last resort: log, answer 500, keep serving
             log.exception("handler for %s %s failed", request.method, path)
             response = error_response(500, "server_error", "internal error")
-        await self._send(response, head=request.method == "HEAD")
+        await self._send(response)
         return self._keep_alive()
 
     def _keep_alive(self) -> bool:
@@ -191,12 +196,15 @@ class HttpConnection:
 
     async def _upgrade(self, request: Request, echo: bool) -> bool:
         hub = self.state.hub
+        # An OAuth 1.0a signed upgrade needs the store (token, nonce): checked here, with I/O.
+        principal = await oauth1_principal(request, self.state) if oauth1_is_signed(request) else None
         decision = check_upgrade(
             request,
             self.state.settings,
             self.state.keyring,
             self.state.revoked,
             allows_any_channel=None if echo else hub.allows_any_channel,
+            principal=principal,
         )
         if not isinstance(decision, Accept):
             self.state.metrics.handshakes[_HANDSHAKE_RESULTS.get(decision.status, "bad_request")] += 1
@@ -220,7 +228,10 @@ class HttpConnection:
             self.state.extras["sessions"].discard(session)
         return False
 
-    async def _send(self, response: Response, head: bool = False) -> None:
+    async def _send(self, response: Response) -> None:
+        # Every answer (an error, a refused upgrade, a 426) may be to a HEAD
+        # request; h11 refuses a body there, so leave it out (RFC 9110 §9.3.2).
+        head = self.head_request
         headers = [SERVER_HEADER, *SECURITY_HEADERS, *response.headers]
         if self.shutting_down:
             headers.append(("connection", "close"))

@@ -79,7 +79,9 @@ async def _reload(state: "ServerState", trigger: str) -> bool:
 
     for conn, channel in state.hub.update_rules(new.channels, new.websocket):
         conn.send_obj(protocol.error(None, "subscription_revoked", f"no longer allowed on {channel}"))
-    closed = withdraw_lost_access(state, old, new) + withdraw_retired_keys(state)
+    from realtime.oauth1.resource import withdraw_oauth1
+
+    closed = withdraw_lost_access(state, old, new) + withdraw_retired_keys(state) + withdraw_oauth1(state, old, new)
     log.info("reload (%s) applied: %d apps, %d users, %d channel rules; %d connections closed",
              trigger, len(new.apps), len(new.users), len(new.channels), closed)
     state.last_reload = {"result": "ok", "time": started, "trigger": trigger}
@@ -124,8 +126,10 @@ def withdraw_lost_access(state: "ServerState", old: Settings, new: Settings) -> 
 
 
 def withdraw_retired_keys(state: "ServerState") -> int:
+    from realtime.oauth1.resource import OAUTH1_KID
+
     closed = 0
-    live = set(state.keyring.keys)
+    live = set(state.keyring.keys) | {OAUTH1_KID}  # OAuth 1 principals carry no signing key
     for kid in list(state.hub.connections.kids()):
         if kid not in live:
             for conn in list(state.hub.connections.by_kid(kid)):

@@ -100,12 +100,21 @@ async def build_state(settings: Settings) -> ServerState:
     server = settings.server
     await trio.to_thread.run_sync(prepare_state_dir, server.state_dir, limiter=_file_limiter)
     keyring = await trio.to_thread.run_sync(reloading.load_keyring, settings, limiter=_file_limiter)
+    broker = None
+    if settings.broker.url is not None:
+        from realtime.broker_redis import RedisBroker
+
+        broker = RedisBroker(settings.broker.url, node_ttl=settings.broker.node_ttl)
+        await broker.check()  # unreachable at start: BrokerUnavailable (an OSError), exit 1
     state = ServerState(
         settings=settings,
         keyring=keyring,
         revoked=RevokedSet(),
-        hub=Hub(settings.channels, settings.websocket),
+        hub=Hub(settings.channels, settings.websocket, broker),
     )
+    if broker is not None:
+        broker.on_revoke = lambda jti, exp: state.revoke_access(jti, exp, share=False)
+        state.extras["broker"] = broker
     state.extras["ssl_context"] = await trio.to_thread.run_sync(build_tls_context, settings)
     state.extras["started_at"] = time.time()
     await api.setup_oauth(state)
@@ -157,6 +166,9 @@ class Server:
         self.per_ip[host] = self.per_ip.get(host, 0) + 1
         try:
             await conn.run()
+        except Exception:  # noqa: BLE001 - one connection's bug must not end the server
+            log.exception("connection task from %s failed", host)
+            transport.close()
         finally:
             self.http_conns.discard(conn)
             left = self.per_ip[host] - 1
@@ -235,6 +247,8 @@ class Server:
                 if install_signals:
                     root.start_soon(self._signals, root)
                 root.start_soon(reloading.housekeeping, state)
+                if "broker" in state.extras:
+                    await root.start(state.extras["broker"].run)
                 if self.settings.server.watch:
                     await root.start(reloading.watch_files, state, self.reload)
                 async with trio.open_nursery() as handlers:

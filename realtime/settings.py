@@ -12,8 +12,12 @@ Durations are float seconds, sizes are int bytes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from realtime.oauth.providers import Provider
 
 
 @attrs.frozen
@@ -76,6 +80,7 @@ class WebSocketSettings:
     publish_rate: str = "50/s"  # token bucket: rate per second, burst = rate
     max_subscriptions: int = 100
     max_channel_name: int = 200
+    max_presence_members: int = 1000  # a presence answer lists at most this many ("truncated")
 
 
 @attrs.frozen
@@ -83,6 +88,17 @@ class BrokerSettings:
     """Optional ``[broker]``: several nodes share channels through Redis (SPEC §2)."""
 
     url: str | None = None  # redis://HOST:PORT/DB; None: in-process broker
+    # A node whose heartbeat is older than this is dead: its presence goes
+    # (leave events) at the next heartbeat of a live node, so within
+    # node_ttl * 1.25.  Heartbeats go every node_ttl / 4.
+    node_ttl: float = 10.0
+
+
+@attrs.frozen
+class DemoSettings:
+    """``[demo]``: the browser chat page at ``/demo/`` (off unless enabled)."""
+
+    enabled: bool = False
 
 
 @attrs.frozen
@@ -116,6 +132,14 @@ class App:
     access_token_ttl: float | None = None  # None: [oauth] default
     refresh_token_ttl: float | None = None
     oauth1: bool = False
+    # OAuth 1.0a (realtime.oauth1): the consumer credentials of an app with
+    # oauth1 = true.  The secret is AES-GCM-encrypted under
+    # state_dir/oauth1.key (HMAC-SHA1/-SHA256 need it in clear on the
+    # server); an RSA public key (PEM) allows RSA-SHA1 without a secret.
+    consumer_key: str | None = None
+    consumer_secret_enc: str | None = None
+    rsa_public_key: str | None = None
+    oauth1_token_ttl: float | None = None  # None: tokens live until revoked
 
 
 @attrs.frozen
@@ -137,8 +161,11 @@ class Settings:
     websocket: WebSocketSettings = WebSocketSettings()
     channels: tuple[ChannelRule, ...] = ()
     broker: BrokerSettings = BrokerSettings()
+    demo: DemoSettings = DemoSettings()
     apps: dict[str, App] = attrs.field(factory=dict)  # by client_id
     users: dict[str, User] = attrs.field(factory=dict)  # by name (= sub)
+    # External login providers ([oauth] providers), by name.
+    providers: dict[str, "Provider"] = attrs.field(factory=dict)
     config_path: Path | None = None  # None: the embedded default
     # Every file the snapshot was read from, for `watch` and error messages.
     sources: tuple[Path, ...] = ()

@@ -93,7 +93,8 @@ def test_example_conf_loads_from_a_copy(tmp_path: Path, ca: trustme.CA) -> None:
     assert settings.server.public_url == "https://localhost:8443"
     assert settings.oauth.access_token_ttl == 900 and settings.oauth.refresh_token_ttl == 30 * 86400
     assert settings.websocket.path == "/ws" and settings.websocket.token_in_query is False
-    assert [c.pattern for c in settings.channels] == ["chat:*", "news:*"]
+    assert [c.pattern for c in settings.channels] == ["chat:*", "news:*", "user:*"]
+    assert settings.demo.enabled is True
     demo = settings.apps["demo"]
     assert demo.public and demo.client_secret_hash is None
     assert demo.redirect_uris == ("https://localhost:8443/demo/callback", "http://127.0.0.1:8080/demo/callback")
@@ -300,7 +301,7 @@ def test_channels_keep_their_order(tmp_path: Path) -> None:
          "unknown key (did you mean 'max_message_bytes'?)"),
         ("[server]\nhtp = 'a:1'\n", 2, "server.htp", "unknown key (did you mean 'http'?)"),
         ("[servr]\nhttp = 'a:1'\n", 1, "servr", "unknown key (did you mean 'server'?)"),
-        ("zzz = 1\n", 1, "zzz", "unknown key (valid keys: broker, channel, oauth, server, websocket)"),
+        ("zzz = 1\n", 1, "zzz", "unknown key (valid keys: broker, channel, demo, oauth, server, websocket)"),
         ("[[channel]]\npattern = 'a'\n[[channel]]\npattern = 'b'\nhistroy = 3\n", 5, "channel[2].histroy",
          "unknown key (did you mean 'history'?)"),
         ("[websocket]\nmax_message_bytes = '64k'\n", 2, "websocket.max_message_bytes",
@@ -480,7 +481,7 @@ def test_paths_resolve_relative_to_the_config_file(tmp_path: Path, pem: Path, mo
     assert s.oauth.apps == conf / "sub" / "apps.toml"
     assert s.oauth.users == conf / "users.toml"
     assert s.oauth.providers == conf / "prov"
-    assert s.sources == (path, conf / "sub" / "apps.toml", conf / "users.toml")
+    assert s.sources == (path, conf / "sub" / "apps.toml", conf / "users.toml", conf / "prov")
     # The same config named by a relative path still resolves from its own directory.
     monkeypatch.chdir(tmp_path)
     rel = load_settings(Path("etc/realtime/realtime.toml"))
@@ -609,6 +610,10 @@ def app_issues(path: Path) -> list[ConfigIssue]:
     return info.value.issues
 
 
+# The shape `realtime app add --oauth1` writes (AES-GCM under state_dir/oauth1.key).
+ENC = "aesgcm1:" + "A" * 60
+
+
 def test_apps_load(tmp_path: Path) -> None:
     path = apps_file(tmp_path, f"""
         [[app]]
@@ -621,6 +626,9 @@ def test_apps_load(tmp_path: Path) -> None:
         access_token_ttl = "5m"
         refresh_token_ttl = "7d"
         oauth1 = true
+        consumer_key = "ck-backend"
+        consumer_secret_enc = "{ENC}"
+        oauth1_token_ttl = "30d"
         retired_secrets = [
             {{ hash = "{HASH}", expires_at = 2030-01-01T00:00:00Z }},
             {{ hash = "{HASH}", expires_at = 1900000000 }},
@@ -642,6 +650,7 @@ def test_apps_load(tmp_path: Path) -> None:
         redirect_uris=("https://b.example/cb", "com.example.app:/oauth2redirect", "http://[::1]:9/cb"),
         grant_types=("authorization_code", "client_credentials", "password", "refresh_token"),
         scopes=("chat:read", "news:write"), access_token_ttl=300, refresh_token_ttl=7 * 86400, oauth1=True,
+        consumer_key="ck-backend", consumer_secret_enc=ENC, oauth1_token_ttl=30 * 86400,
     )
     assert apps["machine"].redirect_uris == () and apps["machine"].public is False
 

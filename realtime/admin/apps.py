@@ -42,13 +42,14 @@ def cmd_app_add(args: argparse.Namespace) -> int:
     from realtime.config_fields import nonempty, scope
 
     paths = Paths(args.config)
-    if args.oauth1:
-        raise AdminError("--oauth1: OAuth 1.0a consumers are not available in this build")
+    rsa_pem = _read_rsa_key(args)
     check_value("name", args.name, nonempty)
     uris = list(dict.fromkeys(args.redirect_uri or []))
     for uri in uris:
         check_value("redirect URI", uri, redirect_uri)
-    grants = list(dict.fromkeys(args.grant or ["authorization_code", "refresh_token"]))
+    # An OAuth 1-only app without redirect URIs (oob callbacks) needs no OAuth 2 grant.
+    default_grants = [] if args.oauth1 and not uris else ["authorization_code", "refresh_token"]
+    grants = list(dict.fromkeys(args.grant if args.grant is not None else default_grants))
     scopes = list(dict.fromkeys(args.scope or []))
     for s in scopes:
         check_value("scope", s, scope)
@@ -76,6 +77,7 @@ def cmd_app_add(args: argparse.Namespace) -> int:
     table["redirect_uris"] = uris
     table["grant_types"] = grants
     table["scopes"] = scopes
+    consumer = _oauth1_consumer(paths, table, rsa_pem) if args.oauth1 else None
     if apps is None:
         aot = tomlkit.aot()
         aot.append(table)
@@ -86,9 +88,54 @@ def cmd_app_add(args: argparse.Namespace) -> int:
     print(f"client_id: {client_id}")
     if secret is not None:
         print(f"client_secret: {secret}")
-        print("note: the secret is shown only this once; store it now", file=sys.stderr)
+    if consumer is not None:
+        print(f"consumer_key: {consumer[0]}")
+        if consumer[1] is not None:
+            print(f"consumer_secret: {consumer[1]}")
+    if secret is not None or (consumer is not None and consumer[1] is not None):
+        print("note: secrets are shown only this once; store them now", file=sys.stderr)
     notify(paths)
     return 0
+
+
+def _read_rsa_key(args: argparse.Namespace) -> str | None:
+    from realtime.config_apps import rsa_public_key
+
+    path = getattr(args, "rsa_public_key", None)
+    if path is None:
+        return None
+    if not args.oauth1:
+        raise AdminError("--rsa-public-key needs --oauth1")
+    try:
+        pem = Path(path).read_text(encoding="ascii").strip() + "\n"
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdminError(f"{path}: cannot read: {exc}") from None
+    check_value("RSA public key", pem, rsa_public_key)
+    return pem
+
+
+def _oauth1_consumer(paths: Paths, table: Any, rsa_pem: str | None) -> tuple[str, str | None]:
+    """Make OAuth 1.0a consumer credentials for ``table``.
+
+    The consumer secret (for HMAC-SHA1/-SHA256 and PLAINTEXT) is stored
+    AES-GCM-encrypted under ``state_dir/oauth1.key``, the key the server
+    reads; with an RSA public key the secret is still issued, so the
+    consumer may use either method.
+    """
+    from realtime.oauth1 import crypto
+
+    try:
+        key = crypto.load_or_create_key(paths.state_dir)
+    except (OSError, crypto.SecretError) as exc:
+        raise AdminError(f"{paths.state_dir / crypto.KEY_FILE}: {exc}") from None
+    consumer_key = "ck-" + secrets.token_hex(16)
+    consumer_secret = secrets.token_urlsafe(32)
+    table["oauth1"] = True
+    table["consumer_key"] = consumer_key
+    table["consumer_secret_enc"] = crypto.encrypt(key, consumer_secret, crypto.consumer_context(consumer_key))
+    if rsa_pem is not None:
+        table["rsa_public_key"] = tomlkit.string(rsa_pem, multiline=True)
+    return consumer_key, consumer_secret
 
 
 def cmd_app_rotate(args: argparse.Namespace) -> int:

@@ -89,11 +89,17 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    from realtime.config_apps import email, user_name
+    from realtime.config_apps import email, user_name_with
     from realtime.config_fields import scope
+    from realtime.config_providers import provider_names
 
     paths = Paths(args.config)
-    check_value("user name", args.name, user_name)
+    providers = frozenset()
+    if isinstance(paths.oauth.get("providers"), str):
+        providers = provider_names(paths.config.parent / paths.oauth["providers"])
+    check_value("user name", args.name, user_name_with(providers))
+    # A provider user (NAME:ID) signs in at the provider: no password unless one is piped in.
+    provider_user = args.name.partition(":")[0] in providers and ":" in args.name
     for s in args.scope or []:
         check_value("scope", s, scope)
     if args.email:
@@ -101,11 +107,10 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     users = UserFile(paths.users)
     if users.exists(args.name):
         raise AdminError(f"{paths.users}: a user named {args.name!r} exists already")
-    record: dict[str, Any] = {
-        "name": args.name,
-        "password_hash": hash_secret(_read_password(args)),
-        "scopes": list(dict.fromkeys(args.scope or [])),
-    }
+    record: dict[str, Any] = {"name": args.name}
+    if not provider_user or args.password_stdin:
+        record["password_hash"] = hash_secret(_read_password(args))
+    record["scopes"] = list(dict.fromkeys(args.scope or []))
     if args.display_name:
         record["display_name"] = args.display_name
     if args.email:

@@ -55,18 +55,20 @@ def _origin(uri: str) -> str | None:
 
 
 def page_response(status: int, html: str, redirect_uri: str | None = None,
-                  headers: tuple[tuple[str, str], ...] = ()) -> Response:
+                  headers: tuple[tuple[str, str], ...] = (), form_origins: Iterable[str] = ()) -> Response:
     """An HTML response whose CSP lets the form's redirect reach the client.
 
     Browsers apply ``form-action`` to the redirects that follow a form
     submission, so the client's redirect URI origin is allowed next to
-    ``'self'``.
+    ``'self'`` (and ``form_origins``: the login providers' origins, where
+    "Log in with X" redirects to).
     """
     response = html_response(status, html, headers)
     origin = _origin(redirect_uri) if redirect_uri else None
+    allowed = "".join(f" {o}" for o in dict.fromkeys(([origin] if origin else []) + list(form_origins)))
     csp = (
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-        f"form-action 'self'{' ' + origin if origin else ''}; frame-ancestors 'none'; base-uri 'none'"
+        f"form-action 'self'{allowed}; frame-ancestors 'none'; base-uri 'none'"
     )
     kept = tuple((k, v) for k, v in response.headers if k != "content-security-policy")
     return Response(response.status, kept + (("content-security-policy", csp),), response.body)
@@ -78,12 +80,25 @@ def login_page(
     hidden: Mapping[str, str],
     username: str = "",
     error: str | None = None,
+    providers: Iterable[tuple[str, str]] = (),
+    form_action: str = AUTHORIZE_PATH,
 ) -> str:
+    """``providers``: (name, display_name) of the external login providers,
+    each a "Log in with X" form carrying the same request and CSRF token.
+    ``form_action``: where the password form posts (``/oauth1/authorize``
+    for OAuth 1.0a)."""
     err = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    external = "".join(
+        f'<form method="post" action="{AUTHORIZE_PATH}" class="provider">{_hidden(hidden)}'
+        '<input type="hidden" name="action" value="provider">'
+        f'<button type="submit" name="provider" value="{escape(name)}">Log in with {escape(label)}</button></form>'
+        for name, label in providers
+    )
     return _page(
         "Sign in",
-        f"<h1>Sign in to continue to {escape(app_name)}</h1>{err}"
-        f'<form method="post" action="{AUTHORIZE_PATH}">{_hidden(hidden)}'
+        f"<h1>Sign in to continue to {escape(app_name)}</h1>{err}{external}"
+        + ("<p>or with a password here:</p>" if external else "")
+        + f'<form method="post" action="{escape(form_action)}">{_hidden(hidden)}'
         '<input type="hidden" name="action" value="login">'
         '<label for="username">User name</label>'
         f'<input type="text" id="username" name="username" value="{escape(username)}" '
@@ -101,6 +116,7 @@ def consent_page(
     scopes: Iterable[str],
     hidden: Mapping[str, str],
     redirect_host: str,
+    form_action: str = AUTHORIZE_PATH,
 ) -> str:
     items = "".join(f"<li><code>{escape(s)}</code></li>" for s in sorted(scopes))
     listing = f"<ul>{items}</ul>" if items else "<p>No special permissions.</p>"
@@ -109,12 +125,14 @@ def consent_page(
         f"<h1>{escape(app_name)} wants to access your account</h1>"
         f"<p>Signed in as <strong>{escape(user)}</strong>. The application asks for:</p>{listing}"
         f"<p>You will be sent back to <code>{escape(redirect_host)}</code>.</p>"
-        f'<form method="post" action="{AUTHORIZE_PATH}">{_hidden(hidden)}'
+        f'<form method="post" action="{escape(form_action)}">{_hidden(hidden)}'
         '<input type="hidden" name="action" value="consent">'
         '<button type="submit" name="decision" value="allow">Allow</button>'
         '<button type="submit" name="decision" value="deny">Deny</button></form>',
     )
 
 
-def error_page(title: str, message: str) -> str:
-    return _page(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>")
+def error_page(title: str, message: str, link: tuple[str, str] | None = None) -> str:
+    """``link``: (href, text), e.g. back to the sign-in page after a provider error."""
+    more = f'<p><a href="{escape(link[0])}">{escape(link[1])}</a></p>' if link else ""
+    return _page(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>{more}")

@@ -16,6 +16,19 @@ Handler = Callable[[Request, "ServerState"], Awaitable[Response]]
 class Router:
     def __init__(self) -> None:
         self._routes: dict[str, dict[str, Handler]] = {}
+        # Paths under a prefix ("/oauth2/callback/" + NAME), tried after exact paths.
+        self._prefixes: dict[str, dict[str, Handler]] = {}
+
+    def add_prefix(self, method: str, prefix: str, handler: Handler) -> None:
+        """Route every path that starts with ``prefix`` (ending in '/') and goes on."""
+        if not prefix.endswith("/"):
+            raise ValueError("a route prefix ends with '/'")
+        methods = self._prefixes.setdefault(prefix, {})
+        if method in methods:
+            raise ValueError(f"route {method} {prefix}* registered twice")
+        methods[method] = handler
+        if method == "GET" and "HEAD" not in methods:
+            methods["HEAD"] = handler
 
     def add(self, method: str, path: str, handler: Handler) -> None:
         methods = self._routes.setdefault(path, {})
@@ -37,6 +50,9 @@ class Router:
 
     async def dispatch(self, request: Request, state: "ServerState") -> Response:
         methods = self._routes.get(request.path)
+        if methods is None:
+            methods = next((m for prefix, m in self._prefixes.items()
+                            if request.path.startswith(prefix) and len(request.path) > len(prefix)), None)
         if methods is None:
             return error_response(404, "not_found", "no such endpoint")
         handler = methods.get(request.method)

@@ -223,16 +223,18 @@ class _Flow:
             return False
         return self.services.check_csrf(token, purpose, f"{self.binding}|{sid}", self.authz.flow(), self.now)
 
-    def page(self, status: int, html: str, *headers: tuple[str, str]) -> Response:
+    def page(self, status: int, html: str, *headers: tuple[str, str], form_origins: tuple[str, ...] = ()) -> Response:
         return pages.page_response(
-            status, html, self.authz.redirect_uri, tuple(self.set_cookies) + tuple(headers)
+            status, html, self.authz.redirect_uri, tuple(self.set_cookies) + tuple(headers), form_origins
         )
 
     def login(self, status: int = 200, error: str | None = None, username: str = "",
               *headers: tuple[str, str]) -> Response:
+        providers = tuple(self.settings.providers.values())  # "Log in with X" (realtime.oauth.provider_flow)
         html = pages.login_page(app_name=self.authz.app.name, hidden=self.hidden("login"),
-                                username=username, error=error)
-        return self.page(status, html, *headers)
+                                username=username, error=error,
+                                providers=[(p.name, p.display_name) for p in providers])
+        return self.page(status, html, *headers, form_origins=tuple(p.origin for p in providers))
 
     def back(self, params: Mapping[str, str]) -> Response:
         response = redirect_to(self.authz.redirect_uri, _redirect_params(self.settings, self.authz.state, params))
@@ -369,6 +371,10 @@ async def authorize_endpoint(request: Request, state: "ServerState") -> Response
             return await _login(flow, extra)
         if action == "consent":
             return await _consent(flow, extra)
+        if action == "provider":
+            from realtime.oauth.provider_flow import start_provider_login
+
+            return await start_provider_login(flow, extra)
         if action is None:
             return await _start(flow)  # RFC 6749 §3.1: POST may carry the request
         return flow.fail(InvalidRequestError("unknown action"))
@@ -379,3 +385,27 @@ async def authorize_endpoint(request: Request, state: "ServerState") -> Response
     except Exception:
         log.exception("authorization endpoint failed")
         return _error_page(500, "Server error", "Something went wrong. Please try again.")
+
+
+async def resume_login(request: Request, state: "ServerState", params: Mapping[str, str], user: User) -> Response:
+    """Go on with a pending authorization request once ``user`` signed in
+    elsewhere (an external provider, :mod:`realtime.oauth.provider_flow`):
+    start a session, then consent or the code, as after a password login.
+
+    ``params`` is the request as the login form carried it; it is checked
+    again against the current snapshot (the app may have gone meanwhile).
+    """
+    services = get_services(state)
+    settings = state.settings
+    try:
+        parsed = parse_request({k: [v] for k, v in params.items()}, settings)
+        if isinstance(parsed, Response):
+            return parsed
+        flow = _Flow(request, state, services, settings, parsed, services.clock())
+        cookie = services.make_session(user.name, flow.now)
+        flow.set_cookies.append(_cookie(SESSION_COOKIE, cookie, request, int(SESSION_TTL)))
+        session = services.read_session(cookie, flow.now)
+        assert session is not None
+        return await flow.proceed(user, session, force_consent="consent" in parsed.prompt)
+    except _Redirect as exc:
+        return redirect_to(exc.redirect_uri, _redirect_params(settings, exc.state, exc.error.params()))

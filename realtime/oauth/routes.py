@@ -14,6 +14,7 @@ from realtime.oauth.authorize import authorize_endpoint
 from realtime.oauth.grants import token_endpoint
 from realtime.oauth.introspection import introspect_endpoint
 from realtime.oauth.metadata import jwks_endpoint, metadata_endpoint
+from realtime.oauth.provider_flow import CALLBACK_PREFIX, callback_endpoint
 from realtime.oauth.revocation import revoke_endpoint
 from realtime.oauth.services import build_services
 from realtime.oauth.userinfo import userinfo_endpoint
@@ -32,6 +33,7 @@ def register(router: Router) -> None:
     router.add("POST", "/oauth2/introspect", introspect_endpoint)
     router.add("GET", "/oauth2/userinfo", userinfo_endpoint)
     router.add("POST", "/oauth2/userinfo", userinfo_endpoint)
+    router.add_prefix("GET", CALLBACK_PREFIX, callback_endpoint)  # /oauth2/callback/NAME (login providers)
 
 
 async def setup(state: "ServerState", **overrides: Any) -> None:

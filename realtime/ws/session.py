@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -27,7 +28,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 from realtime.ratelimit import RateLimiter
 from realtime.tokens import AccessClaims, TokenError
 from realtime.transport import BacklogOverflow, Transport, TransportClosed
-from realtime.hub import HubError
+from realtime.hub import HubError, SubscribeResult
 from realtime.ws import frames, protocol
 from realtime.ws.upgrade import principal_problem
 
@@ -69,6 +70,7 @@ class Session:
         self.close_code: int | None = None
         self.close_reason = ""
         self.peer_close: CloseConnection | None = None
+        self._parse_failed = False
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._writer_running = False
@@ -93,7 +95,12 @@ class Session:
         try:
             self.transport.write(frame)
         except BacklogOverflow:
-            self.transport.drop_backlog()
+            # Keep the backlog: it may start with the tail of a frame the
+            # kernel has half sent (and on TLS every queued byte belongs to
+            # the record stream), so dropping it would garble the stream
+            # and the client could never read the 4009 close frame that
+            # _close queues after it.  The backlog ends on a frame boundary:
+            # the frame that overflowed it was queued whole.
             self.withdraw(4009, "slow consumer")
         except TransportClosed:
             self.withdraw(ABORT, "connection lost")
@@ -157,11 +164,22 @@ class Session:
                         if reply is not None and code == 1000:
                             code = reply.code if reply.code not in (1005, 1006) else 1000
                         if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                            # A slow consumer's backlog is already past its
+                            # limit: let the close frame join it, not fail.
+                            self.transport.max_backlog = max(
+                                self.transport.max_backlog, self.transport.backlog_bytes + 512
+                            )
                             self.transport.write(
                                 self.ws.send(CloseConnection(code=code, reason=self.close_reason[:100]))
                             )
                         await self.transport.drain()
-                        if self.ws.state is ConnectionState.LOCAL_CLOSING:
+                        if self._parse_failed:
+                            # wsproto's parser is dead after a protocol error
+                            # and would never see the peer's close: RFC 6455
+                            # §7.1.7 "Fail the WebSocket Connection" — our close
+                            # is out, so half-close and drop what still comes.
+                            await self.transport.linger_close(CLOSE_WAIT)
+                        elif self.ws.state is ConnectionState.LOCAL_CLOSING:
                             await self._await_peer_close()
                 except (TransportClosed, BacklogOverflow):
                     pass
@@ -229,7 +247,9 @@ class Session:
                         whole = "".join(parts) if isinstance(chunk, str) else b"".join(parts)  # type: ignore[arg-type]
                         parts, size = [], 0
                         self.state.metrics.messages_in += 1
-                        self._on_message(whole)
+                        pending = self._on_message(whole)
+                        if pending is not None:  # a remote broker's round trip
+                            await pending
                         if self.close_code is not None:
                             return
                 elif isinstance(event, Ping):
@@ -240,13 +260,17 @@ class Session:
                     elif self.ws.state is ConnectionState.REMOTE_CLOSING:
                         self.peer_close = event
                     else:  # wsproto found a protocol error (1002, 1007, ...)
+                        self._parse_failed = True
                         self.withdraw(event.code, event.reason or "protocol error")
                     return
                 elif isinstance(event, Pong):
                     pass
 
     # -- messages ---------------------------------------------------------------
-    def _on_message(self, whole: str | bytes) -> None:
+    def _on_message(self, whole: str | bytes) -> Awaitable[None] | None:
+        """Handle one client message.  Returns an awaitable only for the
+        messages a remote broker must answer (see :data:`_REMOTE_HANDLERS`);
+        with the in-process broker nothing is awaited."""
         if self.echo:
             if isinstance(whole, str):
                 self.offer(frames.encode_text_frame(whole.encode()))
@@ -266,11 +290,16 @@ class Session:
         except protocol.MessageError as exc:
             self.send_obj(protocol.error(exc.id, exc.code, exc.message))
             return
+        if self.state.hub.remote:
+            remote = _REMOTE_HANDLERS.get(type(message))
+            if remote is not None:
+                return remote(self, message)
         handler = _HANDLERS.get(type(message))
         if handler is None:
             self.send_obj(protocol.error(message.id, "unsupported", "not supported"))
-            return
+            return None
         handler(self, message)
+        return None
 
     def _answer(self, message_id: Any, **extra: Any) -> None:
         if message_id is not None:
@@ -288,6 +317,17 @@ class Session:
         except HubError as exc:
             self._fail(message.id, exc.code, exc.message)
             return
+        self._subscribed(message, result)
+
+    async def _on_subscribe_remote(self, message: protocol.Subscribe) -> None:
+        try:
+            result = await self.state.hub.subscribe_async(self, message.channel, message.since)
+        except HubError as exc:
+            self._fail(message.id, exc.code, exc.message)
+            return
+        self._subscribed(message, result)
+
+    def _subscribed(self, message: protocol.Subscribe, result: "SubscribeResult") -> None:
         # The ack tells whether `since` was fully recovered (hub.py docstring);
         # the replay follows it with no await in between, so no live message
         # can slip ahead of the history.
@@ -308,6 +348,21 @@ class Session:
             return
         try:
             result = self.state.hub.publish(
+                message.channel, message.data, from_sub=self.sub, scopes=self.scopes
+            )
+        except HubError as exc:
+            self._fail(message.id, exc.code, exc.message)
+            return
+        self.state.metrics.publishes += 1
+        self.state.metrics.deliveries += result.delivered
+        self._answer(message.id, seq=result.seq)
+
+    async def _on_publish_remote(self, message: protocol.Publish) -> None:
+        if not self.publish_limit.allow(trio.current_time()):
+            self.withdraw(4008, "publish rate limit")
+            return
+        try:
+            result = await self.state.hub.publish_async(
                 message.channel, message.data, from_sub=self.sub, scopes=self.scopes
             )
         except HubError as exc:
@@ -353,13 +408,32 @@ class Session:
     def _on_presence(self, message: protocol.Presence) -> None:
         hub = self.state.hub
         try:
-            members = hub.presence(message.channel, sub=self.sub, scopes=self.scopes)
+            members, truncated = hub.presence_page(message.channel, sub=self.sub, scopes=self.scopes)
         except HubError as exc:
             self._fail(message.id, exc.code, exc.message)
             return
-        users = self.state.settings.users
-        listed = [(sub, count, users[sub].display_name if sub in users else None) for sub, count in members]
-        self.send_obj(protocol.presence(message.channel, listed, message.id))
+        self.send_obj(presence_answer(self.state, message.channel, members, truncated, message.id))
+
+    async def _on_presence_remote(self, message: protocol.Presence) -> None:
+        try:
+            members, truncated = await self.state.hub.presence_async(
+                message.channel, sub=self.sub, scopes=self.scopes
+            )
+        except HubError as exc:
+            self._fail(message.id, exc.code, exc.message)
+            return
+        self.send_obj(presence_answer(self.state, message.channel, members, truncated, message.id))
+
+
+def presence_answer(
+    state: "ServerState", channel: str, members: list[tuple[str, int]], truncated: bool, mid: Any = None
+) -> bytes:
+    """The ``presence`` object (SPEC §5a), with each user's ``display_name``."""
+    users = state.settings.users
+    listed = [
+        (sub, count, users[sub].display_name if sub in users else None) for sub, count in members
+    ]
+    return protocol.presence(channel, listed, mid, truncated)
 
 
 def _utf8_size(text: str) -> int:
@@ -374,4 +448,13 @@ _HANDLERS = {
     protocol.Publish: Session._on_publish,
     protocol.Refresh: Session._on_refresh,
     protocol.Presence: Session._on_presence,
+}
+
+# Used instead when a remote broker is configured (hub.remote): these await
+# the broker, so the reader awaits them (one at a time per connection,
+# which also keeps a connection's publishes in order).
+_REMOTE_HANDLERS = {
+    protocol.Subscribe: Session._on_subscribe_remote,
+    protocol.Publish: Session._on_publish_remote,
+    protocol.Presence: Session._on_presence_remote,
 }

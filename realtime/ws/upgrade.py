@@ -141,6 +141,7 @@ def check_upgrade(
     revoked: RevokedSet,
     allows_any_channel: Callable[[frozenset[str]], bool] | None = None,
     now: float | None = None,
+    principal: AccessClaims | Response | None = None,
 ) -> Accept | Response:
     """Decide a WebSocket upgrade request.
 
@@ -148,6 +149,11 @@ def check_upgrade(
     response to send instead (400/403/405/426 for a bad handshake, 401 for
     a bad token, 403 for a token that may use no channel or a foreign
     ``Origin``).
+
+    ``principal``: the outcome of verifying credentials the caller already
+    checked with I/O (an OAuth 1.0a signed upgrade, see
+    :func:`realtime.oauth1.resource.oauth1_principal`); it replaces the
+    bearer token check.
     """
     problem = _handshake_problem(request)
     if problem is not None:
@@ -156,7 +162,10 @@ def check_upgrade(
     origin = request.header("origin")
     if allowed and origin is not None and origin not in allowed:
         return error_response(403, "forbidden_origin", "Origin not allowed")
-    result = verify_bearer(find_token(request, settings), settings, keyring, revoked, now)
+    if principal is not None:
+        result = principal
+    else:
+        result = verify_bearer(find_token(request, settings), settings, keyring, revoked, now)
     if isinstance(result, Response):
         return result
     claims = result
