@@ -1,0 +1,764 @@
+"""realtime against its peers, side by side, on 127.0.0.1 (DESIGN.md §3, §9).
+
+    python tools/bench/run.py            # the standard run (~6-8 minutes)
+    python tools/bench/run.py --quick    # under 5 minutes
+    python tools/bench/run.py --full     # longer windows, idle RSS at 5,000 and 10,000
+    python tools/bench/run.py --smoke    # seconds, tiny N, Python generator, no thresholds (CI)
+
+Servers under test (each on core 0 with ``taskset`` where it exists):
+
+- ``realtime``   ``python -m realtime serve`` on a temporary config;
+- ``websockets`` tools/bench/peer_websockets.py (asyncio, uvloop when
+  importable; ``websockets.broadcast()`` fan-out, the same JWT check);
+- ``node-ws``    tools/bench/peer_ws.js (Node ``ws``), when ``node`` exists.
+
+The load generator is tools/bench/loadgen.js (Node ``ws``; ``npm ci`` runs
+here when tools/bench/node_modules is missing) on core 1, or with ``--gen py``
+(the default for ``--smoke``) tools/bench/loadgen_py.py, a small asyncio
+``websockets`` client that needs nothing beyond the repo's test install.
+
+Measured per server: authenticated handshakes/s (50 loops of connect, JWT
+check, welcome, close); deliveries/s at 100 and 1000 subscribers of one
+channel (~100-byte frames, a few messages in flight); p50/p99 fan-out
+latency with one message in flight (publish time in the message, measured at
+each receiver); the same over TLS; the same with one extra subscriber that
+never reads (after a prefill that fills its buffers); RSS per idle
+authenticated connection on a fresh server. Beside each figure: the server's
+and the generator's CPU over the same window; a figure is marked ``≥`` (a
+lower bound) when the generator was above 90% of its core.
+
+Output: a markdown table on stdout, JSON in tools/bench/results/, and as the
+last line ``bench: handshake_ratio=X delivery_ratio=Y p99_ms=Z kb_per_conn=W
+tls_ratio=T`` (ratios realtime / websockets at N=1000; tls_ratio is
+realtime TLS deliveries / realtime plain deliveries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent.parent
+RESULTS = BENCH / "results"
+
+if __name__ == "__main__":
+    # Run from the project venv when invoked with another interpreter.
+    try:
+        import realtime  # noqa: F401
+    except ImportError:
+        venv_python = ROOT / ".venv" / "bin" / "python"
+        if venv_python.exists() and Path(sys.executable).resolve() != venv_python.resolve():
+            os.execv(str(venv_python), [str(venv_python), *sys.argv])
+        raise
+
+sys.path.insert(0, str(ROOT))
+from realtime.tls import generate_self_signed  # noqa: E402
+from realtime.tokens import KeyRing, issue_access_token  # noqa: E402
+
+PUBLIC_URL = "https://localhost"
+CHANNEL = "chat:bench"
+GEN_BUSY = 90.0  # generator CPU% above which a figure is a lower bound
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": dict(ns=[5, 20], hs_seconds=0.7, hs_loops=5, sat=0.7, lat=0.7, idle=[100], slow_n=20,
+                  tls_n=20, prefill=256 * 1024, inflight=8, settle_ms=300),
+    "quick": dict(ns=[100, 1000], hs_seconds=5, hs_loops=50, sat=5, lat=5, idle=[5000], slow_n=1000,
+                  tls_n=1000, prefill=16 << 20, inflight=8, settle_ms=1000),
+    "standard": dict(ns=[100, 1000], hs_seconds=8, hs_loops=50, sat=8, lat=8, idle=[5000], slow_n=1000,
+                     tls_n=1000, prefill=16 << 20, inflight=8, settle_ms=1500),
+    "full": dict(ns=[100, 1000], hs_seconds=10, hs_loops=50, sat=10, lat=10, idle=[5000, 10000], slow_n=1000,
+                 tls_n=1000, prefill=16 << 20, inflight=8, settle_ms=2000),
+}
+
+REALTIME_TOML = """
+[server]
+http = "127.0.0.1:0"
+https = "127.0.0.1:0"
+state_dir = "var"
+public_url = "{public_url}"
+tls_cert = "cert.pem"
+tls_key = "cert.pem"
+shutdown_grace = "1s"
+max_connections = 50000
+max_connections_per_ip = 50000
+log_level = "info"
+
+[oauth]
+apps = "apps.toml"
+users = "users.json"
+
+[websocket]
+ping_interval = 0
+publish_rate = "100000/s"
+
+[[channel]]
+pattern = "chat:*"
+subscribe_scope = "chat:read"
+publish_scope = "chat:write"
+"""
+
+APPS_TOML = """
+[[app]]
+name = "Bench"
+client_id = "chat-app"
+public = true
+redirect_uris = ["http://127.0.0.1/cb"]
+scopes = ["chat:read", "chat:write"]
+"""
+
+
+def log(*parts: object) -> None:
+    print("[bench]", *parts, file=sys.stderr, flush=True)
+
+
+# -- /proc ---------------------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError):
+        return float("nan")
+
+
+def core_times() -> dict[str, tuple[int, int]]:
+    """Per-CPU (busy, total) jiffies from /proc/stat; busy includes irq/softirq,
+    which is where loopback TCP receive work lands (not charged to a process).
+    The key "procs" holds (user+nice+system of all CPUs, total of all CPUs)."""
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu"):
+                    name, *vals = line.split()
+                    nums = [int(v) for v in vals[:8]]
+                    if name == "cpu":
+                        out["procs"] = (nums[0] + nums[1] + nums[2], sum(nums))
+                    else:
+                        out[name] = (sum(nums) - nums[3] - nums[4], sum(nums))
+                        out[name + "_irq"] = (nums[5] + nums[6], sum(nums))
+    except OSError:
+        pass
+    return out
+
+
+def foreign_cpu_pct(seconds: float = 1.0, ours: tuple[int, ...] = ()) -> float:
+    """CPU used by processes other than ``ours`` over ``seconds``, in % of one core."""
+    a = core_times().get("procs")
+    mine = sum(cpu_seconds(pid) for pid in (os.getpid(), *ours))
+    time.sleep(seconds)
+    b = core_times().get("procs")
+    mine = sum(cpu_seconds(pid) for pid in (os.getpid(), *ours)) - mine
+    if not a or not b:
+        return 0.0
+    return max(0.0, 100 * ((b[0] - a[0]) / CLK_TCK - mine) / seconds)
+
+
+QUIET = {"max_wait": 0.0, "worst": 0.0}
+
+
+def wait_quiet(label: str) -> None:
+    """Wait (bounded) until other processes use < 10% of a core: the servers and
+    the generator are pinned to the two cores, anything else skews the figures."""
+    deadline = time.monotonic() + QUIET["max_wait"]
+    while True:
+        busy = foreign_cpu_pct(1.0)
+        if busy < 10 or time.monotonic() >= deadline:
+            break
+        log(f"{label}: other processes use {busy:.0f}% CPU; waiting for a quiet machine")
+    if busy >= 10:
+        log(f"{label}: measuring anyway with {busy:.0f}% CPU used by other processes")
+    QUIET["worst"] = max(QUIET["worst"], busy)
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pin(core: int | None) -> list[str]:
+    """``taskset -c CORE`` when taskset exists and cores 0 and 1 are both ours."""
+    try:
+        usable = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        usable = set()
+    if core is None or not shutil.which("taskset") or not {0, 1} <= usable:
+        return []
+    return ["taskset", "-c", str(core)]
+
+
+def raise_nofile(want: int) -> tuple[int, int]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, want)
+    if hard != resource.RLIM_INFINITY and target > hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
+            return resource.getrlimit(resource.RLIMIT_NOFILE)
+        except (ValueError, OSError):
+            target = hard
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+# -- servers -------------------------------------------------------------------
+
+
+class Server:
+    """One server under test: a child process that prints ``listening http=.. https=..``."""
+
+    def __init__(self, name: str, cmd: list[str], cwd: Path, log_path: Path) -> None:
+        self.name = name
+        self.cmd = cmd
+        self.cwd = cwd
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.bound: dict[str, str] = {}
+        self.detail = ""
+
+    def start(self, timeout: float = 30.0) -> "Server":
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=self._log,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            match = re.search(r"^(.*)listening (http=\S+.*)$", self.log_path.read_text(errors="replace"), re.M)
+            if match:
+                self.bound = dict(part.split("=", 1) for part in match.group(2).split())
+                self.detail = match.group(1) if "peer" in match.group(1) else ""
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not report its address in {timeout}s:\n{self.tail()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def url(self, tls: bool = False) -> str:
+        return ("wss://" + self.bound["https"] if tls else "ws://" + self.bound["http"]) + "/ws"
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._log.close()
+
+
+class Setup:
+    """Temporary config, keys, certificate and tokens shared by every server."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.starts = 0
+        conf = work / "realtime"
+        conf.mkdir()
+        (conf / "realtime.toml").write_text(REALTIME_TOML.format(public_url=PUBLIC_URL))
+        (conf / "apps.toml").write_text(APPS_TOML)
+        (conf / "users.json").write_text(json.dumps({"users": [{"name": "alice",
+                                                                "scopes": ["chat:read", "chat:write"]}]}))
+        self.cert = conf / "cert.pem"
+        self.cert.write_bytes(generate_self_signed(days=2))
+        os.chmod(self.cert, 0o600)
+        self.conf = conf
+        # The same RS256 key for every server: realtime reads it from its state dir.
+        self.ring = KeyRing.load_or_create(conf / "var" / "keys", "RS256")
+        from cryptography.hazmat.primitives import serialization
+
+        self.pubkey = work / "public.pem"
+        self.pubkey.write_bytes(self.ring.active.private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+    def tokens(self, count: int) -> list[str]:
+        return [issue_access_token(self.ring, issuer=PUBLIC_URL, audience=PUBLIC_URL, sub="alice",
+                                   client_id="chat-app", scope=["chat:read", "chat:write"], ttl=3600)[0]
+                for _ in range(count)]
+
+    def server(self, name: str) -> Server:
+        self.starts += 1
+        logs = self.work / f"{name}-{self.starts}.log"
+        core = pin(0)
+        if name == "realtime":
+            cmd = [*core, sys.executable, "-m", "realtime", "serve", "-c", str(self.conf / "realtime.toml"),
+                   "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"]
+            return Server(name, cmd, ROOT, logs)
+        if name == "websockets":
+            cmd = [*core, sys.executable, str(BENCH / "peer_websockets.py"), "--pubkey", str(self.pubkey),
+                   "--issuer", PUBLIC_URL, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0",
+                   "--cert", str(self.cert)]
+            return Server(name, cmd, ROOT, logs)
+        if name == "node-ws":
+            spec = {"pubkey": str(self.pubkey), "issuer": PUBLIC_URL, "http": "127.0.0.1:0",
+                    "https": "127.0.0.1:0", "cert": str(self.cert)}
+            return Server(name, [*core, "node", str(BENCH / "peer_ws.js"), json.dumps(spec)], BENCH, logs)
+        raise ValueError(name)
+
+
+# -- the load generator --------------------------------------------------------
+
+
+def ensure_node_modules() -> None:
+    if (BENCH / "node_modules" / "ws" / "package.json").exists():
+        return
+    log("tools/bench/node_modules missing: npm ci")
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=BENCH, check=True,
+                   stdout=sys.stderr, stderr=sys.stderr)
+
+
+class Generator:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def command(self, spec: dict[str, Any]) -> list[str]:
+        core = pin(1)
+        if self.kind == "node":
+            return [*core, "node", str(BENCH / "loadgen.js"), json.dumps(spec)]
+        return [*core, sys.executable, str(BENCH / "loadgen_py.py"), json.dumps(spec)]
+
+    def run(self, server: Server, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Run one scenario; sample CPU and RSS at each MARK; return the result with ``marks``."""
+        if QUIET["max_wait"] > 0 and spec.get("n", 0) != 50:
+            wait_quiet(f"{server.name} {spec['mode']}")
+        proc = subprocess.Popen(self.command(spec), cwd=BENCH, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=sys.stderr, text=True, bufsize=1)
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        marks: dict[str, dict[str, float]] = {}
+        result: dict[str, Any] = {"error": "generator ended without a result"}
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                if line.startswith(("MARK ", "MARKWAIT ")):
+                    kind, name = line.split(" ", 1)
+                    if kind == "MARKWAIT":
+                        time.sleep(0.5)  # let the server settle before RSS is read
+                    marks[name] = {"t": time.monotonic(), "server_cpu": cpu_seconds(server.pid),
+                                   "gen_cpu": cpu_seconds(proc.pid), "server_rss_kb": rss_kb(server.pid),
+                                   "cores": core_times()}
+                    if kind == "MARKWAIT":
+                        proc.stdin.write("go\n")
+                        proc.stdin.flush()
+                elif line.startswith("RESULT "):
+                    result = json.loads(line[7:])
+                else:
+                    print(line, file=sys.stderr)
+            proc.wait(10)
+        finally:
+            killer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode not in (0, None) and "error" not in result:
+            result["error"] = f"generator exit {proc.returncode}"
+        if killer.finished.is_set() and proc.returncode == -signal.SIGKILL:
+            result.setdefault("error", f"generator timed out after {timeout}s")
+        result["marks"] = marks
+        return result
+
+
+def window(result: dict[str, Any], start: str, end: str) -> dict[str, float] | None:
+    marks = result.get("marks", {})
+    if start not in marks or end not in marks:
+        return None
+    a, b = marks[start], marks[end]
+    dt = b["t"] - a["t"]
+    if dt <= 0:
+        return None
+    out = {"server_cpu_pct": 100 * (b["server_cpu"] - a["server_cpu"]) / dt,
+           "gen_cpu_pct": 100 * (b["gen_cpu"] - a["gen_cpu"]) / dt, "seconds": dt}
+    for core, (busy, total) in b.get("cores", {}).items():
+        busy0, total0 = a.get("cores", {}).get(core, (busy, total))
+        if total > total0 and core != "procs":
+            suffix = "_pct" if core.endswith("_irq") else "_busy_pct"
+            out[f"{core}{suffix}"] = 100 * (busy - busy0) / (total - total0)
+    procs_b, procs_a = b.get("cores", {}).get("procs"), a.get("cores", {}).get("procs")
+    if procs_a and procs_b:
+        # user+system time of every process minus the server's and the generator's
+        other = 100 * (procs_b[0] - procs_a[0]) / CLK_TCK / dt - out["server_cpu_pct"] - out["gen_cpu_pct"]
+        out["other_cpu_pct"] = max(0.0, other)
+    return out
+
+
+# -- scenarios -----------------------------------------------------------------
+
+
+SCENARIOS = ("handshake", "fanout", "tls", "slow", "idle")
+
+
+def run_server(name: str, setup: Setup, gen: Generator, prof: dict[str, Any],
+               only: tuple[str, ...] = SCENARIOS) -> dict[str, Any]:
+    out: dict[str, Any] = {"server": name}
+    tokens = setup.tokens(max(prof["hs_loops"], 100))
+    one = tokens[0]
+    server = setup.server(name).start()
+    out["detail"] = server.detail.strip()
+    log(f"{name}: pid {server.pid} {server.bound} {out['detail']}")
+    try:
+        if "handshake" in only:
+            log(f"{name}: handshakes ({prof['hs_loops']} loops, {prof['hs_seconds']}s)")
+            res = gen.run(server, {"mode": "handshake", "url": server.url(), "tokens": tokens[:prof["hs_loops"]],
+                                   "concurrency": prof["hs_loops"], "duration": prof["hs_seconds"]},
+                          timeout=prof["hs_seconds"] + 60)
+            out["handshake"] = {**res, "cpu": window(res, "hs_start", "hs_end")}
+
+        def fanout(key: str, n: int, tls: bool = False, stalled: bool = False) -> None:
+            log(f"{name}: {key} (n={n}{', tls' if tls else ''}{', one never-reading subscriber' if stalled else ''})")
+            spec = {"mode": "fanout", "url": server.url(tls), "token": one, "n": n, "channel": CHANNEL,
+                    "inflight": prof["inflight"], "sat_duration": prof["sat"], "lat_duration": prof["lat"],
+                    "stalled": stalled, "prefill_bytes": prof["prefill"] if stalled else 0}
+            if stalled:  # lat before the stall, fill its buffers, lat again
+                spec["sat_duration"] = 0
+            res = gen.run(server, spec, timeout=prof["sat"] + 2 * prof["lat"] + 120)
+            res["sat_cpu"] = window(res, "sat_start", "sat_end")
+            res["lat_cpu"] = window(res, "lat_start", "lat_end")
+            out[key] = res
+
+        if "fanout" in only:
+            for n in prof["ns"]:
+                fanout(f"fanout_{n}", n)
+        if "tls" in only:
+            fanout("fanout_tls", prof["tls_n"], tls=True)
+        if "slow" in only:
+            fanout("fanout_slow", prof["slow_n"], stalled=True)
+    finally:
+        server.stop()
+
+    # RSS per idle authenticated connection: a fresh process, warmed up first.
+    out["idle"] = {}
+    for n in prof["idle"] if "idle" in only else []:
+        server = setup.server(name).start()
+        try:
+            log(f"{name}: idle RSS at {n} connections")
+            warm = gen.run(server, {"mode": "idle", "url": server.url(), "tokens": tokens, "n": 50,
+                                    "settle_ms": 200}, timeout=60)
+            time.sleep(0.5)
+            base = rss_kb(server.pid)
+            res = gen.run(server, {"mode": "idle", "url": server.url(), "tokens": tokens, "n": n,
+                                   "settle_ms": prof["settle_ms"], "connect_concurrency": 100},
+                          timeout=120 + n / 50)
+            loaded = res.get("marks", {}).get("idle", {}).get("server_rss_kb", 0)
+            opened = res.get("open") or 0
+            res["rss_base_kb"] = base
+            res["rss_loaded_kb"] = loaded
+            res["kb_per_conn"] = (loaded - base) / opened if opened and loaded else None
+            res["warmup_error"] = warm.get("error")
+            out["idle"][str(n)] = res
+        finally:
+            server.stop()
+    return out
+
+
+# -- report --------------------------------------------------------------------
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    if value is None or value != value:
+        return "–"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def cell(value: float | None, cpu: dict[str, float] | None, digits: int = 0, bound: bool = True) -> str:
+    text = fmt(value, digits)
+    if cpu is None:
+        return text
+    lower = bound and gen_busy(cpu) > GEN_BUSY and value is not None
+    return f"{'≥' if lower else ''}{text} ({cpu['server_cpu_pct']:.0f}%/{cpu['gen_cpu_pct']:.0f}%)"
+
+
+def gen_busy(cpu: dict[str, float]) -> float:
+    """The generator's load: its process CPU plus, when pinned, its core's irq/softirq time."""
+    # not the core's whole busy time: other processes may run there too
+    return cpu.get("gen_cpu_pct", 0.0) + (cpu.get("cpu1_irq_pct", 0.0) if pin(1) else 0.0)
+
+
+def get(d: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def table(results: dict[str, dict[str, Any]], prof: dict[str, Any]) -> list[str]:
+    names = list(results)
+    rows: list[tuple[str, list[str]]] = []
+
+    def row(label: str, fn) -> None:  # noqa: ANN001
+        rows.append((label, [fn(results[name]) for name in names]))
+
+    row(f"handshakes/s ({prof['hs_loops']} loops)", lambda r: cell(get(r, "handshake", "per_s"), get(r, "handshake", "cpu")))
+    for n in prof["ns"]:
+        row(f"deliveries/s N={n}", lambda r, n=n: cell(get(r, f"fanout_{n}", "sat", "per_s"),
+                                                       get(r, f"fanout_{n}", "sat_cpu")))
+        row(f"  core0 / core1 busy, incl. softirq (N={n} saturated)", lambda r, n=n: cores_cell(get(r, f"fanout_{n}", "sat_cpu")))
+        row(f"p50 / p99 ms N={n}", lambda r, n=n: lat_cell(r, f"fanout_{n}"))
+    n = prof["tls_n"]
+    row(f"TLS deliveries/s N={n}", lambda r: cell(get(r, "fanout_tls", "sat", "per_s"), get(r, "fanout_tls", "sat_cpu")))
+    row(f"TLS p50 / p99 ms N={n}", lambda r: lat_cell(r, "fanout_tls"))
+    n = prof["slow_n"]
+    row(f"one never-reading subscriber, N={n}: p50 / p99 ms before", lambda r: lat_cell(r, "fanout_slow", "lat_base"))
+    row(f"  … after its buffers filled ({prof['prefill'] >> 20 or prof['prefill'] / 1048576:g} MiB sent to it)",
+        lambda r: lat_cell(r, "fanout_slow"))
+    row("  p99 change", lambda r: pct(slow_change(r)))
+    row("  the never-reading one", lambda r: stalled_fate(r))
+    for n in prof["idle"]:
+        row(f"KB RSS per idle connection ({n:,})", lambda r, n=n: idle_cell(r, str(n)))
+    header = "| figure (server CPU% / generator CPU%) | " + " | ".join(names) + " |"
+    lines = [header, "|---|" + "---|" * len(names)]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+    return lines
+
+
+def cores_cell(cpu: dict[str, float] | None) -> str:
+    if not cpu or "cpu0_busy_pct" not in cpu or "cpu1_busy_pct" not in cpu:
+        return "–"
+    return f"{cpu['cpu0_busy_pct']:.0f}% / {cpu['cpu1_busy_pct']:.0f}%"
+
+
+def lat_cell(r: dict[str, Any], key: str, phase: str = "lat") -> str:
+    lat = get(r, key, phase)
+    if not lat:
+        return "–" if not get(r, key, "error") else "error"
+    cpu = window(r[key], f"{phase}_start", f"{phase}_end")
+    text = f"{fmt(lat.get('p50_ms'), 1)} / {fmt(lat.get('p99_ms'), 1)}"
+    if cpu:
+        text += f" ({cpu['server_cpu_pct']:.0f}%/{cpu['gen_cpu_pct']:.0f}%)"
+    return text
+
+
+def slow_change(r: dict[str, Any]) -> float | None:
+    """p99 after the never-reading subscriber's buffers filled vs before, same connections."""
+    base = get(r, "fanout_slow", "lat_base", "p99_ms")
+    slow = get(r, "fanout_slow", "lat", "p99_ms")
+    if not base or slow is None:
+        return None
+    return 100 * (slow - base) / base
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.0f}%"
+
+
+def stalled_fate(r: dict[str, Any]) -> str:
+    slow = r.get("fanout_slow") or {}
+    code = slow.get("stalled_close_code") or get(slow, "prefill", "stalled_closed_by_then")
+    if code:
+        # realtime queues its 4009 behind the full backlog, so a client that
+        # never reads sees the TCP close (1006), not the frame.
+        return f"dropped by the server (client saw {code})"
+    return "kept open (buffered)" if "lat" in slow else "–"
+
+
+def idle_cell(r: dict[str, Any], n: str) -> str:
+    idle = get(r, "idle", n) or {}
+    kb = idle.get("kb_per_conn")
+    if kb is None:
+        return "error" if idle.get("error") else "–"
+    opened = idle.get("open")
+    extra = "" if opened == int(n) else f" ({opened} open)"
+    return f"{kb:.1f}{extra}"
+
+
+def summary(results: dict[str, dict[str, Any]], prof: dict[str, Any]) -> tuple[dict[str, float | None], list[str]]:
+    rt = results.get("realtime", {})
+    ws = results.get("websockets", {})
+    n = str(max(prof["ns"]))
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
+
+    figures = {
+        "handshake_ratio": ratio(get(rt, "handshake", "per_s"), get(ws, "handshake", "per_s")),
+        "delivery_ratio": ratio(get(rt, f"fanout_{n}", "sat", "per_s"), get(ws, f"fanout_{n}", "sat", "per_s")),
+        "p99_ms": get(rt, f"fanout_{n}", "lat", "p99_ms"),
+        "kb_per_conn": get(rt, "idle", str(prof["idle"][0]), "kb_per_conn"),
+        "tls_ratio": ratio(get(rt, "fanout_tls", "sat", "per_s"), get(rt, f"fanout_{n}", "sat", "per_s")),
+        "handshakes_per_s": get(rt, "handshake", "per_s"),
+        "slow_p99_change_pct": slow_change(rt),
+    }
+    notes = []
+    gen_bound = [
+        key for key in ("handshake", f"fanout_{n}", "fanout_tls")
+        if gen_busy(get(rt, key, "cpu") or get(rt, key, "sat_cpu") or {}) > GEN_BUSY
+    ]
+
+    def check(ok: bool | None, text: str) -> None:
+        notes.append(f"- {'PASS' if ok else ('FAIL' if ok is False else 'n/a ')} {text}")
+
+    f = figures
+    check(None if f["handshake_ratio"] is None else f["handshake_ratio"] >= 1.0 and (f["handshakes_per_s"] or 0) >= 1500,
+          f"handshakes ≥ 1.0x websockets and ≥ 1500/s: {fmt(f['handshake_ratio'], 2)}x, {fmt(f['handshakes_per_s'])}/s")
+    check(None if f["delivery_ratio"] is None else f["delivery_ratio"] >= 1.5,
+          f"deliveries/s N={n} ≥ 1.5x websockets: {fmt(f['delivery_ratio'], 2)}x"
+          + (" (generator-bound: a lower bound)" if f"fanout_{n}" in gen_bound else ""))
+    check(None if f["p99_ms"] is None else f["p99_ms"] < 15, f"p99 N={n} < 15 ms: {fmt(f['p99_ms'], 1)} ms")
+    check(None if f["kb_per_conn"] is None else f["kb_per_conn"] <= 12,
+          f"≤ 12 KB per idle connection: {fmt(f['kb_per_conn'], 1)} KB")
+    check(None if f["tls_ratio"] is None else f["tls_ratio"] >= 0.6,
+          f"TLS deliveries ≥ 0.6x plain: {fmt(f['tls_ratio'], 2)}"
+          + (" (generator-bound)" if "fanout_tls" in gen_bound else ""))
+    check(None if f["slow_p99_change_pct"] is None else f["slow_p99_change_pct"] < 10,
+          f"a never-reading subscriber raises the others' p99 by < 10%: {pct(f['slow_p99_change_pct'])} "
+          "(run-to-run noise of p99 on this box is about ±10%)")
+    return figures, notes
+
+
+def bench_line(f: dict[str, float | None]) -> str:
+    def v(x: float | None, d: int) -> str:
+        return "nan" if x is None else f"{x:.{d}f}"
+
+    return (f"bench: handshake_ratio={v(f['handshake_ratio'], 2)} delivery_ratio={v(f['delivery_ratio'], 2)} "
+            f"p99_ms={v(f['p99_ms'], 1)} kb_per_conn={v(f['kb_per_conn'], 1)} tls_ratio={v(f['tls_ratio'], 2)}")
+
+
+# -- main ----------------------------------------------------------------------
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="under 5 minutes")
+    mode.add_argument("--full", action="store_true", help="longer windows; idle RSS at 5,000 and 10,000")
+    mode.add_argument("--smoke", action="store_true", help="seconds; tiny N; no thresholds (CI)")
+    parser.add_argument("--gen", choices=["node", "py"], help="load generator (default: node; py for --smoke)")
+    parser.add_argument("--servers", help="comma list of realtime,websockets,node-ws (default: all available)")
+    parser.add_argument("--quiet-wait", type=float, default=None,
+                        help="seconds to wait, before each scenario, for other processes to use < 10%% CPU "
+                             "(default 120; 0 with --smoke)")
+    parser.add_argument("--only", help=f"comma list of scenarios to run (default: all of {','.join(SCENARIOS)})")
+    parser.add_argument("--out", type=Path, help="JSON path (default: tools/bench/results/<time>-<profile>.json)")
+    args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every started server is stopped on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+    profile = "smoke" if args.smoke else "quick" if args.quick else "full" if args.full else "standard"
+    prof = PROFILES[profile]
+    gen_kind = args.gen or ("py" if args.smoke else "node")
+    if gen_kind == "node":
+        if not shutil.which("node"):
+            log("node not found: using the Python generator (figures will be generator-bound)")
+            gen_kind = "py"
+        else:
+            ensure_node_modules()
+    servers = args.servers.split(",") if args.servers else ["realtime", "websockets"] + (
+        ["node-ws"] if shutil.which("node") and not args.smoke else [])
+    if "node-ws" in servers:
+        ensure_node_modules()
+    limit = raise_nofile(max(prof["idle"]) * 2 + 1024)
+    log(f"profile {profile}, generator {gen_kind}, servers {servers}, RLIMIT_NOFILE {limit}, "
+        f"taskset {'yes' if pin(0) else 'no'}, cpus {os.cpu_count()}")
+
+    QUIET["max_wait"] = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.smoke else 120.0)
+    started = time.time()
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="realtime-bench-") as tmp:
+        setup = Setup(Path(tmp))
+        gen = Generator(gen_kind)
+        for name in servers:
+            try:
+                results[name] = run_server(name, setup, gen, prof,
+                                           tuple(args.only.split(",")) if args.only else SCENARIOS)
+            except Exception as exc:  # one failing server must not hide the others
+                log(f"{name} failed: {exc!r}")
+                results[name] = {"server": name, "error": repr(exc)}
+    elapsed = time.time() - started
+
+    figures, notes = summary(results, prof)
+    lines = table(results, prof)
+    errors = [f"- {name}/{key}: {val['error']}" for name, r in results.items()
+              for key, val in r.items() if isinstance(val, dict) and val.get("error")]
+    errors += [f"- {name}: {r['error']}" for name, r in results.items() if r.get("error")]
+    errors += [f"- {name}/{key}: publisher got {val['publisher_errors']} errors, e.g. {val.get('publisher_last_error')}"
+               for name, r in results.items() for key, val in r.items()
+               if isinstance(val, dict) and val.get("publisher_errors")]
+    errors += [f"- {name}/{key}: {val['errors']} failed handshakes, e.g. {val.get('first_error')}"
+               for name, r in results.items() for key, val in r.items()
+               if isinstance(val, dict) and key == "handshake" and val.get("errors")]
+
+    print(f"## realtime bench ({profile}, generator {gen_kind}, {elapsed:.0f} s, "
+          f"{platform.node() or 'host'} {os.cpu_count()} cpus, Python {platform.python_version()})\n")
+    print("\n".join(lines))
+    print("\n`≥`: the generator (its process plus its core's softirq) was above 90% busy, so the figure is a lower bound. "
+          "Cells: value (server process CPU% / generator process CPU% over the measured window); "
+          "per-core busy time including softirq, where loopback TCP work lands, is in the JSON.")
+    others = [(w.get("other_cpu_pct", 0.0), f"{name}/{key}") for name, r in results.items()
+              for key, val in r.items() if isinstance(val, dict)
+              for w in (val.get("cpu"), val.get("sat_cpu"), val.get("lat_cpu")) if w]
+    worst = max(others, default=(0.0, ""))
+    if worst[0] >= 10:
+        print(f"\n**Warning: the machine was not quiet**: other processes used up to {worst[0]:.0f}% of a core "
+              f"during a measured window ({worst[1]}); figures from such windows are unreliable.")
+    details = [f"- {name}: {r.get('detail')}" for name, r in results.items() if r.get("detail")]
+    if details:
+        print("\nServers:\n" + "\n".join(details))
+    if profile != "smoke":
+        print("\nTargets (DESIGN.md §9):\n" + "\n".join(notes))
+    if errors:
+        print("\nErrors:\n" + "\n".join(errors))
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or RESULTS / f"{stamp}-{profile}.json"
+    out.write_text(json.dumps({
+        "profile": profile, "params": prof, "generator": gen_kind, "seconds": elapsed,
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                 "taskset": bool(pin(0))},
+        "summary": figures, "targets": notes, "results": results, "errors": errors,
+        "other_cpu_worst_pct": worst[0], "other_cpu_worst_window": worst[1],
+    }, indent=2, default=str))
+    print(f"\nJSON: {out}")
+    print(bench_line(figures))
+    hard_failure = not results or any(r.get("error") for r in results.values()) or any(
+        get(results, "realtime", key) is None for key in ("handshake",))
+    return 1 if hard_failure else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
