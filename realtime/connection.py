@@ -51,6 +51,7 @@ class HttpConnection:
         self.head_request = False  # the current request is HEAD: answers carry no body
         self.shutting_down = False
         self.scope = trio.CancelScope()
+        self.upgraded: Session | None = None
 
     def shutdown(self) -> None:
         """Stop after the current response; drop at once when idle."""
@@ -72,11 +73,25 @@ class HttpConnection:
                     timeout = settings.header_timeout if first else settings.keepalive_timeout
                     first = False
                     if not await self._one_exchange(timeout):
-                        return
+                        break
+            if self.upgraded is not None:
+                await self._run_session(self.upgraded)
         except TransportClosed:
             pass
         finally:
             self.transport.close()
+
+    async def _run_session(self, session: Session) -> None:
+        # The HTTP side is done: drop h11's state and the request (its headers
+        # hold the bearer token) so an idle socket keeps only what it needs.
+        self.conn = None  # type: ignore[assignment]
+        self.upgraded = None
+        sessions = self.state.extras.setdefault("sessions", set())
+        sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            sessions.discard(session)
 
     async def _receive_event(self) -> object:
         while True:
@@ -217,15 +232,10 @@ class HttpConnection:
         trailing, _closed = self.conn.trailing_data
         self.transport.max_backlog = self.state.settings.websocket.max_backlog_bytes
         await self.transport.send_all(data)
-        session = Session(self.transport, decision.claims, self.state, trailing_data=bytes(trailing), echo=echo)
-        self.state.extras.setdefault("sessions", set()).add(session)
-        try:
-            # Shutdown drops idle HTTP connections; a session is closed by
-            # the server with 1001 instead, so leave this scope's reach.
-            self.idle = False
-            await session.run()
-        finally:
-            self.state.extras["sessions"].discard(session)
+        # Run by run() once this exchange's frames (and the request) are gone;
+        # a session leaves shutdown()'s reach: the server closes it with 1001.
+        self.idle = False
+        self.upgraded = Session(self.transport, decision.claims, self.state, trailing_data=bytes(trailing), echo=echo)
         return False
 
     async def _send(self, response: Response) -> None:

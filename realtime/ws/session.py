@@ -15,6 +15,7 @@ calls it for every subscriber without awaiting (DESIGN.md §4).
 from __future__ import annotations
 
 import itertools
+import math
 import logging
 import time
 from collections.abc import Awaitable
@@ -74,8 +75,11 @@ class Session:
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._writer_running = False
-        self._warn_changed = trio.Event()
-        self._alive = trio.Event()
+        # Timers live in the reader's receive deadline, not in tasks of their
+        # own: a task per idle socket costs memory and handshake time.
+        self._warn_at = math.inf  # trio time to send token_expiring
+        self._ping_at = math.inf  # trio time to send the next keep-alive ping
+        self._pong_due = math.inf  # trio time by which the peer must have spoken
 
     # -- identity (read by the hub's indexes) --------------------------------
     def _set_claims(self, claims: AccessClaims) -> None:
@@ -142,9 +146,10 @@ class Session:
                     self._nursery = nursery
                     if not self.echo:
                         self.send_obj(protocol.welcome(self.sub, self.exp))
-                    nursery.start_soon(self._warner)
-                    if self.state.settings.websocket.ping_interval > 0:
-                        nursery.start_soon(self._pinger)
+                    self._aim_warning()
+                    interval = self.state.settings.websocket.ping_interval
+                    if interval > 0:
+                        self._ping_at = trio.current_time() + interval
                     await self._reader()
                     nursery.cancel_scope.cancel()
             if self.close_code is None and self._scope.cancelled_caught:
@@ -197,43 +202,44 @@ class Session:
                 if isinstance(event, CloseConnection):
                     return
 
-    # -- tasks ------------------------------------------------------------------
-    async def _warner(self) -> None:
-        """Send ``token_expiring`` at ``exp - expiry_warning``; a refresh
-        moves the deadline and wakes this task to aim again."""
-        warning = self.state.settings.websocket.expiry_warning
-        while True:
-            changed = self._warn_changed
-            with trio.move_on_at(self._scope.deadline - warning):
-                await changed.wait()
-                continue
-            self.send_obj(protocol.token_expiring(self.exp))
-            await changed.wait()
+    # -- timers -----------------------------------------------------------------
+    def _aim_warning(self) -> None:
+        """``token_expiring`` goes out at ``exp - expiry_warning``."""
+        self._warn_at = self._scope.deadline - self.state.settings.websocket.expiry_warning
 
-    async def _pinger(self) -> None:
-        """Ping every ``ping_interval``; a peer that sends nothing at all for
-        ``pong_timeout`` after a ping is gone (a pulled cable)."""
+    def _on_timer(self, now: float) -> None:
+        """The reader's receive deadline passed: run whichever timer is due."""
         ws = self.state.settings.websocket
-        while True:
-            await trio.sleep(ws.ping_interval)
-            self._alive = trio.Event()
-            self.offer(frames.encode_ping_frame(b"rt"))
-            with trio.move_on_after(ws.pong_timeout):
-                await self._alive.wait()
-                continue
+        if now >= self._pong_due:
+            # A peer that sent nothing at all for pong_timeout after a ping
+            # is gone (a pulled cable): free its slot without a handshake.
             self.withdraw(ABORT, "ping timeout")
             return
+        if now >= self._warn_at:
+            self._warn_at = math.inf  # once per deadline; a refresh re-aims it
+            self.send_obj(protocol.token_expiring(self.exp))
+        if now >= self._ping_at:
+            self.offer(frames.encode_ping_frame(b"rt"))
+            self._ping_at = now + ws.ping_interval
+            if self._pong_due == math.inf:
+                self._pong_due = now + ws.pong_timeout
 
     async def _reader(self) -> None:
         max_bytes = self.state.settings.websocket.max_message_bytes
         parts: list[str | bytes] = []
         size = 0
         while True:
-            try:
-                data = await self.transport.receive_some()
-            except TransportClosed:
-                data = b""
-            self._alive.set()
+            with trio.move_on_at(min(self._warn_at, self._ping_at, self._pong_due)) as timer:
+                try:
+                    data = await self.transport.receive_some()
+                except TransportClosed:
+                    data = b""
+            if timer.cancelled_caught:
+                self._on_timer(trio.current_time())
+                if self.close_code is not None:
+                    return
+                continue
+            self._pong_due = math.inf  # any bytes at all prove the peer is alive
             self.ws.receive_data(data if data else None)
             for event in self.ws.events():
                 if isinstance(event, (TextMessage, BytesMessage)):
@@ -397,8 +403,7 @@ class Session:
         self._set_claims(claims)
         self.state.hub.connections.reindex(self, *old)
         self._scope.deadline = trio_deadline(claims.exp)
-        self._warn_changed.set()
-        self._warn_changed = trio.Event()
+        self._aim_warning()
         self.state.metrics.refreshes["ok"] += 1
         self.send_obj(protocol.refreshed(claims.exp, message.id))
         # The new token may hold fewer scopes: drop what it no longer allows.
