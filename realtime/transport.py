@@ -44,6 +44,10 @@ class Transport:
             :meth:`write` raises :class:`BacklogOverflow`.
     """
 
+    # Thousands live at once: slots instead of a per-instance dict.
+    __slots__ = ("sock", "max_backlog", "closed", "_backlog", "_backlog_bytes", "on_backlog",
+                 "_tls", "_tls_in", "_tls_out")
+
     def __init__(
         self,
         sock: socket.socket,

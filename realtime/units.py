@@ -23,6 +23,8 @@ otherwise become ``inf`` and break every deadline computed from it.
 
 from __future__ import annotations
 
+import functools
+
 import ipaddress
 import math
 import re
@@ -195,6 +197,7 @@ _RATE = re.compile(r"\s*([0-9]+)\s*/\s*(.+?)\s*")
 MAX_RATE_COUNT = 10**9
 
 
+@functools.lru_cache(maxsize=64)  # parsed once per connection otherwise
 def parse_rate(value: str) -> tuple[float, int]:
     """A token-bucket rate ``COUNT/PERIOD``: ``50/s``, ``10/m``, ``600/h``.
 

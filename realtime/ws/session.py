@@ -51,6 +51,13 @@ def trio_deadline(exp: float) -> float:
 class Session:
     """Implements the hub's ``Connection`` protocol for one socket."""
 
+    # Thousands live at once: slots instead of a per-instance dict.
+    __slots__ = (
+        "conn_id", "transport", "state", "echo", "ws", "publish_limit", "close_code", "close_reason",
+        "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_warn_at", "_ping_at",
+        "_pong_due", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
+    )
+
     def __init__(
         self,
         transport: Transport,
