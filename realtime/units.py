@@ -24,7 +24,6 @@ otherwise become ``inf`` and break every deadline computed from it.
 from __future__ import annotations
 
 import functools
-
 import ipaddress
 import math
 import re
