@@ -3,6 +3,7 @@ signals, the log line that tells the bound address, the pid file."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -80,10 +81,12 @@ class ServerProcess:
 
     @classmethod
     async def start(cls, nursery: trio.Nursery, args: list[str], cwd: Path) -> tuple["ServerProcess", dict[str, str]]:
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "realtime", *args], cwd=cwd, stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        # Started through nursery.start(run_process): when the test ends, or
+        # fails, the nursery's cancellation kills the server process too.
+        proc = await nursery.start(functools.partial(
+            trio.run_process, [sys.executable, "-m", "realtime", *args], cwd=cwd,
+            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False,
+        ))
         lines: list[str] = []
         new_line = [trio.Event()]
         listening = trio.Event()
