@@ -181,7 +181,8 @@ async def test_demo_in_chromium(sync_api: Any, nursery: trio.Nursery, settings: 
     def scenario() -> None:
         run_browser(sync_api, origin, notify_token,
                     lambda code, text: trio.from_thread.run_sync(cut_alice, code, text),
-                    lambda: trio.from_thread.run(restart))
+                    lambda: trio.from_thread.run(restart),
+                    SCREENSHOT_DOC if os.environ.get("REALTIME_SCREENSHOT") else tmp_path / "demo-after-refresh.png")
 
     try:
         await trio.to_thread.run_sync(scenario)
@@ -190,7 +191,7 @@ async def test_demo_in_chromium(sync_api: Any, nursery: trio.Nursery, settings: 
 
 
 def run_browser(sync_api: Any, origin: str, notify_token: str, cut_alice: Callable[[int, str], None],
-                restart: Callable[[], None]) -> None:
+                restart: Callable[[], None], shot: Path) -> None:
     import httpx
 
     expect = sync_api.expect
@@ -262,8 +263,7 @@ def run_browser(sync_api: Any, origin: str, notify_token: str, cut_alice: Callab
             alice.press("#text", "Enter")
             expect(bob.locator("#messages")).to_contain_text("still connected after two refreshes")
             alice.click("#log-box summary")  # show the refreshes in the event log
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            shot = SCREENSHOT_DOC if os.environ.get("REALTIME_SCREENSHOT") else tmp_path / "demo-after-refresh.png"
+            shot.parent.mkdir(exist_ok=True)
             alice.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
 
