@@ -33,6 +33,7 @@ from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response, redirect
 from realtime.oauth import pkce
 from realtime.oauth.common import active_user, grant_scopes, parse_scope, single
+from realtime.oauth.login import LoginRefused, check_password
 from realtime.oauth.errors import (
     AccessDeniedError,
     ConsentRequiredError,
@@ -41,7 +42,6 @@ from realtime.oauth.errors import (
     OAuthError,
     UnauthorizedClientError,
     UnsupportedResponseTypeError,
-    retry_after_value,
 )
 from realtime.oauth.services import CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices, Session, get_services
 from realtime.settings import App, Settings, User
@@ -300,22 +300,10 @@ async def _start(flow: _Flow) -> Response:
 async def _login(flow: _Flow, form: Mapping[str, str]) -> Response:
     if not flow.csrf_ok(form.get("csrf_token"), "login"):
         return flow.login(403, "The form has expired. Please sign in again.")
-    username = form.get("username", "")
-    secret = form.get("password", "")
-    if not username or not secret or len(username) > 256 or len(secret) > 1024:
-        return flow.login(400, "Enter your user name and password.", username[:256])
-    throttle = flow.services.throttle
-    address = flow.request.client_host or "-"
-    wait = throttle.retry_after(username, address, flow.now)
-    if wait > 0:
-        return flow.login(429, "Too many failed attempts. Try again later.", username,
-                          ("retry-after", retry_after_value(wait)))
-    user = flow.settings.users.get(username)
-    ok = await flow.services.hasher.verify(user.password_hash if user else None, secret)
-    if not ok or user is None or user.disabled:
-        throttle.failed(username, address, flow.now)
-        log.info("failed login (client_id=%s, address=%s)", flow.authz.app.client_id, address)
-        return flow.login(400, "Invalid user name or password.", username)
+    user = await check_password(flow.services, flow.settings.users, flow.request, form, flow.now,
+                                client_id=flow.authz.app.client_id, protocol="oauth2")
+    if isinstance(user, LoginRefused):
+        return flow.login(user.status, user.message, user.username, *user.headers)
     cookie = flow.services.make_session(user.name, flow.now)
     flow.set_cookies.append(_cookie(SESSION_COOKIE, cookie, flow.request, int(SESSION_TTL)))
     session = flow.services.read_session(cookie, flow.now)

@@ -28,7 +28,8 @@ from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response
 from realtime.oauth.authorize import redirect_to
 from realtime.oauth.common import active_user, grant_scopes, parse_scope
-from realtime.oauth.errors import OAuthError, retry_after_value
+from realtime.oauth.login import LoginRefused, check_password
+from realtime.oauth.errors import OAuthError
 from realtime.oauth.services import CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices
 from realtime.oauth.services import get_services as oauth_services
 from realtime.oauth1.credentials import Kind, OAuth1Services, authenticate, get_services
@@ -281,22 +282,10 @@ class _Flow:
 async def _login(flow: _Flow, form: Mapping[str, str]) -> Response:
     if not flow.csrf_ok(form.get("csrf_token"), "oauth1-login"):
         return flow.login(403, "The form has expired. Please sign in again.")
-    username = form.get("username", "")
-    secret = form.get("password", "")
-    if not username or not secret or len(username) > 256 or len(secret) > 1024:
-        return flow.login(400, "Enter your user name and password.", username[:256])
-    throttle = flow.services.throttle
-    address = flow.request.client_host or "-"
-    wait = throttle.retry_after(username, address, flow.now)
-    if wait > 0:
-        return flow.login(429, "Too many failed attempts. Try again later.", username,
-                          ("retry-after", retry_after_value(wait)))
-    user = flow.state.settings.users.get(username)
-    ok = await flow.services.hasher.verify(user.password_hash if user else None, secret)
-    if not ok or user is None or user.disabled:
-        throttle.failed(username, address, flow.now)
-        log.info("failed login (oauth1, client_id=%s, address=%s)", flow.app.client_id, address)
-        return flow.login(400, "Invalid user name or password.", username)
+    user = await check_password(flow.services, flow.state.settings.users, flow.request, form, flow.now,
+                                client_id=flow.app.client_id, protocol="oauth1")
+    if isinstance(user, LoginRefused):
+        return flow.login(user.status, user.message, user.username, *user.headers)
     cookie = flow.services.make_session(user.name, flow.now)
     for path in (COOKIE_PATH, "/oauth2"):
         flow.set_cookies.append(_cookie(SESSION_COOKIE, cookie, flow.request, int(SESSION_TTL), path))
