@@ -355,24 +355,31 @@ class Session:
         self.state.hub.unsubscribe(self, message.channel)
         self._answer(message.id)
 
-    def _on_publish(self, message: protocol.Publish) -> None:
-        if not self.publish_limit.allow(trio.current_time()):
-            self.withdraw(4008, "publish rate limit")
-            return
-        try:
-            result = self.state.hub.publish(
-                message.channel, message.data, from_sub=self.sub, scopes=self.scopes
-            )
-        except HubError as exc:
-            self._fail(message.id, exc.code, exc.message)
-            return
+    # The in-process broker answers synchronously (no coroutine on the hot
+    # path); a remote one needs the awaited twin.  Both share these steps.
+    def _within_publish_rate(self) -> bool:
+        if self.publish_limit.allow(trio.current_time()):
+            return True
+        self.withdraw(4008, "publish rate limit")
+        return False
+
+    def _published(self, message: protocol.Publish, result: Any) -> None:
         self.state.metrics.publishes += 1
         self.state.metrics.deliveries += result.delivered
         self._answer(message.id, seq=result.seq)
 
+    def _on_publish(self, message: protocol.Publish) -> None:
+        if not self._within_publish_rate():
+            return
+        try:
+            result = self.state.hub.publish(message.channel, message.data, from_sub=self.sub, scopes=self.scopes)
+        except HubError as exc:
+            self._fail(message.id, exc.code, exc.message)
+            return
+        self._published(message, result)
+
     async def _on_publish_remote(self, message: protocol.Publish) -> None:
-        if not self.publish_limit.allow(trio.current_time()):
-            self.withdraw(4008, "publish rate limit")
+        if not self._within_publish_rate():
             return
         try:
             result = await self.state.hub.publish_async(
@@ -381,9 +388,7 @@ class Session:
         except HubError as exc:
             self._fail(message.id, exc.code, exc.message)
             return
-        self.state.metrics.publishes += 1
-        self.state.metrics.deliveries += result.delivered
-        self._answer(message.id, seq=result.seq)
+        self._published(message, result)
 
     def _on_refresh(self, message: protocol.Refresh) -> None:
         settings = self.state.settings
