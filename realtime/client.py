@@ -29,8 +29,8 @@ Recovery starts from the first message received on a channel.  Pass
 ``history=True`` to also get the messages the server keeps at subscribe
 time; the position is then known from the start.
 
-The HTTP calls (token endpoint, ``/api/publish``) use h11 over trio, so the
-client needs nothing beyond the server's own dependencies.
+The HTTP calls (token endpoint, ``/api/publish``) use httpx, which runs on
+trio; the client needs nothing beyond the server's own dependencies.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import attrs
-import h11
+import httpx
 import trio
 from trio_websocket import (
     ConnectionClosed,
@@ -113,7 +113,7 @@ class PublishError(ClientError):
 
 
 # ---------------------------------------------------------------------------
-# a small HTTP/1.1 client (h11 on trio)
+# HTTP: httpx (it runs on trio through anyio)
 
 
 @attrs.frozen
@@ -138,66 +138,33 @@ async def http_request(
     ssl_context: ssl.SSLContext | None = None,
     timeout: float = 15.0,
 ) -> HttpResponse:
-    """One request on a fresh connection (``Connection: close``).
+    """One request; the answer is read whole, up to MAX_RESPONSE_BYTES.
 
     Raises:
-        TransportError: connect, TLS or protocol failure, or ``timeout`` passed.
+        TransportError: connect, TLS or protocol failure, an oversized
+            answer, or ``timeout`` passed (for the whole exchange).
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    https = parts.scheme == "https"
-    port = parts.port or (443 if https else 80)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         with trio.fail_after(timeout):
-            stream: trio.abc.Stream = await trio.open_tcp_stream(parts.hostname, port)
-            try:
-                if https:
-                    stream = trio.SSLStream(stream, ssl_context or ssl.create_default_context(),
-                                            server_hostname=parts.hostname, https_compatible=True)
-                    await stream.do_handshake()
-                return await _exchange(stream, method, parts.netloc, target, list(headers), body)
-            finally:
-                await trio.aclose_forcefully(stream)
+            async with httpx.AsyncClient(verify=ssl_context or True, timeout=timeout,
+                                         follow_redirects=False) as client:
+                async with client.stream(method, url, content=body,
+                                         headers=[("user-agent", "realtime-client"), *headers]) as resp:
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in resp.aiter_bytes():
+                        size += len(chunk)
+                        if size > MAX_RESPONSE_BYTES:
+                            raise TransportError(f"{method} {_where(url)}: response too large")
+                        chunks.append(chunk)
+                    return HttpResponse(resp.status_code, tuple(resp.headers.multi_items()), b"".join(chunks))
     except trio.TooSlowError:
         raise TransportError(f"{method} {_where(url)}: no answer within {timeout:g} s") from None
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
+    except (OSError, httpx.HTTPError) as exc:
         raise TransportError(f"{method} {_where(url)}: {_describe(exc)}") from None
-
-
-async def _exchange(stream: trio.abc.Stream, method: str, host: str, target: str,
-                    headers: list[tuple[str, str]], body: bytes) -> HttpResponse:
-    conn = h11.Connection(h11.CLIENT)
-    head = [("host", host), ("connection", "close"), ("content-length", str(len(body))),
-            ("user-agent", "realtime-client"), *headers]
-    await stream.send_all(conn.send(h11.Request(method=method, target=target, headers=head)))
-    if body:
-        await stream.send_all(conn.send(h11.Data(data=body)))
-    await stream.send_all(conn.send(h11.EndOfMessage()))
-    response: h11.Response | None = None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(65536))
-        elif isinstance(event, h11.Response):
-            response = event
-        elif isinstance(event, h11.Data):
-            size += len(event.data)
-            if size > MAX_RESPONSE_BYTES:
-                raise h11.RemoteProtocolError("response too large")
-            chunks.append(bytes(event.data))
-        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-            break
-    if response is None:
-        raise h11.RemoteProtocolError("connection closed before a response")
-    return HttpResponse(
-        response.status_code,
-        tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers),
-        b"".join(chunks),
-    )
 
 
 def _where(url: str) -> str:
