@@ -27,18 +27,34 @@ async def healthz(request: Request, state: "ServerState") -> Response:
     return text_response(200, "ok\n")
 
 
+def _bearer_claims(request: Request, state: "ServerState") -> Any:
+    """RFC 6750 §2.1: the ``Authorization: Bearer`` token, verified (claims or a 401)."""
+    scheme, _, token = (request.header("authorization") or "").partition(" ")
+    token = token.strip()
+    return verify_bearer(token if scheme.lower() == "bearer" and token else None,
+                         state.settings, state.keyring, state.revoked)
+
+
+def _hub_error(exc: Any, state: "ServerState", channel: str, scope_of: str) -> Response:
+    """A HubError as an HTTP answer; ``scope_of`` names the rule's scope a 403 asks for."""
+    if exc.code == "unavailable":
+        return _unavailable(exc.message)
+    if exc.code == "forbidden":
+        rule = state.hub.rule_for(channel)
+        return bearer_challenge(403, "insufficient_scope", exc.message,
+                                scope=getattr(rule, scope_of) if rule is not None else None)
+    return error_response(404 if exc.code == "unknown_channel" else 400, exc.code, exc.message)
+
+
 async def publish(request: Request, state: "ServerState") -> Response:
     """POST /api/publish {"channel", "data"} with a bearer token holding the
     channel's publish scope; answers {"delivered": N, "seq": S}."""
     from realtime.hub import HubError
 
-    auth = request.header("authorization") or ""
-    scheme, _, token = auth.partition(" ")
     if oauth1_signing.is_signed(request):  # OAuth 1.0a signed request (realtime.oauth1)
         claims = await oauth1_principal(request, state)
     else:
-        claims = verify_bearer(token.strip() if scheme.lower() == "bearer" and token.strip() else None,
-                               state.settings, state.keyring, state.revoked)
+        claims = _bearer_claims(request, state)
     if isinstance(claims, Response):
         return claims
     try:
@@ -57,14 +73,7 @@ async def publish(request: Request, state: "ServerState") -> Response:
         else:
             result = state.hub.publish(channel, body.get("data"), from_sub=claims.sub, scopes=claims.scope)
     except HubError as exc:
-        if exc.code == "unavailable":
-            return _unavailable(exc.message)
-        if exc.code == "forbidden":
-            rule = state.hub.rule_for(channel)
-            scope = rule.publish_scope if rule is not None else None
-            return bearer_challenge(403, "insufficient_scope", exc.message, scope=scope)
-        status = 404 if exc.code == "unknown_channel" else 400
-        return error_response(status, exc.code, exc.message)
+        return _hub_error(exc, state, channel, "publish_scope")
     state.metrics.publishes += 1
     state.metrics.deliveries += result.delivered
     return json_response(200, {"delivered": result.delivered, "seq": result.seq})
@@ -81,10 +90,7 @@ async def presence(request: Request, state: "ServerState") -> Response:
     from realtime.hub import HubError
     from realtime.ws.session import presence_answer
 
-    auth = request.header("authorization") or ""
-    scheme, _, token = auth.partition(" ")
-    claims = verify_bearer(token.strip() if scheme.lower() == "bearer" and token.strip() else None,
-                           state.settings, state.keyring, state.revoked)
+    claims = _bearer_claims(request, state)
     if isinstance(claims, Response):
         return claims
     channels = request.query.get("channel", [])
@@ -98,14 +104,7 @@ async def presence(request: Request, state: "ServerState") -> Response:
         else:
             members, truncated = hub.presence_page(channel, sub=claims.sub, scopes=claims.scope)
     except HubError as exc:
-        if exc.code == "unavailable":
-            return _unavailable(exc.message)
-        if exc.code == "forbidden":
-            rule = hub.rule_for(channel)
-            scope = rule.subscribe_scope if rule is not None else None
-            return bearer_challenge(403, "insufficient_scope", exc.message, scope=scope)
-        status = 404 if exc.code == "unknown_channel" else 400
-        return error_response(status, exc.code, exc.message)
+        return _hub_error(exc, state, channel, "subscribe_scope")
     body = presence_answer(state, channel, members, truncated)
     return Response(200, (("content-type", "application/json"), ("cache-control", "no-store")), body)
 
