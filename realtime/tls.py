@@ -4,7 +4,6 @@ generated into the state dir when none is configured."""
 from __future__ import annotations
 
 import datetime
-import hashlib
 import ipaddress
 import logging
 import os
@@ -94,6 +93,3 @@ def ensure_self_signed(state_dir: Path) -> Path:
         log.info("generated a self-signed certificate %s (sha256 %s)", path, fingerprint(path))
     return path
 
-
-def pem_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

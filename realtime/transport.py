@@ -165,11 +165,6 @@ class Transport:
                 self._backlog[0] = view[sent:]
         await trio.lowlevel.checkpoint()
 
-    def drop_backlog(self) -> None:
-        """Forget queued bytes (used before a 4009 close)."""
-        self._backlog = None
-        self._backlog_bytes = 0
-
     # -- TLS ----------------------------------------------------------------
     def _flush_tls(self) -> None:
         assert self._tls_out is not None

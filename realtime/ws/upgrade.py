@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -182,6 +181,3 @@ def check_upgrade(
         headers.append(("sec-websocket-protocol", subprotocol))
     return Accept(claims=claims, subprotocol=subprotocol, headers=tuple(headers))
 
-
-def seconds_left(claims: AccessClaims, now: float | None = None) -> float:
-    return claims.exp - (time.time() if now is None else now)
