@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
 import sys
 from pathlib import Path
 
-from realtime import admin, client_cli
+from realtime import admin, client_cli, pidfile
 
 DEFAULT_CONFIG = Path("conf/realtime.toml")
 
@@ -112,27 +110,18 @@ def cmd_reload(args: argparse.Namespace) -> int:
             print(f"error: {issue}", file=sys.stderr)
         print("not reloading: fix the files first", file=sys.stderr)
         return 1
-    pid = read_pid(settings.server.state_dir)
-    if pid is None:
+    pid, outcome = pidfile.send_reload(settings.server.state_dir)
+    if outcome == "no_pid_file":
         print(f"no running server (no pid file in {settings.server.state_dir})", file=sys.stderr)
         return 1
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
+    if outcome == "gone":
         print(f"no running server (pid {pid} from the pid file is gone)", file=sys.stderr)
         return 1
-    except PermissionError:
+    if outcome == "denied":
         print(f"not allowed to signal pid {pid}", file=sys.stderr)
         return 1
     print(f"reload requested (pid {pid})")
     return 0
-
-
-def read_pid(state_dir: Path) -> int | None:
-    try:
-        return int((state_dir / "realtime.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:

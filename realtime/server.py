@@ -18,12 +18,11 @@ import socket
 import ssl
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import attrs
 import trio
 
-from realtime import api, reload as reloading
+from realtime import api, pidfile, reload as reloading
 from realtime.connection import HttpConnection
 from realtime.hub import Hub
 from realtime.http.router import Router
@@ -35,7 +34,6 @@ from realtime.transport import Transport
 
 log = logging.getLogger("realtime.server")
 
-PID_FILE = "realtime.pid"
 ACCEPT_BATCH = 64
 _file_limiter = trio.CapacityLimiter(1)
 
@@ -86,14 +84,6 @@ def prepare_state_dir(state_dir: Path) -> None:
         os.chmod(state_dir, 0o700)
     except OSError:
         pass
-
-
-def write_pid_file(state_dir: Path) -> Path:
-    path = state_dir / PID_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{os.getpid()}\n")
-    os.replace(tmp, path)
-    return path
 
 
 async def build_state(settings: Settings) -> ServerState:
@@ -244,7 +234,7 @@ class Server:
             for sock, _ in listeners:
                 sock.close()
             raise
-        pid_path = await trio.to_thread.run_sync(write_pid_file, server.state_dir, limiter=_file_limiter)
+        pid_path = await trio.to_thread.run_sync(pidfile.write, server.state_dir, limiter=_file_limiter)
         parts = [f"{scheme}={getattr(self.bound, scheme)}" for _, scheme in listeners]
         log.info("listening %s", " ".join(parts) if parts else "(no listeners)")
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import tempfile
 import tomllib
@@ -12,9 +11,10 @@ from typing import Any
 
 import tomlkit
 
+from realtime import pidfile
+
 DEFAULT_CONFIG = Path("conf/realtime.toml")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", "password")
-PID_FILE = "realtime.pid"
 
 
 class AdminError(Exception):
@@ -89,18 +89,11 @@ def atomic_write(path: Path, text: str) -> None:
 def notify_server(target: Any) -> bool:
     """SIGHUP the running server, if any; ``target`` is Settings or a state dir."""
     state_dir = target.server.state_dir if hasattr(target, "server") else Path(target)
-    try:
-        pid = int((Path(state_dir) / PID_FILE).read_text().strip())
-    except (OSError, ValueError):
+    pid, outcome = pidfile.send_reload(Path(state_dir))
+    if outcome in ("no_pid_file", "gone"):
         print("note: no running server found; the change applies when it starts", file=sys.stderr)
         return False
-    try:
-        os.kill(pid, 0)
-        os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
-        print("note: no running server found; the change applies when it starts", file=sys.stderr)
-        return False
-    except PermissionError:
+    if outcome == "denied":
         print(f"note: not allowed to signal pid {pid}; run `realtime reload`", file=sys.stderr)
         return False
     print(f"note: told the running server (pid {pid}) to reload", file=sys.stderr)
