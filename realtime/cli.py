@@ -9,20 +9,12 @@ from pathlib import Path
 
 from realtime import admin, client_cli, pidfile
 
-DEFAULT_CONFIG = Path("conf/realtime.toml")
-
-
-def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG,
-                        help=f"config file (default {DEFAULT_CONFIG})")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realtime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the server")
-    _add_config(serve)
+    admin.add_config_option(serve)
     serve.add_argument("--http", metavar="ADDR", help="HOST:PORT for plain HTTP ('' turns it off)")
     serve.add_argument("--https", metavar="ADDR", help="HOST:PORT for HTTPS ('' turns it off)")
     serve.add_argument("--state-dir", type=Path, metavar="DIR", help="where the server writes its state")
@@ -30,11 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate every config file")
-    _add_config(check)
+    admin.add_config_option(check)
     check.set_defaults(func=cmd_check)
 
     reload_ = sub.add_parser("reload", help="make the running server reload its files")
-    _add_config(reload_)
+    admin.add_config_option(reload_)
     reload_.set_defaults(func=cmd_reload)
 
     admin.add_subcommands(sub)

@@ -33,7 +33,8 @@ __all__ = ["AdminError", "Paths", "add_subcommands", "atomic_write", "notify_ser
 # -- argparse --------------------------------------------------------------------
 
 
-def _add_config(parser: argparse.ArgumentParser) -> None:
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """The ``-c/--config`` option every command shares."""
     parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG,
                         help=f"config file (default {DEFAULT_CONFIG})")
 
@@ -60,7 +61,7 @@ def add_subcommands(subparsers: Any) -> None:
     app_sub = app.add_subparsers(dest="app_command", required=True, metavar="ACTION")
 
     add = app_sub.add_parser("add", help="register an app; prints client_id and client_secret once")
-    _add_config(add)
+    add_config_option(add)
     add.add_argument("name", metavar="NAME")
     add.add_argument("--redirect-uri", nargs="+", action="extend", metavar="URI", default=None)
     add.add_argument("--public", action="store_true", help="a public client (no secret, PKCE required)")
@@ -72,13 +73,13 @@ def add_subcommands(subparsers: Any) -> None:
     add.set_defaults(func=_run(cmd_app_add))
 
     rot = app_sub.add_parser("rotate-secret", help="new client secret; the old one works until --grace ends")
-    _add_config(rot)
+    add_config_option(rot)
     rot.add_argument("client_id", metavar="CLIENT_ID")
     rot.add_argument("--grace", default="1h", metavar="DURATION", help="how long the old secret stays valid (default 1h)")
     rot.set_defaults(func=_run(cmd_app_rotate))
 
     rm = app_sub.add_parser("remove", help="remove an app")
-    _add_config(rm)
+    add_config_option(rm)
     rm.add_argument("client_id", metavar="CLIENT_ID")
     rm.set_defaults(func=_run(cmd_app_remove))
 
@@ -86,7 +87,7 @@ def add_subcommands(subparsers: Any) -> None:
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
 
     uadd = user_sub.add_parser("add", help="add a user")
-    _add_config(uadd)
+    add_config_option(uadd)
     uadd.add_argument("name", metavar="NAME")
     uadd.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     uadd.add_argument("--scope", nargs="+", action="extend", metavar="S", default=None)
@@ -95,7 +96,7 @@ def add_subcommands(subparsers: Any) -> None:
     uadd.set_defaults(func=_run(cmd_user_add))
 
     passwd = user_sub.add_parser("passwd", help="set a user's password")
-    _add_config(passwd)
+    add_config_option(passwd)
     passwd.add_argument("name", metavar="NAME")
     passwd.add_argument("--password-stdin", action="store_true")
     passwd.set_defaults(func=_run(cmd_user_passwd))
@@ -103,12 +104,12 @@ def add_subcommands(subparsers: Any) -> None:
     for action, func, text in (("disable", cmd_user_disable, "disable a user (logins and refreshes stop)"),
                                ("enable", cmd_user_enable, "enable a disabled user")):
         p = user_sub.add_parser(action, help=text)
-        _add_config(p)
+        add_config_option(p)
         p.add_argument("name", metavar="NAME")
         p.set_defaults(func=_run(func))
 
     key = subparsers.add_parser("key", help="manage signing keys")
     key_sub = key.add_subparsers(dest="key_command", required=True, metavar="ACTION")
     krot = key_sub.add_parser("rotate", help="new active signing key; old keys verify until their tokens expire")
-    _add_config(krot)
+    add_config_option(krot)
     krot.set_defaults(func=_run(cmd_key_rotate))
