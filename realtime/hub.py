@@ -563,6 +563,14 @@ class Hub:
 
     # -- publishing ---------------------------------------------------------
 
+    def _prepare_publish(self, channel: str, data: Any, scopes: frozenset[str]) -> tuple[ChannelRule, bytes]:
+        """Check the publish scope and encode ``data`` once (both broker paths)."""
+        rule = self.check_publish(channel, scopes)
+        try:
+            return rule, protocol.encode_json(data)
+        except (TypeError, ValueError, RecursionError):
+            raise HubError("bad_data", "data cannot be encoded as JSON") from None
+
     def publish(
         self,
         channel: str,
@@ -577,11 +585,7 @@ class Hub:
             HubError: ``bad_channel``, ``unknown_channel``, ``forbidden``,
                 ``bad_data`` (not JSON-encodable: NaN, a set, too deep).
         """
-        rule = self.check_publish(channel, scopes)
-        try:
-            data_json = protocol.encode_json(data)
-        except (TypeError, ValueError, RecursionError):
-            raise HubError("bad_data", "data cannot be encoded as JSON") from None
+        rule, data_json = self._prepare_publish(channel, data, scopes)
         seq, delivered = self.broker.publish(channel, from_sub, data_json, rule.history)
         return PublishResult(delivered, seq)
 
@@ -603,11 +607,7 @@ class Hub:
             HubError: what :meth:`publish` raises, and ``unavailable``
                 when the broker cannot be reached (nothing was published).
         """
-        rule = self.check_publish(channel, scopes)
-        try:
-            data_json = protocol.encode_json(data)
-        except (TypeError, ValueError, RecursionError):
-            raise HubError("bad_data", "data cannot be encoded as JSON") from None
+        rule, data_json = self._prepare_publish(channel, data, scopes)
         try:
             seq, delivered = await self._remote().publish_async(channel, from_sub, data_json, rule.history)
         except BrokerUnavailable:
