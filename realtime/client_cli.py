@@ -151,6 +151,13 @@ def tokens_from(args: argparse.Namespace, url: str, ctx: ssl.SSLContext | None) 
         "or REALTIME_CLIENT_ID and --refresh-token-file, or REALTIME_TOKEN")
 
 
+def _connection(args: argparse.Namespace) -> tuple[str, ssl.SSLContext | None, Any]:
+    """Server URL, TLS context and token provider from flags and environment."""
+    url = _opt(args, "url") or DEFAULT_URL
+    ctx = _ssl_context(args)
+    return url, ctx, tokens_from(args, url, ctx)
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -161,9 +168,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
     _setup_logging(args)
     try:
-        url = _opt(args, "url") or DEFAULT_URL
-        ctx = _ssl_context(args)
-        tokens = tokens_from(args, url, ctx)
+        url, ctx, tokens = _connection(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -207,9 +212,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
               "'{\"text\": \"hello\"}'", file=sys.stderr)
         return 2
     try:
-        url = _opt(args, "url") or DEFAULT_URL
-        ctx = _ssl_context(args)
-        tokens = tokens_from(args, url, ctx)
+        url, ctx, tokens = _connection(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
