@@ -43,7 +43,9 @@ from realtime.oauth.errors import (
     UnauthorizedClientError,
     UnsupportedResponseTypeError,
 )
-from realtime.oauth.services import CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices, Session, get_services
+from realtime.oauth.services import (
+    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices, Session, csrf_binding, get_services, set_cookie,
+)
 from realtime.settings import App, Settings, User
 from realtime.store import token_hash
 
@@ -180,13 +182,6 @@ def parse_request(multi: Mapping[str, list[str]], settings: Settings) -> AuthzRe
     )
 
 
-def _cookie(name: str, value: str, request: Request, max_age: int) -> tuple[str, str]:
-    attrs_ = f"{name}={value}; Path=/oauth2; Max-Age={max_age}; HttpOnly; SameSite=Lax"
-    if request.scheme == "https":
-        attrs_ += "; Secure"
-    return ("set-cookie", attrs_)
-
-
 class _Flow:
     """One authorization request being served, with its browser's cookies."""
 
@@ -200,16 +195,14 @@ class _Flow:
         self.now = now
         cookies = request.cookies()
         self.set_cookies: list[tuple[str, str]] = []
-        binding = cookies.get(CSRF_COOKIE, "")
-        if not (16 <= len(binding) <= 100):
-            binding = ""
+        binding = csrf_binding(cookies)
         self.binding = binding
         self.session_cookie = cookies.get(SESSION_COOKIE)
 
     def ensure_binding(self) -> str:
         if not self.binding:
             self.binding = secrets.token_urlsafe(24)
-            self.set_cookies.append(_cookie(CSRF_COOKIE, self.binding, self.request, int(CSRF_TTL)))
+            self.set_cookies.append(set_cookie(CSRF_COOKIE, self.binding, self.request, int(CSRF_TTL)))
         return self.binding
 
     def hidden(self, purpose: str, sid: str = "") -> dict[str, str]:
@@ -305,7 +298,7 @@ async def _login(flow: _Flow, form: Mapping[str, str]) -> Response:
     if isinstance(user, LoginRefused):
         return flow.login(user.status, user.message, user.username, *user.headers)
     cookie = flow.services.make_session(user.name, flow.now)
-    flow.set_cookies.append(_cookie(SESSION_COOKIE, cookie, flow.request, int(SESSION_TTL)))
+    flow.set_cookies.append(set_cookie(SESSION_COOKIE, cookie, flow.request, int(SESSION_TTL)))
     session = flow.services.read_session(cookie, flow.now)
     assert session is not None
     return await flow.proceed(user, session, force_consent="consent" in flow.authz.prompt)
@@ -391,7 +384,7 @@ async def resume_login(request: Request, state: "ServerState", params: Mapping[s
             return parsed
         flow = _Flow(request, state, services, settings, parsed, services.clock())
         cookie = services.make_session(user.name, flow.now)
-        flow.set_cookies.append(_cookie(SESSION_COOKIE, cookie, request, int(SESSION_TTL)))
+        flow.set_cookies.append(set_cookie(SESSION_COOKIE, cookie, request, int(SESSION_TTL)))
         session = services.read_session(cookie, flow.now)
         assert session is not None
         return await flow.proceed(user, session, force_consent="consent" in parsed.prompt)

@@ -24,6 +24,7 @@ from realtime.passwords import Hasher, SecretCache
 from realtime.oauth.throttle import LoginThrottle
 
 if TYPE_CHECKING:
+    from realtime.http.request import Request
     from realtime.state import ServerState
     from realtime.store import AsyncStore
 
@@ -66,6 +67,21 @@ def load_or_create_key(state_dir: Path) -> bytes:
         pass  # an unwritable state dir: sessions last as long as the process
     return key
 
+
+
+def set_cookie(name: str, value: str, request: "Request", max_age: int, path: str = "/oauth2") -> tuple[str, str]:
+    """A ``Set-Cookie`` for the login flows: HttpOnly, SameSite=Lax, and
+    Secure whenever the request came over HTTPS."""
+    text = f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+    if request.scheme == "https":
+        text += "; Secure"
+    return ("set-cookie", text)
+
+
+def csrf_binding(cookies: dict[str, str]) -> str:
+    """The browser's CSRF binding cookie if it is well-formed, else ``""``."""
+    binding = cookies.get(CSRF_COOKIE, "")
+    return binding if 16 <= len(binding) <= 100 else ""
 
 @attrs.frozen
 class Session:

@@ -30,7 +30,9 @@ from realtime.oauth.authorize import redirect_to
 from realtime.oauth.common import active_user, grant_scopes, parse_scope
 from realtime.oauth.login import LoginRefused, check_password
 from realtime.oauth.errors import OAuthError
-from realtime.oauth.services import CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices
+from realtime.oauth.services import (
+    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices, csrf_binding, set_cookie,
+)
 from realtime.oauth.services import get_services as oauth_services
 from realtime.oauth1.credentials import Kind, OAuth1Services, authenticate, get_services
 from realtime.oauth1.errors import FORM, NO_STORE, OAuth1Error
@@ -176,13 +178,6 @@ def _error_page(status: int, title: str, message: str) -> Response:
     return pages.page_response(status, pages.error_page(title, message))
 
 
-def _cookie(name: str, value: str, request: Request, max_age: int, path: str = COOKIE_PATH) -> tuple[str, str]:
-    text = f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax"
-    if request.scheme == "https":
-        text += "; Secure"
-    return ("set-cookie", text)
-
-
 class _Flow:
     """One request token being approved in one browser.
 
@@ -203,8 +198,7 @@ class _Flow:
         self.token = token
         self.now = services.clock()
         cookies = request.cookies()
-        binding = cookies.get(CSRF_COOKIE, "")
-        self.binding = binding if 16 <= len(binding) <= 100 else ""
+        self.binding = csrf_binding(cookies)
         self.session_cookie = cookies.get(SESSION_COOKIE)
         self.set_cookies: list[tuple[str, str]] = []
         self.flow = hashlib.sha256(("oauth1|" + record.token_hash).encode()).hexdigest()
@@ -216,7 +210,7 @@ class _Flow:
     def hidden(self, purpose: str, sid: str = "") -> dict[str, str]:
         if not self.binding:
             self.binding = secrets.token_urlsafe(24)
-            self.set_cookies.append(_cookie(CSRF_COOKIE, self.binding, self.request, int(CSRF_TTL)))
+            self.set_cookies.append(set_cookie(CSRF_COOKIE, self.binding, self.request, int(CSRF_TTL), COOKIE_PATH))
         csrf = self.services.csrf_token(purpose, f"{self.binding}|{sid}", self.flow, self.now)
         return {"oauth_token": self.token, "csrf_token": csrf}
 
@@ -288,7 +282,7 @@ async def _login(flow: _Flow, form: Mapping[str, str]) -> Response:
         return flow.login(user.status, user.message, user.username, *user.headers)
     cookie = flow.services.make_session(user.name, flow.now)
     for path in (COOKIE_PATH, "/oauth2"):
-        flow.set_cookies.append(_cookie(SESSION_COOKIE, cookie, flow.request, int(SESSION_TTL), path))
+        flow.set_cookies.append(set_cookie(SESSION_COOKIE, cookie, flow.request, int(SESSION_TTL), path))
     session = flow.services.read_session(cookie, flow.now)
     assert session is not None
     return await flow.proceed(user, session.sid)
