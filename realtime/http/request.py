@@ -47,19 +47,22 @@ class Request:
         value = self.header("content-type") or ""
         return value.split(";", 1)[0].strip().lower()
 
-    def form(self) -> dict[str, list[str]]:
+    def form(self, max_fields: int | None = None) -> dict[str, list[str]]:
         """The body as application/x-www-form-urlencoded.
 
-        Raises BadRequest when the content type is something else or the
-        body is not valid UTF-8.
+        Raises BadRequest when the content type is something else, the
+        body is not valid UTF-8, or it has more than ``max_fields`` fields.
         """
         if self.content_type != "application/x-www-form-urlencoded":
-            raise BadRequest("expected application/x-www-form-urlencoded")
+            raise BadRequest("expected an application/x-www-form-urlencoded body")
         try:
             text = self.body.decode("utf-8")
         except UnicodeDecodeError:
-            raise BadRequest("body is not UTF-8") from None
-        return parse_qs(text, keep_blank_values=True)
+            raise BadRequest("the body is not UTF-8") from None
+        try:
+            return parse_qs(text, keep_blank_values=True, max_num_fields=max_fields)
+        except ValueError:
+            raise BadRequest("too many parameters") from None
 
     def json(self) -> Any:
         if self.content_type != "application/json":

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 from typing import Iterable, Mapping
-from urllib.parse import parse_qs
 
-from realtime.http.request import Request
+from realtime.http.request import BadRequest, Request
 from realtime.oauth.errors import InvalidRequestError, InvalidScopeError
 from realtime.settings import App, Settings, User
 
@@ -48,17 +47,10 @@ def read_form(request: Request) -> dict[str, str]:
     "application/x-www-form-urlencoded" format ... with a character
     encoding of UTF-8 in the HTTP request entity-body."
     """
-    if request.content_type != "application/x-www-form-urlencoded":
-        raise InvalidRequestError("expected an application/x-www-form-urlencoded body")
     try:
-        text = request.body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidRequestError("the body is not UTF-8") from None
-    try:
-        params = parse_qs(text, keep_blank_values=True, strict_parsing=False, max_num_fields=100)
-    except ValueError:
-        raise InvalidRequestError("too many parameters") from None
-    return single(params)
+        return single(request.form(max_fields=100))
+    except BadRequest as exc:
+        raise InvalidRequestError(str(exc)) from None
 
 
 def query_params(request: Request) -> dict[str, str]:
