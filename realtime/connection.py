@@ -154,7 +154,7 @@ class HttpConnection:
             if name == b"content-length":
                 length = int(value)
         if length is not None and length > server.max_body_bytes:
-            raise _Fail(error_response(413, "body_too_large", f"body over {server.max_body_bytes} bytes"))
+            raise _Fail(_too_large(server.max_body_bytes))
         body = bytearray()
         with trio.move_on_after(server.header_timeout) as timer:
             while True:
@@ -162,7 +162,7 @@ class HttpConnection:
                 if isinstance(part, h11.Data):
                     body += part.data
                     if len(body) > server.max_body_bytes:
-                        raise _Fail(error_response(413, "body_too_large", f"body over {server.max_body_bytes} bytes"))
+                        raise _Fail(_too_large(server.max_body_bytes))
                 elif isinstance(part, h11.EndOfMessage) or part is h11.PAUSED:
                     break
                 elif isinstance(part, h11.ConnectionClosed):
@@ -265,6 +265,10 @@ class HttpConnection:
             except TransportClosed:
                 return
             await self.transport.linger_close()
+
+
+def _too_large(limit: int) -> Response:
+    return error_response(413, "body_too_large", f"body over {limit} bytes")
 
 
 _HANDSHAKE_RESULTS = {401: "unauthorized", 403: "forbidden"}
