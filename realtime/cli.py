@@ -74,6 +74,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    except BaseExceptionGroup as group:
+        # Ctrl-C before the signal handlers are in place arrives wrapped by
+        # the nursery it interrupted: still a clean stop, not a traceback.
+        _, rest = group.split(KeyboardInterrupt)
+        if rest is None:
+            return 0
+        raise
     return 0
 
 

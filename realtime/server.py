@@ -189,8 +189,9 @@ class Server:
         await trio.lowlevel.checkpoint()
 
     # -- signals and lifecycle --------------------------------------------------
-    async def _signals(self, nursery: trio.Nursery) -> None:
+    async def _signals(self, nursery: trio.Nursery, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()  # handlers are in place: the pid file may be announced
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     nursery.start_soon(self.reload, "SIGHUP")
@@ -234,13 +235,17 @@ class Server:
             for sock, _ in listeners:
                 sock.close()
             raise
-        pid_path = await trio.to_thread.run_sync(pidfile.write, server.state_dir, limiter=_file_limiter)
-        parts = [f"{scheme}={getattr(self.bound, scheme)}" for _, scheme in listeners]
-        log.info("listening %s", " ".join(parts) if parts else "(no listeners)")
+        pid_path: Path | None = None
         try:
             async with trio.open_nursery() as root:
+                # Signals first: a SIGHUP from `realtime reload` or a SIGTERM
+                # right after the pid file or the `listening` line appears
+                # must find our handlers, not the default actions.
                 if install_signals:
-                    root.start_soon(self._signals, root)
+                    await root.start(self._signals, root)
+                pid_path = await trio.to_thread.run_sync(pidfile.write, server.state_dir, limiter=_file_limiter)
+                parts = [f"{scheme}={getattr(self.bound, scheme)}" for _, scheme in listeners]
+                log.info("listening %s", " ".join(parts) if parts else "(no listeners)")
                 root.start_soon(reloading.housekeeping, state)
                 if "broker" in state.extras:
                     await root.start(state.extras["broker"].run)
@@ -259,10 +264,11 @@ class Server:
                 root.cancel_scope.cancel()
         finally:
             await api.teardown(state)
-            try:
-                pid_path.unlink()
-            except OSError:
-                pass
+            if pid_path is not None:
+                try:
+                    pid_path.unlink()
+                except OSError:
+                    pass
         log.info("stopped")
 
     def stop(self) -> None:
