@@ -40,6 +40,34 @@ def test_pragmas_wal_and_full(tmp_path: Path) -> None:
     assert sync == 2  # FULL
 
 
+def test_concurrent_opens_of_a_new_file_all_succeed(tmp_path: Path) -> None:
+    # Two servers (or a server and an admin tool) starting together both
+    # switch a fresh file to WAL; SQLite answers one of them SQLITE_BUSY
+    # without waiting, which used to fail server start-up.
+    for round_no in range(20):
+        path = tmp_path / f"race{round_no}.db"
+        start = threading.Barrier(6)
+        opened: list[Store] = []
+        errors: list[BaseException] = []
+
+        def open_one() -> None:
+            start.wait()
+            try:
+                opened.append(Store.open(path))
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_one) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for s in opened:
+            s.close()
+        assert errors == [], f"round {round_no}: {errors!r}"
+        assert len(opened) == 6
+
+
 def test_codes_are_stored_hashed(store: Store, tmp_path: Path) -> None:
     code = "the-secret-code-value-xyz"
     store.save_code(token_hash(code), client_id="app", redirect_uri="https://a/cb",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -23,6 +24,27 @@ from realtime.store.records import (
 )
 
 T = TypeVar("T")
+
+OPEN_TIMEOUT = 30.0  # seconds to wait for another connection's lock
+
+
+def _enter_wal_mode(conn: sqlite3.Connection, *, deadline: float) -> None:
+    """Switch to WAL, retrying while another connection holds the file.
+
+    SQLite answers SQLITE_BUSY at once, without calling the busy handler,
+    when two connections switch a new file to WAL at the same moment (two
+    servers or an admin tool starting together); the loser retries here.
+    """
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)  # back off as SQLite's own busy handler does
+        delay = min(delay * 2, 0.1)
 
 
 class Store:
@@ -43,10 +65,10 @@ class Store:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
-            str(path), isolation_level=None, check_same_thread=False, timeout=30.0
+            str(path), isolation_level=None, check_same_thread=False, timeout=OPEN_TIMEOUT
         )
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enter_wal_mode(conn, deadline=time.monotonic() + OPEN_TIMEOUT)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(_SCHEMA)
