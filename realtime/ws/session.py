@@ -54,8 +54,8 @@ class Session:
     # Thousands live at once: slots instead of a per-instance dict.
     __slots__ = (
         "conn_id", "transport", "state", "echo", "ws", "publish_limit", "close_code", "close_reason",
-        "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_warn_at", "_ping_at",
-        "_pong_due", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
+        "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
+        "_partial", "_warn_at", "_ping_at", "_pong_due", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
     )
 
     def __init__(
@@ -80,8 +80,13 @@ class Session:
         self.peer_close: CloseConnection | None = None
         self._parse_failed = False
         self._scope = trio.CancelScope()
+        # The writer task's nursery opens only when a backlog first appears:
+        # a nursery and its cancel scope cost ~1 KB per idle socket.
         self._nursery: trio.Nursery | None = None
         self._writer_running = False
+        self._writer_wanted = False
+        self._timer: trio.CancelScope | None = None  # the reader's receive deadline
+        self._partial: tuple[list[str | bytes], int] | None = None  # a message cut by that hand-over
         # Timers live in the reader's receive deadline, not in tasks of their
         # own: a task per idle socket costs memory and handshake time.
         self._warn_at = math.inf  # trio time to send token_expiring
@@ -124,9 +129,16 @@ class Session:
         self._scope.cancel()
 
     def _start_writer(self) -> None:
-        if not self._writer_running and self._nursery is not None:
+        if self._writer_running:
+            return
+        if self._nursery is not None:
             self._writer_running = True
             self._nursery.start_soon(self._writer)
+        elif not self._writer_wanted:
+            # No nursery yet: ask the reader to step out so run() opens one.
+            self._writer_wanted = True
+            if self._timer is not None:
+                self._timer.cancel()
 
     async def _writer(self) -> None:
         try:
@@ -149,16 +161,19 @@ class Session:
         try:
             self._scope.deadline = trio_deadline(self.exp)
             with self._scope:
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    if not self.echo:
-                        self.send_obj(protocol.welcome(self.sub, self.exp))
-                    self._aim_warning()
-                    interval = self.state.settings.websocket.ping_interval
-                    if interval > 0:
-                        self._ping_at = trio.current_time() + interval
-                    await self._reader()
-                    nursery.cancel_scope.cancel()
+                if not self.echo:
+                    self.send_obj(protocol.welcome(self.sub, self.exp))
+                self._aim_warning()
+                interval = self.state.settings.websocket.ping_interval
+                if interval > 0:
+                    self._ping_at = trio.current_time() + interval
+                if await self._reader():  # it stepped out: a backlog needs the writer
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        self._writer_running = True
+                        nursery.start_soon(self._writer)
+                        await self._reader()
+                        nursery.cancel_scope.cancel()
             if self.close_code is None and self._scope.cancelled_caught:
                 self.close_code, self.close_reason = 4001, "token expired"
         finally:
@@ -231,20 +246,30 @@ class Session:
             if self._pong_due == math.inf:
                 self._pong_due = now + ws.pong_timeout
 
-    async def _reader(self) -> None:
+    async def _reader(self) -> bool:
+        """Read and handle client messages until the session ends (False),
+        or until a backlog first needs the writer task and there is no
+        nursery for it yet (True: run() opens one and calls again)."""
         max_bytes = self.state.settings.websocket.max_message_bytes
-        parts: list[str | bytes] = []
-        size = 0
+        parts, size = self._partial or ([], 0)
+        self._partial = None
         while True:
+            if self._writer_wanted and self._nursery is None:
+                self._partial = (parts, size) if parts else None
+                return True
             with trio.move_on_at(min(self._warn_at, self._ping_at, self._pong_due)) as timer:
+                self._timer = timer
                 try:
                     data = await self.transport.receive_some()
                 except TransportClosed:
                     data = b""
+            self._timer = None
             if timer.cancelled_caught:
+                if self._writer_wanted and self._nursery is None:
+                    continue  # handed over above; a due timer fires on the next pass
                 self._on_timer(trio.current_time())
                 if self.close_code is not None:
-                    return
+                    return False
                 continue
             self._pong_due = math.inf  # any bytes at all prove the peer is alive
             self.ws.receive_data(data if data else None)
@@ -254,7 +279,7 @@ class Session:
                     size += _utf8_size(chunk) if isinstance(chunk, str) else len(chunk)
                     if size > max_bytes:
                         self.withdraw(1009, "message too big")
-                        return
+                        return False
                     parts.append(chunk)
                     if event.message_finished:
                         whole = "".join(parts) if isinstance(chunk, str) else b"".join(parts)  # type: ignore[arg-type]
@@ -264,7 +289,7 @@ class Session:
                         if pending is not None:  # a remote broker's round trip
                             await pending
                         if self.close_code is not None:
-                            return
+                            return False
                 elif isinstance(event, Ping):
                     self.transport.write(self.ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
@@ -275,7 +300,7 @@ class Session:
                     else:  # wsproto found a protocol error (1002, 1007, ...)
                         self._parse_failed = True
                         self.withdraw(event.code, event.reason or "protocol error")
-                    return
+                    return False
                 elif isinstance(event, Pong):
                     pass
 
