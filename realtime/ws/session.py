@@ -366,7 +366,7 @@ class Session:
         self._subscribed(message, result)
 
     def _subscribed(self, message: protocol.Subscribe, result: "SubscribeResult") -> None:
-        # The ack tells whether `since` was fully recovered (hub.py docstring);
+        # The ack tells whether `since` was fully recovered (realtime.hub docstring);
         # the replay follows it with no await in between, so no live message
         # can slip ahead of the history.
         if message.since is not None:
