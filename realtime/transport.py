@@ -222,12 +222,35 @@ class Transport:
             except ssl.SSLError as exc:
                 raise TransportClosed(f"TLS error: {exc.reason}") from exc
             if data is not None:
+                if self._tls_in.pending:
+                    data = self._read_more_records(data)
                 self._flush_tls()  # TLS 1.3 may answer (key updates)
                 return data
             raw = await self._recv_raw()  # outside the except clause (see _recv_raw)
             if not raw:
                 return b""
             self._tls_in.write(raw)
+
+    def _read_more_records(self, first: bytes) -> bytes:
+        """Decrypt the records already received after ``first``.
+
+        ``SSLObject.read`` hands out one record at a time; returning every
+        record already here lets the reader see several messages as one
+        batch (and cork their fan-out) just as it does on plain TCP.
+        """
+        assert self._tls is not None and self._tls_in is not None
+        chunks = [first]
+        size = len(first)
+        while self._tls_in.pending and size < RECV_SIZE:
+            try:
+                more = self._tls.read(RECV_SIZE - size)
+            except ssl.SSLError:
+                break  # want-read, close_notify or an error: the next receive_some reports it
+            if not more:
+                break
+            chunks.append(more)
+            size += len(more)
+        return b"".join(chunks) if len(chunks) > 1 else first
 
     def write(self, data: bytes) -> None:
         """Send ``data`` without awaiting (encrypting first on TLS).

@@ -31,6 +31,7 @@ from realtime.ratelimit import RateLimiter
 from realtime.tokens import AccessClaims
 from realtime.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.ws import frames, protocol
+from realtime.ws.cork import CORK
 from realtime.ws.handlers import MessageHandlers, trio_deadline
 from realtime.ws.handlers import presence_answer  # noqa: F401  (realtime.api imports it from here)
 
@@ -51,7 +52,7 @@ class Session(MessageHandlers):
     __slots__ = (
         "conn_id", "transport", "state", "echo", "ws", "publish_limit", "close_code", "close_reason",
         "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
-        "_partial", "_warn_at", "_ping_at", "_pong_due", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
+        "_partial", "_held", "_warn_at", "_ping_at", "_pong_due", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
     )
 
     def __init__(
@@ -83,6 +84,7 @@ class Session(MessageHandlers):
         self._writer_wanted = False
         self._timer: trio.CancelScope | None = None  # the reader's receive deadline
         self._partial: tuple[list[str | bytes], int] | None = None  # a message cut by that hand-over
+        self._held: list[bytes] | None = None  # frames kept while the cork is held (ws/cork.py)
         # Timers live in the reader's receive deadline, not in tasks of their
         # own: a task per idle socket costs memory and handshake time.
         self._warn_at = math.inf  # trio time to send token_expiring
@@ -104,9 +106,33 @@ class Session(MessageHandlers):
         """Queue one prepared frame; never blocks, never awaits."""
         if self.close_code is not None:
             return
+        if CORK.active:
+            held = self._held
+            if held is None:
+                self._held = [frame]
+                CORK.held.append(self)
+            else:
+                held.append(frame)
+            return
         try:
             self.transport.write(frame)
-        except BacklogOverflow:
+        except (BacklogOverflow, TransportClosed) as exc:
+            self._write_failed(exc)
+
+    def release_held(self) -> None:
+        """Write the frames kept under the cork as one chunk.  They were
+        accepted before any withdraw in the same batch (an ack before a
+        4008), so they go out even if the session is closing now."""
+        held, self._held = self._held, None
+        if not held:
+            return
+        try:
+            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+        except (BacklogOverflow, TransportClosed) as exc:
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: Exception) -> None:
+        if isinstance(exc, BacklogOverflow):
             # Keep the backlog: it may start with the tail of a frame the
             # kernel has half sent (and on TLS every queued byte belongs to
             # the record stream), so dropping it would garble the stream
@@ -114,7 +140,7 @@ class Session(MessageHandlers):
             # _close queues after it.  The backlog ends on a frame boundary:
             # the frame that overflowed it was queued whole.
             self.withdraw(4009, "slow consumer")
-        except TransportClosed:
+        else:
             self.withdraw(ABORT, "connection lost")
 
     def withdraw(self, code: int, reason: str) -> None:
@@ -269,36 +295,47 @@ class Session(MessageHandlers):
                 continue
             self._pong_due = math.inf  # any bytes at all prove the peer is alive
             self.ws.receive_data(data if data else None)
-            for event in self.ws.events():
-                if isinstance(event, (TextMessage, BytesMessage)):
-                    chunk = event.data
-                    size += _utf8_size(chunk) if isinstance(chunk, str) else len(chunk)
-                    if size > max_bytes:
-                        self.withdraw(1009, "message too big")
-                        return False
-                    parts.append(chunk)
-                    if event.message_finished:
-                        whole = "".join(parts) if isinstance(chunk, str) else b"".join(parts)  # type: ignore[arg-type]
-                        parts, size = [], 0
-                        self.state.metrics.messages_in += 1
-                        pending = self._on_message(whole)
-                        if pending is not None:  # a remote broker's round trip
-                            await pending
-                        if self.close_code is not None:
+            events = list(self.ws.events())
+            # Several messages in one read: hold their frames and write each
+            # recipient's share as one chunk (ws/cork.py).
+            corked = len(events) > 1 and CORK.hold()
+            try:
+                for event in events:
+                    if isinstance(event, (TextMessage, BytesMessage)):
+                        chunk = event.data
+                        size += _utf8_size(chunk) if isinstance(chunk, str) else len(chunk)
+                        if size > max_bytes:
+                            self.withdraw(1009, "message too big")
                             return False
-                elif isinstance(event, Ping):
-                    self.transport.write(self.ws.send(event.response()))
-                elif isinstance(event, CloseConnection):
-                    if not data:
-                        self.withdraw(ABORT, "connection lost")
-                    elif self.ws.state is ConnectionState.REMOTE_CLOSING:
-                        self.peer_close = event
-                    else:  # wsproto found a protocol error (1002, 1007, ...)
-                        self._parse_failed = True
-                        self.withdraw(event.code, event.reason or "protocol error")
-                    return False
-                elif isinstance(event, Pong):
-                    pass
+                        parts.append(chunk)
+                        if event.message_finished:
+                            whole = "".join(parts) if isinstance(chunk, str) else b"".join(parts)  # type: ignore[arg-type]
+                            parts, size = [], 0
+                            self.state.metrics.messages_in += 1
+                            pending = self._on_message(whole)
+                            if pending is not None:  # a remote broker's round trip
+                                if corked:  # never hold frames across an await
+                                    CORK.release()
+                                    corked = False
+                                await pending
+                            if self.close_code is not None:
+                                return False
+                    elif isinstance(event, Ping):
+                        self.transport.write(self.ws.send(event.response()))
+                    elif isinstance(event, CloseConnection):
+                        if not data:
+                            self.withdraw(ABORT, "connection lost")
+                        elif self.ws.state is ConnectionState.REMOTE_CLOSING:
+                            self.peer_close = event
+                        else:  # wsproto found a protocol error (1002, 1007, ...)
+                            self._parse_failed = True
+                            self.withdraw(event.code, event.reason or "protocol error")
+                        return False
+                    elif isinstance(event, Pong):
+                        pass
+            finally:
+                if corked:
+                    CORK.release()
 
 
 def _utf8_size(text: str) -> int:
