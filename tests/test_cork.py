@@ -5,6 +5,7 @@ returns every record already received, so the batch is seen whole."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 from collections import Counter
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 import trustme
-from wsproto.events import TextMessage
+from wsproto.events import CloseConnection, Ping, TextMessage
 
 from realtime.transport import Transport
 from realtime.ws.cork import CORK
@@ -100,3 +101,28 @@ async def test_tls_receive_returns_every_record_already_received(ca: trustme.CA)
         assert await transport.receive_some() == b"later"
     transport.close()
     await trio.aclose_forcefully(client)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+async def test_ping_then_close_in_one_read_closes_cleanly(start_server, make_settings, client_ssl, tls,
+                                                          caplog) -> None:
+    """A read is parsed whole before it is handled, so a Ping followed by a
+    Close in the same read finds wsproto already closing: the server must
+    skip the Pong, not crash the connection task (found by the fuzzer)."""
+    running = await start_server(make_settings(websocket={"ping_interval": 0}))
+    caplog.set_level(logging.ERROR, logger="realtime")
+    with trio.fail_after(10):
+        client = await RawClient.open(running, running.mint(), client_ssl if tls else None)
+        try:
+            await client.stream.send_all(
+                client.ws.send(Ping(b"are you there")) + client.ws.send(CloseConnection(code=1000, reason="bye")))
+            events: list[Any] = []
+            while not any(isinstance(e, CloseConnection) for e in events):
+                got = await client.events()
+                assert got, f"EOF before the server's close frame: {events}"
+                events += got
+        finally:
+            await trio.aclose_forcefully(client.stream)
+    close = next(e for e in events if isinstance(e, CloseConnection))
+    assert close.code == 1000
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

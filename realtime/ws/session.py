@@ -321,7 +321,12 @@ class Session(MessageHandlers):
                             if self.close_code is not None:
                                 return False
                     elif isinstance(event, Ping):
-                        self.transport.write(self.ws.send(event.response()))
+                        # The whole read is parsed before it is handled, so a
+                        # Close later in it has already moved wsproto on: a
+                        # closing connection need not answer pings (RFC 6455
+                        # §5.5.2 asks for a Pong only "as soon as practical").
+                        if self.ws.state is ConnectionState.OPEN:
+                            self.transport.write(self.ws.send(event.response()))
                     elif isinstance(event, CloseConnection):
                         if not data:
                             self.withdraw(ABORT, "connection lost")
