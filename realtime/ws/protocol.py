@@ -66,19 +66,20 @@ from typing import Any, NoReturn, TypeAlias
 
 import attrs
 
-from realtime.ws.messages import (
-    ack,
-    encode_json,
-    error,
-    join,
-    leave,
-    message,
-    message_from_json,
-    pong,
-    presence,
-    refreshed,
-    token_expiring,
-    welcome,
+from realtime.ws import messages
+from realtime.ws.messages import (  # re-exported: the server message builders
+    ack as ack,
+    encode_json as encode_json,
+    error as error,
+    join as join,
+    leave as leave,
+    message as message,
+    message_from_json as message_from_json,
+    pong as pong,
+    presence as presence,
+    refreshed as refreshed,
+    token_expiring as token_expiring,
+    welcome as welcome,
 )
 
 __all__ = [
@@ -96,18 +97,7 @@ __all__ = [
     "InvalidJSON",
     "parse_client_message",
     "channel_problem",
-    "encode_json",
-    "welcome",
-    "ack",
-    "error",
-    "message",
-    "message_from_json",
-    "token_expiring",
-    "refreshed",
-    "pong",
-    "presence",
-    "join",
-    "leave",
+    *messages.__all__,
 ]
 
 MAX_ID_CHARS = 128
