@@ -57,7 +57,17 @@ class UserFile:
     def exists(self, name: str) -> bool:
         return any(str(u.get("name", "")).casefold() == name.casefold() for u in self.users)
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add_user(self, name: str, scopes: list[str], *, password_hash: str | None = None,
+                 display_name: str | None = None, email: str | None = None) -> None:
+        """Append one user, with only the optional fields that are set."""
+        record: dict[str, Any] = {"name": name}
+        if password_hash is not None:
+            record["password_hash"] = password_hash
+        record["scopes"] = scopes
+        if display_name:
+            record["display_name"] = display_name
+        if email:
+            record["email"] = email
         if self.is_toml:
             table = tomlkit.table()
             table.update(record)
@@ -107,15 +117,9 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     users = UserFile(paths.users)
     if users.exists(args.name):
         raise AdminError(f"{paths.users}: a user named {args.name!r} exists already")
-    record: dict[str, Any] = {"name": args.name}
-    if not provider_user or args.password_stdin:
-        record["password_hash"] = hash_secret(_read_password(args))
-    record["scopes"] = list(dict.fromkeys(args.scope or []))
-    if args.display_name:
-        record["display_name"] = args.display_name
-    if args.email:
-        record["email"] = args.email
-    users.add(record)
+    password_hash = hash_secret(_read_password(args)) if not provider_user or args.password_stdin else None
+    users.add_user(args.name, list(dict.fromkeys(args.scope or [])), password_hash=password_hash,
+                   display_name=args.display_name, email=args.email)
     users.save()
     print(f"added user {args.name}", file=sys.stderr)
     notify(paths)

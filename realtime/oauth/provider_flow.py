@@ -264,10 +264,5 @@ def append_user(path: Any, user: User) -> None:
             return
         if name.casefold() == user.name.casefold():
             raise ProviderError(f"{user.name!r} differs only in case from the existing user {name!r}")
-    record: dict[str, Any] = {"name": user.name, "scopes": list(user.scopes)}
-    if user.display_name:
-        record["display_name"] = user.display_name
-    if user.email:
-        record["email"] = user.email
-    users.add(record)
+    users.add_user(user.name, list(user.scopes), display_name=user.display_name, email=user.email)
     users.save()
