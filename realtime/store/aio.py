@@ -29,10 +29,6 @@ class AsyncStore:
         """Open (creating if needed) the store at ``path`` in a worker thread."""
         return cls(await trio.to_thread.run_sync(Store.open, path))
 
-    @classmethod
-    def open_sync(cls, path: str | Path) -> "AsyncStore":
-        return cls(Store.open(path))
-
     @property
     def path(self) -> Path:
         return self.sync.path
