@@ -23,20 +23,10 @@ class Router:
         """Route every path that starts with ``prefix`` (ending in '/') and goes on."""
         if not prefix.endswith("/"):
             raise ValueError("a route prefix ends with '/'")
-        methods = self._prefixes.setdefault(prefix, {})
-        if method in methods:
-            raise ValueError(f"route {method} {prefix}* registered twice")
-        methods[method] = handler
-        if method == "GET" and "HEAD" not in methods:
-            methods["HEAD"] = handler
+        _register(self._prefixes.setdefault(prefix, {}), method, handler, f"{prefix}*")
 
     def add(self, method: str, path: str, handler: Handler) -> None:
-        methods = self._routes.setdefault(path, {})
-        if method in methods:
-            raise ValueError(f"route {method} {path} registered twice")
-        methods[method] = handler
-        if method == "GET" and "HEAD" not in methods:
-            methods["HEAD"] = handler
+        _register(self._routes.setdefault(path, {}), method, handler, path)
 
     def route(self, method: str, path: str) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
@@ -63,3 +53,12 @@ class Router:
             return await handler(request, state)
         except BadRequest as exc:
             return error_response(400, "invalid_request", str(exc))
+
+
+def _register(methods: dict[str, Handler], method: str, handler: Handler, where: str) -> None:
+    """One method of one route; a GET answers HEAD too unless HEAD has its own."""
+    if method in methods:
+        raise ValueError(f"route {method} {where} registered twice")
+    methods[method] = handler
+    if method == "GET" and "HEAD" not in methods:
+        methods["HEAD"] = handler
