@@ -14,8 +14,8 @@ import pytest
 import trio
 import trustme
 
-from realtime.server import Server
-from realtime.settings import (
+from realtime.net.server import Server
+from realtime.config.settings import (
     Addr,
     App,
     ChannelRule,
@@ -25,7 +25,7 @@ from realtime.settings import (
     User,
     WebSocketSettings,
 )
-from realtime.tokens import issue_access_token
+from realtime.tokens.keyring import issue_access_token
 
 CHANNELS = (
     ChannelRule("chat:*", subscribe_scope="chat:read", publish_scope="chat:write", history=100),

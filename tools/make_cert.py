@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime.tls import generate_self_signed  # noqa: E402
+from realtime.net.tls import generate_self_signed  # noqa: E402
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response, error_response
 
 if TYPE_CHECKING:
-    from realtime.state import ServerState
+    from realtime.app import ServerState
 
 Handler = Callable[[Request, "ServerState"], Awaitable[Response]]
 

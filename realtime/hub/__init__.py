@@ -19,7 +19,7 @@ Rules
   it, e.g. ``pattern = "user:*"`` with ``publish_scope = "notify"``; with
   no such rule nobody can publish to it.  Without a rule it keeps no
   history.
-- A channel name must pass :func:`realtime.ws.protocol.channel_problem`
+- A channel name must pass :func:`realtime.protocol.messages.channel_problem`
   (non-empty, at most ``[websocket] max_channel_name`` characters, no
   control characters), whether it came over WebSocket or
   ``/api/publish``.
@@ -94,7 +94,7 @@ replay), then calls the synchronous ``subscribe`` with that replay and no
 ``await`` in between, so the exactness argument above still holds.
 
 Error codes raised here as :class:`HubError` are listed with the parser's
-in :mod:`realtime.ws.protocol`.
+in :mod:`realtime.protocol.messages`.
 
 Layout
 ------
@@ -110,8 +110,8 @@ answers (:class:`HubError`, :class:`SubscribeResult`,
 
 from __future__ import annotations
 
-from realtime.broker import Broker, InProcessBroker
-from realtime.connections import Connection, ConnectionIndex
+from realtime.hub.broker import Broker, InProcessBroker
+from realtime.hub.index import Connection, ConnectionIndex
 from realtime.hub.core import Hub
 from realtime.hub.presence import DEFAULT_PRESENCE_LIMIT as DEFAULT_PRESENCE_LIMIT
 from realtime.hub.remote import RemoteBroker

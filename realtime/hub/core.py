@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from realtime.broker import Broker, BrokerUnavailable, InProcessBroker
-from realtime.connections import Connection, ConnectionIndex
+from realtime.hub.broker import Broker, BrokerUnavailable, InProcessBroker
+from realtime.hub.index import Connection, ConnectionIndex
 from realtime.hub.presence import Presence
 from realtime.hub.results import HubError, PublishResult
 from realtime.hub.subscriptions import _Channel, _Subscriber
-from realtime.settings import ChannelRule, WebSocketSettings
-from realtime.ws import protocol
+from realtime.config.settings import ChannelRule, WebSocketSettings
+from realtime.protocol import messages as protocol
 
 
 class Hub(Presence):

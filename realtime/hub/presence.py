@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from realtime.broker import BrokerUnavailable
+from realtime.hub.broker import BrokerUnavailable
 from realtime.hub.results import HubError
 from realtime.hub.subscriptions import Subscriptions
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from realtime.broker import Broker, Replay
+from realtime.hub.broker import Broker, Replay
 
 if TYPE_CHECKING:
     from realtime.hub.core import Hub

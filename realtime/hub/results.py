@@ -8,7 +8,7 @@ import attrs
 class HubError(Exception):
     """A refused subscribe, publish or presence; the connection stays open.
 
-    ``code`` is stable (see :mod:`realtime.ws.protocol`); ``message`` is
+    ``code`` is stable (see :mod:`realtime.protocol.messages`); ``message`` is
     for people.  ``/api/publish`` maps ``forbidden`` to 403
     ``insufficient_scope``, ``unknown_channel``/``bad_channel``/
     ``bad_data`` to 400.

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from realtime.hub.results import HubError
-from realtime.settings import ChannelRule, WebSocketSettings
-from realtime.ws import protocol
+from realtime.config.settings import ChannelRule, WebSocketSettings
+from realtime.protocol import messages as protocol
 
 USER_PREFIX = "user:"
 _MISS: Any = object()

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from realtime.broker import Broker, BrokerUnavailable, Replay
-from realtime.connections import Connection, ConnectionIndex
+from realtime.hub.broker import Broker, BrokerUnavailable, Replay
+from realtime.hub.index import Connection, ConnectionIndex
 from realtime.hub.remote import RemoteBroker
 from realtime.hub.results import HubError, SubscribeResult
 from realtime.hub.rules import ChannelRules
-from realtime.ws import protocol
-from realtime.ws.frames import encode_text_frame
+from realtime.protocol import messages as protocol
+from realtime.protocol.frames import encode_text_frame
 
 
 class _Channel:

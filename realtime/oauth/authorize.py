@@ -46,11 +46,11 @@ from realtime.oauth.errors import (
 from realtime.oauth.services import (
     CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices, Session, csrf_binding, get_services, set_cookie,
 )
-from realtime.settings import App, Settings, User
+from realtime.config.settings import App, Settings, User
 from realtime.store import token_hash
 
 if TYPE_CHECKING:
-    from realtime.state import ServerState
+    from realtime.app import ServerState
 
 log = logging.getLogger("realtime.oauth")
 

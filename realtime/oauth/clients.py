@@ -26,12 +26,12 @@ from urllib.parse import unquote_plus
 import attrs
 
 from realtime.oauth.errors import InvalidClientError, InvalidRequestError
-from realtime.settings import App
+from realtime.config.settings import App
 
 if TYPE_CHECKING:
     from realtime.http.request import Request
     from realtime.oauth.services import OAuthServices
-    from realtime.settings import Settings
+    from realtime.config.settings import Settings
 
 METHODS = ("client_secret_basic", "client_secret_post", "none")
 MAX_CREDENTIAL = 512

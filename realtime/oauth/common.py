@@ -7,7 +7,7 @@ from typing import Iterable, Mapping
 
 from realtime.http.request import BadRequest, Request
 from realtime.oauth.errors import InvalidRequestError, InvalidScopeError
-from realtime.settings import App, Settings, User
+from realtime.config.settings import App, Settings, User
 
 #: Asked for by public clients that want a refresh token; not an app scope.
 OFFLINE_ACCESS = "offline_access"

@@ -50,11 +50,11 @@ from realtime.oauth.errors import (
     UnsupportedGrantTypeError,
 )
 from realtime.oauth.services import OAuthServices, get_services
-from realtime.settings import App, Settings
+from realtime.config.settings import App, Settings
 from realtime.store import IssuedTokens, token_hash
 
 if TYPE_CHECKING:
-    from realtime.state import ServerState
+    from realtime.app import ServerState
 
 log = logging.getLogger("realtime.oauth")
 
@@ -103,7 +103,7 @@ async def _issue(
     refresh_scope: frozenset[str] | None = None,
 ) -> tuple[dict, IssuedTokens]:
     """Sign an access token (and draw a refresh token); nothing stored yet."""
-    from realtime.tokens import issue_access_token
+    from realtime.tokens.keyring import issue_access_token
 
     ttl = access_ttl(ctx.settings, ctx.app)
     token, claims = issue_access_token(

@@ -30,7 +30,7 @@ from realtime.oauth.services import get_services
 from realtime.store import token_hash
 
 if TYPE_CHECKING:
-    from realtime.state import ServerState
+    from realtime.app import ServerState
 
 log = logging.getLogger("realtime.oauth")
 
@@ -38,8 +38,8 @@ INACTIVE: dict[str, Any] = {"active": False}
 
 
 async def _introspect(token: str, client_id: str, state: "ServerState", now: float) -> dict[str, Any]:
-    from realtime.tokens import TokenError
-    from realtime.ws.upgrade import principal_problem
+    from realtime.tokens.keyring import TokenError
+    from realtime.protocol.upgrade import principal_problem
 
     settings = state.settings
     services = get_services(state)

@@ -18,7 +18,7 @@ import attrs
 from realtime.http.request import Request
 from realtime.oauth.errors import retry_after_value
 from realtime.oauth.services import OAuthServices
-from realtime.settings import User
+from realtime.config.settings import User
 
 log = logging.getLogger("realtime.oauth.login")
 

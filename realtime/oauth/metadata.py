@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from realtime.http.request import Request
 from realtime.http.responses import Response, json_response
 from realtime.oauth.common import OFFLINE_ACCESS
-from realtime.settings import Settings
+from realtime.config.settings import Settings
 
 if TYPE_CHECKING:
-    from realtime.state import ServerState
+    from realtime.app import ServerState
 
 GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials", "password"]
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]

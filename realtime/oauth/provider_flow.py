@@ -45,11 +45,11 @@ from realtime.oauth.errors import InvalidRequestError
 from realtime.oauth.provider_client import ProviderTimeout, ProviderUnreachable, exchange_code, fetch_profile
 from realtime.oauth.providers import Provider, ProviderError, safe_code
 from realtime.oauth.services import CSRF_COOKIE, get_services
-from realtime.settings import User
+from realtime.config.settings import User
 
 if TYPE_CHECKING:
     from realtime.oauth.authorize import _Flow
-    from realtime.state import ServerState
+    from realtime.app import ServerState
 
 log = logging.getLogger("realtime.oauth.providers")
 
@@ -216,7 +216,7 @@ async def callback_endpoint(request: Request, state: "ServerState") -> Response:
 
 def new_user(provider: Provider, sub: str, profile: Mapping[str, Any]) -> User:
     """The user to add on a first login: the provider's ``default_scopes``."""
-    from realtime.config_apps import email
+    from realtime.config.apps import email
 
     address = profile.get("email")
     try:
@@ -251,8 +251,8 @@ async def create_user(state: "ServerState", provider: Provider, sub: str, profil
 
 def append_user(path: Any, user: User) -> None:
     """Blocking: add ``user`` to the users file with the admin module's atomic writer."""
-    from realtime.admin.files import AdminError
-    from realtime.admin.users import UserFile
+    from realtime.cli.admin.files import AdminError
+    from realtime.cli.admin.users import UserFile
 
     try:
         users = UserFile(path)

@@ -1,7 +1,7 @@
 """External login providers: the frozen definition and its pure rules.
 
 An operator describes each provider in a JSON file (``[oauth] providers``,
-read by :mod:`realtime.config_providers`); the login page offers "Log in
+read by :mod:`realtime.config.providers`); the login page offers "Log in
 with X", and :mod:`realtime.oauth.provider_flow` runs the authorization
 code flow against it as a client.  This module does no I/O: it builds the
 URLs and requests, and reads the provider's answers.

@@ -35,7 +35,7 @@ from realtime.oauth.services import get_services
 from realtime.store import token_hash
 
 if TYPE_CHECKING:
-    from realtime.state import ServerState
+    from realtime.app import ServerState
 
 log = logging.getLogger("realtime.oauth")
 
@@ -47,7 +47,7 @@ def looks_like_jwt(token: str) -> bool:
 
 async def revoke_endpoint(request: Request, state: "ServerState") -> Response:
     """POST /oauth2/revoke."""
-    from realtime.tokens import TokenError
+    from realtime.tokens.keyring import TokenError
 
     services = get_services(state)
     settings = state.settings

@@ -20,7 +20,7 @@ from realtime.oauth.services import build_services
 from realtime.oauth.userinfo import userinfo_endpoint
 
 if TYPE_CHECKING:
-    from realtime.state import ServerState
+    from realtime.app import ServerState
 
 
 def register(router: Router) -> None:

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 
-from realtime.passwords import Hasher, SecretCache
+from realtime.oauth.passwords import Hasher, SecretCache
 from realtime.oauth.throttle import LoginThrottle
 
 if TYPE_CHECKING:
     from realtime.http.request import Request
-    from realtime.state import ServerState
+    from realtime.app import ServerState
     from realtime.store import AsyncStore
 
 SESSION_COOKIE = "rt_session"
@@ -162,7 +162,7 @@ def get_services(state: "ServerState") -> OAuthServices:
 
 
 def build_services(state: "ServerState", **overrides: Any) -> OAuthServices:
-    from realtime.units import parse_rate
+    from realtime.config.units import parse_rate
 
     if state.store is None:
         raise RuntimeError("state.store must be opened before the OAuth services")

@@ -24,7 +24,7 @@ from realtime.oauth.common import scope_string, single
 from realtime.oauth.errors import NO_STORE, InvalidRequestError
 
 if TYPE_CHECKING:
-    from realtime.state import ServerState
+    from realtime.app import ServerState
 
 
 def _token(request: Request) -> str | None:
@@ -49,7 +49,7 @@ def _token(request: Request) -> str | None:
 
 
 async def userinfo_endpoint(request: Request, state: "ServerState") -> Response:
-    from realtime.ws.upgrade import verify_bearer
+    from realtime.protocol.upgrade import verify_bearer
 
     settings = state.settings
     try:

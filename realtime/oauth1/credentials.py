@@ -26,11 +26,11 @@ import trio
 from realtime.http.request import Request
 from realtime.oauth1 import crypto, signing
 from realtime.oauth1.errors import OAuth1Error
-from realtime.settings import App, Settings
+from realtime.config.settings import App, Settings
 from realtime.store import OAuth1AccessToken, OAuth1RequestToken, token_hash
 
 if TYPE_CHECKING:
-    from realtime.state import ServerState
+    from realtime.app import ServerState
     from realtime.store import AsyncStore
 
 log = logging.getLogger("realtime.oauth1")

@@ -37,11 +37,11 @@ from realtime.oauth.services import get_services as oauth_services
 from realtime.oauth1.credentials import Kind, OAuth1Services, authenticate, get_services
 from realtime.oauth1.errors import FORM, NO_STORE, OAuth1Error
 from realtime.oauth1.resource import claims_for
-from realtime.settings import App, User
+from realtime.config.settings import App, User
 from realtime.store import OAuth1AccessToken, OAuth1RequestToken, token_hash
 
 if TYPE_CHECKING:
-    from realtime.state import ServerState
+    from realtime.app import ServerState
 
 log = logging.getLogger("realtime.oauth1")
 

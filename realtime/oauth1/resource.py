@@ -1,7 +1,7 @@
 """OAuth 1 signed requests at protected resources: ``/api/publish`` and the
 WebSocket handshake, plus what reload and revocation do to them.
 
-A verified request becomes an :class:`realtime.tokens.AccessClaims`, so the
+A verified request becomes an :class:`realtime.tokens.keyring.AccessClaims`, so the
 hub, the session and the reload code treat it like a bearer token:
 
 * ``jti`` is the access token's id (``oauth1-...``): ``state.revoke_access``
@@ -22,12 +22,12 @@ from realtime.http.request import Request
 from realtime.http.responses import Response
 from realtime.oauth1.credentials import Kind, authenticate
 from realtime.oauth1.errors import OAuth1Error
-from realtime.settings import Settings
+from realtime.config.settings import Settings
 from realtime.store import OAuth1AccessToken
-from realtime.tokens import AccessClaims
+from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
-    from realtime.state import ServerState
+    from realtime.app import ServerState
 
 OAUTH1_KID = "oauth1"
 #: 9999-12-31T23:59:59Z: "until revoked" for the session's deadline.
@@ -55,7 +55,7 @@ async def oauth1_principal(request: Request, state: "ServerState") -> AccessClai
     "error_description", "oauth_problem", ...}`` with ``WWW-Authenticate:
     OAuth`` (and ``Bearer``) on 401.
     """
-    from realtime.ws.upgrade import principal_problem
+    from realtime.protocol.upgrade import principal_problem
 
     try:
         verified = await authenticate(request, state, Kind.RESOURCE)

@@ -14,7 +14,7 @@ from realtime.oauth1.endpoints import (
 )
 
 if TYPE_CHECKING:
-    from realtime.state import ServerState
+    from realtime.app import ServerState
 
 
 def register(router: Router) -> None:

@@ -10,7 +10,7 @@ import attrs
 SCHEMA_VERSION = 1
 
 #: Revocations are kept this long past ``exp``: verification accepts a token
-#: until ``exp + leeway`` (as :class:`realtime.tokens.RevokedSet` does).
+#: until ``exp + leeway`` (as :class:`realtime.tokens.keyring.RevokedSet` does).
 REVOKED_GRACE = 300.0
 
 _SCHEMA = """

@@ -29,9 +29,9 @@ import pytest
 import trio
 import trustme
 
-from realtime.server import Server
-from realtime.settings import Addr, OAuthSettings, ServerSettings, Settings, WebSocketSettings
-from realtime.tokens import issue_access_token
+from realtime.net.server import Server
+from realtime.config.settings import Addr, OAuthSettings, ServerSettings, Settings, WebSocketSettings
+from realtime.tokens.keyring import issue_access_token
 from tests.conftest import APPS, CHANNELS, USERS
 
 IO_TIMEOUT = 10.0  # per blocking socket operation: a server hang fails fast

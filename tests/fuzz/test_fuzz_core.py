@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response
-from realtime.settings import Settings
-from realtime.tokens import KeyRing, RevokedSet, issue_access_token
-from realtime.ws.upgrade import Accept, check_upgrade, find_token, is_upgrade
+from realtime.config.settings import Settings
+from realtime.tokens.keyring import KeyRing, RevokedSet, issue_access_token
+from realtime.protocol.upgrade import Accept, check_upgrade, find_token, is_upgrade
 from tests.conftest import APPS, CHANNELS, USERS
 
 CORE = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],

@@ -22,8 +22,8 @@ from realtime.http.responses import Response
 from realtime.http.router import Router
 from realtime.oauth import pkce, routes
 from realtime.oauth.services import OAuthServices
-from realtime.settings import App, OAuthSettings, RetiredSecret, ServerSettings, Settings, User
-from realtime.state import ServerState
+from realtime.config.settings import App, OAuthSettings, RetiredSecret, ServerSettings, Settings, User
+from realtime.app import ServerState
 from realtime.store import AsyncStore
 
 # Cheap argon2id parameters: the hashes carry them, so verification is fast too.
@@ -188,7 +188,7 @@ def new_pkce() -> Pkce:
 
 @pytest.fixture
 async def env(tmp_path: Path, hashes: dict[str, str]) -> Any:
-    from realtime.tokens import KeyRing, RevokedSet
+    from realtime.tokens.keyring import KeyRing, RevokedSet
 
     now = time.time()
     settings = build_settings(tmp_path, hashes, now)

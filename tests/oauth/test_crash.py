@@ -11,7 +11,7 @@ import httpx
 import trio
 
 from tests.oauth.conftest import CHEAP
-from tests.test_process import CONFIG, ServerProcess
+from tests.cli.test_process import CONFIG, ServerProcess
 
 SECRET = "crash-test-secret-" + "q" * 20
 PASSWORD = "crash-test-password"

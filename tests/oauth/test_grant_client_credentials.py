@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from realtime.settings import RetiredSecret
+from realtime.config.settings import RetiredSecret
 from tests.oauth.conftest import (
     ISSUER,
     OLD_WEB_SECRET,

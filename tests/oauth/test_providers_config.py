@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from realtime.cli import build_parser
-from realtime.config import ConfigError, load_settings
-from realtime.config_apps import load_users
+from realtime.cli.main import build_parser
+from realtime.config.load import ConfigError, load_settings
+from realtime.config.apps import load_users
 from realtime.oauth.providers import Provider, ProviderError, allowed_url, parse_token_response
 
 EXAMPLE = Path("/work/shared/provider-example.json")

@@ -24,9 +24,9 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from realtime.config import load_settings
+from realtime.config.load import load_settings
 from realtime.oauth import pkce
-from realtime.settings import App, Settings, User
+from realtime.config.settings import App, Settings, User
 from tests.conftest import Running, loads
 from tests.oauth.conftest import CHEAP, hidden_fields, new_pkce
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from oauthlib.oauth1 import Client
 
 from realtime.oauth1 import crypto
-from realtime.settings import App, User
+from realtime.config.settings import App, User
 from tests.conftest import APPS, Running
 from tests.oauth.conftest import CHEAP, PASSWORDS
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from realtime.cli import build_parser
-from realtime.config_apps import load_apps
-from realtime.config_fields import ConfigError
+from realtime.cli.main import build_parser
+from realtime.config.apps import load_apps
+from realtime.config.fields import ConfigError
 from realtime.oauth1 import crypto
 from tests.oauth1.conftest import public_pem
 

@@ -16,7 +16,7 @@ from authlib.integrations.base_client import OAuthError
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256, Client
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from realtime.reload import withdraw_lost_access, withdraw_retired_keys
+from realtime.net.reload import withdraw_lost_access, withdraw_retired_keys
 from realtime.oauth1.resource import OAUTH1_KID, withdraw_oauth1
 from tests.conftest import Running, next_of_type
 from tests.oauth1.conftest import (

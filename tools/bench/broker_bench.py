@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from realtime.tokens import KeyRing, issue_access_token  # noqa: E402
+from realtime.tokens.keyring import KeyRing, issue_access_token  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 CONFIG = """

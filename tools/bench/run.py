@@ -67,8 +67,8 @@ if __name__ == "__main__":
         raise
 
 sys.path.insert(0, str(ROOT))
-from realtime.tls import generate_self_signed  # noqa: E402
-from realtime.tokens import KeyRing, issue_access_token  # noqa: E402
+from realtime.net.tls import generate_self_signed  # noqa: E402
+from realtime.tokens.keyring import KeyRing, issue_access_token  # noqa: E402
 
 PUBLIC_URL = "https://localhost"
 CHANNEL = "chat:bench"

@@ -65,7 +65,7 @@ from wsproto.events import (  # noqa: E402
     TextMessage,
 )
 
-from realtime.tokens import KeyRing, issue_access_token  # noqa: E402
+from realtime.tokens.keyring import KeyRing, issue_access_token  # noqa: E402
 
 ISSUER = "https://soak.localhost"
 APP, USER = "soak-app", "soak"

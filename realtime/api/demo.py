@@ -1,0 +1,91 @@
+"""The browser chat demo at ``/demo/`` (``[demo] enabled = true``).
+
+Four fixed files from the package's ``static/`` folder, nothing else: the
+page is plain HTML + JS with no build step and fetches nothing from
+outside.  The JavaScript does the whole OAuth dance itself (authorization
+code + PKCE S256 through the real login and consent pages, refresh grant,
+in-band ``refresh``), so the server side is only a file server.
+
+Routes are registered once at start; whether the demo is on is read from
+the current settings snapshot on every request, so a reload can switch it
+on or off.  When it is off every demo path answers 404, as if absent.
+
+The page runs as the public app ``demo`` (``conf/apps.toml``) and uses
+``location.origin + "/demo/callback"`` as its redirect URI: the operator
+registers that URI for every origin the page is opened on.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from realtime.http.request import Request
+from realtime.http.responses import Response, error_response, redirect
+from realtime.http.router import Router
+
+if TYPE_CHECKING:
+    from realtime.app import ServerState
+
+#: path -> (file in realtime/api/static, content type)
+FILES: dict[str, tuple[str, str]] = {
+    "/demo/": ("demo.html", "text/html; charset=utf-8"),
+    "/demo/callback": ("demo.html", "text/html; charset=utf-8"),
+    "/demo/app.js": ("demo.js", "text/javascript; charset=utf-8"),
+    "/demo/style.css": ("demo.css", "text/css; charset=utf-8"),
+}
+
+# The page talks to its own origin only: fetch() to /oauth2/token and
+# /oauth2/userinfo, and the WebSocket (CSP 3: 'self' covers ws:/wss: on the
+# same host).  No inline script or style, no frames.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+@lru_cache(maxsize=None)
+def _read(name: str) -> bytes:
+    # Beside this module (package data, see pyproject.toml).  Not
+    # importlib.resources: under an editable install, run from another
+    # directory, ``realtime`` can resolve as a namespace package.
+    return (STATIC / name).read_bytes()
+
+
+def _enabled(state: "ServerState") -> bool:
+    return state.settings.demo.enabled
+
+
+def _not_found() -> Response:
+    return error_response(404, "not_found", "no such endpoint")
+
+
+async def serve_file(request: Request, state: "ServerState") -> Response:
+    """GET one of :data:`FILES` (404 while ``[demo] enabled`` is false)."""
+    if not _enabled(state):
+        return _not_found()
+    name, content_type = FILES[request.path]
+    headers: tuple[tuple[str, str], ...] = (("content-type", content_type),)
+    if content_type.startswith("text/html"):
+        # The callback URL carries the code: never cache the page.
+        headers += (("content-security-policy", CSP), ("cache-control", "no-store"))
+    else:
+        headers += (("cache-control", "no-cache"),)
+    return Response(200, headers, _read(name))
+
+
+async def bare(request: Request, state: "ServerState") -> Response:
+    """``/demo`` -> ``/demo/`` so relative links resolve."""
+    if not _enabled(state):
+        return _not_found()
+    return redirect("/demo/", 302)
+
+
+def register(router: Router) -> None:
+    for path in FILES:
+        router.add("GET", path, serve_file)
+    router.add("GET", "/demo", bare)

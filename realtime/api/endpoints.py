@@ -1,0 +1,140 @@
+"""Routes outside OAuth: health, publish, metrics; and the OAuth hookup."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from realtime.api import demo
+from realtime.http.request import BadRequest, Request
+from realtime.http.responses import Response, bearer_challenge, error_response, json_response, text_response
+from realtime.http.router import Router
+from realtime.oauth import routes as oauth_routes
+from realtime.oauth1 import routes as oauth1_routes
+from realtime.oauth1 import signing as oauth1_signing
+from realtime.oauth1.resource import oauth1_principal
+from realtime.store import AsyncStore
+from realtime.protocol.upgrade import verify_bearer
+
+if TYPE_CHECKING:
+    from realtime.app import ServerState
+
+log = logging.getLogger("realtime.api")
+
+
+async def healthz(request: Request, state: "ServerState") -> Response:
+    return text_response(200, "ok\n")
+
+
+def _bearer_claims(request: Request, state: "ServerState") -> Any:
+    """RFC 6750 §2.1: the ``Authorization: Bearer`` token, verified (claims or a 401)."""
+    scheme, _, token = (request.header("authorization") or "").partition(" ")
+    token = token.strip()
+    return verify_bearer(token if scheme.lower() == "bearer" and token else None,
+                         state.settings, state.keyring, state.revoked)
+
+
+def _hub_error(exc: Any, state: "ServerState", channel: str, scope_of: str) -> Response:
+    """A HubError as an HTTP answer; ``scope_of`` names the rule's scope a 403 asks for."""
+    if exc.code == "unavailable":
+        return _unavailable(exc.message)
+    if exc.code == "forbidden":
+        rule = state.hub.rule_for(channel)
+        return bearer_challenge(403, "insufficient_scope", exc.message,
+                                scope=getattr(rule, scope_of) if rule is not None else None)
+    return error_response(404 if exc.code == "unknown_channel" else 400, exc.code, exc.message)
+
+
+async def publish(request: Request, state: "ServerState") -> Response:
+    """POST /api/publish {"channel", "data"} with a bearer token holding the
+    channel's publish scope; answers {"delivered": N, "seq": S}."""
+    from realtime.hub import HubError
+
+    if oauth1_signing.is_signed(request):  # OAuth 1.0a signed request (realtime.oauth1)
+        claims = await oauth1_principal(request, state)
+    else:
+        claims = _bearer_claims(request, state)
+    if isinstance(claims, Response):
+        return claims
+    try:
+        body = request.json()
+    except BadRequest as exc:
+        return error_response(400, "invalid_request", str(exc))
+    if not isinstance(body, dict) or set(body) - {"channel", "data"} or "channel" not in body:
+        return error_response(400, "invalid_request", 'expected {"channel": ..., "data": ...}')
+    channel = body["channel"]
+    if not isinstance(channel, str):
+        return error_response(400, "bad_channel", "channel must be a string")
+    try:
+        if state.hub.remote:
+            result = await state.hub.publish_async(
+                channel, body.get("data"), from_sub=claims.sub, scopes=claims.scope)
+        else:
+            result = state.hub.publish(channel, body.get("data"), from_sub=claims.sub, scopes=claims.scope)
+    except HubError as exc:
+        return _hub_error(exc, state, channel, "publish_scope")
+    state.metrics.publishes += 1
+    state.metrics.deliveries += result.delivered
+    return json_response(200, {"delivered": result.delivered, "seq": result.seq})
+
+
+def _unavailable(message: str) -> Response:
+    """503 while the broker (Redis) is unreachable; the client may retry."""
+    return error_response(503, "unavailable", message, (("retry-after", "1"),))
+
+
+async def presence(request: Request, state: "ServerState") -> Response:
+    """GET /api/presence?channel=C with a bearer token holding the channel's
+    subscribe scope; answers the WebSocket ``presence`` object (SPEC §5a)."""
+    from realtime.hub import HubError
+    from realtime.net.websocket import presence_answer
+
+    claims = _bearer_claims(request, state)
+    if isinstance(claims, Response):
+        return claims
+    channels = request.query.get("channel", [])
+    if len(channels) != 1:
+        return error_response(400, "invalid_request", "exactly one channel query parameter is required")
+    channel = channels[0]
+    hub = state.hub
+    try:
+        if hub.remote:
+            members, truncated = await hub.presence_async(channel, sub=claims.sub, scopes=claims.scope)
+        else:
+            members, truncated = hub.presence_page(channel, sub=claims.sub, scopes=claims.scope)
+    except HubError as exc:
+        return _hub_error(exc, state, channel, "subscribe_scope")
+    body = presence_answer(state, channel, members, truncated)
+    return Response(200, (("content-type", "application/json"), ("cache-control", "no-store")), body)
+
+
+async def metrics(request: Request, state: "ServerState") -> Response:
+    from realtime.api.metrics import render
+
+    body, content_type = render(state)
+    return Response(200, (("content-type", content_type),), body)
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/healthz", healthz)
+    router.add("POST", "/api/publish", publish)
+    router.add("GET", "/api/presence", presence)
+    router.add("GET", "/metrics", metrics)
+    oauth_routes.register(router)
+    oauth1_routes.register(router)
+    demo.register(router)  # answers 404 unless [demo] enabled = true
+
+
+async def setup_oauth(state: "ServerState") -> None:
+    """Open the state store, load revocations, build the OAuth services."""
+    store = await AsyncStore.open(state.settings.server.state_dir / "state.sqlite3")
+    state.store = store
+    state.revoked.load(await store.revoked_jtis(time.time()))
+    await oauth_routes.setup(state)
+    await oauth1_routes.setup(state)
+
+
+async def teardown(state: "ServerState") -> None:
+    if state.store is not None:
+        await state.store.close()

@@ -1,0 +1,161 @@
+"""``realtime user add | passwd | disable | enable``: edit ``users.json``/``.toml``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from realtime.cli.admin.files import AdminError, Paths, atomic_write, check_value, load_toml, notify
+from realtime.oauth.passwords import hash_secret
+
+# -- users ---------------------------------------------------------------------
+
+
+class UserFile:
+    """``users.json`` (``{"users": [...]}`` or a bare list) or ``users.toml``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.is_toml = path.suffix.lower() == ".toml"
+        if self.is_toml:
+            self.doc: Any = load_toml(path)
+            users = self.doc.get("user")
+            if users is None:
+                users = tomlkit.aot()
+                self.doc["user"] = users
+            self.users = users
+        else:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                text = '{"users": []}'
+            except (OSError, UnicodeDecodeError) as exc:
+                raise AdminError(f"{path}: cannot read: {exc}") from None
+            try:
+                self.doc = json.loads(text)
+            except ValueError as exc:
+                raise AdminError(f"{path}: not valid JSON: {exc}") from None
+            if isinstance(self.doc, dict):
+                self.users = self.doc.setdefault("users", [])
+            else:
+                self.users = self.doc
+        if not isinstance(self.users, list) or not all(isinstance(u, dict) for u in self.users):
+            raise AdminError(f"{path}: expected a list of users")
+
+    def find(self, name: str) -> dict[str, Any]:
+        for user in self.users:
+            if user.get("name") == name:
+                return user
+        raise AdminError(f"{self.path}: no user named {name!r}")
+
+    def exists(self, name: str) -> bool:
+        return any(str(u.get("name", "")).casefold() == name.casefold() for u in self.users)
+
+    def add_user(self, name: str, scopes: list[str], *, password_hash: str | None = None,
+                 display_name: str | None = None, email: str | None = None) -> None:
+        """Append one user, with only the optional fields that are set."""
+        record: dict[str, Any] = {"name": name}
+        if password_hash is not None:
+            record["password_hash"] = password_hash
+        record["scopes"] = scopes
+        if display_name:
+            record["display_name"] = display_name
+        if email:
+            record["email"] = email
+        if self.is_toml:
+            table = tomlkit.table()
+            table.update(record)
+            self.users.append(table)
+        else:
+            self.users.append(record)
+
+    def save(self) -> None:
+        if self.is_toml:
+            text = tomlkit.dumps(self.doc)
+        else:
+            text = json.dumps(self.doc, indent=2, ensure_ascii=False) + "\n"
+        atomic_write(self.path, text)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password[:-1] if password.endswith("\r") else password
+    else:
+        password = getpass.getpass("Password: ")
+        again = getpass.getpass("Password (again): ")
+        if password != again:
+            raise AdminError("the passwords do not match")
+    if not password:
+        raise AdminError("the password must not be empty")
+    return password
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from realtime.config.apps import email, user_name_with
+    from realtime.config.fields import scope
+    from realtime.config.providers import provider_names
+
+    paths = Paths(args.config)
+    providers = frozenset()
+    if isinstance(paths.oauth.get("providers"), str):
+        providers = provider_names(paths.config.parent / paths.oauth["providers"])
+    check_value("user name", args.name, user_name_with(providers))
+    # A provider user (NAME:ID) signs in at the provider: no password unless one is piped in.
+    provider_user = args.name.partition(":")[0] in providers and ":" in args.name
+    for s in args.scope or []:
+        check_value("scope", s, scope)
+    if args.email:
+        check_value("e-mail", args.email, email)
+    users = UserFile(paths.users)
+    if users.exists(args.name):
+        raise AdminError(f"{paths.users}: a user named {args.name!r} exists already")
+    password_hash = hash_secret(_read_password(args)) if not provider_user or args.password_stdin else None
+    users.add_user(args.name, list(dict.fromkeys(args.scope or [])), password_hash=password_hash,
+                   display_name=args.display_name, email=args.email)
+    users.save()
+    print(f"added user {args.name}", file=sys.stderr)
+    notify(paths)
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    paths = Paths(args.config)
+    users = UserFile(paths.users)
+    user = users.find(args.name)
+    user["password_hash"] = hash_secret(_read_password(args))
+    users.save()
+    print(f"password changed for {args.name}", file=sys.stderr)
+    notify(paths)
+    return 0
+
+
+def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
+    paths = Paths(args.config)
+    users = UserFile(paths.users)
+    user = users.find(args.name)
+    if disabled:
+        user["disabled"] = True
+    elif "disabled" in user:
+        del user["disabled"]
+    users.save()
+    print(f"{'disabled' if disabled else 'enabled'} user {args.name}", file=sys.stderr)
+    notify(paths)
+    return 0
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    return _set_disabled(args, True)
+
+
+def cmd_user_enable(args: argparse.Namespace) -> int:
+    return _set_disabled(args, False)
+
+

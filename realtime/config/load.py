@@ -1,0 +1,405 @@
+"""Read ``realtime.toml`` and the files it names into one :class:`Settings`.
+
+:func:`load_settings` is the one way in for ``serve``, ``check`` and
+reload (DESIGN.md §7): it reads every file, checks every key, and either
+returns a complete snapshot or raises :class:`ConfigError` with *all* the
+problems found, each naming file, line and key, so the running server can
+keep its old snapshot and log exactly what to fix.
+
+Relative paths in ``realtime.toml`` (``tls_cert``, ``tls_key``,
+``state_dir``, ``apps``, ``users``, ``providers``) are relative to the
+directory of that file, so ``realtime serve -c /etc/realtime/realtime.toml``
+behaves the same from any working directory.  Command-line overrides
+(``--state-dir``) are relative to the working directory, as a shell user
+expects.
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import attrs
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from realtime.config.apps import load_apps, load_users, read_apps, read_users
+from realtime.config.providers import read_providers
+from realtime.config.fields import (
+    ConfigError,
+    ConfigIssue,
+    Converter,
+    Source,
+    address,
+    array,
+    boolean,
+    choice,
+    duration,
+    file_path,
+    integer,
+    nonempty,
+    parse_toml,
+    rate,
+    read_table,
+    scope,
+    string,
+    type_name,
+    unknown_key,
+    url_path,
+)
+from realtime.config.settings import (
+    BrokerSettings,
+    ChannelRule,
+    DemoSettings,
+    OAuthSettings,
+    ServerSettings,
+    Settings,
+    WebSocketSettings,
+)
+from realtime.config.units import parse_addr
+
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "apply_overrides",
+    "check",
+    "default_settings",
+    "load_apps",
+    "load_settings",
+    "load_users",
+]
+
+COMMAND_LINE = Path("<command line>")
+SIGNING_ALGS = ("RS256", "ES256", "EdDSA")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def public_url(value: Any) -> str:
+    """The issuer (RFC 8414 §2: "https" scheme, no query or fragment); http is
+    allowed for local development behind a proxy."""
+    parts = urllib.parse.urlsplit(string(value))
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"{value!r} has a bad port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not value.startswith(parts.scheme + "://"):
+        raise ValueError(f"must be an absolute http(s) URL like https://example.com, got {value!r}")
+    if "?" in value or "#" in value:
+        raise ValueError(f"must not have a query or fragment, got {value!r}")
+    if parts.username is not None or parts.password is not None or any(c.isspace() for c in value):
+        raise ValueError(f"must not contain spaces, a user name or a password, got {value!r}")
+    return value
+
+
+def origin(value: Any) -> str:
+    """An Origin header value (RFC 6454): ``scheme://host[:port]``, no path."""
+    parts = urllib.parse.urlsplit(string(value))
+    if not parts.scheme or not parts.netloc or value != f"{parts.scheme}://{parts.netloc}":
+        raise ValueError(f"{value!r} is not an origin like https://example.com (no path or slash)")
+    return value
+
+
+def broker_url(value: Any) -> str:
+    parts = urllib.parse.urlsplit(string(value))
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
+        raise ValueError(f"must be a redis://HOST:PORT/DB URL, got {value!r}")
+    return value
+
+
+def _server_fields(base: Path) -> dict[str, Converter]:
+    return {
+        "http": address,
+        "https": address,
+        "tls_cert": file_path(base),
+        "tls_key": file_path(base),
+        "state_dir": file_path(base),
+        "public_url": public_url,
+        "shutdown_grace": duration(),
+        "watch": boolean,
+        "max_header_bytes": integer(1024),
+        "max_body_bytes": integer(1),
+        "header_timeout": duration(positive=True),
+        "keepalive_timeout": duration(positive=True),
+        "handshake_timeout": duration(positive=True),
+        "max_connections": integer(1),
+        "max_connections_per_ip": integer(1),
+        "log_level": choice(*LOG_LEVELS),
+    }
+
+
+def _oauth_fields(base: Path) -> dict[str, Converter]:
+    return {
+        "apps": file_path(base),
+        "users": file_path(base),
+        "providers": file_path(base),
+        "access_token_ttl": duration(positive=True),
+        "refresh_token_ttl": duration(positive=True),
+        "code_ttl": duration(positive=True),
+        "signing_alg": choice(*SIGNING_ALGS),
+        "leeway": duration(),
+        "audience": nonempty,
+        "login_rate": rate,
+    }
+
+
+WEBSOCKET_FIELDS: dict[str, Converter] = {
+    "path": url_path,
+    "expiry_warning": duration(),
+    "token_in_query": boolean,
+    "max_message_bytes": integer(1),
+    "ping_interval": duration(),  # 0: no server pings
+    "pong_timeout": duration(positive=True),
+    "echo_path": url_path,
+    "max_backlog_bytes": integer(1),
+    "allowed_origins": array(origin),
+    "publish_rate": rate,
+    "max_subscriptions": integer(1),
+    "max_channel_name": integer(1),
+    "max_presence_members": integer(1),
+}
+CHANNEL_FIELDS: dict[str, Converter] = {
+    "pattern": nonempty,
+    "subscribe_scope": scope,
+    "publish_scope": scope,
+    "history": integer(0, 1_000_000),
+    "presence": boolean,
+    "join_leave": boolean,
+}
+BROKER_FIELDS: dict[str, Converter] = {"url": broker_url, "node_ttl": duration(positive=True)}
+DEMO_FIELDS: dict[str, Converter] = {"enabled": boolean}
+TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "demo")
+
+
+def load_settings(
+    path: Path,
+    *,
+    http: str | None = None,
+    https: str | None = None,
+    state_dir: Path | None = None,
+) -> Settings:
+    """The complete snapshot described by the config file at ``path``.
+
+    Args:
+        path: ``realtime.toml``; the apps and users files it names are read too.
+        http, https: ``--http``/``--https`` overrides (``''``: listener off).
+        state_dir: ``--state-dir`` override, relative to the working directory.
+
+    Raises:
+        ConfigError: listing every problem in every file read.
+    """
+    issues: list[ConfigIssue] = []
+    read = _read(Path(path), issues)
+    if read is None:
+        raise ConfigError(issues)
+    settings = _overrides(read[0], issues, http, https, state_dir, read[1])
+    if issues:
+        raise ConfigError(_in_file_order(issues))
+    return settings
+
+
+def _in_file_order(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    """Group by file (in the order first met), then by line: how an operator fixes them."""
+    order: dict[Path, int] = {}
+    for issue in issues:
+        order.setdefault(issue.file, len(order))
+    return sorted(issues, key=lambda issue: (order[issue.file], issue.line or 0))
+
+
+def apply_overrides(
+    settings: Settings, *, http: str | None = None, https: str | None = None, state_dir: Path | None = None
+) -> Settings:
+    """``settings`` with command-line overrides applied (also for :func:`default_settings`).
+
+    Raises:
+        ConfigError: a bad address, or both listeners off.
+    """
+    issues: list[ConfigIssue] = []
+    settings = _overrides(settings, issues, http, https, state_dir)
+    if issues:
+        raise ConfigError(issues)
+    return settings
+
+
+def default_settings(state_dir: Path | None = None) -> Settings:
+    """The embedded configuration used when there is no config file at all.
+
+    Loopback listeners, a self-signed certificate generated into the state
+    dir (no ``tls_cert``), no apps or users, and one ``chat:*`` channel
+    rule so that a fresh server can be tried at once.
+    """
+    return Settings(
+        server=ServerSettings(state_dir=Path("var") if state_dir is None else Path(state_dir)),
+        channels=(ChannelRule("chat:*", subscribe_scope="chat:read", publish_scope="chat:write", history=100),),
+    )
+
+
+def check(path: Path) -> list[ConfigIssue]:
+    """Every problem in the config at ``path`` and the files it names ([] if valid)."""
+    try:
+        load_settings(path)
+    except ConfigError as exc:
+        return exc.issues
+    return []
+
+
+def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | None:
+    parsed = parse_toml(path, issues)
+    if parsed is None:
+        return None
+    data, source = parsed
+    base = path.parent
+    for key in data:
+        if key not in TOP_LEVEL:
+            source.error((key,), unknown_key(key, TOP_LEVEL))
+    server = _section(source, data, "server", _server_fields(base), ServerSettings)
+    oauth = _section(source, data, "oauth", _oauth_fields(base), OAuthSettings)
+    websocket = _section(source, data, "websocket", WEBSOCKET_FIELDS, WebSocketSettings)
+    broker = _section(source, data, "broker", BROKER_FIELDS, BrokerSettings)
+    demo = _section(source, data, "demo", DEMO_FIELDS, DemoSettings)
+    server = _check_tls(source, server)
+    if websocket.echo_path is not None and websocket.echo_path == websocket.path:
+        source.error(("websocket", "echo_path"), "must differ from websocket.path")
+    sources = [path]
+    apps, users, providers, provider_files = {}, {}, {}, []
+    if oauth.providers is not None and not oauth.providers.is_dir():
+        source.error(("oauth", "providers"), f"directory not found: {oauth.providers}")
+    elif oauth.providers is not None:
+        providers, provider_files = read_providers(oauth.providers, issues)
+        provider_files = [oauth.providers, *provider_files]  # the directory: a file added or removed
+        if oauth.users is None and any(p.auto_create for p in providers.values()):
+            source.error(("oauth", "users"), "a provider with auto_create = true needs a users file to add users to")
+    if oauth.apps is not None and _exists(source, ("oauth", "apps"), oauth.apps):
+        apps = read_apps(oauth.apps, issues)
+        sources.append(oauth.apps)
+    if oauth.users is not None and _exists(source, ("oauth", "users"), oauth.users):
+        users = read_users(oauth.users, issues, providers=frozenset(providers))
+        sources.append(oauth.users)
+    sources += provider_files
+    settings = Settings(
+        server=server,
+        oauth=oauth,
+        websocket=websocket,
+        channels=_channels(source, data.get("channel", [])),
+        broker=broker,
+        demo=demo,
+        apps=apps,
+        users=users,
+        providers=providers,
+        config_path=path,
+        sources=tuple(sources),
+    )
+    return settings, source
+
+
+def _section(source: Source, data: dict[str, Any], name: str, fields: dict[str, Converter], cls: type) -> Any:
+    if name not in data:
+        return cls()
+    got = read_table(source, data[name], (name,), fields)
+    return cls(**(got or {}))
+
+
+def _exists(source: Source, key: tuple[str, str], file: Path) -> bool:
+    if file.is_file():
+        return True
+    what = "is not a file" if file.exists() else "file not found"
+    source.error(key, f"{what}: {file}")
+    return False
+
+
+def _channels(source: Source, tables: Any) -> tuple[ChannelRule, ...]:
+    if not isinstance(tables, list):
+        source.error(("channel",), f"expected [[channel]] tables, got {type_name(tables)}")
+        return ()
+    rules: list[ChannelRule] = []
+    first: dict[str, int | None] = {}
+    for n, table in enumerate(tables):
+        path = ("channel", n)
+        fields = read_table(source, table, path, CHANNEL_FIELDS, required=("pattern",))
+        if not fields or "pattern" not in fields:
+            continue
+        pattern, line = fields["pattern"], source.line(path + ("pattern",))
+        if pattern in first:
+            source.error(path + ("pattern",), f"duplicate pattern {pattern!r} (lines {first[pattern]} and {line})")
+            continue
+        first[pattern] = line
+        rules.append(ChannelRule(**fields))
+    return tuple(rules)
+
+
+def _check_tls(source: Source, server: ServerSettings) -> ServerSettings:
+    """Cert and key must load and match now, not at the first TLS handshake.
+
+    Either one alone means both live in that one file.
+    """
+    if server.tls_cert is None and server.tls_key is None:
+        return server
+    server = attrs.evolve(server, tls_cert=server.tls_cert or server.tls_key, tls_key=server.tls_key or server.tls_cert)
+    cert_file, key_file = server.tls_cert, server.tls_key
+    assert cert_file is not None and key_file is not None
+    cert_key, key_key = ("server", "tls_cert"), ("server", "tls_key")
+    cert_pem = _read_pem(source, cert_key, cert_file)
+    key_pem = cert_pem if key_file == cert_file else _read_pem(source, key_key, key_file)
+    cert = key = None
+    if cert_pem is not None:
+        try:
+            cert = x509.load_pem_x509_certificates(cert_pem)[0]
+        except ValueError:
+            source.error(cert_key, f"{cert_file}: no PEM certificate found")
+    if key_pem is not None:
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except TypeError:
+            source.error(key_key, f"{key_file}: the private key is encrypted; an unencrypted key is needed")
+        except (ValueError, UnsupportedAlgorithm):
+            source.error(key_key, f"{key_file}: no usable PEM private key found")
+    if cert is None or key is None:
+        return server
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        source.error(key_key, f"{key_file}: the private key does not match the certificate in {cert_file}")
+        return server
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, OSError) as exc:
+        source.error(cert_key, f"{cert_file}: TLS cannot use this certificate: {exc}")
+    return server
+
+
+def _read_pem(source: Source, key: tuple[str, str], file: Path) -> bytes | None:
+    try:
+        return file.read_bytes()
+    except FileNotFoundError:
+        source.error(key, f"file not found: {file}")
+    except OSError as exc:
+        source.error(key, f"cannot read {file}: {exc.strerror or exc}")
+    return None
+
+
+def _overrides(
+    settings: Settings,
+    issues: list[ConfigIssue],
+    http: str | None,
+    https: str | None,
+    state_dir: Path | None,
+    source: Source | None = None,
+) -> Settings:
+    """Apply command-line flags, then check the pair of listeners they leave."""
+    server = settings.server
+    for flag, value in (("http", http), ("https", https)):
+        if value is None:
+            continue
+        try:
+            server = attrs.evolve(server, **{flag: parse_addr(value)})
+        except ValueError as exc:
+            issues.append(ConfigIssue(COMMAND_LINE, None, f"--{flag}", str(exc)))
+    if state_dir is not None:
+        server = attrs.evolve(server, state_dir=Path(state_dir))
+    source = source or Source(COMMAND_LINE, issues)
+    if server.http is None and server.https is None:
+        source.error(("server", "https"), "both listeners are off (http and https are empty)")
+    elif server.http == server.https and server.http is not None and server.http.port != 0:
+        source.error(("server", "https"), f"http and https both use {server.http}")
+    return attrs.evolve(settings, server=server)

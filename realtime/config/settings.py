@@ -1,0 +1,179 @@
+"""Frozen configuration snapshots.
+
+Everything the operator writes (``realtime.toml``, ``apps.toml``,
+``users.json``) is read into these classes by :mod:`realtime.config.load`.  A
+snapshot is never mutated: a reload builds a whole new :class:`Settings`
+and swaps the reference (DESIGN.md §7), so a request that started under
+one snapshot finishes under it.
+
+Durations are float seconds, sizes are int bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from realtime.oauth.providers import Provider
+
+
+@attrs.frozen
+class Addr:
+    """A listener address; ``port`` 0 asks the OS for a free port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@attrs.frozen
+class ServerSettings:
+    http: Addr | None = Addr("127.0.0.1", 8080)
+    https: Addr | None = Addr("127.0.0.1", 8443)
+    tls_cert: Path | None = None  # None: generate a self-signed cert in state_dir
+    tls_key: Path | None = None
+    state_dir: Path = Path("var")
+    public_url: str = "https://localhost:8443"
+    shutdown_grace: float = 10.0
+    watch: bool = False
+    max_header_bytes: int = 16 * 1024
+    max_body_bytes: int = 1024 * 1024
+    header_timeout: float = 10.0  # a request's head must arrive within this
+    keepalive_timeout: float = 75.0  # idle HTTP connection is closed after this
+    handshake_timeout: float = 10.0  # TLS handshake must finish within this
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 1_000
+    log_level: str = "info"
+
+
+@attrs.frozen
+class OAuthSettings:
+    apps: Path | None = None  # resolved path of apps.toml
+    users: Path | None = None  # resolved path of users.json / users.toml
+    providers: Path | None = None
+    access_token_ttl: float = 15 * 60.0
+    refresh_token_ttl: float = 30 * 86400.0
+    code_ttl: float = 60.0
+    signing_alg: str = "RS256"  # RS256 | ES256 | EdDSA
+    leeway: float = 5.0  # clock skew tolerated on exp/iat
+    audience: str | None = None  # None: public_url
+    login_rate: str = "10/m"  # failed logins per user and per address
+
+
+@attrs.frozen
+class WebSocketSettings:
+    path: str = "/ws"
+    expiry_warning: float = 30.0
+    token_in_query: bool = False
+    max_message_bytes: int = 65536
+    ping_interval: float = 25.0
+    pong_timeout: float = 10.0
+    echo_path: str | None = None
+    max_backlog_bytes: int = 1024 * 1024
+    allowed_origins: tuple[str, ...] = ()  # empty: any origin
+    publish_rate: str = "50/s"  # token bucket: rate per second, burst = rate
+    max_subscriptions: int = 100
+    max_channel_name: int = 200
+    max_presence_members: int = 1000  # a presence answer lists at most this many ("truncated")
+
+
+@attrs.frozen
+class BrokerSettings:
+    """Optional ``[broker]``: several nodes share channels through Redis (SPEC §2)."""
+
+    url: str | None = None  # redis://HOST:PORT/DB; None: in-process broker
+    # A node whose heartbeat is older than this is dead: its presence goes
+    # (leave events) at the next heartbeat of a live node, so within
+    # node_ttl * 1.25.  Heartbeats go every node_ttl / 4.
+    node_ttl: float = 10.0
+
+
+@attrs.frozen
+class DemoSettings:
+    """``[demo]``: the browser chat page at ``/demo/`` (off unless enabled)."""
+
+    enabled: bool = False
+
+
+@attrs.frozen
+class ChannelRule:
+    pattern: str
+    subscribe_scope: str | None = None  # None: any token may subscribe
+    publish_scope: str | None = None  # None: any token may publish
+    history: int = 100
+    presence: bool = False
+    join_leave: bool = False
+
+
+@attrs.frozen
+class RetiredSecret:
+    """An old client secret kept valid until ``expires_at`` (epoch seconds)."""
+
+    hash: str
+    expires_at: float
+
+
+@attrs.frozen
+class App:
+    name: str
+    client_id: str
+    client_secret_hash: str | None = None  # argon2id; None for public apps
+    retired_secrets: tuple[RetiredSecret, ...] = ()
+    redirect_uris: tuple[str, ...] = ()
+    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
+    scopes: tuple[str, ...] = ()
+    public: bool = False
+    access_token_ttl: float | None = None  # None: [oauth] default
+    refresh_token_ttl: float | None = None
+    oauth1: bool = False
+    # OAuth 1.0a (realtime.oauth1): the consumer credentials of an app with
+    # oauth1 = true.  The secret is AES-GCM-encrypted under
+    # state_dir/oauth1.key (HMAC-SHA1/-SHA256 need it in clear on the
+    # server); an RSA public key (PEM) allows RSA-SHA1 without a secret.
+    consumer_key: str | None = None
+    consumer_secret_enc: str | None = None
+    rsa_public_key: str | None = None
+    oauth1_token_ttl: float | None = None  # None: tokens live until revoked
+
+
+@attrs.frozen
+class User:
+    name: str
+    password_hash: str | None = None  # argon2id; None: cannot log in with a password
+    scopes: tuple[str, ...] = ()
+    disabled: bool = False
+    display_name: str | None = None
+    email: str | None = None
+
+
+@attrs.frozen
+class Settings:
+    """One complete, validated configuration."""
+
+    server: ServerSettings = ServerSettings()
+    oauth: OAuthSettings = OAuthSettings()
+    websocket: WebSocketSettings = WebSocketSettings()
+    channels: tuple[ChannelRule, ...] = ()
+    broker: BrokerSettings = BrokerSettings()
+    demo: DemoSettings = DemoSettings()
+    apps: dict[str, App] = attrs.field(factory=dict)  # by client_id
+    users: dict[str, User] = attrs.field(factory=dict)  # by name (= sub)
+    # External login providers ([oauth] providers), by name.
+    providers: dict[str, "Provider"] = attrs.field(factory=dict)
+    config_path: Path | None = None  # None: the embedded default
+    # Every file the snapshot was read from, for `watch` and error messages.
+    sources: tuple[Path, ...] = ()
+
+    @property
+    def issuer(self) -> str:
+        return self.server.public_url.rstrip("/")
+
+    @property
+    def audience(self) -> str:
+        return self.oauth.audience or self.issuer

@@ -1,0 +1,280 @@
+"""The connection task: HTTP/1.1 through h11 until (maybe) a WebSocket.
+
+Modelled on h11's ``examples/trio-server.py``: a deadline per request head
+(slow clients are cut off, not waited for), an idle keep-alive timeout,
+and a JSON error (400/408/413/431/500) while a response can still start.
+Exception text never reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import h11
+import trio
+
+from realtime.http.request import Request
+from realtime.http.responses import SECURITY_HEADERS, REASONS, Response, error_response
+from realtime.oauth1.resource import oauth1_principal
+from realtime.oauth1.signing import is_signed as oauth1_is_signed
+from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
+from realtime.net.websocket import Session
+from realtime.protocol.upgrade import Accept, check_upgrade, is_upgrade
+
+if TYPE_CHECKING:
+    from realtime.http.router import Router
+    from realtime.app import ServerState
+
+log = logging.getLogger("realtime.http")
+
+SERVER_HEADER = ("server", "realtime")
+
+
+class _Fail(Exception):
+    """Answer this error and close the connection."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class HttpConnection:
+    def __init__(self, transport: Transport, state: "ServerState", router: "Router", scheme: str) -> None:
+        self.transport = transport
+        self.state = state
+        self.router = router
+        self.scheme = scheme
+        self.conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=state.settings.server.max_header_bytes
+        )
+        self.idle = True  # waiting for a request head: safe to drop on shutdown
+        self.head_request = False  # the current request is HEAD: answers carry no body
+        self.shutting_down = False
+        self.scope = trio.CancelScope()
+        self.upgraded: Session | None = None
+
+    def shutdown(self) -> None:
+        """Stop after the current response; drop at once when idle."""
+        self.shutting_down = True
+        if self.idle:
+            self.scope.cancel()
+
+    async def run(self) -> None:
+        settings = self.state.settings.server
+        try:
+            with self.scope:
+                if self.transport.is_tls:
+                    with trio.move_on_after(settings.handshake_timeout) as hs:
+                        await self.transport.handshake()
+                    if hs.cancelled_caught:
+                        return
+                first = True
+                while not self.shutting_down:
+                    timeout = settings.header_timeout if first else settings.keepalive_timeout
+                    first = False
+                    if not await self._one_exchange(timeout):
+                        break
+            if self.upgraded is not None:
+                await self._run_session(self.upgraded)
+        except TransportClosed:
+            pass
+        finally:
+            self.transport.close()
+
+    async def _run_session(self, session: Session) -> None:
+        # The HTTP side is done: drop h11's state and the request (its headers
+        # hold the bearer token) so an idle socket keeps only what it needs.
+        self.conn = None  # type: ignore[assignment]
+        self.upgraded = None
+        sessions = self.state.extras.setdefault("sessions", set())
+        sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            sessions.discard(session)
+
+    async def _receive_event(self) -> object:
+        while True:
+            event = self.conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            data = await self.transport.receive_some()
+            self.conn.receive_data(data)
+
+    async def _one_exchange(self, idle_timeout: float) -> bool:
+        """Serve one request; False when the connection should end."""
+        server = self.state.settings.server
+        try:
+            # Idle until the first byte, then the head must arrive in time.
+            self.idle = True
+            self.head_request = False
+            with trio.move_on_after(idle_timeout) as idle:
+                event = await self._receive_first()
+            if idle.cancelled_caught:
+                if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
+                    return False
+                raise _Fail(error_response(408, "request_timeout", "request head too slow"))
+            self.idle = False
+            if event is None:
+                with trio.move_on_after(server.header_timeout) as head:
+                    event = await self._receive_event()
+                if head.cancelled_caught:
+                    raise _Fail(error_response(408, "request_timeout", "request head too slow"))
+            if isinstance(event, h11.ConnectionClosed):
+                return False
+            if not isinstance(event, h11.Request):
+                raise _Fail(error_response(400, "bad_request", "expected a request"))
+            self.head_request = event.method == b"HEAD"
+            request = await self._read_request(event)
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            if status == 431 or "too long" in str(exc).lower():
+                status = 431
+            await self._fail(error_response(status, "bad_request" if status == 400 else "header_too_large", _REMOTE_ERRORS.get(status, "malformed request")))
+            return False
+        except _Fail as fail:
+            await self._fail(fail.response)
+            return False
+        return await self._respond(request)
+
+    async def _receive_first(self) -> object | None:
+        """Wait for the first bytes of a request; the event if one is ready."""
+        event = self.conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        data = await self.transport.receive_some()
+        self.conn.receive_data(data)
+        event = self.conn.next_event()
+        return None if event is h11.NEED_DATA else event
+
+    async def _read_request(self, event: h11.Request) -> Request:
+        server = self.state.settings.server
+        length = None
+        for name, value in event.headers:
+            if name == b"content-length":
+                length = int(value)
+        if length is not None and length > server.max_body_bytes:
+            raise _Fail(_too_large(server.max_body_bytes))
+        body = bytearray()
+        with trio.move_on_after(server.header_timeout) as timer:
+            while True:
+                part = await self._receive_event()
+                if isinstance(part, h11.Data):
+                    body += part.data
+                    if len(body) > server.max_body_bytes:
+                        raise _Fail(_too_large(server.max_body_bytes))
+                elif isinstance(part, h11.EndOfMessage) or part is h11.PAUSED:
+                    break
+                elif isinstance(part, h11.ConnectionClosed):
+                    raise TransportClosed
+        if timer.cancelled_caught:
+            raise _Fail(error_response(408, "request_timeout", "request body too slow"))
+        try:
+            headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers)
+            target = event.target.decode("ascii")
+        except UnicodeDecodeError:
+            raise _Fail(error_response(400, "bad_request", "request target is not ASCII")) from None
+        host, _ = self.transport.peer()
+        return Request(
+            method=event.method.decode("ascii", "replace"),
+            target=target,
+            headers=headers,
+            body=bytes(body),
+            client_host=host,
+            scheme=self.scheme,
+        )
+
+    async def _respond(self, request: Request) -> bool:
+        ws = self.state.settings.websocket
+        path = request.path
+        if path == ws.path or (ws.echo_path and path == ws.echo_path):
+            if is_upgrade(request):
+                return await self._upgrade(request, echo=path != ws.path)
+            await self._send(error_response(426, "upgrade_required", "this endpoint speaks WebSocket", (("upgrade", "websocket"),)))
+            return self._keep_alive()
+        try:
+            response = await self.router.dispatch(request, self.state)
+        except Exception:  # noqa: BLE001 - last resort: log, answer 500, keep serving
+            log.exception("handler for %s %s failed", request.method, path)
+            response = error_response(500, "server_error", "internal error")
+        await self._send(response)
+        return self._keep_alive()
+
+    def _keep_alive(self) -> bool:
+        if self.conn.our_state is h11.MUST_CLOSE or self.shutting_down:
+            return False
+        try:
+            self.conn.start_next_cycle()
+        except h11.LocalProtocolError:
+            return False
+        return True
+
+    async def _upgrade(self, request: Request, echo: bool) -> bool:
+        hub = self.state.hub
+        # An OAuth 1.0a signed upgrade needs the store (token, nonce): checked here, with I/O.
+        principal = await oauth1_principal(request, self.state) if oauth1_is_signed(request) else None
+        decision = check_upgrade(
+            request,
+            self.state.settings,
+            self.state.keyring,
+            self.state.revoked,
+            allows_any_channel=None if echo else hub.allows_any_channel,
+            principal=principal,
+        )
+        if not isinstance(decision, Accept):
+            self.state.metrics.handshakes[_HANDSHAKE_RESULTS.get(decision.status, "bad_request")] += 1
+            await self._send(decision)
+            return self._keep_alive()
+        data = self.conn.send(
+            h11.InformationalResponse(status_code=101, headers=[SERVER_HEADER, *decision.headers])
+        )
+        self.state.metrics.handshakes["ok"] += 1
+        trailing, _closed = self.conn.trailing_data
+        self.transport.max_backlog = self.state.settings.websocket.max_backlog_bytes
+        await self.transport.send_all(data)
+        # Run by run() once this exchange's frames (and the request) are gone;
+        # a session leaves shutdown()'s reach: the server closes it with 1001.
+        self.idle = False
+        self.upgraded = Session(self.transport, decision.claims, self.state, trailing_data=bytes(trailing), echo=echo)
+        return False
+
+    async def _send(self, response: Response) -> None:
+        # Every answer (an error, a refused upgrade, a 426) may be to a HEAD
+        # request; h11 refuses a body there, so leave it out (RFC 9110 §9.3.2).
+        head = self.head_request
+        headers = [SERVER_HEADER, *SECURITY_HEADERS, *response.headers]
+        if self.shutting_down:
+            headers.append(("connection", "close"))
+        headers.append(("content-length", str(len(response.body))))
+        try:
+            data = self.conn.send(h11.Response(status_code=response.status, headers=headers, reason=REASONS.get(response.status, "")))
+            if response.body and not head:
+                data += self.conn.send(h11.Data(data=response.body))
+            data += self.conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            return
+        try:
+            await self.transport.send_all(data)
+        except BacklogOverflow:
+            raise TransportClosed from None
+
+    async def _fail(self, response: Response) -> None:
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                await self._send(Response(response.status, response.headers + (("connection", "close"),), response.body))
+            except TransportClosed:
+                return
+            await self.transport.linger_close()
+
+
+def _too_large(limit: int) -> Response:
+    return error_response(413, "body_too_large", f"body over {limit} bytes")
+
+
+_HANDSHAKE_RESULTS = {401: "unauthorized", 403: "forbidden"}
+
+_REMOTE_ERRORS = {
+    400: "malformed request",
+    431: "request header too large",
+    505: "HTTP version not supported",
+}

@@ -1,0 +1,183 @@
+"""Reload (DESIGN.md §7): build a whole new snapshot off the hot path, swap
+it only if every file is valid, then close the live connections that lost
+their right to exist — found through the hub's indexes, not a scan.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+import trio
+
+from realtime.config.settings import Settings
+
+if TYPE_CHECKING:
+    from realtime.app import ServerState
+    from realtime.tokens.keyring import KeyRing
+
+log = logging.getLogger("realtime.reload")
+
+HOUSEKEEPING_INTERVAL = 30.0
+
+
+def max_access_ttl(settings: Settings) -> float:
+    ttls = [settings.oauth.access_token_ttl]
+    ttls += [app.access_token_ttl for app in settings.apps.values() if app.access_token_ttl]
+    return max(ttls)
+
+
+def _load(settings: Settings) -> Settings:
+    from realtime.config.load import load_settings
+
+    assert settings.config_path is not None
+    return load_settings(settings.config_path)
+
+
+async def reload(state: "ServerState", trigger: str) -> bool:
+    """Re-read every file; True when the new snapshot is in force."""
+    applied = await _reload(state, trigger)
+    state.metrics.reloads[state.last_reload.get("result", "error")] += 1
+    # Wake whoever waits for a reload to finish (tests, `watch` debouncing).
+    done, state.reload_done = state.reload_done, trio.Event()
+    done.set()
+    return applied
+
+
+async def _reload(state: "ServerState", trigger: str) -> bool:
+    from realtime.config.load import ConfigError
+    from realtime.net.server import build_tls_context
+
+    old = state.settings
+    started = time.time()
+    if old.config_path is None:
+        log.warning("reload (%s): running on the embedded default; nothing to re-read", trigger)
+        state.last_reload = {"result": "skipped", "time": started, "trigger": trigger}
+        return False
+    try:
+        from_files = await trio.to_thread.run_sync(_load, old)
+        new = _keep_listeners(from_files, old)
+        ssl_context = await trio.to_thread.run_sync(build_tls_context, new)
+        keyring = await trio.to_thread.run_sync(load_keyring, new)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            log.error("reload (%s) rejected: %s", trigger, issue)
+        state.last_reload = {"result": "error", "time": started, "trigger": trigger,
+                             "errors": [str(i) for i in exc.issues]}
+        return False
+    except (OSError, ValueError) as exc:
+        log.error("reload (%s) rejected: %s", trigger, exc)
+        state.last_reload = {"result": "error", "time": started, "trigger": trigger, "errors": [str(exc)]}
+        return False
+    if (from_files.server.http, from_files.server.https) != (old.server.http, old.server.https):
+        log.warning("reload: listener addresses changed in the file; they apply after a restart")
+    state.settings = new
+    state.extras["ssl_context"] = ssl_context
+    state.keyring = keyring
+    from realtime.protocol import messages as protocol
+
+    for conn, channel in state.hub.update_rules(new.channels, new.websocket):
+        conn.send_obj(protocol.error(None, "subscription_revoked", f"no longer allowed on {channel}"))
+    from realtime.oauth1.resource import withdraw_oauth1
+
+    closed = withdraw_lost_access(state, old, new) + withdraw_retired_keys(state) + withdraw_oauth1(state, old, new)
+    log.info("reload (%s) applied: %d apps, %d users, %d channel rules; %d connections closed",
+             trigger, len(new.apps), len(new.users), len(new.channels), closed)
+    state.last_reload = {"result": "ok", "time": started, "trigger": trigger}
+    return True
+
+
+def load_keyring(settings: Settings) -> "KeyRing":
+    """Blocking: the ring as the files say now (``realtime key rotate`` writes
+    them), creating a key of a newly configured ``signing_alg`` if needed."""
+    from realtime.tokens.keyring import KeyRing
+
+    return KeyRing.load_or_create(
+        settings.server.state_dir / "keys",
+        settings.oauth.signing_alg,
+        retire_after=max_access_ttl(settings) + settings.oauth.leeway,
+    )
+
+
+def _keep_listeners(new: Settings, old: Settings) -> Settings:
+    """Listener addresses and the state dir need a restart: keep the running ones."""
+    import attrs
+
+    server = attrs.evolve(new.server, http=old.server.http, https=old.server.https,
+                          state_dir=old.server.state_dir)
+    return attrs.evolve(new, server=server)
+
+
+def withdraw_lost_access(state: "ServerState", old: Settings, new: Settings) -> int:
+    """Close with 4003 every connection whose app or user is gone or disabled."""
+    index = state.hub.connections
+    doomed = []
+    for client_id in old.apps.keys() - new.apps.keys():
+        doomed.extend(index.by_client(client_id))
+    for name, user in new.users.items():
+        if user.disabled and not (old.users.get(name) and old.users[name].disabled):
+            doomed.extend(index.by_sub(name))
+    for name in old.users.keys() - new.users.keys():
+        doomed.extend(index.by_sub(name))
+    for conn in doomed:
+        conn.withdraw(4003, "access withdrawn")
+    return len(doomed)
+
+
+def withdraw_retired_keys(state: "ServerState") -> int:
+    from realtime.oauth1.resource import OAUTH1_KID
+
+    closed = 0
+    live = set(state.keyring.keys) | {OAUTH1_KID}  # OAuth 1 principals carry no signing key
+    for kid in list(state.hub.connections.kids()):
+        if kid not in live:
+            for conn in list(state.hub.connections.by_kid(kid)):
+                conn.withdraw(4003, "signing key retired")
+                closed += 1
+    return closed
+
+
+async def housekeeping(state: "ServerState") -> None:
+    """Periodic: forget expired revocations, retire old signing keys."""
+    while True:
+        await trio.sleep(HOUSEKEEPING_INTERVAL)
+        state.revoked.sweep()
+        keys_dir = state.settings.server.state_dir / "keys"
+        try:
+            ring = await trio.to_thread.run_sync(state.keyring.prune, keys_dir)
+        except OSError as exc:
+            log.error("key pruning failed: %s", exc)
+            continue
+        if set(ring.keys) != set(state.keyring.keys):
+            state.keyring = ring
+            withdraw_retired_keys(state)
+
+
+async def watch_files(
+    state: "ServerState",
+    do_reload: Callable[[str], Awaitable[bool]],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """With ``watch = true``: poll the config files' (mtime, size, inode) once
+    a second and reload after they settle (an editor's write-then-rename
+    shows up as a new inode)."""
+    def stamp() -> tuple:
+        out = []
+        for path in state.settings.sources:
+            try:
+                st = path.stat()
+                out.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append((str(path), None))
+        return tuple(out)
+
+    last = await trio.to_thread.run_sync(stamp)
+    task_status.started()  # the baseline is taken: any later edit is seen
+    while True:
+        await trio.sleep(1.0)
+        now = await trio.to_thread.run_sync(stamp)
+        if now != last:
+            await trio.sleep(0.3)  # debounce a burst of writes
+            last = await trio.to_thread.run_sync(stamp)
+            await do_reload("watch")

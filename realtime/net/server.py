@@ -1,0 +1,277 @@
+"""The nursery tree of DESIGN.md §1: listeners, connection tasks, signals,
+reload and graceful shutdown.
+
+Shutdown (SIGTERM/SIGINT): the listeners close first, every WebSocket is
+told 1001, idle HTTP connections are dropped, and connection tasks get
+``shutdown_grace`` seconds before what remains is cancelled — the grace
+is a deadline on the handler nursery, as hypercorn's ``worker_serve``
+does, so a stuck peer cannot outlive it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import attrs
+import trio
+
+from realtime.api import endpoints as api
+from realtime.net import pidfile
+from realtime.net import reload as reloading
+from realtime.net.http_connection import HttpConnection
+from realtime.hub import Hub
+from realtime.http.router import Router
+from realtime.config.settings import Addr, Settings
+from realtime.app import ServerState
+from realtime.net.tls import create_ssl_context, ensure_self_signed
+from realtime.tokens.keyring import RevokedSet
+from realtime.net.transport import Transport
+
+log = logging.getLogger("realtime.server")
+
+ACCEPT_BATCH = 64
+_file_limiter = trio.CapacityLimiter(1)
+
+
+@attrs.define
+class Bound:
+    """What the listeners actually bound (port 0 resolved)."""
+
+    http: Addr | None = None
+    https: Addr | None = None
+
+
+def open_listener(addr: Addr) -> socket.socket:
+    family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((addr.host, addr.port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _bound(sock: socket.socket) -> Addr:
+    host, port = sock.getsockname()[:2]
+    return Addr(host, port)
+
+
+def build_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """Blocking: reads (or generates) the certificate."""
+    server = settings.server
+    if server.https is None:
+        return None
+    if server.tls_cert is not None:
+        return create_ssl_context(server.tls_cert, server.tls_key or server.tls_cert)
+    pem = ensure_self_signed(server.state_dir)
+    return create_ssl_context(pem, pem)
+
+
+def prepare_state_dir(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        os.chmod(state_dir, 0o700)
+    except OSError:
+        pass
+
+
+async def build_state(settings: Settings) -> ServerState:
+    """Everything a request needs, built before the first accept."""
+    server = settings.server
+    await trio.to_thread.run_sync(prepare_state_dir, server.state_dir, limiter=_file_limiter)
+    keyring = await trio.to_thread.run_sync(reloading.load_keyring, settings, limiter=_file_limiter)
+    broker = None
+    if settings.broker.url is not None:
+        from realtime.net.redis.broker import RedisBroker
+
+        broker = RedisBroker(settings.broker.url, node_ttl=settings.broker.node_ttl)
+        await broker.check()  # unreachable at start: BrokerUnavailable (an OSError), exit 1
+    state = ServerState(
+        settings=settings,
+        keyring=keyring,
+        revoked=RevokedSet(),
+        hub=Hub(settings.channels, settings.websocket, broker),
+    )
+    if broker is not None:
+        broker.on_revoke = lambda jti, exp: state.revoke_access(jti, exp, share=False)
+        state.extras["broker"] = broker
+    state.extras["ssl_context"] = await trio.to_thread.run_sync(build_tls_context, settings)
+    state.extras["started_at"] = time.time()
+    await api.setup_oauth(state)
+    return state
+
+
+class Server:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state: ServerState | None = None
+        self.bound = Bound()
+        self.router = Router()
+        self.http_conns: set[HttpConnection] = set()
+        self.per_ip: dict[str, int] = {}
+        self.stopping = trio.Event()
+        self.reload_lock = trio.Lock()
+
+    # -- accept ---------------------------------------------------------------
+    async def _accept_loop(self, lsock: socket.socket, scheme: str, nursery: trio.Nursery) -> None:
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(lsock)
+                # Take the whole queue per wake-up (bounded, so a connection
+                # storm still yields): one epoll round trip per batch, not
+                # per connection.
+                for _ in range(ACCEPT_BATCH):
+                    try:
+                        sock, peer = lsock.accept()
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:
+                        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                            log.error("accept failed (%s); backing off", exc.strerror)
+                            await trio.sleep(0.1)
+                            break
+                        raise
+                    nursery.start_soon(self._handle, sock, peer[0], scheme)
+        finally:
+            trio.lowlevel.notify_closing(lsock)
+            lsock.close()
+
+    async def _handle(self, sock: socket.socket, host: str, scheme: str) -> None:
+        assert self.state is not None
+        limits = self.state.settings.server
+        total = len(self.http_conns)
+        if total >= limits.max_connections or self.per_ip.get(host, 0) >= limits.max_connections_per_ip:
+            await self._refuse(sock)
+            return
+        ctx = self.state.extras["ssl_context"] if scheme == "https" else None
+        transport = Transport(sock, ctx)
+        conn = HttpConnection(transport, self.state, self.router, scheme)
+        self.http_conns.add(conn)
+        self.per_ip[host] = self.per_ip.get(host, 0) + 1
+        try:
+            await conn.run()
+        except Exception:  # noqa: BLE001 - one connection's bug must not end the server
+            log.exception("connection task from %s failed", host)
+            transport.close()
+        finally:
+            self.http_conns.discard(conn)
+            left = self.per_ip[host] - 1
+            if left:
+                self.per_ip[host] = left
+            else:
+                del self.per_ip[host]
+
+    async def _refuse(self, sock: socket.socket) -> None:
+        """Over the connection limit: a plain 503 and close (no TLS needed
+        to say no; a TLS client simply sees the connection drop)."""
+        body = b'{"error":"server_busy","error_description":"too many connections"}'
+        try:
+            sock.setblocking(False)
+            sock.send(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                b"retry-after: 1\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+        except OSError:
+            pass
+        finally:
+            sock.close()
+        await trio.lowlevel.checkpoint()
+
+    # -- signals and lifecycle --------------------------------------------------
+    async def _signals(self, nursery: trio.Nursery, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()  # handlers are in place: the pid file may be announced
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    nursery.start_soon(self.reload, "SIGHUP")
+                else:
+                    log.info("received %s: shutting down", signal.Signals(signum).name)
+                    self.stopping.set()
+
+    async def reload(self, trigger: str) -> bool:
+        assert self.state is not None
+        async with self.reload_lock:
+            return await reloading.reload(self.state, trigger)
+
+    def _begin_shutdown(self) -> None:
+        assert self.state is not None
+        for session in list(self.state.extras.get("sessions", ())):
+            session.withdraw(1001, "server shutting down")
+        for conn in list(self.http_conns):
+            conn.shutdown()
+
+    async def serve(
+        self,
+        *,
+        install_signals: bool = True,
+        task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self.state = state = await build_state(self.settings)
+        state.request_reload = self.reload
+        api.register(self.router)
+        server = self.settings.server
+        listeners: list[tuple[socket.socket, str]] = []
+        try:
+            if server.http is not None:
+                sock = open_listener(server.http)
+                listeners.append((sock, "http"))
+                self.bound.http = _bound(sock)
+            if server.https is not None:
+                sock = open_listener(server.https)
+                listeners.append((sock, "https"))
+                self.bound.https = _bound(sock)
+        except OSError:
+            for sock, _ in listeners:
+                sock.close()
+            raise
+        pid_path: Path | None = None
+        try:
+            async with trio.open_nursery() as root:
+                # Signals first: a SIGHUP from `realtime reload` or a SIGTERM
+                # right after the pid file or the `listening` line appears
+                # must find our handlers, not the default actions.
+                if install_signals:
+                    await root.start(self._signals, root)
+                pid_path = await trio.to_thread.run_sync(pidfile.write, server.state_dir, limiter=_file_limiter)
+                parts = [f"{scheme}={getattr(self.bound, scheme)}" for _, scheme in listeners]
+                log.info("listening %s", " ".join(parts) if parts else "(no listeners)")
+                root.start_soon(reloading.housekeeping, state)
+                if "broker" in state.extras:
+                    await root.start(state.extras["broker"].run)
+                if self.settings.server.watch:
+                    await root.start(reloading.watch_files, state, self.reload)
+                async with trio.open_nursery() as handlers:
+                    with trio.CancelScope() as listen_scope:
+                        async with trio.open_nursery() as accepting:
+                            for sock, scheme in listeners:
+                                accepting.start_soon(self._accept_loop, sock, scheme, handlers)
+                            task_status.started(self.bound)
+                            await self.stopping.wait()
+                            listen_scope.cancel()
+                    self._begin_shutdown()
+                    handlers.cancel_scope.deadline = trio.current_time() + state.settings.server.shutdown_grace
+                root.cancel_scope.cancel()
+        finally:
+            await api.teardown(state)
+            if pid_path is not None:
+                try:
+                    pid_path.unlink()
+                except OSError:
+                    pass
+        log.info("stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()

@@ -1,0 +1,1 @@
+"""The wire, without I/O: client messages, server replies, frames, the upgrade gate, close codes."""

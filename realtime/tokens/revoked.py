@@ -1,0 +1,61 @@
+"""The in-memory set of revoked access tokens (by ``jti``) that
+:meth:`realtime.tokens.keyring.KeyRing.verify` checks; :mod:`realtime.tokens.keyring`
+re-exports it."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from typing import Iterable
+
+__all__ = ["RevokedSet"]
+
+
+class RevokedSet:
+    """Revoked ``jti``s, in memory, for the O(1) check on the hot path.
+
+    The store keeps the durable copy (DESIGN.md §6) and fills this set at
+    startup.  An entry is kept ``grace`` seconds past its ``exp`` because
+    :meth:`KeyRing.verify` accepts a token until ``exp + leeway``; dropping
+    it at ``exp`` would let a revoked token back in for the leeway.
+    """
+
+    __slots__ = ("_exp", "_heap", "grace")
+
+    def __init__(self, grace: float = 300.0) -> None:
+        self._exp: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []  # (exp, jti), possibly stale
+        self.grace = grace
+
+    def add(self, jti: str, exp: float) -> None:
+        """Remember a revocation; a later ``exp`` for the same jti wins."""
+        if self._exp.get(jti, -math.inf) >= exp:
+            return
+        self._exp[jti] = exp
+        heapq.heappush(self._heap, (exp, jti))
+
+    def load(self, items: Iterable[tuple[str, float]]) -> None:
+        for jti, exp in items:
+            self.add(jti, exp)
+
+    def __contains__(self, jti: object) -> bool:
+        return isinstance(jti, str) and jti in self._exp
+
+    def __len__(self) -> int:
+        return len(self._exp)
+
+    def sweep(self, now: float | None = None) -> int:
+        """Forget entries whose token can no longer verify; return how many.
+
+        Pops from a heap ordered by ``exp``, so a sweep costs only the
+        entries it drops.
+        """
+        horizon = (time.time() if now is None else now) - self.grace
+        dropped = 0
+        while self._heap and self._heap[0][0] < horizon:
+            exp, jti = heapq.heappop(self._heap)
+            if self._exp.get(jti) == exp:  # else a stale entry for a re-added jti
+                del self._exp[jti]
+                dropped += 1
+        return dropped

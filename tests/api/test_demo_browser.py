@@ -1,0 +1,303 @@
+"""The /demo/ page in a real headless Chromium (Debian's ``chromium``).
+
+Log in through the real login and consent pages (PKCE S256 in the
+browser), chat between two pages, let 5-second tokens pass at least twice
+with the socket still open, receive a notification sent with
+``/api/publish``, and reconnect with ``since`` after a network loss and a
+4001 with nothing missed.  Bad input on the way: a wrong password, a
+denied consent, a tampered ``state``.
+
+The browser is launched by path; a missing browser is a failure that says
+how to install it, never a skip.  Playwright's sync API runs in a worker
+thread (it has its own event loop) while the server runs in this trio run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import textwrap
+from pathlib import Path
+from typing import Any, Callable
+
+import attrs
+import pytest
+import trio
+
+from realtime.config.load import ConfigError, default_settings, load_settings
+from realtime.oauth.passwords import hash_secret
+from realtime.net.server import Server
+from realtime.config.settings import Addr, App, Settings, User
+from realtime.tokens.keyring import issue_access_token
+from realtime.net.websocket import ABORT
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ROOT = Path(__file__).resolve().parents[2]
+# The screenshot in docs/ is refreshed on request (REALTIME_SCREENSHOT=1);
+# otherwise it goes to a temp file so a test run leaves the tree clean.
+SCREENSHOT_DOC = ROOT / "docs" / "demo-after-refresh.png"
+PASSWORDS = {"alice": "alice-pass-1234", "bob": "bob-pass-5678"}
+TIMEOUT_MS = 20_000
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def need_browser() -> Any:
+    """The Playwright sync API, or a failure naming what to install."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package "
+                    "(`apt-get install chromium`; tools/test.sh does it)", pytrace=False)
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("the playwright package is missing: pip install -e '.[test]'", pytrace=False)
+    return sync_api
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    base = make_settings(websocket={"expiry_warning": 3.0})
+    users = dict(base.users)
+    for name, password in PASSWORDS.items():
+        users[name] = User(name=name, password_hash=hash_secret(password), scopes=("chat:read", "chat:write"))
+    return attrs.evolve(base, users=users, demo=attrs.evolve(base.demo, enabled=True))
+
+
+def demo_app(origin: str) -> App:
+    """Like conf/apps.toml's "demo" app, registered for this server's origin."""
+    return App(name="Demo", client_id="demo", public=True, redirect_uris=(origin + "/demo/callback",),
+               grant_types=("authorization_code", "refresh_token"),
+               scopes=("chat:read", "chat:write", "offline_access"), access_token_ttl=5.0)
+
+
+# -- [demo] in realtime.toml -------------------------------------------------
+
+
+def _load(tmp_path: Path, text: str) -> Settings:
+    path = tmp_path / "realtime.toml"
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return load_settings(path)
+
+
+def test_demo_config_defaults_off_and_parses(tmp_path: Path) -> None:
+    assert Settings().demo.enabled is False
+    assert default_settings().demo.enabled is False
+    assert _load(tmp_path, "[server]\nstate_dir = 'var'\n").demo.enabled is False
+    assert _load(tmp_path, "[demo]\nenabled = true\n").demo.enabled is True
+    # The example config ships with the demo on.
+    assert load_settings(ROOT / "conf" / "realtime.toml").demo.enabled is True
+
+
+def test_demo_config_errors_name_file_line_and_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, """
+            [server]
+            state_dir = "var"
+
+            [demo]
+            enabled = "yes"
+            enabeld = true
+            """)
+    found = {(i.line, i.key) for i in info.value.issues}
+    assert found == {(5, "demo.enabled"), (6, "demo.enabeld")}, [str(i) for i in info.value.issues]
+    text = str(info.value)
+    assert "realtime.toml:5: demo.enabled:" in text
+    assert "did you mean 'enabled'" in text
+
+
+async def test_demo_disabled_is_404(start_server: Any, settings: Settings) -> None:
+    import httpx
+
+    running = await start_server(attrs.evolve(settings, demo=attrs.evolve(settings.demo, enabled=False)))
+    async with httpx.AsyncClient() as http:
+        for path in ("/demo/", "/demo/app.js", "/demo/callback", "/demo"):
+            assert (await http.get(running.url(path))).status_code == 404, path
+        # A reload that turns it on takes effect without a restart.
+        running.state.settings = attrs.evolve(running.state.settings, demo=attrs.evolve(settings.demo, enabled=True))
+        page = await http.get(running.url("/demo/"))
+        assert page.status_code == 200
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert "connect-src 'self'" in page.headers["content-security-policy"]
+        assert '<script src="/demo/app.js"' in page.text
+        js = await http.get(running.url("/demo/app.js"))
+        assert js.headers["content-type"].startswith("text/javascript")
+        assert "code_challenge_method" in js.text
+
+
+async def launch(nursery: trio.Nursery, settings: Settings) -> tuple[Server, trio.Event]:
+    """A server in ``nursery`` and an event set once it has stopped."""
+    server = Server(settings)
+    stopped = trio.Event()
+
+    async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await server.serve(install_signals=False, task_status=task_status)
+        finally:
+            stopped.set()
+
+    await nursery.start(run)
+    return server, stopped
+
+
+@pytest.fixture
+def sync_api() -> Any:
+    return need_browser()
+
+
+async def test_demo_in_chromium(sync_api: Any, nursery: trio.Nursery, settings: Settings, tmp_path: Path) -> None:
+    # Bind once to learn a free port, then run on it for good: the page's
+    # origin (and so its redirect URI) must survive the restart below.
+    probe, probe_stopped = await launch(nursery, attrs.evolve(settings, server=attrs.evolve(settings.server, https=None)))
+    port = probe.bound.http.port
+    probe.stop()
+    await probe_stopped.wait()
+    origin = f"http://127.0.0.1:{port}"
+    settings = attrs.evolve(settings, apps={**settings.apps, "demo": demo_app(origin)},
+                            server=attrs.evolve(settings.server, http=Addr("127.0.0.1", port), https=None))
+    servers = [await launch(nursery, settings)]
+    state = servers[0][0].state
+    assert state is not None
+    notify_token, _ = issue_access_token(state.keyring, issuer=settings.issuer, audience=settings.audience,
+                                         sub="chat-app", client_id="chat-app", scope=["notify"], ttl=600)
+
+    async def restart() -> None:
+        """Stop the server (every socket gets 1001) and start it again on
+        the same port and state dir: keys and refresh tokens survive,
+        in-memory channel history does not."""
+        server, stopped = servers[-1]
+        server.stop()
+        await stopped.wait()
+        servers.append(await launch(nursery, settings))
+
+    def cut_alice(code: int, text: str) -> None:
+        """Runs in the trio thread: drop alice's sockets, then publish while
+        they are going, so the message can only come by `since` replay."""
+        for conn in state.hub.connections.by_sub("alice"):
+            conn.withdraw(code, "test")
+        state.hub.publish("chat:lobby", {"text": text}, from_sub="bob", scopes=frozenset({"chat:write"}))
+
+    def scenario() -> None:
+        run_browser(sync_api, origin, notify_token,
+                    lambda code, text: trio.from_thread.run_sync(cut_alice, code, text),
+                    lambda: trio.from_thread.run(restart),
+                    SCREENSHOT_DOC if os.environ.get("REALTIME_SCREENSHOT") else tmp_path / "demo-after-refresh.png")
+
+    try:
+        await trio.to_thread.run_sync(scenario)
+    finally:
+        servers[-1][0].stop()
+
+
+def run_browser(sync_api: Any, origin: str, notify_token: str, cut_alice: Callable[[int, str], None],
+                restart: Callable[[], None], shot: Path) -> None:
+    import httpx
+
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    errors: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            alice = browser.new_context().new_page()
+            bob = browser.new_context().new_page()
+            for page in (alice, bob):
+                page.set_default_timeout(TIMEOUT_MS)
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+            # -- alice: a wrong password, then the right one, then consent.
+            alice.goto(origin + "/demo/")
+            expect(alice.locator("#notice")).to_contain_text("Sign in to chat")
+            alice.click("#login")
+            expect(alice.locator("h1")).to_contain_text("Sign in to continue to Demo")
+            alice.fill("#username", "alice")
+            alice.fill("#password", "not-the-password")
+            alice.click("button[type=submit]")
+            expect(alice.locator(".error")).to_contain_text("Invalid user name or password")
+            alice.fill("#password", PASSWORDS["alice"])
+            alice.click("button[type=submit]")
+            expect(alice.locator("h1")).to_contain_text("Demo wants to access your account")
+            expect(alice.locator("main")).to_contain_text("offline_access")
+            alice.click("button[value=allow]")
+            expect(alice.locator("#conn")).to_have_attribute("data-state", "open")
+            expect(alice.locator("#who")).to_have_text("signed in as alice")
+            assert alice.url == origin + "/demo/", "the code must leave the address bar"
+
+            # -- bob: denies first; then a tampered state; then signs in.
+            bob.goto(origin + "/demo/")
+            bob.click("#login")
+            bob.fill("#username", "bob")
+            bob.fill("#password", PASSWORDS["bob"])
+            bob.click("button[type=submit]")
+            bob.click("button[value=deny]")
+            expect(bob.locator("#notice")).to_contain_text("You denied access")
+            expect(bob.locator("#login")).to_be_visible()
+
+            bob.click("#login")
+            bob.wait_for_url(re.compile(r".*/oauth2/authorize\?.*"))
+            tampered = re.sub(r"state=[^&]+", "state=forged-by-someone", bob.url)
+            bob.goto(tampered)
+            bob.click("button[value=allow]")  # still signed in: straight to consent
+            expect(bob.locator("#notice")).to_contain_text("state parameter differs")
+            expect(bob.locator("#conn")).to_have_attribute("data-state", "idle")
+
+            bob.click("#login")  # consent is remembered now: straight back with a code
+            expect(bob.locator("#conn")).to_have_attribute("data-state", "open")
+            expect(bob.locator("#who")).to_have_text("signed in as bob")
+
+            # -- chat both ways, with the sender shown.
+            alice.fill("#text", "hello bob")
+            alice.press("#text", "Enter")
+            expect(bob.locator("#messages li").filter(has_text="hello bob")).to_contain_text("alice:")
+            bob.fill("#text", "hi alice")
+            bob.press("#text", "Enter")
+            expect(alice.locator("#messages li").filter(has_text="hi alice")).to_contain_text("bob:")
+
+            # -- 5 s tokens: at least two in-band refreshes on one socket.
+            expect(alice.locator("#refreshes")).to_have_text(re.compile(r"^([2-9]|\d\d+)$"), timeout=40_000)
+            st = alice.evaluate("window.rtDemo.state")
+            assert st["open"] and st["connects"] == 1 and st["lastClose"] is None, st
+            expect(alice.locator("#token-left")).to_contain_text("token expires in")
+            alice.fill("#text", "still connected after two refreshes")
+            alice.press("#text", "Enter")
+            expect(bob.locator("#messages")).to_contain_text("still connected after two refreshes")
+            alice.click("#log-box summary")  # show the refreshes in the event log
+            shot.parent.mkdir(exist_ok=True)
+            alice.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+
+            # -- a notification through POST /api/publish to user:alice.
+            resp = httpx.post(origin + "/api/publish", headers={"authorization": f"Bearer {notify_token}"},
+                              json={"channel": "user:alice", "data": {"text": "your report is ready"}})
+            assert resp.status_code == 200 and resp.json()["delivered"] == 1, resp.text
+            expect(alice.locator("#notifications")).to_contain_text("your report is ready")
+            expect(bob.locator("#notifications")).not_to_contain_text("your report is ready")
+
+            # -- a network loss, then a 4001: reconnect with since, no gap, no duplicate.
+            for n, (code, text) in enumerate([(ABORT, "sent while the network was down"),
+                                              (4001, "sent while the token had expired")], start=2):
+                cut_alice(code, text)
+                expect(alice.locator("#messages li").filter(has_text=text)).to_have_count(1)
+                expect(alice.locator("#connects")).to_have_text(str(n))
+                expect(alice.locator("#conn")).to_have_attribute("data-state", "open")
+                st = alice.evaluate("window.rtDemo.state")
+                assert st["gaps"] == 0, st
+            expect(alice.locator("#notice")).to_contain_text("Reconnected")
+            texts = alice.locator("#messages li .text").all_inner_texts()
+            assert len(texts) == len(set(texts)), texts
+
+            # -- a server restart: both pages say so, come back by themselves
+            # (refresh tokens live in the state store), and report that the
+            # history the old process kept in memory is gone.
+            restart()
+            for page in (alice, bob):
+                expect(page.locator("#connects")).to_have_text("4" if page is alice else "2")
+                expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+                expect(page.locator("#notice")).to_contain_text("could not be recovered")
+            alice.fill("#text", "after the restart")
+            alice.press("#text", "Enter")
+            expect(bob.locator("#messages li").filter(has_text="after the restart")).to_contain_text("alice:")
+            assert errors == [], errors
+        finally:
+            browser.close()

@@ -1,0 +1,152 @@
+"""Presence in the hub without sockets (issue 12): the member cap, several
+connections per ``sub``, and what the hub does with a remote broker
+(reports counts, delivers join/leave once, never announces by itself)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from realtime.hub.broker import BrokerUnavailable, Replay
+from realtime.hub import Hub, HubError
+from realtime.config.settings import WebSocketSettings
+from realtime.protocol import messages as protocol
+from realtime.protocol.frames import encode_text_frame
+from tests.hub.test_hub import RULES, FakeConn, make_hub
+
+
+def test_presence_cap_truncates_without_walking_everyone() -> None:
+    hub = make_hub(max_presence_members=3, max_subscriptions=1)
+    conns = [FakeConn(f"user{i}") for i in range(10)]
+    for conn in conns:
+        hub.subscribe(conn, "room:1")
+    members, truncated = hub.presence_page("room:1", sub="user0", scopes=conns[0].scopes)
+    assert truncated and members == [("user0", 1), ("user1", 1), ("user2", 1)]
+    assert hub.presence("room:1", sub="user0", scopes=conns[0].scopes) == members
+    for conn in conns[3:]:
+        hub.drop(conn)
+    assert hub.presence_page("room:1", sub="user0", scopes=conns[0].scopes) == (
+        [("user0", 1), ("user1", 1), ("user2", 1)], False)
+
+
+def test_three_tabs_are_one_member_and_leave_with_the_last() -> None:
+    hub = make_hub()
+    tabs = [FakeConn("alice") for _ in range(3)]
+    bob = FakeConn("bob")
+    hub.subscribe(bob, "room:1")
+    for tab in tabs:
+        hub.subscribe(tab, "room:1")
+    assert bob.take() == [{"type": "join", "channel": "room:1", "sub": "alice"}]
+    assert hub.presence("room:1", sub="bob", scopes=bob.scopes) == [("bob", 1), ("alice", 3)]
+    hub.unsubscribe(tabs[0], "room:1")
+    hub.drop(tabs[1])
+    assert bob.take() == []
+    assert hub.presence("room:1", sub="bob", scopes=bob.scopes) == [("bob", 1), ("alice", 1)]
+    hub.drop(tabs[2])
+    assert bob.take() == [{"type": "leave", "channel": "room:1", "sub": "alice"}]
+
+
+def test_presence_answer_shape_with_truncated() -> None:
+    body = protocol.presence("room:1", [("a", 2, "A"), ("b", 1, None)], 7, truncated=True)
+    assert protocol.encode_json({}) == b"{}"
+    import json
+
+    assert json.loads(body) == {"type": "presence", "channel": "room:1", "id": 7, "truncated": True,
+                                "members": [{"sub": "a", "connections": 2, "display_name": "A"},
+                                            {"sub": "b", "connections": 1}]}
+
+
+class FakeRemote:
+    """A remote broker stand-in: records what the hub tells it."""
+
+    remote = True
+
+    def __init__(self) -> None:
+        self.hub: Hub | None = None
+        self.reports: list[tuple[str, str]] = []
+        self.watched: set[str] = set()
+        self.holds: dict[str, int] = {}
+        self.down = False
+        self.early: list[tuple[str, str, int, int]] = []
+
+    def bind(self, deliver: Any) -> None:
+        pass
+
+    def attach(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def report(self, channel: str, sub: str) -> None:
+        self.reports.append((channel, sub))
+
+    async def report_now(self, channel: str, sub: str, count: int, total: int) -> None:
+        if self.down:
+            raise BrokerUnavailable("down")
+        self.early.append((channel, sub, count, total))
+
+    def watch(self, channel: str) -> None:
+        self.watched.add(channel)
+
+    def unwatch(self, channel: str) -> None:
+        self.watched.discard(channel)
+
+    def hold(self, channel: str) -> None:
+        self.holds[channel] = self.holds.get(channel, 0) + 1
+
+    def release(self, channel: str) -> None:
+        self.holds[channel] -= 1
+
+    def last_seq(self, channel: str) -> int:
+        return 7
+
+    def retain(self, keep_for: Any) -> None:
+        pass
+
+    async def prepare(self, channel: str, since: int | None) -> Replay:
+        if self.down:
+            raise BrokerUnavailable("down")
+        return Replay([], True, 7)
+
+    async def publish_async(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
+        if self.down:
+            raise BrokerUnavailable("down")
+        return 8, 3
+
+    async def presence(self, channel: str, limit: int) -> tuple[list[tuple[str, int]], bool]:
+        return [("x", 1)], False
+
+
+async def test_remote_mode_reports_and_does_not_announce() -> None:
+    broker = FakeRemote()
+    hub = Hub(RULES, WebSocketSettings(), broker)  # type: ignore[arg-type]
+    assert hub.remote and broker.hub is hub
+    a1, a2, b = FakeConn("alice"), FakeConn("alice"), FakeConn("bob")
+    for conn in (b, a1, a2):
+        result = await hub.subscribe_async(conn, "room:1")
+        assert result.seq == 7
+    assert broker.holds == {"room:1": 0} and broker.watched == {"room:1"}
+    assert b.take() == []  # no local join: the broker sends joins for every node
+    assert broker.reports == [("room:1", "bob"), ("room:1", "alice"), ("room:1", "alice")]
+    # Each count went to the broker before the subscribe was answered.
+    assert broker.early == [("room:1", "bob", 1, 1), ("room:1", "alice", 1, 2), ("room:1", "alice", 2, 3)]
+    assert hub.local_counts("room:1", "alice") == (2, 3)
+    # A join from the broker reaches everyone but alice's own connections.
+    frame = encode_text_frame(protocol.join("room:1", "alice"))
+    assert hub.deliver_event("room:1", frame, "alice") == 1
+    assert b.take() == [{"type": "join", "channel": "room:1", "sub": "alice"}] and a1.take() == []
+    hub.drop(a1)
+    hub.drop(a2)
+    assert b.take() == [] and broker.reports[-1] == ("room:1", "alice")
+    assert (await hub.publish_async("room:1", {"x": 1}, from_sub="bob", scopes=b.scopes)).seq == 8
+    assert await hub.presence_async("room:1", sub="bob", scopes=b.scopes) == ([("x", 1)], False)
+    hub.drop(b)
+    assert broker.watched == set()
+
+    broker.down = True
+    with pytest.raises(HubError) as info:
+        await hub.publish_async("room:1", 1, from_sub="bob", scopes=b.scopes)
+    assert info.value.code == "unavailable"
+    with pytest.raises(HubError) as info:
+        await hub.subscribe_async(FakeConn("carol"), "room:1")
+    assert info.value.code == "unavailable"
+    assert broker.holds["room:1"] == 0

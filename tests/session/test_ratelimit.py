@@ -1,0 +1,93 @@
+"""Token buckets driven by a clock we pass in: no sleeping."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from realtime.session.ratelimit import KeyedRateLimiter, RateLimiter, parse_rate
+
+
+def test_burst_then_refill() -> None:
+    rl = RateLimiter(rate=8, burst=5)
+    assert [rl.allow(100.0) for _ in range(6)] == [True] * 5 + [False]
+    assert not rl.allow(100.0625)  # half a token
+    assert rl.allow(100.125)
+    assert not rl.allow(100.125)
+    # A long quiet spell refills only up to the burst.
+    assert sum(rl.allow(1000.0) for _ in range(20)) == 5
+
+
+def test_clock_going_back_grants_nothing() -> None:
+    rl = RateLimiter(rate=1, burst=1)
+    assert rl.allow(50.0)
+    assert not rl.allow(10.0)
+    assert not rl.allow(50.5)
+    assert rl.allow(51.0)
+
+
+def test_retry_after() -> None:
+    rl = RateLimiter(rate=2, burst=1)
+    assert rl.retry_after(0.0) == 0.0
+    assert rl.allow(0.0)
+    assert rl.retry_after(0.0) == pytest.approx(0.5)
+    assert rl.retry_after(0.25) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("rate,burst", [(0, 1), (-1, 1), (float("inf"), 1), (float("nan"), 1), (1, 0)])
+def test_invalid(rate: float, burst: int) -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(rate, burst)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("50/s", (50.0, 50)), ("10/m", (10 / 60, 10)), ("3/h", (3 / 3600, 3)), ("1/d", (1 / 86400, 1)),
+     ("5/10s", (0.5, 5)), (" 2 / s ", (2.0, 2))],
+)
+def test_parse_rate(text: str, expected: tuple[float, int]) -> None:
+    rate, burst = parse_rate(text)
+    assert rate == pytest.approx(expected[0]) and burst == expected[1]
+
+
+@pytest.mark.parametrize("text", ["", "50", "/s", "0/s", "5/0s", "5/x", "-1/s", "1.5/s", "5/s/s"])
+def test_parse_rate_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rate(text)
+
+
+def test_from_spec() -> None:
+    rl = RateLimiter.from_spec("2/s")
+    assert [rl.allow(0.0) for _ in range(3)] == [True, True, False]
+
+
+@given(
+    rate=st.floats(0.1, 1000),
+    burst=st.integers(1, 100),
+    gaps=st.lists(st.floats(0, 5), max_size=200),
+)
+def test_never_more_than_burst_plus_rate_times_time(rate: float, burst: int, gaps: list[float]) -> None:
+    rl = RateLimiter(rate, burst)
+    now = 0.0
+    allowed = 0
+    for gap in gaps:
+        now += gap
+        allowed += rl.allow(now)
+    assert allowed <= burst + rate * now + 1e-6
+
+
+def test_keyed_limiter() -> None:
+    kl = KeyedRateLimiter.from_spec("2/m", max_keys=3)
+    assert kl.allow("alice", 0.0) and kl.allow("alice", 0.0)
+    assert not kl.allow("alice", 1.0)
+    assert kl.allow("bob", 1.0)
+    assert kl.retry_after("alice", 1.0) == pytest.approx(29.0)
+    assert kl.retry_after("nobody", 1.0) == 0.0
+    for key in ("c", "d", "e"):
+        kl.allow(key, 2.0)
+    assert len(kl) <= 3
+    # After the refill period every bucket is full and may be forgotten.
+    for i in range(10):
+        kl.allow(f"k{i}", 1000.0)
+    assert len(kl) <= 3
