@@ -33,8 +33,8 @@ def store(tmp_path: Path):
 
 def test_pragmas_wal_and_full(tmp_path: Path) -> None:
     s = Store.open(tmp_path / "s.db")
-    mode = s._conn.execute("PRAGMA journal_mode").fetchone()[0]
-    sync = s._conn.execute("PRAGMA synchronous").fetchone()[0]
+    mode = s.db.read("PRAGMA journal_mode")[0][0]
+    sync = s.db.read("PRAGMA synchronous")[0][0]
     s.close()
     assert mode == "wal"
     assert sync == 2  # FULL
