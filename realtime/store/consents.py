@@ -10,8 +10,8 @@ from realtime.store.records import scope_set, scope_text
 
 
 def get_consent(db: Database, sub: str, client_id: str) -> frozenset[str] | None:
-    rows = db.read("SELECT scope FROM consents WHERE sub = ? AND client_id = ?", (sub, client_id))
-    return scope_set(rows[0][0]) if rows else None
+    row = db.read_one("SELECT scope FROM consents WHERE sub = ? AND client_id = ?", (sub, client_id))
+    return None if row is None else scope_set(row[0])
 
 
 def save_consent(db: Database, sub: str, client_id: str, scope: Iterable[str], now: float) -> None:

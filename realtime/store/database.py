@@ -145,3 +145,12 @@ class Database:
         that does not take the write lock."""
         with self._lock:
             return self._connection().execute(sql, args).fetchall()
+
+    def read_one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        """:meth:`read` for a lookup by key: the row, or None when there is none.
+
+        It fetches all rows (one, for a key) so the statement is finished and
+        holds no read snapshot once it returns.
+        """
+        rows = self.read(sql, args)
+        return rows[0] if rows else None

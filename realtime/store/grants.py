@@ -47,15 +47,12 @@ def save_code(
 
 
 def get_code(db: Database, code_hash: str) -> CodeRecord | None:
-    rows = db.read(
+    r = db.read_one(
         "SELECT code_hash, client_id, redirect_uri, code_challenge, sub, scope,"
         " expires_at, used_at FROM codes WHERE code_hash = ?",
         (code_hash,),
     )
-    if not rows:
-        return None
-    r = rows[0]
-    return CodeRecord(r[0], r[1], r[2], r[3], r[4], scope_set(r[5]), r[6], r[7])
+    return None if r is None else CodeRecord(r[0], r[1], r[2], r[3], r[4], scope_set(r[5]), r[6], r[7])
 
 
 def redeem_code(db: Database, code_hash: str, now: float, issued: IssuedTokens) -> bool:
@@ -131,17 +128,14 @@ def _record_issue(c: sqlite3.Connection, now: float, issued: IssuedTokens) -> st
 
 
 def get_refresh(db: Database, refresh_hash: str) -> RefreshRecord | None:
-    rows = db.read(
+    r = db.read_one(
         "SELECT r.token_hash, r.family_id, r.client_id, r.sub, r.scope, r.issued_at,"
         " r.expires_at, r.used_at, f.revoked, r.access_jti, r.access_exp"
         " FROM refresh_tokens r JOIN families f USING (family_id)"
         " WHERE r.token_hash = ?",
         (refresh_hash,),
     )
-    if not rows:
-        return None
-    r = rows[0]
-    return RefreshRecord(
+    return None if r is None else RefreshRecord(
         r[0], r[1], r[2], r[3], scope_set(r[4]), r[5], r[6], r[7], bool(r[8]), r[9], r[10]
     )
 

@@ -6,7 +6,9 @@ The ``oauth1_*`` tables, with their own sweep (:func:`oauth1_sweep`).
 from __future__ import annotations
 
 import sqlite3
-from typing import Iterable
+from typing import Iterable, TypeVar
+
+import attrs
 
 from realtime.store.database import Database, LostRace
 from realtime.store.records import (
@@ -15,6 +17,23 @@ from realtime.store.records import (
     scope_set,
     scope_text,
 )
+
+T = TypeVar("T", OAuth1RequestToken, OAuth1AccessToken)
+
+
+def _by_token_hash(db: Database, record: type[T], table: str, token_hash: str) -> T | None:
+    """The row of ``table`` keyed by ``token_hash``, as ``record``.
+
+    The record's fields are the table's columns, by name, so the SELECT is
+    built from them and cannot fall out of step with the positions.
+    """
+    names = [field.name for field in attrs.fields(record)]
+    row = db.read_one(f"SELECT {', '.join(names)} FROM {table} WHERE token_hash = ?", (token_hash,))
+    if row is None:
+        return None
+    values = dict(zip(names, row))
+    values["scope"] = scope_set(values["scope"])
+    return record(**values)
 
 
 def oauth1_use_nonce(db: Database, consumer_key: str, token: str, nonce: str, timestamp: int,
@@ -49,15 +68,7 @@ def oauth1_save_request_token(db: Database, token_hash: str, *, client_id: str, 
 
 
 def oauth1_get_request_token(db: Database, token_hash: str) -> OAuth1RequestToken | None:
-    rows = db.read(
-        "SELECT token_hash, client_id, secret_enc, callback, scope, expires_at, sub,"
-        " verifier_hash, used_at FROM oauth1_request_tokens WHERE token_hash = ?",
-        (token_hash,),
-    )
-    if not rows:
-        return None
-    r = rows[0]
-    return OAuth1RequestToken(r[0], r[1], r[2], r[3], scope_set(r[4]), r[5], r[6], r[7], r[8])
+    return _by_token_hash(db, OAuth1RequestToken, "oauth1_request_tokens", token_hash)
 
 
 def oauth1_authorize_request_token(db: Database, token_hash: str, *, sub: str, scope: Iterable[str],
@@ -106,15 +117,7 @@ def oauth1_exchange(db: Database, request_hash: str, now: float, access: OAuth1A
 
 
 def oauth1_get_access_token(db: Database, token_hash: str) -> OAuth1AccessToken | None:
-    rows = db.read(
-        "SELECT token_hash, token_id, client_id, sub, scope, secret_enc, issued_at, expires_at,"
-        " revoked_at FROM oauth1_access_tokens WHERE token_hash = ?",
-        (token_hash,),
-    )
-    if not rows:
-        return None
-    r = rows[0]
-    return OAuth1AccessToken(r[0], r[1], r[2], r[3], scope_set(r[4]), r[5], r[6], r[7], r[8])
+    return _by_token_hash(db, OAuth1AccessToken, "oauth1_access_tokens", token_hash)
 
 
 def oauth1_revoke_access_token(db: Database, token_hash: str, now: float) -> bool:
