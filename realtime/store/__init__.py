@@ -31,7 +31,6 @@ compromised authorization code."
 from realtime.store.aio import AsyncStore
 from realtime.store.records import (
     REVOKED_GRACE,
-    SCHEMA_VERSION,
     CodeRecord,
     IssuedTokens,
     OAuth1AccessToken,
@@ -42,7 +41,8 @@ from realtime.store.records import (
     scope_text,
     token_hash,
 )
-from realtime.store.sync import Store
+from realtime.store.schema import SCHEMA_VERSION
+from realtime.store.store import Store
 
 __all__ = [
     "AsyncStore", "CodeRecord", "IssuedTokens", "OAuth1AccessToken", "OAuth1RequestToken", "REVOKED_GRACE", "RefreshRecord", "SCHEMA_VERSION",

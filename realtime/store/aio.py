@@ -1,16 +1,63 @@
-"""The trio facade of the store: every call in the one store thread."""
+"""The trio edge of the store: every call in the one store thread.
+
+The only store module that imports trio (DESIGN.md §2).  One generic
+call, :meth:`AsyncStore.call`, moves a blocking store call to a worker
+thread behind ``CapacityLimiter(1)``; :class:`InStoreThread` declares an
+async method from a :class:`~realtime.store.store.Store` method in one
+line, keeping its parameters and return type.
+"""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import trio
 
-from realtime.store.records import CodeRecord, IssuedTokens, OAuth1AccessToken, OAuth1RequestToken, RefreshRecord
-from realtime.store.sync import Store
+from realtime.store.store import Store
 
-T = TypeVar("T")
+__all__ = ["AsyncStore", "InStoreThread"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class InStoreThread(Generic[P, R]):
+    """``Store.method`` as an async method of :class:`AsyncStore`.
+
+    ``get_code = InStoreThread(Store.get_code)`` makes
+    ``await astore.get_code(h)`` run ``astore.sync.get_code(h)`` through
+    :meth:`AsyncStore.call`.  The method is looked up by name on the store
+    the :class:`AsyncStore` holds, so any store with the same methods (a
+    second backend, DESIGN.md §8) is served by the same declarations.
+    """
+
+    def __init__(self, method: Callable[Concatenate[Any, P], R]) -> None:
+        self.name: str = method.__name__
+        self.__doc__ = method.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if name != self.name:  # ``get_code = InStoreThread(Store.save_code)``
+            raise TypeError(f"{owner.__name__}.{name} would call Store.{self.name}")
+
+    @overload
+    def __get__(self, astore: None, owner: type | None = None) -> InStoreThread[P, R]: ...
+
+    @overload
+    def __get__(self, astore: AsyncStore, owner: type | None = None) -> Callable[P, Awaitable[R]]: ...
+
+    def __get__(
+        self, astore: AsyncStore | None, owner: type | None = None
+    ) -> InStoreThread[P, R] | Callable[P, Awaitable[R]]:
+        if astore is None:
+            return self
+        method: Callable[P, R] = getattr(astore.sync, self.name)
+
+        async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            return await astore.call(method, *args, **kwargs)
+
+        return functools.update_wrapper(call, method)
 
 
 class AsyncStore:
@@ -22,10 +69,10 @@ class AsyncStore:
 
     def __init__(self, store: Store) -> None:
         self.sync = store
-        self._limiter = trio.CapacityLimiter(1)
+        self.limiter = trio.CapacityLimiter(1)
 
     @classmethod
-    async def open(cls, path: str | Path) -> "AsyncStore":
+    async def open(cls, path: str | Path) -> AsyncStore:
         """Open (creating if needed) the store at ``path`` in a worker thread."""
         return cls(await trio.to_thread.run_sync(Store.open, path))
 
@@ -33,85 +80,50 @@ class AsyncStore:
     def path(self) -> Path:
         return self.sync.path
 
+    async def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """``fn(*args, **kwargs)`` in a worker thread, one call at a time.
+
+        Blocks the calling task, not the event loop; the call's exception,
+        if any, is raised here.
+        """
+        return await trio.to_thread.run_sync(
+            functools.partial(fn, *args, **kwargs), limiter=self.limiter
+        )
+
     async def close(self) -> None:
         """Close after any call in flight (the limiter orders it last)."""
-        await self._run(self.sync.close)
+        await self.call(self.sync.close)
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+    save_code = InStoreThread(Store.save_code)
+    get_code = InStoreThread(Store.get_code)
+    redeem_code = InStoreThread(Store.redeem_code)
+    revoke_code_grant = InStoreThread(Store.revoke_code_grant)
+    record_issue = InStoreThread(Store.record_issue)
+    get_refresh = InStoreThread(Store.get_refresh)
+    rotate_refresh = InStoreThread(Store.rotate_refresh)
+    revoke_family = InStoreThread(Store.revoke_family)
 
-    async def save_code(self, code_hash: str, **kw: Any) -> None:
-        await self._run(lambda: self.sync.save_code(code_hash, **kw))
+    revoke_jtis = InStoreThread(Store.revoke_jtis)
+    is_revoked = InStoreThread(Store.is_revoked)
+    revoked_jtis = InStoreThread(Store.revoked_jtis)
 
-    async def get_code(self, code_hash: str) -> CodeRecord | None:
-        return await self._run(self.sync.get_code, code_hash)
+    get_consent = InStoreThread(Store.get_consent)
+    save_consent = InStoreThread(Store.save_consent)
+    forget_consent = InStoreThread(Store.forget_consent)
 
-    async def redeem_code(self, code_hash: str, now: float, issued: IssuedTokens) -> bool:
-        return await self._run(self.sync.redeem_code, code_hash, now, issued)
+    oauth1_use_nonce = InStoreThread(Store.oauth1_use_nonce)
+    oauth1_save_request_token = InStoreThread(Store.oauth1_save_request_token)
+    oauth1_get_request_token = InStoreThread(Store.oauth1_get_request_token)
+    oauth1_authorize_request_token = InStoreThread(Store.oauth1_authorize_request_token)
+    oauth1_delete_request_token = InStoreThread(Store.oauth1_delete_request_token)
+    oauth1_exchange = InStoreThread(Store.oauth1_exchange)
+    oauth1_get_access_token = InStoreThread(Store.oauth1_get_access_token)
+    oauth1_revoke_access_token = InStoreThread(Store.oauth1_revoke_access_token)
 
-    async def revoke_code_grant(self, code_hash: str, now: float) -> list[tuple[str, float]]:
-        return await self._run(self.sync.revoke_code_grant, code_hash, now)
-
-    async def record_issue(self, now: float, issued: IssuedTokens) -> str | None:
-        return await self._run(self.sync.record_issue, now, issued)
-
-    async def get_refresh(self, refresh_hash: str) -> RefreshRecord | None:
-        return await self._run(self.sync.get_refresh, refresh_hash)
-
-    async def rotate_refresh(self, old_hash: str, now: float, issued: IssuedTokens) -> bool:
-        return await self._run(self.sync.rotate_refresh, old_hash, now, issued)
-
-    async def revoke_family(self, family_id: str, now: float) -> list[tuple[str, float]]:
-        return await self._run(self.sync.revoke_family, family_id, now)
-
-    async def revoke_jtis(self, pairs: Iterable[tuple[str, float]]) -> None:
-        await self._run(self.sync.revoke_jtis, list(pairs))
-
-    async def is_revoked(self, jti: str) -> bool:
-        return await self._run(self.sync.is_revoked, jti)
-
-    async def revoked_jtis(self, now: float) -> list[tuple[str, float]]:
-        return await self._run(self.sync.revoked_jtis, now)
-
-    async def get_consent(self, sub: str, client_id: str) -> frozenset[str] | None:
-        return await self._run(self.sync.get_consent, sub, client_id)
-
-    async def save_consent(self, sub: str, client_id: str, scope: Iterable[str], now: float) -> None:
-        await self._run(self.sync.save_consent, sub, client_id, frozenset(scope), now)
-
-    async def forget_consent(self, sub: str, client_id: str | None = None) -> None:
-        await self._run(self.sync.forget_consent, sub, client_id)
-
-    async def oauth1_use_nonce(self, consumer_key: str, token: str, nonce: str, timestamp: int,
-                               expires_at: float) -> bool:
-        return await self._run(self.sync.oauth1_use_nonce, consumer_key, token, nonce, timestamp, expires_at)
-
-    async def oauth1_save_request_token(self, token_hash: str, **kw: Any) -> None:
-        await self._run(lambda: self.sync.oauth1_save_request_token(token_hash, **kw))
-
-    async def oauth1_get_request_token(self, token_hash: str) -> OAuth1RequestToken | None:
-        return await self._run(self.sync.oauth1_get_request_token, token_hash)
-
-    async def oauth1_authorize_request_token(self, token_hash: str, **kw: Any) -> bool:
-        return await self._run(lambda: self.sync.oauth1_authorize_request_token(token_hash, **kw))
-
-    async def oauth1_delete_request_token(self, token_hash: str) -> None:
-        await self._run(self.sync.oauth1_delete_request_token, token_hash)
-
-    async def oauth1_exchange(self, request_hash: str, now: float, access: OAuth1AccessToken) -> bool:
-        return await self._run(self.sync.oauth1_exchange, request_hash, now, access)
-
-    async def oauth1_get_access_token(self, token_hash: str) -> OAuth1AccessToken | None:
-        return await self._run(self.sync.oauth1_get_access_token, token_hash)
-
-    async def oauth1_revoke_access_token(self, token_hash: str, now: float) -> bool:
-        return await self._run(self.sync.oauth1_revoke_access_token, token_hash, now)
+    counts = InStoreThread(Store.counts)
 
     async def sweep(self, now: float) -> dict[str, int]:
         """The OAuth 2 tables, then the OAuth 1 ones (nonces past their window)."""
-        counts = await self._run(self.sync.sweep, now)
-        counts.update(await self._run(self.sync.oauth1_sweep, now))
+        counts = await self.call(self.sync.sweep, now)
+        counts.update(await self.call(self.sync.oauth1_sweep, now))
         return counts
-
-    async def counts(self) -> dict[str, int]:
-        return await self._run(self.sync.counts)

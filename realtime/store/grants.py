@@ -11,7 +11,7 @@ import secrets
 import sqlite3
 from typing import Iterable
 
-from realtime.store.base import _Abort
+from realtime.store.database import Database, LostRace
 from realtime.store.records import (
     REVOKED_GRACE,
     CodeRecord,
@@ -20,185 +20,201 @@ from realtime.store.records import (
     scope_set,
     scope_text,
 )
-from realtime.store.revoked import RevokedAccessTokens
+from realtime.store.revoked import insert_revoked
 
 
-class OAuth2Grants(RevokedAccessTokens):
-    """Codes and refresh tokens; revoking a grant fills the ``revoked`` table."""
+# -- authorization codes ----------------------------------------------------
+def save_code(
+    db: Database,
+    code_hash: str,
+    *,
+    client_id: str,
+    redirect_uri: str | None,
+    code_challenge: str | None,
+    sub: str,
+    scope: Iterable[str],
+    expires_at: float,
+) -> None:
+    def run(c: sqlite3.Connection) -> None:
+        c.execute(
+            "INSERT INTO codes(code_hash, client_id, redirect_uri, code_challenge,"
+            " sub, scope, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (code_hash, client_id, redirect_uri, code_challenge, sub,
+             scope_text(scope), expires_at),
+        )
 
-    # -- authorization codes ------------------------------------------------
+    db.write(run)
 
-    def save_code(
-        self,
-        code_hash: str,
-        *,
-        client_id: str,
-        redirect_uri: str | None,
-        code_challenge: str | None,
-        sub: str,
-        scope: Iterable[str],
-        expires_at: float,
-    ) -> None:
-        def run(c: sqlite3.Connection) -> None:
-            c.execute(
-                "INSERT INTO codes(code_hash, client_id, redirect_uri, code_challenge,"
-                " sub, scope, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (code_hash, client_id, redirect_uri, code_challenge, sub,
-                 scope_text(scope), expires_at),
-            )
 
-        self._tx(run)
+def get_code(db: Database, code_hash: str) -> CodeRecord | None:
+    r = db.read_one(
+        "SELECT code_hash, client_id, redirect_uri, code_challenge, sub, scope,"
+        " expires_at, used_at FROM codes WHERE code_hash = ?",
+        (code_hash,),
+    )
+    return None if r is None else CodeRecord(r[0], r[1], r[2], r[3], r[4], scope_set(r[5]), r[6], r[7])
 
-    def get_code(self, code_hash: str) -> CodeRecord | None:
-        rows = self._read(
-            "SELECT code_hash, client_id, redirect_uri, code_challenge, sub, scope,"
-            " expires_at, used_at FROM codes WHERE code_hash = ?",
+
+def redeem_code(db: Database, code_hash: str, now: float, issued: IssuedTokens) -> bool:
+    """Mark the code used and record what was issued, atomically.
+
+    Returns False (and changes nothing) when the code was already used
+    or is gone: the caller must then treat the request as a replay.
+    """
+
+    def run(c: sqlite3.Connection) -> None:
+        family_id = _record_issue(c, now, issued)
+        cur = c.execute(
+            "UPDATE codes SET used_at = ?, family_id = ?, access_jti = ?, access_exp = ?"
+            " WHERE code_hash = ? AND used_at IS NULL",
+            (now, family_id, issued.access_jti, issued.access_exp, code_hash),
+        )
+        if cur.rowcount != 1:
+            raise LostRace()
+
+    return db.claim(run)
+
+
+def revoke_code_grant(db: Database, code_hash: str, now: float) -> list[tuple[str, float]]:
+    """A used code came back: revoke everything its first use issued.
+
+    Returns the live access ``(jti, exp)`` pairs now in the revoked
+    table; the caller also marks them in memory (``state.revoke_access``).
+    """
+
+    def run(c: sqlite3.Connection) -> list[tuple[str, float]]:
+        row = c.execute(
+            "SELECT family_id, access_jti, access_exp FROM codes WHERE code_hash = ?",
             (code_hash,),
+        ).fetchone()
+        if row is None:
+            return []
+        family_id, jti, exp = row
+        pairs: list[tuple[str, float]] = []
+        if jti and exp and exp > now - REVOKED_GRACE:
+            pairs.append((jti, exp))
+        if family_id:
+            pairs.extend(_revoke_family(c, family_id, now))
+        insert_revoked(c, pairs)
+        return sorted(set(pairs))
+
+    return db.write(run)
+
+
+# -- refresh tokens ---------------------------------------------------------
+def record_issue(db: Database, now: float, issued: IssuedTokens) -> str | None:
+    """Record a grant that needs no code (password): returns the family id."""
+    return db.write(lambda c: _record_issue(c, now, issued))
+
+
+def _record_issue(c: sqlite3.Connection, now: float, issued: IssuedTokens) -> str | None:
+    if issued.refresh_hash is None:
+        return issued.family_id
+    family_id = issued.family_id or secrets.token_hex(16)
+    c.execute(
+        "INSERT OR IGNORE INTO families(family_id, client_id, sub, created_at)"
+        " VALUES (?, ?, ?, ?)",
+        (family_id, issued.client_id, issued.sub, now),
+    )
+    c.execute(
+        "INSERT INTO refresh_tokens(token_hash, family_id, client_id, sub, scope,"
+        " issued_at, expires_at, access_jti, access_exp)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (issued.refresh_hash, family_id, issued.client_id, issued.sub,
+         scope_text(issued.scope), now, issued.refresh_expires_at,
+         issued.access_jti, issued.access_exp),
+    )
+    return family_id
+
+
+def get_refresh(db: Database, refresh_hash: str) -> RefreshRecord | None:
+    r = db.read_one(
+        "SELECT r.token_hash, r.family_id, r.client_id, r.sub, r.scope, r.issued_at,"
+        " r.expires_at, r.used_at, f.revoked, r.access_jti, r.access_exp"
+        " FROM refresh_tokens r JOIN families f USING (family_id)"
+        " WHERE r.token_hash = ?",
+        (refresh_hash,),
+    )
+    return None if r is None else RefreshRecord(
+        r[0], r[1], r[2], r[3], scope_set(r[4]), r[5], r[6], r[7], bool(r[8]), r[9], r[10]
+    )
+
+
+def rotate_refresh(db: Database, old_hash: str, now: float, issued: IssuedTokens) -> bool:
+    """Use ``old_hash`` once and record its successor in the same family.
+
+    Returns False (nothing changed) if the old token was already used or
+    its family revoked: the caller treats that as reuse.
+    """
+
+    def run(c: sqlite3.Connection) -> None:
+        cur = c.execute(
+            "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL"
+            " AND family_id IN (SELECT family_id FROM families WHERE revoked = 0)",
+            (now, old_hash),
         )
-        if not rows:
-            return None
-        r = rows[0]
-        return CodeRecord(r[0], r[1], r[2], r[3], r[4], scope_set(r[5]), r[6], r[7])
+        if cur.rowcount != 1:
+            raise LostRace()
+        _record_issue(c, now, issued)
 
-    def redeem_code(self, code_hash: str, now: float, issued: IssuedTokens) -> bool:
-        """Mark the code used and record what was issued, atomically.
+    return db.claim(run)
 
-        Returns False (and changes nothing) when the code was already used
-        or is gone: the caller must then treat the request as a replay.
-        """
 
-        def run(c: sqlite3.Connection) -> bool:
-            family_id = self._record_issue(c, now, issued)
-            cur = c.execute(
-                "UPDATE codes SET used_at = ?, family_id = ?, access_jti = ?, access_exp = ?"
-                " WHERE code_hash = ? AND used_at IS NULL",
-                (now, family_id, issued.access_jti, issued.access_exp, code_hash),
-            )
-            if cur.rowcount != 1:
-                raise _Abort()
-            return True
+def revoke_family(db: Database, family_id: str, now: float) -> list[tuple[str, float]]:
+    """Revoke a refresh family and its live access tokens.
 
-        try:
-            return self._tx(run)
-        except _Abort:
-            return False
+    RFC 9700 §4.14.2: "If a refresh token is compromised and subsequently
+    used by both the attacker and the legitimate client, one of them
+    will present an invalidated refresh token, which will inform the
+    authorization server of the breach.  The authorization server cannot
+    determine which party submitted the invalid refresh token, but it
+    will revoke the active refresh token."
+    """
 
-    def revoke_code_grant(self, code_hash: str, now: float) -> list[tuple[str, float]]:
-        """A used code came back: revoke everything its first use issued.
+    def run(c: sqlite3.Connection) -> list[tuple[str, float]]:
+        pairs = _revoke_family(c, family_id, now)
+        insert_revoked(c, pairs)
+        return pairs
 
-        Returns the live access ``(jti, exp)`` pairs now in the revoked
-        table; the caller also marks them in memory (``state.revoke_access``).
-        """
+    return db.write(run)
 
-        def run(c: sqlite3.Connection) -> list[tuple[str, float]]:
-            row = c.execute(
-                "SELECT family_id, access_jti, access_exp FROM codes WHERE code_hash = ?",
-                (code_hash,),
-            ).fetchone()
-            if row is None:
-                return []
-            family_id, jti, exp = row
-            pairs: list[tuple[str, float]] = []
-            if jti and exp and exp > now - REVOKED_GRACE:
-                pairs.append((jti, exp))
-            if family_id:
-                pairs.extend(self._revoke_family(c, family_id, now))
-            self._insert_revoked(c, pairs)
-            return sorted(set(pairs))
 
-        return self._tx(run)
+def _revoke_family(c: sqlite3.Connection, family_id: str, now: float) -> list[tuple[str, float]]:
+    c.execute("UPDATE families SET revoked = 1 WHERE family_id = ?", (family_id,))
+    rows = c.execute(
+        "SELECT access_jti, access_exp FROM refresh_tokens WHERE family_id = ?"
+        " AND access_jti IS NOT NULL AND access_exp > ?",
+        (family_id, now - REVOKED_GRACE),
+    ).fetchall()
+    rows += c.execute(
+        "SELECT access_jti, access_exp FROM codes WHERE family_id = ?"
+        " AND access_jti IS NOT NULL AND access_exp > ?",
+        (family_id, now - REVOKED_GRACE),
+    ).fetchall()
+    return sorted({(j, float(e)) for j, e in rows})
 
-    # -- refresh tokens ---------------------------------------------------
 
-    def record_issue(self, now: float, issued: IssuedTokens) -> str | None:
-        """Record a grant that needs no code (password): returns the family id."""
-        return self._tx(lambda c: self._record_issue(c, now, issued))
+# -- housekeeping -----------------------------------------------------------
+def sweep(c: sqlite3.Connection, now: float) -> dict[str, int]:
+    """Delete codes, refresh tokens and families that can no longer matter.
 
-    def _record_issue(self, c: sqlite3.Connection, now: float, issued: IssuedTokens) -> str | None:
-        if issued.refresh_hash is None:
-            return issued.family_id
-        family_id = issued.family_id or secrets.token_hex(16)
-        c.execute(
-            "INSERT OR IGNORE INTO families(family_id, client_id, sub, created_at)"
-            " VALUES (?, ?, ?, ?)",
-            (family_id, issued.client_id, issued.sub, now),
-        )
-        c.execute(
-            "INSERT INTO refresh_tokens(token_hash, family_id, client_id, sub, scope,"
-            " issued_at, expires_at, access_jti, access_exp)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (issued.refresh_hash, family_id, issued.client_id, issued.sub,
-             scope_text(issued.scope), now, issued.refresh_expires_at,
-             issued.access_jti, issued.access_exp),
-        )
-        return family_id
-
-    def get_refresh(self, refresh_hash: str) -> RefreshRecord | None:
-        rows = self._read(
-            "SELECT r.token_hash, r.family_id, r.client_id, r.sub, r.scope, r.issued_at,"
-            " r.expires_at, r.used_at, f.revoked, r.access_jti, r.access_exp"
-            " FROM refresh_tokens r JOIN families f USING (family_id)"
-            " WHERE r.token_hash = ?",
-            (refresh_hash,),
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        return RefreshRecord(
-            r[0], r[1], r[2], r[3], scope_set(r[4]), r[5], r[6], r[7], bool(r[8]), r[9], r[10]
-        )
-
-    def rotate_refresh(self, old_hash: str, now: float, issued: IssuedTokens) -> bool:
-        """Use ``old_hash`` once and record its successor in the same family.
-
-        Returns False (nothing changed) if the old token was already used or
-        its family revoked: the caller treats that as reuse.
-        """
-
-        def run(c: sqlite3.Connection) -> bool:
-            cur = c.execute(
-                "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL"
-                " AND family_id IN (SELECT family_id FROM families WHERE revoked = 0)",
-                (now, old_hash),
-            )
-            if cur.rowcount != 1:
-                raise _Abort()
-            self._record_issue(c, now, issued)
-            return True
-
-        try:
-            return self._tx(run)
-        except _Abort:
-            return False
-
-    def revoke_family(self, family_id: str, now: float) -> list[tuple[str, float]]:
-        """Revoke a refresh family and its live access tokens.
-
-        RFC 9700 §4.14.2: "If a refresh token is compromised and subsequently
-        used by both the attacker and the legitimate client, one of them
-        will present an invalidated refresh token, which will inform the
-        authorization server of the breach.  The authorization server cannot
-        determine which party submitted the invalid refresh token, but it
-        will revoke the active refresh token."
-        """
-
-        def run(c: sqlite3.Connection) -> list[tuple[str, float]]:
-            pairs = self._revoke_family(c, family_id, now)
-            self._insert_revoked(c, pairs)
-            return pairs
-
-        return self._tx(run)
-
-    def _revoke_family(self, c: sqlite3.Connection, family_id: str, now: float) -> list[tuple[str, float]]:
-        c.execute("UPDATE families SET revoked = 1 WHERE family_id = ?", (family_id,))
-        rows = c.execute(
-            "SELECT access_jti, access_exp FROM refresh_tokens WHERE family_id = ?"
-            " AND access_jti IS NOT NULL AND access_exp > ?",
-            (family_id, now - REVOKED_GRACE),
-        ).fetchall()
-        rows += c.execute(
-            "SELECT access_jti, access_exp FROM codes WHERE family_id = ?"
-            " AND access_jti IS NOT NULL AND access_exp > ?",
-            (family_id, now - REVOKED_GRACE),
-        ).fetchall()
-        return sorted({(j, float(e)) for j, e in rows})
+    Used codes are kept until their expiry plus a margin so a replay
+    inside that window still finds them and revokes the grant.
+    """
+    counts = {}
+    counts["codes"] = c.execute(
+        "DELETE FROM codes WHERE expires_at < ? AND"
+        " (access_exp IS NULL OR access_exp < ?)",
+        (now - 3600, now),
+    ).rowcount
+    counts["refresh_tokens"] = c.execute(
+        "DELETE FROM refresh_tokens WHERE expires_at < ? AND"
+        " (access_exp IS NULL OR access_exp < ?)",
+        (now, now),
+    ).rowcount
+    counts["families"] = c.execute(
+        "DELETE FROM families WHERE family_id NOT IN"
+        " (SELECT family_id FROM refresh_tokens)"
+        " AND family_id NOT IN (SELECT family_id FROM codes WHERE family_id IS NOT NULL)",
+    ).rowcount
+    return counts

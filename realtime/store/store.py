@@ -1,0 +1,129 @@
+"""The synchronous store: one :class:`Database` and the table functions over it.
+
+The tables are modules of functions whose first argument is the database
+(:mod:`~realtime.store.grants`, :mod:`~realtime.store.consents`,
+:mod:`~realtime.store.revoked`, :mod:`~realtime.store.oauth1`).
+:class:`Store` holds the database and lists those functions as its
+methods, one line each through :class:`TableCall`, so callers keep one
+flat name per operation (``store.redeem_code(...)``) and there is no
+forwarding code to keep in step with the tables.
+
+This is the seam for a second backend (DESIGN.md §8): a PostgreSQL store
+brings its own connection and table functions of the same names and
+signatures; :class:`~realtime.store.aio.AsyncStore` calls whatever store
+it holds by those names, and the tests in ``tests/store`` take the store
+from a fixture so they can run on each.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from pathlib import Path
+from typing import Callable, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+from realtime.store import consents, grants, oauth1, revoked
+from realtime.store.database import Database
+
+__all__ = ["Store", "TableCall"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class TableCall(Generic[P, R]):
+    """A table function ``fn(db, *args)`` as the :class:`Store` method ``store.fn(*args)``.
+
+    The method's signature, return type and docstring are the function's,
+    so the store stays typed without restating any of them.
+    """
+
+    def __init__(self, fn: Callable[Concatenate[Database, P], R]) -> None:
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    @overload
+    def __get__(self, store: None, owner: type | None = None) -> TableCall[P, R]: ...
+
+    @overload
+    def __get__(self, store: Store, owner: type | None = None) -> Callable[P, R]: ...
+
+    def __get__(self, store: Store | None, owner: type | None = None) -> TableCall[P, R] | Callable[P, R]:
+        if store is None:
+            return self
+        return types.MethodType(self.fn, store.db)
+
+    def __call__(self, store: Store, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``Store.get_code(store, h)``: the unbound form, as for a plain method."""
+        return self.fn(store.db, *args, **kwargs)
+
+
+class Store:
+    """Synchronous store; one connection, one transaction per call.
+
+    Every method may block (disk, SQLite's lock): trio code uses
+    :class:`~realtime.store.aio.AsyncStore`, admin tools and tests this.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """Open (creating if needed) the store at ``path``; see :meth:`Database.open`."""
+        return cls(Database.open(path))
+
+    @property
+    def path(self) -> Path:
+        return self.db.path
+
+    @property
+    def closed(self) -> bool:
+        return self.db.closed
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- authorization codes and refresh-token families ---------------------
+    save_code = TableCall(grants.save_code)
+    get_code = TableCall(grants.get_code)
+    redeem_code = TableCall(grants.redeem_code)
+    revoke_code_grant = TableCall(grants.revoke_code_grant)
+    record_issue = TableCall(grants.record_issue)
+    get_refresh = TableCall(grants.get_refresh)
+    rotate_refresh = TableCall(grants.rotate_refresh)
+    revoke_family = TableCall(grants.revoke_family)
+
+    # -- revoked access tokens ----------------------------------------------
+    revoke_jtis = TableCall(revoked.revoke_jtis)
+    is_revoked = TableCall(revoked.is_revoked)
+    revoked_jtis = TableCall(revoked.revoked_jtis)
+
+    # -- consents -----------------------------------------------------------
+    get_consent = TableCall(consents.get_consent)
+    save_consent = TableCall(consents.save_consent)
+    forget_consent = TableCall(consents.forget_consent)
+
+    # -- OAuth 1.0a ---------------------------------------------------------
+    oauth1_use_nonce = TableCall(oauth1.oauth1_use_nonce)
+    oauth1_save_request_token = TableCall(oauth1.oauth1_save_request_token)
+    oauth1_get_request_token = TableCall(oauth1.oauth1_get_request_token)
+    oauth1_authorize_request_token = TableCall(oauth1.oauth1_authorize_request_token)
+    oauth1_delete_request_token = TableCall(oauth1.oauth1_delete_request_token)
+    oauth1_exchange = TableCall(oauth1.oauth1_exchange)
+    oauth1_get_access_token = TableCall(oauth1.oauth1_get_access_token)
+    oauth1_revoke_access_token = TableCall(oauth1.oauth1_revoke_access_token)
+    oauth1_sweep = TableCall(oauth1.oauth1_sweep)
+
+    # -- housekeeping -------------------------------------------------------
+
+    def sweep(self, now: float) -> dict[str, int]:
+        """Delete OAuth 2 rows that can no longer matter, in one transaction;
+        returns counts per table (the OAuth 1 tables: :meth:`oauth1_sweep`)."""
+        return self.db.write(lambda c: {**grants.sweep(c, now), **revoked.sweep(c, now)})
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for table in ("codes", "families", "refresh_tokens", "revoked", "consents"):
+            out[table] = self.db.read(f"SELECT count(*) FROM {table}")[0][0]
+        return out
