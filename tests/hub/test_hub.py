@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from realtime.hub.broker import InProcessBroker
+from realtime.hub.inprocess import InProcessBroker
 from realtime.hub.index import ConnectionIndex
 from realtime.hub import Hub, HubError, PublishResult
 from realtime.config.settings import ChannelRule, WebSocketSettings
@@ -263,10 +263,10 @@ def test_rule_cache_is_bounded() -> None:
     hub = Hub(RULES, WebSocketSettings(), rule_cache_size=16)
     for i in range(1000):
         assert hub.rule_for(f"chat:{i}") is RULES[0]
-    assert len(hub._cache) <= 16
+    assert hub.rules.cached <= 16
     # Invalid names are never cached (a hit would skip the name check).
     hub.rule_for("chat:\x00")
-    assert "chat:\x00" not in hub._cache
+    assert not hub.rules.is_cached("chat:\x00")
 
 
 # -- subscription limits and idempotence ------------------------------------------
