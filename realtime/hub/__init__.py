@@ -114,7 +114,7 @@ the hub answers (:class:`HubError`, :class:`SubscribeResult`,
 
 from __future__ import annotations
 
-from realtime.hub.broker import Broker, BrokerUnavailable, HubView, RemoteBroker, Replay
+from realtime.hub.broker import Broker, BrokerUnavailable, ChannelFeed, HubView, RemoteBroker, Replay
 from realtime.hub.hub import Hub
 from realtime.hub.index import Connection, ConnectionIndex
 from realtime.hub.inprocess import InProcessBroker
@@ -126,6 +126,7 @@ __all__ = [
     "USER_PREFIX",
     "Broker",
     "BrokerUnavailable",
+    "ChannelFeed",
     "ChannelRules",
     "Connection",
     "ConnectionIndex",

@@ -70,9 +70,6 @@ class FakeRemote:
         self.down = False
         self.early: list[tuple[str, str, int, int]] = []
 
-    def bind(self, deliver: Any) -> None:
-        pass
-
     def attach(self, hub: Hub) -> None:
         self.hub = hub
 
