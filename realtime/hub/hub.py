@@ -12,7 +12,7 @@ ones and merges presence across nodes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from realtime.config.settings import ChannelRule, WebSocketSettings
 from realtime.hub.broker import Broker, BrokerUnavailable, RemoteBroker, Replay
@@ -26,9 +26,19 @@ from realtime.protocol.frames import encode_text_frame
 
 __all__ = ["Hub"]
 
+B = TypeVar("B", Broker, RemoteBroker)
+
 
 def _unavailable() -> HubError:
     return HubError("unavailable", "the message broker is unreachable; try again")
+
+
+def _serving(broker: B | None, misuse: str) -> B:
+    """``broker`` when the hub holds that kind; else the caller took the
+    other kind's path (``hub.remote`` says which), a programming error."""
+    if broker is None:
+        raise TypeError(misuse)
+    return broker
 
 
 class Hub:
@@ -110,20 +120,7 @@ class Hub:
         except (TypeError, ValueError, RecursionError):
             raise HubError("bad_data", "data cannot be encoded as JSON") from None
 
-    def _sync_broker(self, what: str) -> Broker:
-        """The in-process broker; with a remote one ``what`` has an async twin."""
-        if self._local is None:
-            raise TypeError(f"a hub with a remote broker {what}")
-        return self._local
-
-    def publish(
-        self,
-        channel: str,
-        data: Any,
-        *,
-        from_sub: str,
-        scopes: frozenset[str],
-    ) -> PublishResult:
+    def publish(self, channel: str, data: Any, *, from_sub: str, scopes: frozenset[str]) -> PublishResult:
         """Publish ``data`` to ``channel`` and fan it out before returning.
 
         Only with an in-process broker (``hub.remote`` false).
@@ -133,18 +130,11 @@ class Hub:
                 ``bad_data`` (not JSON-encodable: NaN, a set, too deep).
         """
         rule, data_json = self._prepare_publish(channel, data, scopes)
-        broker = self._sync_broker("publishes through publish_async")
+        broker = _serving(self._local, "a hub with a remote broker publishes through publish_async")
         seq, delivered = broker.publish(channel, from_sub, data_json, rule.history)
         return PublishResult(delivered, seq)
 
-    async def publish_async(
-        self,
-        channel: str,
-        data: Any,
-        *,
-        from_sub: str,
-        scopes: frozenset[str],
-    ) -> PublishResult:
+    async def publish_async(self, channel: str, data: Any, *, from_sub: str, scopes: frozenset[str]) -> PublishResult:
         """:meth:`publish` through a remote broker.
 
         ``delivered`` counts subscribers on every node, as the nodes last
@@ -156,7 +146,7 @@ class Hub:
                 when the broker cannot be reached (nothing was published).
         """
         rule, data_json = self._prepare_publish(channel, data, scopes)
-        broker = self._remote_broker("publish_async")
+        broker = _serving(self._remote, "publish_async needs a remote broker; this hub's is in process")
         try:
             seq, delivered = await broker.publish_async(channel, from_sub, data_json, rule.history)
         except BrokerUnavailable:
@@ -204,12 +194,6 @@ class Hub:
 
     # -- subscriptions ------------------------------------------------------
 
-    def _remote_broker(self, what: str) -> RemoteBroker:
-        """The remote broker; ``what`` needs one (``hub.remote`` true)."""
-        if self._remote is None:
-            raise TypeError(f"{what} needs a remote broker; this hub's is in process")
-        return self._remote
-
     def subscribe(
         self,
         conn: Connection,
@@ -241,7 +225,8 @@ class Hub:
             if since is None:
                 replay = Replay([], True, self.broker.last_seq(channel))
             else:
-                replay = self._sync_broker("replays through subscribe_async").replay(channel, since)
+                replay = _serving(self._local, "a hub with a remote broker replays through subscribe_async").replay(
+                    channel, since)
 
         ch, count, created = self.tables.add(conn, channel)
         if created:
@@ -263,7 +248,7 @@ class Hub:
         rule = self.rules.check_subscribe(channel, conn.sub, conn.scopes)
         if channel in self.tables.channels_of(conn):
             return self.subscribe(conn, channel, since)
-        broker = self._remote_broker("subscribe_async")
+        broker = _serving(self._remote, "subscribe_async needs a remote broker; this hub's is in process")
         broker.hold(channel)
         announced = False
         try:
@@ -385,7 +370,7 @@ class Hub:
             HubError: as :meth:`presence_page`, and ``unavailable``.
         """
         self.rules.check_presence(channel, sub, scopes)
-        broker = self._remote_broker("presence_async")
+        broker = _serving(self._remote, "presence_async needs a remote broker; this hub's is in process")
         try:
             return await broker.presence(channel, self.rules.presence_limit)
         except BrokerUnavailable:

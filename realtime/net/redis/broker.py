@@ -100,23 +100,9 @@ class RedisBroker:
         self.delivery = Delivery(self.state)
         self.link = Link(self.state, self.delivery)
 
-    # -- what the server and tests read ------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return self.state.url
-
-    @property
-    def node(self) -> str:
-        return self.state.node
-
-    @property
-    def node_ttl(self) -> float:
-        return self.state.node_ttl
-
-    @property
-    def idle_ttl(self) -> float:
-        return self.state.idle_ttl
+    # -- what the server sets and reads ---------------------------------------------
+    # Everything else observable (``connected``/``lost`` events, counters,
+    # ``node``) is on :attr:`state`.
 
     @property
     def on_revoke(self) -> Callable[[str, float], Any] | None:
@@ -129,24 +115,6 @@ class RedisBroker:
     @property
     def up(self) -> bool:
         return self.state.up
-
-    @property
-    def connected(self) -> trio.Event:
-        """Set once connected; a new one after every loss."""
-        return self.state.connected
-
-    @property
-    def lost(self) -> trio.Event:
-        """Set on a loss; a new one once connected again."""
-        return self.state.lost
-
-    @property
-    def delivered(self) -> int:
-        return self.state.delivered
-
-    @property
-    def reconnects(self) -> int:
-        return self.state.reconnects
 
     # -- the connection ----------------------------------------------------------------
 
