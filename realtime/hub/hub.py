@@ -102,14 +102,6 @@ class Hub:
         """See :meth:`ChannelRules.allows_any_channel` (the handshake's 403)."""
         return self.rules.allows_any_channel(scopes)
 
-    def check_subscribe(self, channel: str, sub: str, scopes: frozenset[str]) -> ChannelRule | None:
-        """See :meth:`ChannelRules.check_subscribe`."""
-        return self.rules.check_subscribe(channel, sub, scopes)
-
-    def check_publish(self, channel: str, scopes: frozenset[str]) -> ChannelRule:
-        """See :meth:`ChannelRules.check_publish`."""
-        return self.rules.check_publish(channel, scopes)
-
     # -- publishing ---------------------------------------------------------
 
     def _prepare_publish(self, channel: str, data: Any, scopes: frozenset[str]) -> tuple[ChannelRule, bytes]:
@@ -333,22 +325,14 @@ class Hub:
 
     # -- presence -----------------------------------------------------------
 
-    @property
-    def presence_limit(self) -> int:
-        return self.rules.presence_limit
-
-    def check_presence(self, channel: str, *, sub: str, scopes: frozenset[str]) -> None:
-        """Raise :class:`HubError` unless ``sub`` may ask who is on ``channel``."""
-        self.rules.check_presence(channel, sub, scopes)
-
     def presence_page(
         self, channel: str, *, sub: str, scopes: frozenset[str]
     ) -> tuple[list[tuple[str, int]], bool]:
-        """Members on this node, at most :attr:`presence_limit`, and whether cut.
+        """Members on this node, at most ``[websocket] max_presence_members``,
+        and whether cut.
 
         Raises:
-            HubError: what :meth:`check_subscribe` raises, or
-                ``presence_disabled``.
+            HubError: what :meth:`ChannelRules.check_presence` raises.
         """
         self.rules.check_presence(channel, sub, scopes)
         ch = self.tables.channels.get(channel)
@@ -358,7 +342,7 @@ class Hub:
 
     def presence(self, channel: str, *, sub: str, scopes: frozenset[str]) -> list[tuple[str, int]]:
         """``(sub, connections)`` subscribed to ``channel``, in join order
-        (at most :attr:`presence_limit`; see :meth:`presence_page`)."""
+        (capped; see :meth:`presence_page`)."""
         return self.presence_page(channel, sub=sub, scopes=scopes)[0]
 
     async def presence_async(
