@@ -99,34 +99,43 @@ in :mod:`realtime.protocol.messages`.
 Layout
 ------
 
-:class:`Hub` (``core``: construction, rule reloads, publishing and the
-fan-out) is assembled from ``rules`` (``[[channel]]`` matching and the
-subscribe/publish checks), ``subscriptions`` (the per-channel and
-per-connection tables, history replay on subscribe, join/leave counting)
-and ``presence`` (the member queries).  ``results`` holds what the hub
-answers (:class:`HubError`, :class:`SubscribeResult`,
-:class:`PublishResult`) and ``remote`` the :class:`RemoteBroker` seam.
+:class:`Hub` (``hub``: subscribing, publishing, the fan-out, presence) is
+one class that holds its parts as values: a :class:`ChannelRules`
+(``rules``: ``[[channel]]`` matching and the subscribe/publish/presence
+checks; replaced whole on a reload), the subscription ``tables`` (per
+channel and per connection, member counts, the fan-out snapshot), a
+:class:`ConnectionIndex` (``index``) and a broker.  ``broker`` holds the
+seam: the synchronous :class:`Broker` (``inprocess`` has
+:class:`InProcessBroker`) and the asynchronous :class:`RemoteBroker`
+(:class:`realtime.net.redis.broker.RedisBroker`).  ``results`` holds what
+the hub answers (:class:`HubError`, :class:`SubscribeResult`,
+:class:`PublishResult`).
 """
 
 from __future__ import annotations
 
-from realtime.hub.broker import Broker, InProcessBroker
+from realtime.hub.broker import Broker, BrokerUnavailable, ChannelFeed, HubView, RemoteBroker, Replay
+from realtime.hub.hub import Hub
 from realtime.hub.index import Connection, ConnectionIndex
-from realtime.hub.core import Hub
-from realtime.hub.presence import DEFAULT_PRESENCE_LIMIT as DEFAULT_PRESENCE_LIMIT
-from realtime.hub.remote import RemoteBroker
+from realtime.hub.inprocess import InProcessBroker
 from realtime.hub.results import HubError, PublishResult, SubscribeResult
-from realtime.hub.rules import USER_PREFIX
+from realtime.hub.rules import DEFAULT_PRESENCE_LIMIT, USER_PREFIX, ChannelRules
 
 __all__ = [
+    "DEFAULT_PRESENCE_LIMIT",
     "USER_PREFIX",
     "Broker",
+    "BrokerUnavailable",
+    "ChannelFeed",
+    "ChannelRules",
     "Connection",
     "ConnectionIndex",
     "Hub",
     "HubError",
+    "HubView",
     "InProcessBroker",
     "PublishResult",
     "RemoteBroker",
+    "Replay",
     "SubscribeResult",
 ]

@@ -4,9 +4,21 @@ The hub owns what is local to this process: which connections are
 subscribed, scopes, presence, the fan-out loop.  The broker owns what
 several nodes would have to share: each channel's ``seq`` counter, its
 kept history, and getting a published message to every node whose hub has
-subscribers.  In one process that is :class:`InProcessBroker`; a
-Redis/Valkey broker (streams for seq and history, pub/sub for delivery)
-becomes another class behind the same :class:`Broker` protocol.
+subscribers.
+
+Two kinds of broker, two protocols, each declaring only what it serves:
+
+- :class:`Broker` answers synchronously, in process
+  (:class:`realtime.hub.inprocess.InProcessBroker`): ``publish`` numbers,
+  keeps and delivers before it returns; ``replay`` reads history.
+- :class:`RemoteBroker` needs a round trip to number a message or read
+  history (:class:`realtime.net.redis.broker.RedisBroker`): it has
+  ``publish_async`` and ``prepare`` instead, delivers from its own task,
+  and merges presence across nodes.
+
+Both share :class:`ChannelFeed` (which channels reach this node, the
+newest ``seq`` seen, history sizes).  The hub picks its paths once, by the
+broker's ``remote`` tag.
 
 Flow of a publish::
 
@@ -15,29 +27,20 @@ Flow of a publish::
         ─▶ deliver(channel, frame) on every node with subscribers
            (in process: the bound Hub.deliver, synchronously)
 
-A networked broker cannot answer ``publish`` without a round trip; it will
-add an ``async`` publish for the shell to await and call ``deliver`` from
-its own subscriber task.  The hub side (``Hub.deliver``, ``watch`` /
-``unwatch`` for SUBSCRIBE / UNSUBSCRIBE, ``replay`` for recovery) is
-already the shape that needs.
-
 History is kept as finished frames, so a ``since`` replay costs no
 encoding at all.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections import deque
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Literal, Protocol
 
 import attrs
 
-from realtime.protocol.frames import encode_text_frame
-from realtime.protocol.messages import message_from_json
+from realtime.config.settings import ChannelRule
 
-__all__ = ["Broker", "BrokerUnavailable", "DeliverFn", "InProcessBroker", "Replay"]
+__all__ = ["Broker", "BrokerUnavailable", "ChannelFeed", "DeliverFn", "HubView", "RemoteBroker", "Replay"]
 
 DeliverFn = Callable[[str, bytes], int]
 """``deliver(channel, frame) -> local subscribers offered the frame``."""
@@ -68,23 +71,39 @@ class Replay:
     last_seq: int
 
 
-class Broker(Protocol):
-    """The hub's view of channel numbering, history and cross-node delivery.
+class ChannelFeed(Protocol):
+    """What every broker serves synchronously: the channels this node
+    receives, their newest ``seq``, and history sizes."""
 
-    ``remote`` is ``False`` for a broker that answers synchronously (the
-    in-process one: the hub's sync ``publish`` path).  A ``remote`` broker
-    (:class:`realtime.net.redis.broker.RedisBroker`) is driven through the hub's
-    ``async`` methods instead; its sync ``publish`` is never called.
-    """
+    def last_seq(self, channel: str) -> int:
+        """The channel's newest ``seq`` (here); 0 before its first message."""
+        ...
 
-    remote: bool
+    def watch(self, channel: str) -> None:
+        """This node has subscribers on ``channel`` now (first one came)."""
+        ...
+
+    def unwatch(self, channel: str) -> None:
+        """This node has no subscribers on ``channel`` any more."""
+        ...
+
+    def retain(self, keep_for: Callable[[str], int]) -> None:
+        """Apply new history sizes after a reload: ``keep_for(channel)``."""
+        ...
+
+
+class Broker(ChannelFeed, Protocol):
+    """An in-process broker: numbers, keeps and delivers synchronously, so
+    the hub's ``publish`` and ``subscribe`` never await."""
+
+    remote: Literal[False]
 
     def bind(self, deliver: DeliverFn) -> None:
         """Register the local hub's delivery function (once, by the hub)."""
         ...
 
     def publish(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
-        """Number a message, keep it, deliver it everywhere.
+        """Number a message, keep it, deliver it.
 
         Args:
             channel: a validated channel name.
@@ -104,150 +123,67 @@ class Broker(Protocol):
         """Kept messages after ``since`` (see :class:`Replay`)."""
         ...
 
-    def last_seq(self, channel: str) -> int:
-        """The channel's newest ``seq``; 0 before its first message."""
+
+class HubView(Protocol):
+    """What a :class:`RemoteBroker` reads from and hands to the hub it
+    serves (:class:`realtime.hub.Hub` is one)."""
+
+    @property
+    def channel_count(self) -> int: ...
+
+    def channels(self) -> Iterable[str]: ...
+
+    def rule_for(self, channel: str) -> ChannelRule | None: ...
+
+    def local_counts(self, channel: str, sub: str) -> tuple[int, int]: ...
+
+    def local_members(self, channel: str) -> list[str]: ...
+
+    def deliver(self, channel: str, frame: bytes) -> int: ...
+
+    def deliver_event(self, channel: str, frame: bytes, skip_sub: str) -> int: ...
+
+
+class RemoteBroker(ChannelFeed, Protocol):
+    """A networked broker, driven through the hub's ``async`` methods (see
+    "Remote brokers" in :mod:`realtime.hub`)."""
+
+    remote: Literal[True]
+
+    def attach(self, hub: HubView) -> None:
+        """Called once by the hub: deliveries, events and counts come from it."""
         ...
 
-    def watch(self, channel: str) -> None:
-        """This node has subscribers on ``channel`` now (first one came)."""
+    async def publish_async(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
+        """:meth:`Broker.publish` over the network; ``delivered`` counts every node."""
         ...
 
-    def unwatch(self, channel: str) -> None:
-        """This node has no subscribers on ``channel`` any more."""
+    async def prepare(self, channel: str, since: int | None) -> Replay:
+        """Make sure ``channel`` reaches this node; return its replay.
+
+        The replay ends at this node's delivery position for the channel
+        at the moment it returns, so a synchronous ``subscribe`` right
+        after it sees no gap and no duplicate.
+        """
         ...
 
-    def retain(self, keep_for: Callable[[str], int]) -> None:
-        """Apply new history sizes after a reload: ``keep_for(channel)``."""
+    def hold(self, channel: str) -> None:
+        """Keep ``channel`` subscribed while a ``prepare`` is under way."""
         ...
 
+    def release(self, channel: str) -> None:
+        """Undo one :meth:`hold`."""
+        ...
 
-class _Log:
-    """One channel's counter and kept frames."""
+    def report(self, channel: str, sub: str) -> None:
+        """``sub``'s local connection count on ``channel`` changed (sync, queued)."""
+        ...
 
-    __slots__ = ("seq", "frames", "watched")
+    async def report_now(self, channel: str, sub: str, count: int, total: int) -> None:
+        """Write ``sub``'s coming count before its subscribe is answered, so
+        the ``join`` and the presence list are there when the ``ack`` is."""
+        ...
 
-    def __init__(self) -> None:
-        self.seq = 0
-        self.frames: deque[bytes] = deque(maxlen=0)
-        self.watched = False
-
-
-class InProcessBroker:
-    """The single-process :class:`Broker`: plain dicts and deques.
-
-    Memory stays bounded however many channel names clients invent: a
-    channel with local subscribers is always kept; one without (idle) keeps
-    its counter and history in a least-recently-used set of at most
-    ``max_idle_channels``, and the oldest idle channel is forgotten beyond
-    that.  Keeping idle counters (rather than freeing a channel the moment
-    its last subscriber leaves) keeps ``seq`` rising across a reconnect, so
-    ``since`` stays exact for a client that was briefly the only listener.
-    A forgotten channel starts again at ``seq`` 1, which a later ``since``
-    reports as ``recovered: false`` (see :mod:`realtime.hub`).
-
-    Args:
-        max_idle_channels: idle channels kept (counter and history).
-    """
-
-    remote = False
-
-    def __init__(self, max_idle_channels: int = 10_000) -> None:
-        if max_idle_channels < 0:
-            raise ValueError("max_idle_channels must be >= 0")
-        self.max_idle_channels = max_idle_channels
-        self._logs: dict[str, _Log] = {}
-        self._idle: dict[str, None] = {}  # insertion order = LRU order
-        self._deliver: DeliverFn = _deliver_nowhere
-
-    def bind(self, deliver: DeliverFn) -> None:
-        self._deliver = deliver
-
-    # -- idle bookkeeping ---------------------------------------------------
-
-    def _touch_idle(self, channel: str) -> None:
-        idle = self._idle
-        idle.pop(channel, None)
-        idle[channel] = None
-        if len(idle) > self.max_idle_channels:
-            oldest = next(iter(idle))
-            del idle[oldest]
-            del self._logs[oldest]
-
-    # -- Broker -------------------------------------------------------------
-
-    def publish(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
-        log = self._logs.get(channel)
-        if log is None:
-            log = self._logs[channel] = _Log()
-        seq = log.seq = log.seq + 1
-        frame = encode_text_frame(message_from_json(channel, seq, from_sub, data_json))
-        frames = log.frames
-        if frames.maxlen != keep:
-            frames = log.frames = deque(frames, maxlen=max(keep, 0))
-        if keep > 0:
-            frames.append(frame)
-        if not log.watched:
-            self._touch_idle(channel)
-            return seq, 0
-        return seq, self._deliver(channel, frame)
-
-    def replay(self, channel: str, since: int) -> Replay:
-        log = self._logs.get(channel)
-        if log is None:
-            # Never numbered here (or forgotten): a client that saw seq > 0
-            # belongs to an earlier numbering and may have missed anything.
-            return Replay([], since == 0, 0)
-        last = log.seq
-        if since >= last:
-            # since > last: a seq this channel never issued in its current
-            # numbering (restart, forgotten idle channel).  Say so.
-            return Replay([], since == last, last)
-        wanted = last - since
-        frames = log.frames
-        kept = len(frames)
-        if wanted <= kept:
-            return Replay(list(itertools.islice(frames, kept - wanted, None)), True, last)
-        return Replay(list(frames), False, last)
-
-    def last_seq(self, channel: str) -> int:
-        log = self._logs.get(channel)
-        return 0 if log is None else log.seq
-
-    def watch(self, channel: str) -> None:
-        log = self._logs.get(channel)
-        if log is None:
-            log = self._logs[channel] = _Log()
-        else:
-            self._idle.pop(channel, None)
-        log.watched = True
-
-    def unwatch(self, channel: str) -> None:
-        log = self._logs.get(channel)
-        if log is None or not log.watched:
-            return
-        log.watched = False
-        if log.seq == 0:
-            # Nothing was ever published: nothing worth remembering.
-            del self._logs[channel]
-        else:
-            self._touch_idle(channel)
-
-    def retain(self, keep_for: Callable[[str], int]) -> None:
-        for channel, log in self._logs.items():
-            keep = max(keep_for(channel), 0)
-            if log.frames.maxlen != keep:
-                log.frames = deque(log.frames, maxlen=keep)
-
-    # -- introspection (metrics, tests) -------------------------------------
-
-    def channel_count(self) -> int:
-        """Channels with a counter in memory (watched or idle)."""
-        return len(self._logs)
-
-    def kept_messages(self) -> int:
-        """Messages held in history across all channels."""
-        return sum(len(log.frames) for log in self._logs.values())
-
-
-def _deliver_nowhere(channel: str, frame: bytes) -> int:
-    return 0
+    async def presence(self, channel: str, limit: int) -> tuple[list[tuple[str, int]], bool]:
+        """Members across nodes, at most ``limit``, and whether cut."""
+        ...

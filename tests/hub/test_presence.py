@@ -1,19 +1,21 @@
-"""Presence in the hub without sockets (issue 12): the member cap, several
-connections per ``sub``, and what the hub does with a remote broker
-(reports counts, delivers join/leave once, never announces by itself)."""
+"""Presence in the hub without sockets (issue 12): members, join and leave,
+the member cap, several connections per ``sub``, and what the hub does
+with a remote broker (reports counts, delivers join/leave once, never
+announces by itself)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from realtime.hub.broker import BrokerUnavailable, Replay
-from realtime.hub import Hub, HubError
 from realtime.config.settings import WebSocketSettings
+from realtime.hub import Hub, HubError
+from realtime.hub.broker import BrokerUnavailable, Replay
 from realtime.protocol import messages as protocol
 from realtime.protocol.frames import encode_text_frame
-from tests.hub.test_hub import RULES, FakeConn, make_hub
+from tests.hub.fakes import RULES, FakeConn, make_hub
 
 
 def test_presence_cap_truncates_without_walking_everyone() -> None:
@@ -50,8 +52,6 @@ def test_three_tabs_are_one_member_and_leave_with_the_last() -> None:
 def test_presence_answer_shape_with_truncated() -> None:
     body = protocol.presence("room:1", [("a", 2, "A"), ("b", 1, None)], 7, truncated=True)
     assert protocol.encode_json({}) == b"{}"
-    import json
-
     assert json.loads(body) == {"type": "presence", "channel": "room:1", "id": 7, "truncated": True,
                                 "members": [{"sub": "a", "connections": 2, "display_name": "A"},
                                             {"sub": "b", "connections": 1}]}
@@ -69,9 +69,6 @@ class FakeRemote:
         self.holds: dict[str, int] = {}
         self.down = False
         self.early: list[tuple[str, str, int, int]] = []
-
-    def bind(self, deliver: Any) -> None:
-        pass
 
     def attach(self, hub: Hub) -> None:
         self.hub = hub
@@ -150,3 +147,63 @@ async def test_remote_mode_reports_and_does_not_announce() -> None:
         await hub.subscribe_async(FakeConn("carol"), "room:1")
     assert info.value.code == "unavailable"
     assert broker.holds["room:1"] == 0
+
+
+# -- presence --------------------------------------------------------------------
+
+
+def test_presence_and_join_leave() -> None:
+    hub = make_hub()
+    a1, a2 = FakeConn("alice"), FakeConn("alice")
+    b = FakeConn("bob")
+    hub.subscribe(a1, "room:1")
+    assert a1.take() == []  # no join to oneself
+    hub.subscribe(b, "room:1")
+    assert a1.take() == [{"type": "join", "channel": "room:1", "sub": "bob"}]
+    assert b.take() == []
+    hub.subscribe(a2, "room:1")  # alice's second connection: no join
+    assert a1.take() == [] and b.take() == []
+    members = hub.presence("room:1", sub="bob", scopes=b.scopes)
+    assert members == [("alice", 2), ("bob", 1)]
+    hub.unsubscribe(a1, "room:1")  # alice still has a2
+    assert b.take() == []
+    hub.drop(a2)
+    assert b.take() == [{"type": "leave", "channel": "room:1", "sub": "alice"}]
+    assert hub.presence("room:1", sub="bob", scopes=b.scopes) == [("bob", 1)]
+    hub.drop(b)
+    assert hub.presence("room:1", sub="bob", scopes=b.scopes) == []
+
+
+def test_presence_needs_scope_and_flag() -> None:
+    hub = make_hub()
+    with pytest.raises(HubError) as info:
+        hub.presence("room:1", sub="x", scopes=frozenset())
+    assert info.value.code == "forbidden"
+    with pytest.raises(HubError) as info:
+        hub.presence("chat:1", sub="x", scopes=frozenset({"chat:read"}))
+    assert info.value.code == "presence_disabled"
+    with pytest.raises(HubError) as info:
+        hub.presence("nope", sub="x", scopes=frozenset())
+    assert info.value.code == "unknown_channel"
+
+
+def test_leave_on_revalidate() -> None:
+    hub = make_hub()
+    a, b = FakeConn("alice"), FakeConn("bob")
+    hub.subscribe(a, "room:1")
+    hub.subscribe(b, "room:1")
+    b.take()
+    a.take()
+    a.scopes = frozenset()
+    hub.revalidate(a)
+    assert b.take() == [{"type": "leave", "channel": "room:1", "sub": "alice"}]
+
+
+def test_joins_and_leaves_are_not_numbered() -> None:
+    hub = make_hub()
+    a, b = FakeConn("alice"), FakeConn("bob")
+    hub.subscribe(a, "room:1")
+    hub.subscribe(b, "room:1")
+    assert hub.publish("room:1", "x", from_sub="a", scopes=a.scopes).seq == 1
+    r = hub.subscribe(FakeConn("carol"), "room:1", since=0)
+    assert len(r.replay) == 1

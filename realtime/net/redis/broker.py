@@ -46,42 +46,32 @@ Faults
 - Revocations made while Redis is down are queued and sent when it is back;
   on every (re)connect the node reads the whole revoked set.
 
-The broker is built in layers: the shared state
-(:mod:`realtime.net.redis.state`), pub/sub delivery
-(:mod:`realtime.net.redis.delivery`), the connection task
-(:mod:`realtime.net.redis.link`), and here the Broker protocol
+The broker holds its parts: a :class:`~realtime.net.redis.state.BrokerState`
+value (:mod:`realtime.net.redis.state`) shared by a
+:class:`~realtime.net.redis.delivery.Delivery` (pub/sub delivery, cursors,
+replays) and a :class:`~realtime.net.redis.link.Link` (the connection
+task), and here serves the :class:`realtime.hub.RemoteBroker` protocol
 the hub calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import trio
 
+from realtime.hub.broker import BrokerUnavailable, HubView, Replay
 from realtime.net.redis import lua
-from realtime.hub.broker import BrokerUnavailable, DeliverFn, Replay
-from realtime.net.redis.link import _Connection
-from realtime.net.redis.state import (
-    _REDIS_ERRORS,
-    CATCH_UP_TIMEOUT,
-    READY_TIMEOUT,
-    _b,
-    _s,
-    _Watch,
-    log,
-)
+from realtime.net.redis.delivery import Delivery
+from realtime.net.redis.link import Link
+from realtime.net.redis.state import IDLE_TTL, REDIS_ERRORS, BrokerState, as_bytes, as_text, log
 from realtime.protocol import messages as protocol
-from realtime.protocol.frames import encode_text_frame
-
-if TYPE_CHECKING:
-    from realtime.hub import Hub
 
 __all__ = ["RedisBroker"]
 
 
-class RedisBroker(_Connection):
+class RedisBroker:
     """A :class:`realtime.hub.RemoteBroker` on Redis/Valkey.
 
     Args:
@@ -92,178 +82,119 @@ class RedisBroker(_Connection):
         on_revoke: called with ``(jti, exp)`` for a revocation made on
             another node (or found at connect); the server closes those
             sockets with 4003.
+        idle_ttl: how long an unwatched, unused channel's counter and
+            stream are kept in Redis.
     """
 
-    remote = True
+    remote: Literal[True] = True
 
-    # -- wiring ----------------------------------------------------------------
+    def __init__(
+        self,
+        url: str,
+        *,
+        node_ttl: float = 10.0,
+        on_revoke: Callable[[str, float], Any] | None = None,
+        idle_ttl: float = IDLE_TTL,
+    ) -> None:
+        self.state = BrokerState(url, node_ttl=node_ttl, idle_ttl=idle_ttl, on_revoke=on_revoke)
+        self.delivery = Delivery(self.state)
+        self.link = Link(self.state, self.delivery)
 
-    def bind(self, deliver: DeliverFn) -> None:
-        pass  # the hub is attached whole (attach), deliver is Hub.deliver
+    # -- what the server sets and reads ---------------------------------------------
+    # Everything else observable (``connected``/``lost`` events, counters,
+    # ``node``) is on :attr:`state`.
 
-    def attach(self, hub: "Hub") -> None:
-        self._hub = hub
+    @property
+    def on_revoke(self) -> Callable[[str, float], Any] | None:
+        return self.state.on_revoke
+
+    @on_revoke.setter
+    def on_revoke(self, callback: Callable[[str, float], Any] | None) -> None:
+        self.state.on_revoke = callback
 
     @property
     def up(self) -> bool:
-        return self._up
+        return self.state.up
 
-    # -- the Broker protocol (sync side) ------------------------------------------
+    # -- the connection ----------------------------------------------------------------
 
-    def publish(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
-        raise RuntimeError("a remote broker publishes through publish_async")
+    async def check(self) -> None:
+        """See :meth:`realtime.net.redis.link.Link.check`."""
+        await self.link.check()
 
-    def replay(self, channel: str, since: int) -> Replay:
-        raise RuntimeError("a remote broker replays through prepare")
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """See :meth:`realtime.net.redis.link.Link.run`."""
+        await self.link.run(task_status=task_status)
+
+    # -- the RemoteBroker protocol (sync side) ---------------------------------------
+
+    def attach(self, hub: HubView) -> None:
+        self.state.hub = hub
 
     def last_seq(self, channel: str) -> int:
-        w = self._watches.get(channel)
-        return 0 if w is None else w.cursor
+        return self.delivery.last_seq(channel)
 
     def watch(self, channel: str) -> None:
-        w = self._watch(channel)
-        w.wanted = True
-        if not w.subscribed:
-            self._ctl_wake.set()
+        self.delivery.watch(channel)
 
     def unwatch(self, channel: str) -> None:
-        w = self._watches.get(channel)
-        if w is not None:
-            w.wanted = False
-            if not w.needed:
-                self._ctl_wake.set()
+        self.delivery.unwatch(channel)
 
     def hold(self, channel: str) -> None:
-        self._watch(channel).holds += 1
+        self.delivery.hold(channel)
 
     def release(self, channel: str) -> None:
-        w = self._watches.get(channel)
-        if w is not None:
-            w.holds -= 1
-            if not w.needed:
-                self._ctl_wake.set()
+        self.delivery.release(channel)
 
     def retain(self, keep_for: Callable[[str], int]) -> None:
         pass  # each publish trims the stream to the channel's current history
 
-    def _watch(self, channel: str) -> _Watch:
-        w = self._watches.get(channel)
-        if w is None:
-            w = self._watches[channel] = _Watch()
-        return w
-
     def report(self, channel: str, sub: str) -> None:
-        subs = self._dirty.get(channel)
-        if subs is None:
-            self._dirty[channel] = {sub}
-        else:
-            subs.add(sub)
-        self._flush_wake.set()
+        self.link.report(channel, sub)
 
     def share_revocation(self, jti: str, exp: float) -> None:
         """Send a local revocation to every node (queued while Redis is down)."""
-        self._revocations.append((jti, exp))
-        self._flush_wake.set()
+        self.link.share_revocation(jti, exp)
 
     # -- the async side --------------------------------------------------------------
 
-    def _script(self, name: str) -> Any:
-        if self._client is None or not self._up:
-            raise BrokerUnavailable("the message broker is unreachable")
-        return self._scripts[name]
-
     async def publish_async(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
-        script = self._script("publish")
-        name = _b(channel)
+        script = self.state.script("publish")
+        name = as_bytes(channel)
         prefix = b'{"type":"message","channel":' + protocol.encode_json(channel) + b',"seq":'
         suffix = b',"from":' + protocol.encode_json(from_sub) + b',"data":' + data_json + b"}"
         try:
             seq, delivered = await script(
                 keys=[lua.PREFIX_COUNTER + name, lua.PREFIX_STREAM + name,
                       lua.PREFIX_CHANNEL + name, lua.PREFIX_COUNTS + name],
-                args=[prefix, suffix, max(keep, 0), int(self.idle_ttl * 1000)],
+                args=[prefix, suffix, max(keep, 0), int(self.state.idle_ttl * 1000)],
             )
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             log.warning("publish on %r failed: %s", channel, exc)
             raise BrokerUnavailable(str(exc)) from None
         return int(seq), int(delivered)
 
     async def report_now(self, channel: str, sub: str, count: int, total: int) -> None:
-        script = self._script("report")
-        hub = self._hub
+        state = self.state
+        script = state.script("report")
+        hub = state.hub
         rule = hub.rule_for(channel) if hub is not None else None
         jl = "1" if rule is not None and rule.join_leave else "0"
         try:
-            await script(args=[self.node, _b(channel), total, jl, int(self.idle_ttl * 1000), _b(sub), count])
-        except _REDIS_ERRORS as exc:
+            await script(args=[state.node, as_bytes(channel), total, jl, int(state.idle_ttl * 1000),
+                               as_bytes(sub), count])
+        except REDIS_ERRORS as exc:
             raise BrokerUnavailable(str(exc)) from None
 
     async def prepare(self, channel: str, since: int | None) -> Replay:
-        w = self._watch(channel)
-        if not w.ready:
-            if not self._up:
-                raise BrokerUnavailable("the message broker is unreachable")
-            self._ctl_wake.set()
-            with trio.move_on_after(READY_TIMEOUT):
-                while not w.ready and self._up:
-                    await w.settled.wait()
-            if not w.ready:
-                raise BrokerUnavailable("the message broker is unreachable")
-        if since is None:
-            return Replay([], True, w.cursor)
-        if since > w.cursor:
-            await self._wait_for(channel, w, since)
-            if since > w.cursor:
-                return Replay([], False, w.cursor)
-            if since == w.cursor:
-                return Replay([], True, w.cursor)
-        return await self._read_since(channel, w, since)
-
-    async def _wait_for(self, channel: str, w: _Watch, since: int) -> None:
-        """``since`` is ahead of this node's cursor: if Redis issued it, it
-        is in flight to us; wait (bounded) until it is delivered here."""
-        client = self._client
-        if client is None:
-            raise BrokerUnavailable("the message broker is unreachable")
-        try:
-            counter = await client.get(lua.PREFIX_COUNTER + _b(channel))
-        except _REDIS_ERRORS as exc:
-            raise BrokerUnavailable(str(exc)) from None
-        if int(counter or 0) < since:
-            return  # never issued: the client's position predates this numbering
-        with trio.move_on_after(CATCH_UP_TIMEOUT):
-            while w.cursor < since and w.ready:
-                if w.advanced is None:
-                    w.advanced = trio.Event()
-                await w.advanced.wait()
-
-    async def _read_since(self, channel: str, w: _Watch, since: int) -> Replay:
-        client = self._client
-        if client is None:
-            raise BrokerUnavailable("the message broker is unreachable")
-        stream = lua.PREFIX_STREAM + _b(channel)
-        frames: list[bytes] = []
-        start, end = since + 1, w.cursor
-        try:
-            while start <= end:
-                entries = await client.xrange(stream, f"{start}-0", f"{end}-0")
-                for entry in entries:
-                    frames.append(encode_text_frame(entry.field_values[b"m"]))
-                # Live delivery may have moved on while we read: read the rest.
-                start, end = end + 1, w.cursor
-        except _REDIS_ERRORS as exc:
-            raise BrokerUnavailable(str(exc)) from None
-        if not w.ready:
-            raise BrokerUnavailable("the message broker connection dropped")
-        # Entry ids are unique and within (since, cursor]: all there iff as many.
-        return Replay(frames, len(frames) == w.cursor - since, w.cursor)
+        return await self.delivery.prepare(channel, since)
 
     async def presence(self, channel: str, limit: int) -> tuple[list[tuple[str, int]], bool]:
-        script = self._script("presence")
+        script = self.state.script("presence")
         try:
-            flat = await script(args=[_b(channel), limit])
-        except _REDIS_ERRORS as exc:
+            flat = await script(args=[as_bytes(channel), limit])
+        except REDIS_ERRORS as exc:
             raise BrokerUnavailable(str(exc)) from None
         truncated = bool(int(flat[0]))
-        members = sorted((_s(flat[i]), int(flat[i + 1])) for i in range(1, len(flat) - 1, 2))
+        members = sorted((as_text(flat[i]), int(flat[i + 1])) for i in range(1, len(flat) - 1, 2))
         return members, truncated

@@ -1,11 +1,13 @@
-"""What every part of :class:`realtime.net.redis.broker.RedisBroker` shares:
-its constants, the per-channel :class:`_Watch`, and the constructor with
-the state it sets up.
+"""What the parts of :class:`realtime.net.redis.broker.RedisBroker` share:
+its constants, the per-channel :class:`Watch`, and :class:`BrokerState`.
 
-The broker is one object built from layers, each in its own module:
-this state, pub/sub delivery (:mod:`realtime.net.redis.delivery`),
-the connection task (:mod:`realtime.net.redis.link`), and the
-Broker protocol the hub calls (:mod:`realtime.net.redis.broker`).
+The broker is composed of parts that each hold the same
+:class:`BrokerState` value: :class:`realtime.net.redis.delivery.Delivery`
+(pub/sub delivery, cursors, replays) and
+:class:`realtime.net.redis.link.Link` (the connection task: connect,
+reconnect, heartbeat, flush reports).  The state is one object, not
+copies, because both parts react to the same connection: a loss seen by
+the link must stop delivery at once.
 """
 
 from __future__ import annotations
@@ -14,14 +16,29 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import attrs
 import coredis
 import coredis.exceptions
 import trio
 
-if TYPE_CHECKING:
-    from realtime.hub import Hub
+from realtime.hub.broker import BrokerUnavailable, HubView
+
+__all__ = [
+    "BACKOFF_FIRST",
+    "BACKOFF_MAX",
+    "CATCH_UP_TIMEOUT",
+    "IDLE_TTL",
+    "READY_TIMEOUT",
+    "REDIS_ERRORS",
+    "REVOCATION_GRACE",
+    "BrokerState",
+    "Watch",
+    "as_bytes",
+    "as_text",
+    "log",
+]
 
 log = logging.getLogger("realtime.broker")
 
@@ -31,18 +48,20 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 READY_TIMEOUT = 5.0  # a subscribe waits this long for its channel to be subscribed in Redis
 CATCH_UP_TIMEOUT = 2.0  # a `since` ahead of this node waits this long for delivery to reach it
-_REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, TimeoutError)
+REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, TimeoutError)
 
 
-def _b(text: str) -> bytes:
+def as_bytes(text: str) -> bytes:
+    """A channel name or ``sub`` as Redis bytes (lone surrogates survive)."""
     return text.encode("utf-8", "surrogatepass")
 
 
-def _s(raw: bytes) -> str:
+def as_text(raw: bytes) -> str:
+    """The inverse of :func:`as_bytes`."""
     return raw.decode("utf-8", "surrogatepass")
 
 
-class _Watch:
+class Watch:
     """One channel this node receives: its cursor and subscription state."""
 
     __slots__ = ("cursor", "wanted", "holds", "subscribed", "ready", "settled", "pending", "advanced")
@@ -61,35 +80,62 @@ class _Watch:
     def needed(self) -> bool:
         return self.wanted or self.holds > 0
 
+    def moved(self) -> None:
+        """The cursor moved: wake whoever waits for it."""
+        if self.advanced is not None:
+            self.advanced.set()
+            self.advanced = None
 
-class _RedisState:
-    """The constructor and the state the broker's layers share (the
-    arguments are described on :class:`realtime.net.redis.broker.RedisBroker`)."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        node_ttl: float = 10.0,
-        on_revoke: Callable[[str, float], Any] | None = None,
-        idle_ttl: float = IDLE_TTL,
-    ) -> None:
-        self.url = url
-        self.node = secrets.token_hex(8)
-        self.node_ttl = node_ttl
-        self.idle_ttl = idle_ttl
-        self.on_revoke = on_revoke
-        self._hub: Hub | None = None
-        self._client: Any = None  # coredis.Redis while run() is connected
-        self._up = False
-        self._watches: dict[str, _Watch] = {}
-        self._ctl_wake = trio.Event()
-        self._flush_wake = trio.Event()
-        self._dirty: dict[str, set[str]] = {}
-        self._revocations: deque[tuple[str, float]] = deque(maxlen=100_000)
-        self._scripts: dict[str, Any] = {}
-        # counters for /metrics and tests
-        self.delivered = 0
-        self.reconnects = 0
-        self.connected = trio.Event()  # set once connected; replaced on every loss
-        self.lost = trio.Event()  # set on a loss; replaced once connected again
+def _node_id() -> str:
+    return secrets.token_hex(8)
+
+
+@attrs.define(eq=False)
+class BrokerState:
+    """The state :class:`Delivery` and :class:`Link` share (the arguments
+    are described on :class:`realtime.net.redis.broker.RedisBroker`).
+
+    ``connected`` is set once connected and replaced on every loss;
+    ``lost`` is set on a loss and replaced once connected again.
+    """
+
+    url: str
+    node_ttl: float = 10.0
+    idle_ttl: float = IDLE_TTL
+    on_revoke: Callable[[str, float], Any] | None = None
+    node: str = attrs.field(factory=_node_id)
+    hub: HubView | None = None
+    client: Any = None  # coredis.Redis while the link is connected
+    up: bool = False
+    watches: dict[str, Watch] = attrs.field(factory=dict)
+    ctl_wake: trio.Event = attrs.field(factory=trio.Event)
+    flush_wake: trio.Event = attrs.field(factory=trio.Event)
+    dirty: dict[str, set[str]] = attrs.field(factory=dict)
+    revocations: deque[tuple[str, float]] = attrs.field(factory=lambda: deque(maxlen=100_000))
+    scripts: dict[str, Any] = attrs.field(factory=dict)
+    # counters for /metrics and tests
+    delivered: int = 0
+    reconnects: int = 0
+    connected: trio.Event = attrs.field(factory=trio.Event)
+    lost: trio.Event = attrs.field(factory=trio.Event)
+
+    def watch(self, channel: str) -> Watch:
+        """``channel``'s :class:`Watch`, made when missing."""
+        w = self.watches.get(channel)
+        if w is None:
+            w = self.watches[channel] = Watch()
+        return w
+
+    def script(self, name: str) -> Any:
+        """A registered script, or :class:`BrokerUnavailable` while down."""
+        if self.client is None or not self.up:
+            raise BrokerUnavailable("the message broker is unreachable")
+        return self.scripts[name]
+
+    def live_client(self) -> Any:
+        """The connected client, or :class:`BrokerUnavailable`."""
+        client = self.client
+        if client is None:
+            raise BrokerUnavailable("the message broker is unreachable")
+        return client

@@ -168,7 +168,7 @@ async def test_redis_restart_mid_run_delivery_resumes(nodes: tuple[Running, Runn
             await trio.to_thread.run_sync(redis.stop)
             # Every node notices (its pub/sub connection ends) before we go on.
             for node in (a, b):
-                await broker(node).lost.wait()
+                await broker(node).state.lost.wait()
             failed = await call(alice, type="publish", id="down", channel="chat:r", data="x")
             assert failed["type"] == "error" and failed["code"] == "unavailable"
             response = await api_publish(a, "chat:r", "x", a.mint())
@@ -178,7 +178,7 @@ async def test_redis_restart_mid_run_delivery_resumes(nodes: tuple[Running, Runn
 
             await trio.to_thread.run_sync(redis.start)  # same port, empty (no persistence)
             for node in (a, b):
-                await broker(node).connected.wait()
+                await broker(node).state.connected.wait()
             # Numbering goes on above what clients saw: B raised the counter.
             for i in range(4, 6):
                 assert (await call(alice, type="publish", id=i, channel="chat:r", data=i))["seq"] == i
@@ -207,7 +207,7 @@ async def test_pubsub_cut_gap_filled_once_in_order(nodes: tuple[Running, Running
             got = await collect(bob, total)
             assert [(m["seq"], m["data"]) for m in got] == [(i, i) for i in range(1, total + 1)]
             await quiet(bob)
-    assert broker(b).reconnects >= 1
+    assert broker(b).state.reconnects >= 1
 
 
 def test_unreachable_redis_at_start_exits_1(tmp_path: Path) -> None:

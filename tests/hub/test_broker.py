@@ -1,0 +1,75 @@
+"""The broker seam: each protocol declares only what its kind can serve,
+and the hub picks its paths by the broker it holds."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+
+from realtime.config.settings import WebSocketSettings
+from realtime.hub import Broker, ChannelFeed, Hub, InProcessBroker, RemoteBroker
+from tests.hub.fakes import RULES, FakeConn
+from tests.hub.test_presence import FakeRemote
+
+
+def members(protocol: type) -> set[str]:
+    """The names a Protocol declares (methods and annotated attributes),
+    its bases' included (``typing.get_protocol_members`` is 3.13+)."""
+    names: set[str] = set()
+    for cls in protocol.__mro__:
+        if cls in (object,) or cls.__name__ in ("Protocol", "Generic"):
+            continue
+        names.update(n for n in vars(cls) if not n.startswith("_"))
+        names.update(getattr(cls, "__annotations__", {}))
+    return names
+
+
+def test_protocols_share_only_the_feed() -> None:
+    local, remote = members(Broker), members(RemoteBroker)
+    assert local & remote == members(ChannelFeed) | {"remote"}
+    assert {"publish", "replay", "bind"} <= local - remote
+    assert {"publish_async", "prepare", "attach", "report", "presence"} <= remote - local
+
+
+def test_in_process_broker_serves_broker_and_nothing_remote() -> None:
+    broker = InProcessBroker()
+    for name in members(Broker):
+        assert hasattr(broker, name), name
+    for name in members(RemoteBroker) - members(Broker):
+        assert not hasattr(broker, name), name
+    for name in ("publish", "replay", "last_seq", "watch", "unwatch", "retain", "bind"):
+        assert not inspect.iscoroutinefunction(getattr(broker, name)), name
+
+
+def test_hub_binds_a_local_broker_and_attaches_a_remote_one() -> None:
+    bound: list[Any] = []
+
+    class Recording(InProcessBroker):
+        def bind(self, deliver: Any) -> None:
+            bound.append(deliver)
+            super().bind(deliver)
+
+    hub = Hub(RULES, WebSocketSettings(), Recording())
+    assert not hub.remote and bound == [hub.deliver]
+
+    remote = FakeRemote()
+    remote_hub = Hub(RULES, WebSocketSettings(), remote)  # type: ignore[arg-type]
+    assert remote_hub.remote and remote.hub is remote_hub
+
+
+async def test_each_hub_refuses_the_other_kinds_path() -> None:
+    """A programming error, not a client's: caught in tests, never sent."""
+    local = Hub(RULES, WebSocketSettings())
+    conn = FakeConn()
+    with pytest.raises(TypeError):
+        await local.subscribe_async(conn, "chat:x")
+    with pytest.raises(TypeError):
+        await local.publish_async("chat:x", 1, from_sub="alice", scopes=conn.scopes)
+    remote = Hub(RULES, WebSocketSettings(), FakeRemote())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        remote.publish("chat:x", 1, from_sub="alice", scopes=conn.scopes)
+    with pytest.raises(TypeError):
+        remote.subscribe(conn, "chat:x", since=3)
+    assert remote.subscribe(conn, "chat:x").seq == 7  # no since: the feed's last_seq serves it
