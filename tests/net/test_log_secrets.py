@@ -27,8 +27,8 @@ import httpx
 import pytest
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from tests.conftest import next_of_type
-from tests.oauth.conftest import (
+from tests.helpers.ws import next_of_type
+from tests.helpers.oauth import (
     CHEAP,
     OLD_WEB_SECRET,
     PASSWORDS,

@@ -14,7 +14,7 @@ import attrs
 import httpx
 
 from realtime.config.settings import DemoSettings
-from tests.oauth.conftest import CHEAP, PASSWORDS, WEB_CB, build_settings, new_pkce
+from tests.helpers.oauth import CHEAP, PASSWORDS, WEB_CB, build_settings, new_pkce
 
 
 def hidden(text: str) -> dict[str, str]:

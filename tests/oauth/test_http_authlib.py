@@ -12,7 +12,7 @@ import httpx
 import pytest
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from tests.oauth.conftest import PASSWORDS, SVC_SECRET, WEB_CB, WEB_SECRET, build_settings
+from tests.helpers.oauth import PASSWORDS, SVC_SECRET, WEB_CB, WEB_SECRET, build_settings
 
 
 def hidden(text: str) -> dict[str, str]:
