@@ -129,3 +129,21 @@ def test_no_private_name_imported_across_modules() -> None:
         module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         found += _private_imports(path, module)
     assert not found, "private names imported across modules:\n" + "\n".join(found)
+
+
+def test_no_test_module_imports_another() -> None:
+    """Tests share code through tests/helpers/ only: a test module or a
+    conftest is never imported (conftest modules hold fixtures only)."""
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] == "tests" and name != "tests.helpers" and not name.startswith("tests.helpers."):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+    assert not found, "import shared test code from tests.helpers instead:\n" + "\n".join(found)

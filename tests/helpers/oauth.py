@@ -156,10 +156,14 @@ def body_json(resp: Response) -> dict[str, Any]:
     return json.loads(resp.body)
 
 
-def hidden_fields(resp: Response) -> dict[str, str]:
-    text = resp.body.decode()
+def hidden(text: str) -> dict[str, str]:
+    """The hidden fields of an HTML form page (login, consent)."""
     return {html.unescape(n): html.unescape(v)
             for n, v in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', text)}
+
+
+def hidden_fields(resp: Response) -> dict[str, str]:
+    return hidden(resp.body.decode())
 
 
 def location_params(resp: Response) -> dict[str, str]:

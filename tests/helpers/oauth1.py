@@ -4,9 +4,7 @@ through the login and consent pages."""
 
 from __future__ import annotations
 
-import re
 import time
-from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from oauthlib.oauth1 import Client
 
 from realtime.oauth1 import crypto
 from realtime.config.settings import App, User
-from tests.helpers.oauth import PASSWORDS
+from tests.helpers.oauth import PASSWORDS, hidden
 from tests.helpers.settings import APPS
 
 CONSUMER_KEY = "ck-legacy"
@@ -54,11 +52,6 @@ def oauth1_users(hashes: dict[str, str]) -> dict[str, User]:
         "alice": User(name="alice", password_hash=hashes["alice"], scopes=("chat:read", "chat:write")),
         "bob": User(name="bob", password_hash=hashes["bob"], scopes=("chat:read",)),
     }
-
-
-def hidden(text: str) -> dict[str, str]:
-    return {unescape(n): unescape(v)
-            for n, v in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', text)}
 
 
 async def approve(base: str, authorize_url: str, user: str = "alice", decision: str = "allow",

@@ -13,10 +13,8 @@ any record: its formatted message, its args, or its exception text.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
-import re
 import ssl
 import time
 from typing import Any
@@ -38,6 +36,7 @@ from tests.helpers.oauth import (
     WEB_SECRET,
     WEIRD_SECRET,
     build_settings,
+    hidden,
     new_pkce,
 )
 
@@ -77,11 +76,6 @@ def capture() -> Any:
     finally:
         root.removeHandler(handler)
         root.setLevel(old)
-
-
-def hidden(text: str) -> dict[str, str]:
-    return {html.unescape(n): html.unescape(v)
-            for n, v in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', text)}
 
 
 def fragments(secret: str) -> list[str]:
