@@ -44,13 +44,22 @@ class Running:
     thread: threading.Thread | None = None
     trio_token: trio.lowlevel.TrioToken | None = None
     crash: BaseException | None = None
+    # Set once serve() has returned (a restart on the same port waits for it).
+    stopped: trio.Event = attrs.field(factory=trio.Event)
 
     @classmethod
     async def start(cls, nursery: trio.Nursery, settings: Settings) -> "Running":
         """Serve ``settings`` in ``nursery`` (this trio run) until :meth:`stop`."""
-        server = Server(settings)
-        await nursery.start(lambda task_status: server.serve(install_signals=False, task_status=task_status))
-        return cls(server, nursery)
+        self = cls(Server(settings), nursery)
+
+        async def serve(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                await self.server.serve(install_signals=False, task_status=task_status)
+            finally:
+                self.stopped.set()
+
+        await nursery.start(serve)
+        return self
 
     @classmethod
     def in_thread(cls, settings: Settings, timeout: float = 30) -> "Running":
