@@ -1,7 +1,7 @@
 """The layering rules of DESIGN.md §2, checked on every run.
 
 Each import-linter contract in ``[tool.importlinter]`` of pyproject.toml
-is one test case, run by the ``lint-imports`` next to this interpreter;
+is one test case, run by ``lint-imports`` under this interpreter;
 a broken contract fails with import-linter's own report (the offending
 import chains).  Two rules import-linter has no contract for are
 checked here directly: no import cycle between modules (a package face
@@ -21,7 +21,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
-LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+# The `lint-imports` command, run by this interpreter wherever its script is.
+LINT_IMPORTS = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
+                "sys.exit(lint_imports_command())"]
 
 CONTRACTS = {
     contract["id"]: contract["name"]
@@ -52,7 +54,7 @@ def _case(contract_id: str):
 @pytest.mark.parametrize("contract_id", [_case(c) for c in CONTRACTS])
 def test_contract(contract_id: str) -> None:
     result = subprocess.run(
-        [str(LINT_IMPORTS), "--no-cache", "--no-logo", "--contract", contract_id, str(PYPROJECT)],
+        [*LINT_IMPORTS, "--no-cache", "--no-logo", "--contract", contract_id, str(PYPROJECT)],
         cwd=ROOT,
         capture_output=True,
         text=True,
