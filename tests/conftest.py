@@ -1,11 +1,9 @@
 """Shared fixtures: a real server on 127.0.0.1:0 (plain and TLS via
-trustme), in this trio run, plus helpers to mint tokens and talk to it."""
+trustme) in this trio run.  Helpers live in tests/helpers/."""
 
 from __future__ import annotations
 
-import json
 import ssl
-import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -14,36 +12,9 @@ import pytest
 import trio
 import trustme
 
-from realtime.net.server import Server
-from realtime.config.settings import (
-    Addr,
-    App,
-    ChannelRule,
-    OAuthSettings,
-    ServerSettings,
-    Settings,
-    User,
-    WebSocketSettings,
-)
-from realtime.tokens.keyring import issue_access_token
-
-CHANNELS = (
-    ChannelRule("chat:*", subscribe_scope="chat:read", publish_scope="chat:write", history=100),
-    ChannelRule("news:*", subscribe_scope="news:read", publish_scope="news:write", history=5),
-    ChannelRule("user:*", subscribe_scope=None, publish_scope="notify", history=10),
-)
-
-APPS = {
-    "chat-app": App(name="Chat", client_id="chat-app", public=True,
-                    redirect_uris=("http://127.0.0.1/cb",),
-                    scopes=("chat:read", "chat:write", "news:read", "notify", "profile")),
-}
-
-USERS = {
-    "alice": User(name="alice", scopes=("chat:read", "chat:write")),
-    "bob": User(name="bob", scopes=("chat:read",)),
-    "carol": User(name="carol", scopes=("profile",)),
-}
+from realtime.config.settings import Addr, OAuthSettings, ServerSettings, Settings, WebSocketSettings
+from tests.helpers.server import Running
+from tests.helpers.settings import APPS, CHANNELS, USERS
 
 
 @pytest.fixture(scope="session")
@@ -82,71 +53,20 @@ def make_settings(tmp_path: Path, ca: trustme.CA) -> Callable[..., Settings]:
     return build
 
 
-@attrs.define
-class Running:
-    server: Server
-    nursery: trio.Nursery
-
-    @property
-    def state(self):  # noqa: ANN201
-        assert self.server.state is not None
-        return self.server.state
-
-    @property
-    def http(self) -> Addr:
-        assert self.server.bound.http is not None
-        return self.server.bound.http
-
-    @property
-    def https(self) -> Addr:
-        assert self.server.bound.https is not None
-        return self.server.bound.https
-
-    def url(self, path: str = "/", scheme: str = "http") -> str:
-        addr = self.http if scheme in ("http", "ws") else self.https
-        return f"{scheme}://{addr.host}:{addr.port}{path}"
-
-    def mint(self, sub: str = "alice", scope: str = "chat:read chat:write", ttl: float = 60.0,
-             client_id: str = "chat-app", **kw: Any) -> str:
-        token, _ = issue_access_token(
-            self.state.keyring, issuer=self.state.settings.issuer, audience=self.state.settings.audience,
-            sub=sub, client_id=client_id, scope=scope.split(), ttl=ttl, **kw,
-        )
-        return token
-
-
 @pytest.fixture
 async def start_server(nursery: trio.Nursery) -> AsyncIterator[Callable[..., Any]]:
-    servers: list[Server] = []
+    servers: list[Running] = []
 
     async def start(settings: Settings) -> Running:
-        server = Server(settings)
-        await nursery.start(lambda task_status: server.serve(install_signals=False, task_status=task_status))
-        servers.append(server)
-        return Running(server, nursery)
+        running = await Running.start(nursery, settings)
+        servers.append(running)
+        return running
 
     yield start
-    for server in servers:
-        server.stop()
+    for running in servers:
+        running.stop()
 
 
 @pytest.fixture
 async def running(start_server: Callable[..., Any], make_settings: Callable[..., Settings]) -> Running:
     return await start_server(make_settings())
-
-
-def loads(message: str | bytes) -> Any:
-    return json.loads(message)
-
-
-async def next_of_type(ws: Any, kind: str, limit: int = 20) -> dict[str, Any]:
-    """Read messages until one of ``kind`` arrives (bounded)."""
-    for _ in range(limit):
-        message = loads(await ws.get_message())
-        if message.get("type") == kind:
-            return message
-    raise AssertionError(f"no {kind!r} message in {limit} messages")
-
-
-def now() -> float:
-    return time.time()

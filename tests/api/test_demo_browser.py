@@ -26,10 +26,10 @@ import trio
 
 from realtime.config.load import ConfigError, default_settings, load_settings
 from realtime.oauth.passwords import hash_secret
-from realtime.net.server import Server
 from realtime.config.settings import Addr, App, Settings, User
 from realtime.tokens.keyring import issue_access_token
 from realtime.net.websocket import ABORT
+from tests.helpers.server import Running
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -126,21 +126,6 @@ async def test_demo_disabled_is_404(start_server: Any, settings: Settings) -> No
         assert "code_challenge_method" in js.text
 
 
-async def launch(nursery: trio.Nursery, settings: Settings) -> tuple[Server, trio.Event]:
-    """A server in ``nursery`` and an event set once it has stopped."""
-    server = Server(settings)
-    stopped = trio.Event()
-
-    async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        try:
-            await server.serve(install_signals=False, task_status=task_status)
-        finally:
-            stopped.set()
-
-    await nursery.start(run)
-    return server, stopped
-
-
 @pytest.fixture
 def sync_api() -> Any:
     return need_browser()
@@ -149,15 +134,15 @@ def sync_api() -> Any:
 async def test_demo_in_chromium(sync_api: Any, nursery: trio.Nursery, settings: Settings, tmp_path: Path) -> None:
     # Bind once to learn a free port, then run on it for good: the page's
     # origin (and so its redirect URI) must survive the restart below.
-    probe, probe_stopped = await launch(nursery, attrs.evolve(settings, server=attrs.evolve(settings.server, https=None)))
-    port = probe.bound.http.port
+    probe = await Running.start(nursery, attrs.evolve(settings, server=attrs.evolve(settings.server, https=None)))
+    port = probe.server.bound.http.port
     probe.stop()
-    await probe_stopped.wait()
+    await probe.stopped.wait()
     origin = f"http://127.0.0.1:{port}"
     settings = attrs.evolve(settings, apps={**settings.apps, "demo": demo_app(origin)},
                             server=attrs.evolve(settings.server, http=Addr("127.0.0.1", port), https=None))
-    servers = [await launch(nursery, settings)]
-    state = servers[0][0].state
+    servers = [await Running.start(nursery, settings)]
+    state = servers[0].server.state
     assert state is not None
     notify_token, _ = issue_access_token(state.keyring, issuer=settings.issuer, audience=settings.audience,
                                          sub="chat-app", client_id="chat-app", scope=["notify"], ttl=600)
@@ -166,10 +151,10 @@ async def test_demo_in_chromium(sync_api: Any, nursery: trio.Nursery, settings: 
         """Stop the server (every socket gets 1001) and start it again on
         the same port and state dir: keys and refresh tokens survive,
         in-memory channel history does not."""
-        server, stopped = servers[-1]
-        server.stop()
-        await stopped.wait()
-        servers.append(await launch(nursery, settings))
+        running = servers[-1]
+        running.stop()
+        await running.stopped.wait()
+        servers.append(await Running.start(nursery, settings))
 
     def cut_alice(code: int, text: str) -> None:
         """Runs in the trio thread: drop alice's sockets, then publish while
@@ -187,7 +172,7 @@ async def test_demo_in_chromium(sync_api: Any, nursery: trio.Nursery, settings: 
     try:
         await trio.to_thread.run_sync(scenario)
     finally:
-        servers[-1][0].stop()
+        servers[-1].stop()
 
 
 def run_browser(sync_api: Any, origin: str, notify_token: str, cut_alice: Callable[[int, str], None],

@@ -3,10 +3,7 @@ signals, the log line that tells the bound address, the pid file."""
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,101 +14,7 @@ import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from realtime.tokens.keyring import KeyRing, issue_access_token
-
-CONFIG = """
-[server]
-http = "127.0.0.1:0"
-https = "127.0.0.1:0"
-state_dir = "var"
-public_url = "https://localhost"
-shutdown_grace = "3s"
-
-[oauth]
-apps = "apps.toml"
-users = "users.json"
-
-[websocket]
-ping_interval = 0
-
-[[channel]]
-pattern = "chat:*"
-subscribe_scope = "chat:read"
-publish_scope = "chat:write"
-"""
-
-APPS = """
-[[app]]
-name = "Chat"
-client_id = "chat-app"
-public = true
-redirect_uris = ["http://127.0.0.1/cb"]
-scopes = ["chat:read", "chat:write"]
-"""
-
-
-def write_conf(root: Path) -> Path:
-    conf = root / "conf"
-    conf.mkdir()
-    (conf / "realtime.toml").write_text(CONFIG)
-    (conf / "apps.toml").write_text(APPS)
-    (conf / "users.json").write_text(json.dumps({"users": [{"name": "alice", "scopes": ["chat:read"]}]}))
-    return conf / "realtime.toml"
-
-
-class ServerProcess:
-    def __init__(self, proc: trio.Process, lines: list[str], new_line: list[trio.Event]) -> None:
-        self.proc = proc
-        self.lines = lines
-        self._new_line = new_line
-
-    async def wait_for_count(self, needle: str, count: int, timeout: float = 10) -> None:
-        """Wait until ``count`` log lines contain ``needle``."""
-        with trio.fail_after(timeout):
-            while sum(needle in line for line in self.lines) < count:
-                await self._new_line[0].wait()
-
-    async def wait_for_line(self, needle: str, timeout: float = 10) -> str:
-        """Wait (on the log pump's event, not a sleep) for a log line."""
-        with trio.fail_after(timeout):
-            while True:
-                for line in self.lines:
-                    if needle in line:
-                        return line
-                await self._new_line[0].wait()
-
-    @classmethod
-    async def start(cls, nursery: trio.Nursery, args: list[str], cwd: Path) -> tuple["ServerProcess", dict[str, str]]:
-        # Started through nursery.start(run_process): when the test ends, or
-        # fails, the nursery's cancellation kills the server process too.
-        proc = await nursery.start(functools.partial(
-            trio.run_process, [sys.executable, "-m", "realtime", *args], cwd=cwd,
-            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False,
-        ))
-        lines: list[str] = []
-        new_line = [trio.Event()]
-        listening = trio.Event()
-        bound: dict[str, str] = {}
-
-        async def pump() -> None:
-            buf = b""
-            assert proc.stderr is not None
-            async for chunk in proc.stderr:
-                buf += chunk
-                *done, buf = buf.split(b"\n")
-                for raw in done:
-                    line = raw.decode(errors="replace")
-                    lines.append(line)
-                    new_line[0].set()
-                    new_line[0] = trio.Event()
-                    match = re.search(r"listening (.*)$", line)
-                    if match:
-                        bound.update(part.split("=", 1) for part in match.group(1).split())
-                        listening.set()
-
-        nursery.start_soon(pump)
-        with trio.fail_after(20):
-            await listening.wait()
-        return cls(proc, lines, new_line), bound
+from tests.helpers.server import CONFIG, ServerProcess, write_conf
 
 
 async def test_sigterm_closes_sockets_with_1001_and_exits_0(tmp_path: Path, nursery: trio.Nursery) -> None:

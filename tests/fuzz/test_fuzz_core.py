@@ -15,7 +15,7 @@ from realtime.http.responses import Response
 from realtime.config.settings import Settings
 from realtime.tokens.keyring import KeyRing, RevokedSet, issue_access_token
 from realtime.protocol.upgrade import Accept, check_upgrade, find_token, is_upgrade
-from tests.conftest import APPS, CHANNELS, USERS
+from tests.helpers.settings import APPS, CHANNELS, USERS
 
 CORE = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
                 database=None)

@@ -19,7 +19,7 @@ import struct
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.conftest import (
+from tests.helpers.fuzz import (
     ECHO,
     LiveServer,
     close_frame,

@@ -10,7 +10,7 @@ import pytest
 
 from realtime.config.settings import WebSocketSettings
 from realtime.hub import Broker, ChannelFeed, Hub, InProcessBroker, RemoteBroker
-from tests.hub.fakes import RULES, FakeConn
+from tests.helpers.hub import RULES, FakeConn
 from tests.hub.test_presence import FakeRemote
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from realtime.config.settings import WebSocketSettings
 from realtime.hub import Hub
 from realtime.hub.inprocess import InProcessBroker
-from tests.hub.fakes import RULES, FakeConn, make_hub, msg, publish_n, replay_into, seqs
+from tests.helpers.hub import RULES, FakeConn, make_hub, msg, publish_n, replay_into, seqs
 
 
 # -- history and since ------------------------------------------------------------

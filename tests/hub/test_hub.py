@@ -11,7 +11,7 @@ import pytest
 from realtime.config.settings import ChannelRule, WebSocketSettings
 from realtime.hub import Hub, HubError, PublishResult
 from realtime.hub.inprocess import InProcessBroker
-from tests.hub.fakes import RULES, FakeConn, make_hub, msg, publish_n, replay_into, seqs
+from tests.helpers.hub import RULES, FakeConn, make_hub, msg, publish_n, replay_into, seqs
 
 
 # -- subscribe and publish -----------------------------------------------------

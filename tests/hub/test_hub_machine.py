@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from tests.hub.fakes import FakeConn, make_hub, msg, replay_into
+from tests.helpers.hub import FakeConn, make_hub, msg, replay_into
 
 
 # -- hypothesis: arbitrary interleavings keep order, seq and since exact --------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from realtime.hub.index import ConnectionIndex
-from tests.hub.fakes import FakeConn
+from tests.helpers.hub import FakeConn
 
 
 # -- the connection index -----------------------------------------------------------

@@ -15,7 +15,7 @@ from realtime.hub import Hub, HubError
 from realtime.hub.broker import BrokerUnavailable, Replay
 from realtime.protocol import messages as protocol
 from realtime.protocol.frames import encode_text_frame
-from tests.hub.fakes import RULES, FakeConn, make_hub
+from tests.helpers.hub import RULES, FakeConn, make_hub
 
 
 def test_presence_cap_truncates_without_walking_everyone() -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from realtime.config.settings import ChannelRule, WebSocketSettings
 from realtime.hub import DEFAULT_PRESENCE_LIMIT, ChannelRules, HubError
-from tests.hub.fakes import RULES, FakeConn, make_hub
+from tests.helpers.hub import RULES, FakeConn, make_hub
 
 
 def test_lookups_and_checks() -> None:

@@ -4,7 +4,7 @@ delivery path shares, member counts, and the two tables kept in step."""
 from __future__ import annotations
 
 from realtime.hub.tables import Channel, Tables
-from tests.hub.fakes import FakeConn
+from tests.helpers.hub import FakeConn
 
 
 def test_fanout_snapshot_is_reused_until_the_channel_changes() -> None:

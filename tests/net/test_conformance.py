@@ -22,17 +22,14 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from tests.conftest import Running
+from tests.helpers.server import Running
+from tests.helpers.tokens import bearer
 
 ECHO = "/ws-echo"
 # Autobahn's 9.* cases send messages of up to 16 MiB and expect them back.
 ECHO_WS = {"echo_path": ECHO, "max_message_bytes": 32 << 20, "max_backlog_bytes": 64 << 20}
 
 HARNESS = Path(os.environ.get("REALTIME_AUTOBAHN_DIR", Path(__file__).resolve().parents[3] / "shared" / "conformance"))
-
-
-def bearer(token: str) -> list[tuple[bytes, bytes]]:
-    return [(b"authorization", f"Bearer {token}".encode())]
 
 
 @pytest.fixture

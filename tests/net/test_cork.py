@@ -18,8 +18,8 @@ from wsproto.events import CloseConnection, Ping, TextMessage
 
 from realtime.net.transport import Transport
 from realtime.net.cork import CORK
-from tests.conftest import loads
-from tests.net.test_channels_live import RawClient, connect, quiet, recv
+from tests.helpers.ws import loads
+from tests.helpers.ws import RawClient, connect, quiet, recv
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])

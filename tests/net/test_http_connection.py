@@ -8,7 +8,7 @@ import ssl
 import httpx
 import trio
 
-from tests.conftest import Running
+from tests.helpers.server import Running
 
 
 async def raw_exchange(running: Running, data: bytes, *, read_until_close: bool = True) -> bytes:

@@ -22,14 +22,12 @@ import trio.testing
 from trio_websocket import open_websocket_url
 
 from realtime.config.settings import ChannelRule
-from tests.conftest import Running, loads, next_of_type
+from tests.helpers.server import Running
+from tests.helpers.ws import loads, next_of_type
+from tests.helpers.tokens import bearer
 
 PING, PONG, CLOSE = 0x9, 0xA, 0x8
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-
-
-def bearer(token: str) -> list[tuple[bytes, bytes]]:
-    return [(b"authorization", f"Bearer {token}".encode())]
 
 
 async def connect(running: Running, source: str | None = None) -> trio.SocketStream:

@@ -13,10 +13,8 @@ any record: its formatted message, its args, or its exception text.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
-import re
 import ssl
 import time
 from typing import Any
@@ -27,8 +25,8 @@ import httpx
 import pytest
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from tests.conftest import next_of_type
-from tests.oauth.conftest import (
+from tests.helpers.ws import next_of_type
+from tests.helpers.oauth import (
     CHEAP,
     OLD_WEB_SECRET,
     PASSWORDS,
@@ -38,6 +36,7 @@ from tests.oauth.conftest import (
     WEB_SECRET,
     WEIRD_SECRET,
     build_settings,
+    hidden,
     new_pkce,
 )
 
@@ -77,11 +76,6 @@ def capture() -> Any:
     finally:
         root.removeHandler(handler)
         root.setLevel(old)
-
-
-def hidden(text: str) -> dict[str, str]:
-    return {html.unescape(n): html.unescape(v)
-            for n, v in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', text)}
 
 
 def fragments(secret: str) -> list[str]:

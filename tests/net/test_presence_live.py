@@ -10,8 +10,9 @@ import pytest
 import trio
 
 from realtime.config.settings import ChannelRule
-from tests.conftest import CHANNELS, USERS, Running
-from tests.net.test_channels_live import call, connect, quiet, recv, send
+from tests.helpers.server import Running
+from tests.helpers.settings import CHANNELS, USERS
+from tests.helpers.ws import call, connect, quiet, recv, send
 
 PRESENCE_RULES = (
     ChannelRule("room:*", subscribe_scope="chat:read", publish_scope="chat:write", history=10,

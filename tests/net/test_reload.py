@@ -14,7 +14,9 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 
 from realtime.config.load import load_settings
 from realtime.tokens.keyring import KeyRing
-from tests.conftest import Running, next_of_type
+from tests.helpers.server import Running
+from tests.helpers.ws import next_of_type
+from tests.helpers.tokens import bearer
 
 CONFIG = """
 [server]
@@ -83,10 +85,6 @@ def files(tmp_path: Path, ca: trustme.CA) -> Files:
 @pytest.fixture
 async def live(files: Files, start_server: Any) -> Running:
     return await start_server(load_settings(files.config))
-
-
-def bearer(token: str) -> list[tuple[bytes, bytes]]:
-    return [(b"authorization", f"Bearer {token}".encode())]
 
 
 async def reload_now(server: Running) -> bool:

@@ -18,7 +18,7 @@ import trio
 import trustme
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from tests.cli.test_process import ServerProcess
+from tests.helpers.server import ServerProcess
 
 CONFIG = """
 [server]

@@ -5,8 +5,6 @@ and ``Referrer-Policy: no-referrer``; cookies are ``HttpOnly``,
 
 from __future__ import annotations
 
-import html
-import re
 import ssl
 import time
 
@@ -14,12 +12,7 @@ import attrs
 import httpx
 
 from realtime.config.settings import DemoSettings
-from tests.oauth.conftest import CHEAP, PASSWORDS, WEB_CB, build_settings, new_pkce
-
-
-def hidden(text: str) -> dict[str, str]:
-    return {html.unescape(n): html.unescape(v)
-            for n, v in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', text)}
+from tests.helpers.oauth import CHEAP, PASSWORDS, WEB_CB, build_settings, hidden, new_pkce
 
 
 def assert_page_headers(r: httpx.Response) -> None:

@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.oauth.conftest import (
+from tests.helpers.oauth import (
     ISSUER,
     PASSWORDS,
     SPA_CB,

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import trio
 
-from tests.oauth.conftest import CHEAP
-from tests.cli.test_process import CONFIG, ServerProcess
+from tests.helpers.oauth import CHEAP
+from tests.helpers.server import CONFIG, ServerProcess
 
 SECRET = "crash-test-secret-" + "q" * 20
 PASSWORD = "crash-test-password"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from tests.oauth.conftest import (
+from tests.helpers.oauth import (
     ISSUER,
     PASSWORDS,
     SPA_CB,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.oauth.conftest import (
+from tests.helpers.oauth import (
     ISSUER,
     SPA_CB,
     WEB_CB,

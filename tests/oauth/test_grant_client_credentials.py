@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from realtime.config.settings import RetiredSecret
-from tests.oauth.conftest import (
+from tests.helpers.oauth import (
     ISSUER,
     OLD_WEB_SECRET,
     SVC_SECRET,
@@ -94,7 +94,7 @@ async def test_public_client_may_not(env: Env) -> None:
 
 
 async def test_grant_not_listed_is_unauthorized_client(env: Env) -> None:
-    from tests.oauth.conftest import WEB_SECRET
+    from tests.helpers.oauth import WEB_SECRET
 
     resp = await env.token(CC, auth=("web", WEB_SECRET))
     assert resp.status == 400 and body_json(resp)["error"] == "unauthorized_client"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.oauth.conftest import PASSWORDS, PW_SECRET, SVC_SECRET, Env, body_json, header
+from tests.helpers.oauth import PASSWORDS, PW_SECRET, SVC_SECRET, Env, body_json, header
 
 AUTH = ("pw", PW_SECRET)
 

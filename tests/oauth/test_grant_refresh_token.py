@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from tests.oauth.conftest import ISSUER, WEB_CB, WEB_SECRET, Env, body_json, get_code
+from tests.helpers.oauth import ISSUER, WEB_CB, WEB_SECRET, Env, body_json, get_code
 
 AUTH = ("web", WEB_SECRET)
 

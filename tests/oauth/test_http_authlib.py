@@ -3,21 +3,14 @@ Authlib's client (an independent implementation), plus httpx checks."""
 
 from __future__ import annotations
 
-import re
 import secrets
-from html import unescape
 from typing import Any, Callable
 
 import httpx
 import pytest
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from tests.oauth.conftest import PASSWORDS, SVC_SECRET, WEB_CB, WEB_SECRET, build_settings
-
-
-def hidden(text: str) -> dict[str, str]:
-    return {unescape(n): unescape(v)
-            for n, v in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', text)}
+from tests.helpers.oauth import PASSWORDS, SVC_SECRET, WEB_CB, WEB_SECRET, build_settings, hidden
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from tests.oauth.conftest import (
+from tests.helpers.oauth import (
     ISSUER,
     SVC_SECRET,
     WEB_CB,

@@ -27,8 +27,9 @@ from trio_websocket import open_websocket_url
 from realtime.config.load import load_settings
 from realtime.oauth import pkce
 from realtime.config.settings import App, Settings, User
-from tests.conftest import Running, loads
-from tests.oauth.conftest import CHEAP, hidden_fields, new_pkce
+from tests.helpers.server import Running
+from tests.helpers.ws import loads
+from tests.helpers.oauth import CHEAP, hidden_fields, new_pkce
 
 SECRET = "provider-client-secret-" + "s" * 16
 P_PASSWORD = "alice-at-provider"

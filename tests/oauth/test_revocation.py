@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.oauth.conftest import ISSUER, SVC_SECRET, WEB_CB, WEB_SECRET, Env, body_json, get_code, header
+from tests.helpers.oauth import ISSUER, SVC_SECRET, WEB_CB, WEB_SECRET, Env, body_json, get_code, header
 
 AUTH = ("web", WEB_SECRET)
 
@@ -66,7 +66,7 @@ async def test_missing_token_parameter(env: Env) -> None:
 
 
 async def test_public_client_may_revoke_its_own(env: Env) -> None:
-    from tests.oauth.conftest import SPA_CB, new_pkce
+    from tests.helpers.oauth import SPA_CB, new_pkce
 
     p = new_pkce()
     code = await get_code(env, client_id="spa", redirect_uri=SPA_CB, scope="chat:read offline_access", challenge=p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from tests.oauth.conftest import SVC_SECRET, Env, basic, body_json, header
+from tests.helpers.oauth import SVC_SECRET, Env, basic, body_json, header
 
 AUTH_HEADER = ("authorization", basic("svc", SVC_SECRET))
 

@@ -1,30 +1,19 @@
-"""An OAuth 1.0a consumer registered on a real server, and a browser that
-approves request tokens through the login and consent pages."""
+"""The ``o1`` fixture: a real server with OAuth 1.0a consumers registered
+(tests.helpers.oauth1)."""
 
 from __future__ import annotations
 
-import re
-import time
-from html import unescape
 from pathlib import Path
 from typing import Any, Callable
 
 import attrs
-import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from oauthlib.oauth1 import Client
 
-from realtime.oauth1 import crypto
-from realtime.config.settings import App, User
-from tests.conftest import APPS, Running
-from tests.oauth.conftest import CHEAP, PASSWORDS
-
-CONSUMER_KEY = "ck-legacy"
-CONSUMER_SECRET = "legacy consumer secret &+%"  # characters that need RFC 5849 §3.6 encoding
-RSA_CONSUMER_KEY = "ck-rsa"
-CALLBACK = "http://127.0.0.1:9/oauth1-cb"
+from tests.helpers.oauth import CHEAP, PASSWORDS
+from tests.helpers.oauth1 import oauth1_apps, oauth1_users
+from tests.helpers.server import Running
 
 
 @pytest.fixture(scope="session")
@@ -34,40 +23,9 @@ def rsa_private_pem() -> str:
                              serialization.NoEncryption()).decode()
 
 
-def public_pem(private_pem: str) -> str:
-    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
 @pytest.fixture(scope="session")
 def user_hashes() -> dict[str, str]:
     return {name: CHEAP.hash(pw) for name, pw in PASSWORDS.items()}
-
-
-def oauth1_apps(state_dir: Path, rsa_private_pem: str, **legacy: Any) -> dict[str, App]:
-    key = crypto.load_or_create_key(state_dir)
-    apps = dict(APPS)
-    apps["legacy"] = App(
-        name="Legacy Consumer", client_id="legacy", public=True, grant_types=(),
-        redirect_uris=(CALLBACK,), scopes=("chat:read", "chat:write"), oauth1=True,
-        consumer_key=CONSUMER_KEY,
-        consumer_secret_enc=crypto.encrypt(key, CONSUMER_SECRET, crypto.consumer_context(CONSUMER_KEY)),
-        **legacy,
-    )
-    apps["rsa"] = App(
-        name="RSA Consumer", client_id="rsa", public=True, grant_types=(), redirect_uris=(CALLBACK,),
-        scopes=("chat:read",), oauth1=True, consumer_key=RSA_CONSUMER_KEY,
-        rsa_public_key=public_pem(rsa_private_pem),
-    )
-    return apps
-
-
-def oauth1_users(hashes: dict[str, str]) -> dict[str, User]:
-    return {
-        "alice": User(name="alice", password_hash=hashes["alice"], scopes=("chat:read", "chat:write")),
-        "bob": User(name="bob", password_hash=hashes["bob"], scopes=("chat:read",)),
-    }
 
 
 @pytest.fixture
@@ -76,34 +34,3 @@ async def o1(start_server: Callable[..., Any], make_settings: Callable[..., Any]
     settings = make_settings()
     apps = oauth1_apps(settings.server.state_dir, rsa_private_pem)
     return await start_server(attrs.evolve(settings, apps=apps, users=oauth1_users(user_hashes)))
-
-
-def hidden(text: str) -> dict[str, str]:
-    return {unescape(n): unescape(v)
-            for n, v in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', text)}
-
-
-async def approve(base: str, authorize_url: str, user: str = "alice", decision: str = "allow",
-                  **client: Any) -> httpx.Response:
-    """Sign in and consent like a browser; the last response (302 or the oob page)."""
-    async with httpx.AsyncClient(base_url=base, **client) as browser:
-        resp = await browser.get(authorize_url)
-        assert resp.status_code == 200 and 'value="login"' in resp.text, resp.text
-        resp = await browser.post("/oauth1/authorize",
-                                  data=hidden(resp.text) | {"username": user, "password": PASSWORDS[user]})
-        if resp.status_code == 200 and 'value="consent"' in resp.text:
-            resp = await browser.post("/oauth1/authorize", data=hidden(resp.text) | {"decision": decision})
-        return resp
-
-
-def sign(url: str, method: str = "GET", *, token: str | None = None, token_secret: str | None = None,
-         **kw: Any) -> dict[str, str]:
-    """Headers of a request signed by oauthlib's client (another implementation than the server's checks)."""
-    client = Client(CONSUMER_KEY, client_secret=CONSUMER_SECRET, resource_owner_key=token,
-                    resource_owner_secret=token_secret, **kw)
-    _uri, headers, _body = client.sign(url, http_method=method)
-    return headers
-
-
-def now() -> int:
-    return int(time.time())

@@ -11,7 +11,7 @@ from realtime.cli.main import build_parser
 from realtime.config.apps import load_apps
 from realtime.config.fields import ConfigError
 from realtime.oauth1 import crypto
-from tests.oauth1.conftest import public_pem
+from tests.helpers.oauth1 import public_pem
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, parse_qsl
 import httpx
 from oauthlib.oauth1 import Client
 
-from tests.conftest import Running
-from tests.oauth1.conftest import CALLBACK, CONSUMER_KEY, CONSUMER_SECRET, approve
+from tests.helpers.server import Running
+from tests.helpers.oauth1 import CALLBACK, CONSUMER_KEY, CONSUMER_SECRET, approve
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

@@ -18,8 +18,9 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 
 from realtime.net.reload import withdraw_lost_access, withdraw_retired_keys
 from realtime.oauth1.resource import OAUTH1_KID, withdraw_oauth1
-from tests.conftest import Running, next_of_type
-from tests.oauth1.conftest import (
+from tests.helpers.server import Running
+from tests.helpers.ws import next_of_type
+from tests.helpers.oauth1 import (
     CALLBACK,
     CONSUMER_KEY,
     CONSUMER_SECRET,

@@ -11,11 +11,9 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from realtime.tokens.keyring import KeyRing, issue_access_token
-from tests.conftest import Running, loads, next_of_type
-
-
-def bearer(token: str) -> list[tuple[bytes, bytes]]:
-    return [(b"authorization", f"Bearer {token}".encode())]
+from tests.helpers.server import Running
+from tests.helpers.ws import loads, next_of_type
+from tests.helpers.tokens import bearer
 
 
 async def test_welcome_with_authorization_header(running: Running) -> None:

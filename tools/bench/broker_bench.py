@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from realtime.tokens.keyring import KeyRing, issue_access_token  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.helpers.redis import RedisServer  # noqa: E402
 
 CONFIG = """
 [server]

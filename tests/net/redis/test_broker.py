@@ -21,10 +21,11 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from realtime.net.redis import lua
 from realtime.config.settings import BrokerSettings, ChannelRule, Settings
 from realtime.tokens.keyring import KeyRing, issue_access_token
-from tests.conftest import CHANNELS, USERS, Running
-from tests.redis_server import RedisServer, free_port
-from tests.net.test_channels_live import api_publish, bearer, call, connect, quiet, recv, send
-from tests.cli.test_process import ServerProcess, write_conf
+from tests.helpers.server import Running, ServerProcess, write_conf
+from tests.helpers.settings import CHANNELS, USERS
+from tests.helpers.redis import RedisServer, free_port
+from tests.helpers.tokens import bearer
+from tests.helpers.ws import api_publish, call, connect, quiet, recv, send
 
 NODE_TTL = 1.0  # seconds; a dead node's members leave within 1.25 * NODE_TTL
 

@@ -12,8 +12,9 @@ import httpx
 import trio
 
 from realtime.config.settings import ChannelRule
-from tests.conftest import CHANNELS, USERS, Running
-from tests.net.test_channels_live import RawClient, call, connect, recv
+from tests.helpers.server import Running
+from tests.helpers.settings import CHANNELS, USERS
+from tests.helpers.ws import RawClient, call, connect, recv
 
 RULES = (
     ChannelRule("room:*", subscribe_scope="chat:read", publish_scope="chat:write", history=10,
