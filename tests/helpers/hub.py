@@ -11,6 +11,7 @@ from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from realtime.config.settings import ChannelRule, WebSocketSettings
 from realtime.hub import Hub
+from realtime.hub.broker import BrokerUnavailable, Replay
 
 
 _ids = itertools.count(1)
@@ -89,3 +90,71 @@ def publish_n(hub: Hub, channel: str, n: int) -> None:
 
 def seqs(conn: FakeConn) -> list[int]:
     return [m["seq"] for m in conn.take()]
+
+
+class FakeRemote:
+    """A remote broker stand-in: records what the hub tells it."""
+
+    remote = True
+
+    def __init__(self) -> None:
+        self.hub: Hub | None = None
+        self.reports: list[tuple[str, str]] = []
+        self.watched: set[str] = set()
+        self.holds: dict[str, int] = {}
+        self.down = False
+        self.early: list[tuple[str, str, int, int]] = []
+
+    def attach(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def report(self, channel: str, sub: str) -> None:
+        self.reports.append((channel, sub))
+
+    async def report_now(self, channel: str, sub: str, count: int, total: int) -> None:
+        if self.down:
+            raise BrokerUnavailable("down")
+        self.early.append((channel, sub, count, total))
+
+    def watch(self, channel: str) -> None:
+        self.watched.add(channel)
+
+    def unwatch(self, channel: str) -> None:
+        self.watched.discard(channel)
+
+    def hold(self, channel: str) -> None:
+        self.holds[channel] = self.holds.get(channel, 0) + 1
+
+    def release(self, channel: str) -> None:
+        self.holds[channel] -= 1
+
+    def last_seq(self, channel: str) -> int:
+        return 7
+
+    def retain(self, keep_for: Any) -> None:
+        pass
+
+    async def prepare(self, channel: str, since: int | None) -> Replay:
+        if self.down:
+            raise BrokerUnavailable("down")
+        return Replay([], True, 7)
+
+    async def publish_async(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
+        if self.down:
+            raise BrokerUnavailable("down")
+        return 8, 3
+
+    async def presence(self, channel: str, limit: int) -> tuple[list[tuple[str, int]], bool]:
+        return [("x", 1)], False
+
+
+def members(protocol: type) -> set[str]:
+    """The names a Protocol declares (methods and annotated attributes),
+    its bases' included (``typing.get_protocol_members`` is 3.13+)."""
+    names: set[str] = set()
+    for cls in protocol.__mro__:
+        if cls in (object,) or cls.__name__ in ("Protocol", "Generic"):
+            continue
+        names.update(n for n in vars(cls) if not n.startswith("_"))
+        names.update(getattr(cls, "__annotations__", {}))
+    return names

@@ -10,20 +10,7 @@ import pytest
 
 from realtime.config.settings import WebSocketSettings
 from realtime.hub import Broker, ChannelFeed, Hub, InProcessBroker, RemoteBroker
-from tests.helpers.hub import RULES, FakeConn
-from tests.hub.test_presence import FakeRemote
-
-
-def members(protocol: type) -> set[str]:
-    """The names a Protocol declares (methods and annotated attributes),
-    its bases' included (``typing.get_protocol_members`` is 3.13+)."""
-    names: set[str] = set()
-    for cls in protocol.__mro__:
-        if cls in (object,) or cls.__name__ in ("Protocol", "Generic"):
-            continue
-        names.update(n for n in vars(cls) if not n.startswith("_"))
-        names.update(getattr(cls, "__annotations__", {}))
-    return names
+from tests.helpers.hub import RULES, FakeConn, FakeRemote, members
 
 
 def test_protocols_share_only_the_feed() -> None:

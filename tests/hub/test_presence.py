@@ -15,7 +15,7 @@ from realtime.hub import Hub, HubError
 from realtime.hub.broker import BrokerUnavailable, Replay
 from realtime.protocol import messages as protocol
 from realtime.protocol.frames import encode_text_frame
-from tests.helpers.hub import RULES, FakeConn, make_hub
+from tests.helpers.hub import RULES, FakeConn, FakeRemote, make_hub
 
 
 def test_presence_cap_truncates_without_walking_everyone() -> None:
@@ -55,62 +55,6 @@ def test_presence_answer_shape_with_truncated() -> None:
     assert json.loads(body) == {"type": "presence", "channel": "room:1", "id": 7, "truncated": True,
                                 "members": [{"sub": "a", "connections": 2, "display_name": "A"},
                                             {"sub": "b", "connections": 1}]}
-
-
-class FakeRemote:
-    """A remote broker stand-in: records what the hub tells it."""
-
-    remote = True
-
-    def __init__(self) -> None:
-        self.hub: Hub | None = None
-        self.reports: list[tuple[str, str]] = []
-        self.watched: set[str] = set()
-        self.holds: dict[str, int] = {}
-        self.down = False
-        self.early: list[tuple[str, str, int, int]] = []
-
-    def attach(self, hub: Hub) -> None:
-        self.hub = hub
-
-    def report(self, channel: str, sub: str) -> None:
-        self.reports.append((channel, sub))
-
-    async def report_now(self, channel: str, sub: str, count: int, total: int) -> None:
-        if self.down:
-            raise BrokerUnavailable("down")
-        self.early.append((channel, sub, count, total))
-
-    def watch(self, channel: str) -> None:
-        self.watched.add(channel)
-
-    def unwatch(self, channel: str) -> None:
-        self.watched.discard(channel)
-
-    def hold(self, channel: str) -> None:
-        self.holds[channel] = self.holds.get(channel, 0) + 1
-
-    def release(self, channel: str) -> None:
-        self.holds[channel] -= 1
-
-    def last_seq(self, channel: str) -> int:
-        return 7
-
-    def retain(self, keep_for: Any) -> None:
-        pass
-
-    async def prepare(self, channel: str, since: int | None) -> Replay:
-        if self.down:
-            raise BrokerUnavailable("down")
-        return Replay([], True, 7)
-
-    async def publish_async(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
-        if self.down:
-            raise BrokerUnavailable("down")
-        return 8, 3
-
-    async def presence(self, channel: str, limit: int) -> tuple[list[tuple[str, int]], bool]:
-        return [("x", 1)], False
 
 
 async def test_remote_mode_reports_and_does_not_announce() -> None:

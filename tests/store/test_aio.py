@@ -11,7 +11,7 @@ import trio.testing
 
 from realtime.store import AsyncStore, Store, StoreClosed, token_hash
 from realtime.store.aio import InStoreThread
-from tests.store.conftest import NOW, issued
+from tests.helpers.store import NOW, issued
 
 
 async def test_calls_wait_for_the_one_store_thread_and_close_comes_last(store: Store) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from realtime.store import Store, StoreClosed, token_hash
 from realtime.store.database import Database, LostRace
-from tests.store.conftest import NOW, issued
+from tests.helpers.store import NOW, issued
 
 
 @pytest.fixture

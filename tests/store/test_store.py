@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from realtime.store import Store, StoreClosed, token_hash
-from tests.store.conftest import NOW, OpenStore, issued
+from tests.helpers.store import NOW, OpenStore, issued
 
 
 def test_code_roundtrip(store: Store) -> None:

@@ -19,7 +19,7 @@ from realtime.net.redis.delivery import Delivery
 from realtime.net.redis.state import BrokerState
 from realtime.protocol import messages as protocol
 from realtime.protocol.frames import encode_text_frame
-from tests.hub.test_broker import members
+from tests.helpers.hub import members
 
 
 class FakeHub:
