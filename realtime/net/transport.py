@@ -22,15 +22,24 @@ from typing import Callable
 
 import trio
 
+from realtime.protocol.close import CloseCode
+
 RECV_SIZE = 65536
 
 
 class TransportClosed(Exception):
     """The peer went away or the transport was closed; nothing more to do."""
 
+    # No close frame can reach a peer that is gone: the socket is dropped.
+    close_code = CloseCode.ABORT
+    close_reason = "connection lost"
+
 
 class BacklogOverflow(Exception):
     """The outbound backlog passed its byte limit (a slow consumer)."""
+
+    close_code = CloseCode.SLOW_CONSUMER
+    close_reason = "slow consumer"
 
 
 class Transport:

@@ -31,6 +31,7 @@ from realtime.session.ratelimit import RateLimiter
 from realtime.tokens.keyring import AccessClaims
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.protocol import frames
+from realtime.protocol.close import CloseCode, MessageTooBig
 from realtime.protocol import messages as protocol
 from realtime.net.cork import CORK
 from realtime.session.dispatch import MessageHandlers, trio_deadline
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("realtime.ws")
 
-ABORT = 1006  # never sent on the wire: the peer is gone, just drop the socket
+ABORT = CloseCode.ABORT  # never sent on the wire: the peer is gone, just drop the socket
 CLOSE_WAIT = 2.0  # how long we wait for the peer's close frame after ours
 _ids = itertools.count(1)
 
@@ -140,9 +141,9 @@ class Session(MessageHandlers):
             # and the client could never read the 4009 close frame that
             # _close queues after it.  The backlog ends on a frame boundary:
             # the frame that overflowed it was queued whole.
-            self.withdraw(4009, "slow consumer")
+            self.withdraw(exc.close_code, exc.close_reason)
         else:
-            self.withdraw(ABORT, "connection lost")
+            self.withdraw(TransportClosed.close_code, TransportClosed.close_reason)
 
     def withdraw(self, code: int, reason: str) -> None:
         """End this session with ``code`` (first caller wins)."""
@@ -198,21 +199,21 @@ class Session(MessageHandlers):
                         await self._reader()
                         nursery.cancel_scope.cancel()
             if self.close_code is None and self._scope.cancelled_caught:
-                self.close_code, self.close_reason = 4001, "token expired"
+                self.close_code, self.close_reason = CloseCode.TOKEN_EXPIRED, "token expired"
         finally:
             self._nursery = None
             hub.drop(self)
             await self._close()
 
     async def _close(self) -> None:
-        code = self.close_code if self.close_code is not None else 1000
+        code = self.close_code if self.close_code is not None else CloseCode.NORMAL
         with trio.CancelScope(shield=True):
             with trio.move_on_after(CLOSE_WAIT):
                 try:
                     if code != ABORT and not self.transport.closed:
                         reply = self.peer_close
-                        if reply is not None and code == 1000:
-                            code = reply.code if reply.code not in (1005, 1006) else 1000
+                        if reply is not None and code == CloseCode.NORMAL:
+                            code = reply.code if reply.code not in (CloseCode.NO_STATUS, CloseCode.ABORT) else CloseCode.NORMAL
                         if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
                             # A slow consumer's backlog is already past its
                             # limit: let the close frame join it, not fail.
@@ -234,7 +235,7 @@ class Session(MessageHandlers):
                 except (TransportClosed, BacklogOverflow):
                     pass
             self.transport.close()
-        self.state.metrics.closes[code] += 1
+        self.state.metrics.closes[int(code)] += 1
         log.debug("ws %d closed code=%s reason=%s", self.conn_id, code, self.close_reason)
 
     async def _await_peer_close(self) -> None:
@@ -306,7 +307,7 @@ class Session(MessageHandlers):
                         chunk = event.data
                         size += _utf8_size(chunk) if isinstance(chunk, str) else len(chunk)
                         if size > max_bytes:
-                            self.withdraw(1009, "message too big")
+                            self.withdraw(MessageTooBig.close_code, MessageTooBig.close_reason)
                             return False
                         parts.append(chunk)
                         if event.message_finished:

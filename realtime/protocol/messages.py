@@ -66,6 +66,7 @@ from typing import Any, NoReturn, TypeAlias
 
 import attrs
 
+from realtime.protocol.close import CloseCode, ProtocolError
 from realtime.protocol import replies as messages
 from realtime.protocol.replies import (  # re-exported: the server message builders
     ack as ack,
@@ -168,7 +169,7 @@ class MessageError(Exception):
         return f"{self.code}: {self.message}"
 
 
-class InvalidJSON(Exception):
+class InvalidJSON(ProtocolError):
     """The text is not JSON (RFC 8259).  The session closes with 1007.
 
     RFC 6455 §7.4.1: 1007 "indicates that an endpoint is terminating the
@@ -176,7 +177,8 @@ class InvalidJSON(Exception):
     consistent with the type of the message".
     """
 
-    close_code = 1007
+    close_code = CloseCode.INVALID_DATA
+    close_reason = "invalid JSON"
 
 
 # --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import trio
 from realtime.hub import HubError, SubscribeResult
 from realtime.tokens.keyring import TokenError
 from realtime.protocol import frames
+from realtime.protocol.close import RateLimited, UnsupportedData
 from realtime.protocol import messages as protocol
 from realtime.protocol.upgrade import principal_problem
 
@@ -64,14 +65,14 @@ class MessageHandlers:
                 self.offer(frames.encode_binary_frame(whole))
             return
         if isinstance(whole, bytes):
-            self.withdraw(1003, "binary messages are not accepted")
+            self.withdraw(UnsupportedData.close_code, UnsupportedData.close_reason)
             return
         try:
             message = protocol.parse_client_message(
                 whole, max_channel=self.state.settings.websocket.max_channel_name
             )
-        except protocol.InvalidJSON:
-            self.withdraw(1007, "invalid JSON")
+        except protocol.InvalidJSON as exc:
+            self.withdraw(exc.close_code, exc.close_reason)
             return
         except protocol.MessageError as exc:
             self.send_obj(protocol.error(exc.id, exc.code, exc.message))
@@ -133,7 +134,7 @@ class MessageHandlers:
     def _within_publish_rate(self) -> bool:
         if self.publish_limit.allow(trio.current_time()):
             return True
-        self.withdraw(4008, "publish rate limit")
+        self.withdraw(RateLimited.close_code, RateLimited.close_reason)
         return False
 
     def _published(self, message: protocol.Publish, result: Any) -> None:
