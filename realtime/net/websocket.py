@@ -35,7 +35,6 @@ from realtime.protocol.close import CloseCode, MessageTooBig
 from realtime.protocol import messages as protocol
 from realtime.net.cork import CORK
 from realtime.session.dispatch import MessageHandlers, trio_deadline
-from realtime.session.dispatch import presence_answer  # noqa: F401  (realtime.api imports it from here)
 
 if TYPE_CHECKING:
     from realtime.app import ServerState

@@ -69,6 +69,7 @@ import attrs
 from realtime.protocol.close import CloseCode, ProtocolError
 from realtime.protocol import replies as messages
 from realtime.protocol.replies import (  # re-exported: the server message builders
+    MessageId as MessageId,
     ack as ack,
     encode_json as encode_json,
     error as error,
@@ -86,7 +87,6 @@ from realtime.protocol.replies import (  # re-exported: the server message build
 __all__ = [
     "MAX_ID_CHARS",
     "MAX_SEQ",
-    "MessageId",
     "Subscribe",
     "Unsubscribe",
     "Publish",
@@ -104,8 +104,6 @@ __all__ = [
 MAX_ID_CHARS = 128
 MAX_SEQ = 2**63 - 1
 _ID_INT_BOUND = 10**MAX_ID_CHARS
-
-MessageId: TypeAlias = str | int | None
 
 
 # --------------------------------------------------------------------------
