@@ -8,20 +8,29 @@ one ``finally`` in :meth:`Session.run` sends the right close frame:
 - :meth:`withdraw` (revoked, removed…)  → its code (4003, 4008, 4009, 1001…)
 - the peer closed, or broke the protocol → echo / 1002 / 1007 / 1009
 
+(The codes are :class:`realtime.protocol.close.CloseCode`.)
+
 Outbound frames go through :meth:`offer`, which is synchronous: the hub
 calls it for every subscriber without awaiting (DESIGN.md §4).
 
-What each client message does is in :mod:`realtime.session.dispatch`, whose
-:class:`~realtime.session.dispatch.MessageHandlers` this class inherits.
+What each client message does is decided by the sans-I/O
+:class:`~realtime.session.dispatch.Dispatcher`, which the session holds
+(one, stateless, for every session): the session hands it each whole
+message and applies the :class:`~realtime.session.dispatch.Reply` it gets
+back.  This shell only reads, writes and keeps time, on an injected
+:class:`~realtime.session.clock.Clock` (:class:`TrioClock` by default), so
+tests drive every timer with trio's ``autojump_clock``.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import logging
-from typing import TYPE_CHECKING
+import math
+import time
+from typing import TYPE_CHECKING, Callable
 
+import attrs
 import trio
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState, ConnectionType
@@ -34,27 +43,53 @@ from realtime.protocol import frames
 from realtime.protocol.close import CloseCode, MessageTooBig
 from realtime.protocol import messages as protocol
 from realtime.net.cork import CORK
-from realtime.session.dispatch import MessageHandlers, trio_deadline
+from realtime.session.clock import Clock
+from realtime.session.dispatch import Dispatcher, Reply
 
 if TYPE_CHECKING:
     from realtime.app import ServerState
 
 log = logging.getLogger("realtime.ws")
 
-ABORT = CloseCode.ABORT  # never sent on the wire: the peer is gone, just drop the socket
+ABORT = CloseCode.ABORT  # the name tests import; never sent on the wire
 CLOSE_WAIT = 2.0  # how long we wait for the peer's close frame after ours
 _ids = itertools.count(1)
 
 
-class Session(MessageHandlers):
-    """Implements the hub's ``Connection`` protocol for one socket."""
+@attrs.frozen
+class TrioClock:
+    """The session's :class:`~realtime.session.clock.Clock` in the trio shell.
+
+    ``now`` is trio's clock (a ``MockClock`` under ``autojump_clock``);
+    ``wall`` is the epoch clock token ``exp`` values are on.  A test passes
+    a ``wall`` that follows trio's clock, so nothing waits in real time.
+    """
+
+    wall: Callable[[], float] = time.time
+
+    def now(self) -> float:
+        return trio.current_time()
+
+    def deadline(self, exp: float) -> float:
+        return trio.current_time() + (exp - self.wall())
+
+
+TRIO_CLOCK = TrioClock()
+
+
+class Session:
+    """Implements the hub's ``Connection`` protocol for one socket, and the
+    dispatcher's :class:`~realtime.session.dispatch.Peer`."""
 
     # Thousands live at once: slots instead of a per-instance dict.
     __slots__ = (
-        "conn_id", "transport", "state", "echo", "ws", "publish_limit", "close_code", "close_reason",
+        "conn_id", "transport", "state", "clock", "echo", "ws", "publish_limit", "close_code", "close_reason",
         "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
         "_partial", "_held", "_warn_at", "_ping_at", "_pong_due", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
     )
+
+    #: Stateless and shared: composing it costs an idle socket nothing.
+    dispatcher = Dispatcher()
 
     def __init__(
         self,
@@ -64,12 +99,14 @@ class Session(MessageHandlers):
         *,
         trailing_data: bytes = b"",
         echo: bool = False,
+        clock: Clock = TRIO_CLOCK,
     ) -> None:
         self.conn_id = next(_ids)
         self.transport = transport
         self.state = state
+        self.clock = clock
         self.echo = echo
-        self._set_claims(claims)
+        self.adopt(claims)
         ws = state.settings.websocket
         self.ws = WSConnection(ConnectionType.SERVER, trailing_data=trailing_data)
         self.publish_limit = RateLimiter.from_spec(ws.publish_rate)
@@ -93,7 +130,9 @@ class Session(MessageHandlers):
         self._pong_due = math.inf  # trio time by which the peer must have spoken
 
     # -- identity (read by the hub's indexes) --------------------------------
-    def _set_claims(self, claims: AccessClaims) -> None:
+    def adopt(self, claims: AccessClaims) -> None:
+        """Take ``claims`` as this session's identity (at the start, and
+        from the dispatcher after a good ``refresh``)."""
         self.claims = claims
         self.sub = claims.sub
         self.client_id = claims.client_id
@@ -168,7 +207,7 @@ class Session(MessageHandlers):
             while self.transport.backlog_bytes:
                 await self.transport.drain()
         except TransportClosed:
-            self.withdraw(ABORT, "connection lost")
+            self.withdraw(TransportClosed.close_code, TransportClosed.close_reason)
         finally:
             self._writer_running = False
 
@@ -182,14 +221,14 @@ class Session(MessageHandlers):
         hub.connections.add(self)
         self.transport.on_backlog = self._start_writer
         try:
-            self._scope.deadline = trio_deadline(self.exp)
+            self._scope.deadline = self.clock.deadline(self.exp)
             with self._scope:
                 if not self.echo:
                     self.send_obj(protocol.welcome(self.sub, self.exp))
                 self._aim_warning()
                 interval = self.state.settings.websocket.ping_interval
                 if interval > 0:
-                    self._ping_at = trio.current_time() + interval
+                    self._ping_at = self.clock.now() + interval
                 if await self._reader():  # it stepped out: a backlog needs the writer
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
@@ -209,7 +248,7 @@ class Session(MessageHandlers):
         with trio.CancelScope(shield=True):
             with trio.move_on_after(CLOSE_WAIT):
                 try:
-                    if code != ABORT and not self.transport.closed:
+                    if code != CloseCode.ABORT and not self.transport.closed:
                         reply = self.peer_close
                         if reply is not None and code == CloseCode.NORMAL:
                             code = reply.code if reply.code not in (CloseCode.NO_STATUS, CloseCode.ABORT) else CloseCode.NORMAL
@@ -247,6 +286,16 @@ class Session(MessageHandlers):
                 if isinstance(event, CloseConnection):
                     return
 
+    def _apply(self, reply: Reply) -> None:
+        """Carry out the dispatcher's answer to one message."""
+        for frame in reply.frames:
+            self.offer(frame)
+        if reply.claims is not None:  # a good refresh moves the deadline
+            self._scope.deadline = self.clock.deadline(reply.claims.exp)
+            self._aim_warning()
+        if reply.close is not None:
+            self.withdraw(reply.close.code, reply.close.reason)
+
     # -- timers -----------------------------------------------------------------
     def _aim_warning(self) -> None:
         """``token_expiring`` goes out at ``exp - expiry_warning``."""
@@ -258,7 +307,7 @@ class Session(MessageHandlers):
         if now >= self._pong_due:
             # A peer that sent nothing at all for pong_timeout after a ping
             # is gone (a pulled cable): free its slot without a handshake.
-            self.withdraw(ABORT, "ping timeout")
+            self.withdraw(CloseCode.ABORT, "ping timeout")
             return
         if now >= self._warn_at:
             self._warn_at = math.inf  # once per deadline; a refresh re-aims it
@@ -290,7 +339,7 @@ class Session(MessageHandlers):
             if timer.cancelled_caught:
                 if self._writer_wanted and self._nursery is None:
                     continue  # handed over above; a due timer fires on the next pass
-                self._on_timer(trio.current_time())
+                self._on_timer(self.clock.now())
                 if self.close_code is not None:
                     return False
                 continue
@@ -312,13 +361,13 @@ class Session(MessageHandlers):
                         if event.message_finished:
                             whole = "".join(parts) if isinstance(chunk, str) else b"".join(parts)  # type: ignore[arg-type]
                             parts, size = [], 0
-                            self.state.metrics.messages_in += 1
-                            pending = self._on_message(whole)
-                            if pending is not None:  # a remote broker's round trip
+                            reply = self.dispatcher.receive(whole, self, self.state, self.clock.now())
+                            if not isinstance(reply, Reply):  # a remote broker's round trip
                                 if corked:  # never hold frames across an await
                                     CORK.release()
                                     corked = False
-                                await pending
+                                reply = await reply
+                            self._apply(reply)
                             if self.close_code is not None:
                                 return False
                     elif isinstance(event, Ping):
@@ -330,7 +379,7 @@ class Session(MessageHandlers):
                             self.transport.write(self.ws.send(event.response()))
                     elif isinstance(event, CloseConnection):
                         if not data:
-                            self.withdraw(ABORT, "connection lost")
+                            self.withdraw(CloseCode.ABORT, "connection lost")
                         elif self.ws.state is ConnectionState.REMOTE_CLOSING:
                             self.peer_close = event
                         else:  # wsproto found a protocol error (1002, 1007, ...)
