@@ -28,7 +28,8 @@ import itertools
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -36,15 +37,15 @@ from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from realtime.session.ratelimit import RateLimiter
-from realtime.tokens.keyring import AccessClaims
+from realtime.net.cork import CORK
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.protocol import frames
-from realtime.protocol.close import CloseCode, MessageTooBig
 from realtime.protocol import messages as protocol
-from realtime.net.cork import CORK
+from realtime.protocol.close import CloseCode, MessageTooBig
 from realtime.session.clock import Clock
 from realtime.session.dispatch import Dispatcher, Reply
+from realtime.session.ratelimit import RateLimiter
+from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
     from realtime.app import ServerState
@@ -121,7 +122,7 @@ class Session:
         self._writer_running = False
         self._writer_wanted = False
         self._timer: trio.CancelScope | None = None  # the reader's receive deadline
-        self._partial: tuple[list[str | bytes], int] | None = None  # a message cut by that hand-over
+        self._partial: tuple[list[str | bytes | bytearray], int] | None = None  # a message cut by that hand-over
         self._held: list[bytes] | None = None  # frames kept while the cork is held (ws/cork.py)
         # Timers live in the reader's receive deadline, not in tasks of their
         # own: a task per idle socket costs memory and handshake time.

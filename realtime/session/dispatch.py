@@ -60,13 +60,19 @@ class Metrics(Protocol):
 
 class App(Protocol):
     """The server's services, as a session sees them.  ``settings`` is
-    read on every message: a reload replaces it whole."""
+    read on every message: a reload replaces it whole.  (Read-only
+    properties, so any object that has these attributes fits.)"""
 
-    settings: Settings
-    keyring: KeyRing
-    revoked: RevokedSet
-    hub: Hub
-    metrics: Metrics
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def keyring(self) -> KeyRing: ...
+    @property
+    def revoked(self) -> RevokedSet: ...
+    @property
+    def hub(self) -> Hub: ...
+    @property
+    def metrics(self) -> Metrics: ...
 
 
 class Peer(Connection, Protocol):
@@ -264,7 +270,8 @@ class Dispatcher:
 
 
 class _HasSettings(Protocol):
-    settings: Settings
+    @property
+    def settings(self) -> Settings: ...
 
 
 def presence_answer(

@@ -14,7 +14,12 @@ from realtime.api.metrics import Counters
 from realtime.config.settings import Settings
 from realtime.hub import Hub
 from realtime.session.ratelimit import RateLimiter
-from realtime.tokens.keyring import AccessClaims, KeyRing, RevokedSet, issue_access_token
+from realtime.tokens.keyring import (
+    AccessClaims,
+    KeyRing,
+    RevokedSet,
+    issue_access_token,
+)
 
 _ids = itertools.count(1_000_000)
 
