@@ -22,24 +22,18 @@ from typing import Callable
 
 import trio
 
-from realtime.protocol.close import CloseCode
+from realtime.protocol.close import CloseCode, CloseError
 
 RECV_SIZE = 65536
 
 
-class TransportClosed(Exception):
-    """The peer went away or the transport was closed; nothing more to do."""
-
-    # No close frame can reach a peer that is gone: the socket is dropped.
-    close_code = CloseCode.ABORT
-    close_reason = "connection lost"
+class TransportClosed(CloseError, code=CloseCode.ABORT, reason="connection lost"):
+    """The peer went away or the transport was closed; nothing more to do.
+    (A session it ends sends no close frame: no peer is left to read one.)"""
 
 
-class BacklogOverflow(Exception):
+class BacklogOverflow(CloseError, code=CloseCode.SLOW_CONSUMER, reason="slow consumer"):
     """The outbound backlog passed its byte limit (a slow consumer)."""
-
-    close_code = CloseCode.SLOW_CONSUMER
-    close_reason = "slow consumer"
 
 
 class Transport:

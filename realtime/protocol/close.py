@@ -8,16 +8,16 @@ member *is* its number, so it goes into a close frame, a ``/metrics``
 label or a comparison with a peer's code unchanged.
 
 The errors that end a session carry their code (as wsproto's
-``ParseFailed`` does): :class:`ProtocolError` and its subclasses here,
-:class:`realtime.protocol.messages.InvalidJSON`, and the transport's
-``BacklogOverflow``.  Their ``close_reason`` is the text sent in the close
+``ParseFailed`` does): every :class:`CloseError` (the peer's
+:class:`ProtocolError` family here, :class:`realtime.protocol.messages.InvalidJSON`,
+and the transport's ``BacklogOverflow`` and ``TransportClosed``).  Their ``close_reason`` is the text sent in the close
 frame; it is part of what a client sees, so it never changes.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -25,6 +25,7 @@ __all__ = [
     "CloseCode",
     "NEEDS_NEW_TOKEN",
     "Close",
+    "CloseError",
     "ProtocolError",
     "UnsupportedData",
     "MessageTooBig",
@@ -84,38 +85,43 @@ class Close:
     reason: str
 
 
-class ProtocolError(Exception):
-    """The peer did something that ends its session (h11's
-    ``RemoteProtocolError``); ``close_code`` and ``close_reason`` say how.
+class CloseError(Exception):
+    """An error that ends a session; ``close_code`` and ``close_reason``
+    say how (the reason is what the close frame carries; the exception's
+    own text may say more, for logs).
 
-    Subclasses set both as class attributes; the exception's own text may
-    say more (for logs) than the close frame does.
+    A subclass names both in its class line, so the code sits beside the
+    error it belongs to::
+
+        class RateLimited(ProtocolError, code=CloseCode.RATE_LIMITED, reason="publish rate limit"): ...
     """
 
     close_code: ClassVar[CloseCode] = CloseCode.PROTOCOL_ERROR
     close_reason: ClassVar[str] = "protocol error"
+
+    def __init_subclass__(cls, *, code: CloseCode | None = None, reason: str | None = None, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if code is not None:
+            cls.close_code = code
+        if reason is not None:
+            cls.close_reason = reason
 
     def close(self) -> Close:
         """The close this error asks for."""
         return Close(self.close_code, self.close_reason)
 
 
-class UnsupportedData(ProtocolError):
+class ProtocolError(CloseError, code=CloseCode.PROTOCOL_ERROR, reason="protocol error"):
+    """The peer broke the protocol (h11's ``RemoteProtocolError``)."""
+
+
+class UnsupportedData(ProtocolError, code=CloseCode.UNSUPPORTED_DATA, reason="binary messages are not accepted"):
     """A binary message: the protocol is JSON text (SPEC §4)."""
 
-    close_code = CloseCode.UNSUPPORTED_DATA
-    close_reason = "binary messages are not accepted"
 
-
-class MessageTooBig(ProtocolError):
+class MessageTooBig(ProtocolError, code=CloseCode.TOO_BIG, reason="message too big"):
     """A message over ``[websocket] max_message_bytes``."""
 
-    close_code = CloseCode.TOO_BIG
-    close_reason = "message too big"
 
-
-class RateLimited(ProtocolError):
+class RateLimited(ProtocolError, code=CloseCode.RATE_LIMITED, reason="publish rate limit"):
     """More publishes than ``[websocket] publish_rate`` allows."""
-
-    close_code = CloseCode.RATE_LIMITED
-    close_reason = "publish rate limit"

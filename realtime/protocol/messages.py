@@ -167,16 +167,13 @@ class MessageError(Exception):
         return f"{self.code}: {self.message}"
 
 
-class InvalidJSON(ProtocolError):
+class InvalidJSON(ProtocolError, code=CloseCode.INVALID_DATA, reason="invalid JSON"):
     """The text is not JSON (RFC 8259).  The session closes with 1007.
 
     RFC 6455 §7.4.1: 1007 "indicates that an endpoint is terminating the
     connection because it has received data within a message that was not
     consistent with the type of the message".
     """
-
-    close_code = CloseCode.INVALID_DATA
-    close_reason = "invalid JSON"
 
 
 # --------------------------------------------------------------------------
