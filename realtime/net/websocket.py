@@ -41,7 +41,7 @@ from realtime.net.cork import CORK
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.protocol import frames
 from realtime.protocol import messages as protocol
-from realtime.protocol.close import CloseCode, MessageTooBig
+from realtime.protocol.close import CloseCode, MessageTooBig, ProtocolError
 from realtime.session.clock import Clock
 from realtime.session.dispatch import Dispatcher, Reply
 from realtime.session.ratelimit import RateLimiter
@@ -123,7 +123,7 @@ class Session:
         self._writer_wanted = False
         self._timer: trio.CancelScope | None = None  # the reader's receive deadline
         self._partial: tuple[list[str | bytes | bytearray], int] | None = None  # a message cut by that hand-over
-        self._held: list[bytes] | None = None  # frames kept while the cork is held (ws/cork.py)
+        self._held: list[bytes] | None = None  # frames kept while the cork is held (net/cork.py)
         # Timers live in the reader's receive deadline, not in tasks of their
         # own: a task per idle socket costs memory and handshake time.
         self._warn_at = math.inf  # trio time to send token_expiring
@@ -172,17 +172,15 @@ class Session:
         except (BacklogOverflow, TransportClosed) as exc:
             self._write_failed(exc)
 
-    def _write_failed(self, exc: Exception) -> None:
-        if isinstance(exc, BacklogOverflow):
-            # Keep the backlog: it may start with the tail of a frame the
-            # kernel has half sent (and on TLS every queued byte belongs to
-            # the record stream), so dropping it would garble the stream
-            # and the client could never read the 4009 close frame that
-            # _close queues after it.  The backlog ends on a frame boundary:
-            # the frame that overflowed it was queued whole.
-            self.withdraw(exc.close_code, exc.close_reason)
-        else:
-            self.withdraw(TransportClosed.close_code, TransportClosed.close_reason)
+    def _write_failed(self, exc: BacklogOverflow | TransportClosed) -> None:
+        # Each error names its close (4009 slow consumer, or 1006: the peer
+        # is gone).  On overflow the backlog is kept: it may start with the
+        # tail of a frame the kernel has half sent (and on TLS every queued
+        # byte belongs to the record stream), so dropping it would garble
+        # the stream and the client could never read the 4009 close frame
+        # that _close queues after it.  The backlog ends on a frame
+        # boundary: the frame that overflowed it was queued whole.
+        self.withdraw(exc.close_code, exc.close_reason)
 
     def withdraw(self, code: int, reason: str) -> None:
         """End this session with ``code`` (first caller wins)."""
@@ -207,8 +205,8 @@ class Session:
         try:
             while self.transport.backlog_bytes:
                 await self.transport.drain()
-        except TransportClosed:
-            self.withdraw(TransportClosed.close_code, TransportClosed.close_reason)
+        except TransportClosed as exc:
+            self.withdraw(exc.close_code, exc.close_reason)
         finally:
             self._writer_running = False
 
@@ -348,7 +346,7 @@ class Session:
             self.ws.receive_data(data if data else None)
             events = list(self.ws.events())
             # Several messages in one read: hold their frames and write each
-            # recipient's share as one chunk (ws/cork.py).
+            # recipient's share as one chunk (net/cork.py).
             corked = len(events) > 1 and CORK.hold()
             try:
                 for event in events:
@@ -379,13 +377,13 @@ class Session:
                         if self.ws.state is ConnectionState.OPEN:
                             self.transport.write(self.ws.send(event.response()))
                     elif isinstance(event, CloseConnection):
-                        if not data:
-                            self.withdraw(CloseCode.ABORT, "connection lost")
+                        if not data:  # end of stream, no close frame: the peer is gone
+                            self.withdraw(TransportClosed.close_code, TransportClosed.close_reason)
                         elif self.ws.state is ConnectionState.REMOTE_CLOSING:
                             self.peer_close = event
                         else:  # wsproto found a protocol error (1002, 1007, ...)
                             self._parse_failed = True
-                            self.withdraw(event.code, event.reason or "protocol error")
+                            self.withdraw(event.code, event.reason or ProtocolError.close_reason)
                         return False
                     elif isinstance(event, Pong):
                         pass
