@@ -26,8 +26,6 @@ from realtime.net.websocket import Session, TrioClock
 from realtime.protocol.close import CloseCode
 from tests.session.fakes import FakeApp, make_app, mint
 
-EPOCH = time.time()  # the wall clock when mock time is 0
-
 
 class Client:
     """A WebSocket client over the other end of the socketpair."""
@@ -74,16 +72,23 @@ class Client:
 
 
 @pytest.fixture
+def epoch() -> float:
+    """The wall clock at mock time 0: now, so that tokens minted from it
+    also pass the key ring's real-time expiry check."""
+    return time.time()
+
+
+@pytest.fixture
 def app(make_settings: Callable[..., Settings], tmp_path: Path) -> Callable[..., FakeApp]:
     def build(**websocket: Any) -> FakeApp:
         return make_app(make_settings(websocket={"ping_interval": 0, **websocket}), tmp_path / "keys")
     return build
 
 
-async def start(nursery: trio.Nursery, app: FakeApp, ttl: float = 60.0) -> tuple[Session, Client]:
-    _, claims = mint(app, ttl=ttl, now=EPOCH)
+async def start(nursery: trio.Nursery, app: FakeApp, epoch: float, ttl: float = 60.0) -> tuple[Session, Client]:
+    _, claims = mint(app, ttl=ttl, now=epoch)
     ours, theirs = socket.socketpair()
-    clock = TrioClock(wall=lambda: EPOCH + trio.current_time())
+    clock = TrioClock(wall=lambda: epoch + trio.current_time())
     session = Session(Transport(ours), claims, app, clock=clock)  # type: ignore[arg-type]
     client = Client(theirs)
 
@@ -98,46 +103,46 @@ async def start(nursery: trio.Nursery, app: FakeApp, ttl: float = 60.0) -> tuple
     return session, client
 
 
-def until(exp: float) -> float:
+def until(exp: float, epoch: float) -> float:
     """Mock seconds from now to the epoch time ``exp``."""
-    return exp - (EPOCH + trio.current_time())
+    return exp - (epoch + trio.current_time())
 
 
 async def test_4001_at_the_token_deadline_after_a_warning(autojump_clock: Any, nursery: trio.Nursery,
-                                                         app: Callable[..., FakeApp]) -> None:
+                                                         app: Callable[..., FakeApp], epoch: float) -> None:
     services = app(expiry_warning=30.0)
-    session, client = await start(nursery, services, ttl=60.0)
+    session, client = await start(nursery, services, epoch, ttl=60.0)
     exp = session.exp
     warning = await client.message()
     assert warning == {"type": "token_expiring", "expires_at": exp}
-    assert until(exp) == pytest.approx(30.0, abs=1e-6)
+    assert until(exp, epoch) == pytest.approx(30.0, abs=1e-6)
     assert await client.close_code() == CloseCode.TOKEN_EXPIRED
-    assert until(exp) == pytest.approx(0.0, abs=1e-6)
+    assert until(exp, epoch) == pytest.approx(0.0, abs=1e-6)
     await client.session_done.wait()
     assert session.transport.closed and services.metrics.closes == {4001: 1}
-    assert until(exp) == pytest.approx(0.0, abs=1e-6)  # the peer answered the close at once
+    assert until(exp, epoch) == pytest.approx(0.0, abs=1e-6)  # the peer answered the close at once
 
 
 async def test_a_refresh_moves_the_deadline_and_aims_a_new_warning(autojump_clock: Any, nursery: trio.Nursery,
-                                                                   app: Callable[..., FakeApp]) -> None:
+                                                                   app: Callable[..., FakeApp], epoch: float) -> None:
     services = app(expiry_warning=10.0)
-    session, client = await start(nursery, services, ttl=60.0)
+    session, client = await start(nursery, services, epoch, ttl=60.0)
     await trio.sleep(20)
-    token, claims = mint(services, ttl=120.0, now=EPOCH)
+    token, claims = mint(services, ttl=120.0, now=epoch)
     await client.send({"type": "refresh", "id": 1, "token": token})
     assert await client.message() == {"type": "refreshed", "id": 1, "expires_at": claims.exp}
     assert session.exp == claims.exp
     # The old deadline (60 s) passes in silence; the warning comes 10 s before the new one.
     assert await client.message() == {"type": "token_expiring", "expires_at": claims.exp}
-    assert until(claims.exp) == pytest.approx(10.0, abs=1e-6)
+    assert until(claims.exp, epoch) == pytest.approx(10.0, abs=1e-6)
     assert await client.close_code() == CloseCode.TOKEN_EXPIRED
-    assert until(claims.exp) == pytest.approx(0.0, abs=1e-6)
+    assert until(claims.exp, epoch) == pytest.approx(0.0, abs=1e-6)
 
 
 async def test_keep_alive_pings_keep_an_answering_peer(autojump_clock: Any, nursery: trio.Nursery,
-                                                       app: Callable[..., FakeApp]) -> None:
+                                                       app: Callable[..., FakeApp], epoch: float) -> None:
     services = app(ping_interval=10.0, pong_timeout=5.0)
-    session, client = await start(nursery, services, ttl=3600.0)
+    session, client = await start(nursery, services, epoch, ttl=3600.0)
     started = trio.current_time()
     with trio.move_on_after(95):
         await client.message()  # answers every ping; no message comes
@@ -147,9 +152,9 @@ async def test_keep_alive_pings_keep_an_answering_peer(autojump_clock: Any, nurs
 
 
 async def test_a_silent_peer_is_dropped_at_ping_plus_pong_timeout(autojump_clock: Any, nursery: trio.Nursery,
-                                                                  app: Callable[..., FakeApp]) -> None:
+                                                                  app: Callable[..., FakeApp], epoch: float) -> None:
     services = app(ping_interval=10.0, pong_timeout=5.0)
-    session, client = await start(nursery, services, ttl=3600.0)
+    session, client = await start(nursery, services, epoch, ttl=3600.0)
     started = trio.current_time()
     client.answer_pings = False
     assert isinstance(await client.event(), Ping)
@@ -161,9 +166,9 @@ async def test_a_silent_peer_is_dropped_at_ping_plus_pong_timeout(autojump_clock
 
 
 async def test_publish_rate_limit_closes_4008_and_a_pause_refills(autojump_clock: Any, nursery: trio.Nursery,
-                                                                   app: Callable[..., FakeApp]) -> None:
+                                                                   app: Callable[..., FakeApp], epoch: float) -> None:
     services = app(publish_rate="2/s")
-    _, client = await start(nursery, services)
+    _, client = await start(nursery, services, epoch)
     for n in (1, 2):
         await client.send({"type": "publish", "id": n, "channel": "chat:r", "data": n})
         assert await client.message() == {"type": "ack", "id": n, "seq": n}
