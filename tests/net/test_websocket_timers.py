@@ -54,7 +54,7 @@ class Client:
                 if self.answer_pings:
                     await self.stream.send_all(self.ws.send(event.response()))
             elif isinstance(event, TextMessage):
-                return json.loads(event.data)  # type: ignore[no-any-return]
+                return json.loads(event.data)
             else:
                 raise AssertionError(f"expected a message, got {event!r}")
 
