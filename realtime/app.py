@@ -14,6 +14,7 @@ import trio
 
 from realtime.api.metrics import Counters
 from realtime.config.settings import Settings
+from realtime.protocol.close import CloseCode
 
 if TYPE_CHECKING:
     from realtime.hub import Hub
@@ -51,6 +52,6 @@ class ServerState:
             self.hub.broker.share_revocation(jti, exp)  # type: ignore[attr-defined]
         closed = 0
         for conn in list(self.hub.connections.by_jti(jti)):
-            conn.withdraw(4003, "token revoked")
+            conn.withdraw(CloseCode.REVOKED, "token revoked")
             closed += 1
         return closed

@@ -88,7 +88,7 @@ async def presence(request: Request, state: "ServerState") -> Response:
     """GET /api/presence?channel=C with a bearer token holding the channel's
     subscribe scope; answers the WebSocket ``presence`` object (SPEC §5a)."""
     from realtime.hub import HubError
-    from realtime.net.websocket import presence_answer
+    from realtime.session.dispatch import presence_answer
 
     claims = _bearer_claims(request, state)
     if isinstance(claims, Response):

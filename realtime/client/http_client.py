@@ -66,7 +66,7 @@ async def http_request(
     except trio.TooSlowError:
         raise TransportError(f"{method} {_where(url)}: no answer within {timeout:g} s") from None
     except (OSError, httpx.HTTPError) as exc:
-        raise TransportError(f"{method} {_where(url)}: {_describe(exc)}") from None
+        raise TransportError(f"{method} {_where(url)}: {describe_error(exc)}") from None
 
 
 def _where(url: str) -> str:
@@ -74,13 +74,13 @@ def _where(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
 
 
-def _oauth_error(resp: HttpResponse) -> str:
+def oauth_error(resp: HttpResponse) -> str:
     body = resp.json()
     if isinstance(body, dict) and "error" in body:
         desc = body.get("error_description")

@@ -7,7 +7,7 @@ import ssl
 from typing import Any
 
 from realtime.client.errors import AuthError, PublishError, TransportError
-from realtime.client.http_client import _oauth_error, http_request
+from realtime.client.http_client import oauth_error, http_request
 from realtime.client.token_providers import TokenProvider
 
 
@@ -35,8 +35,8 @@ async def publish_http(base_url: str, tokens: TokenProvider, channel: str, data:
     if resp.status == 200:
         return resp.json()
     if resp.status in (401, 403):
-        raise AuthError(f"publish refused: {_oauth_error(resp)}")
+        raise AuthError(f"publish refused: {oauth_error(resp)}")
     if resp.status >= 500:
-        raise TransportError(f"publish failed: {_oauth_error(resp)}")
+        raise TransportError(f"publish failed: {oauth_error(resp)}")
     info = resp.json() if isinstance(resp.json(), dict) else {}
     raise PublishError(str(info.get("error", resp.status)), str(info.get("error_description", "")))

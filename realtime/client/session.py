@@ -18,7 +18,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websoc
 
 from realtime.client.errors import ChannelError, ClientError, PublishError, TransportError
 from realtime.client.token_providers import TokenProvider
-from realtime.client.verdict import _Reconnect, _verdict
+from realtime.client.verdict import Reconnect, verdict_of
+from realtime.protocol.close import CloseCode
 from realtime.client.wire import SUBPROTOCOL, Message, ws_url_for
 
 log = logging.getLogger("realtime.client")
@@ -189,8 +190,8 @@ class Client:
             force_refresh = False
             try:
                 await self._connection(token)
-            except BaseException as exc:  # noqa: BLE001 - sorted by _verdict
-                verdict = _verdict(exc)
+            except BaseException as exc:  # noqa: BLE001 - sorted by verdict_of
+                verdict = verdict_of(exc)
                 self.connected = False
                 self._ws = None
                 self._fail_waiters()
@@ -214,10 +215,10 @@ class Client:
                 try:
                     welcome = json.loads(await ws.get_message())
                 except ValueError:
-                    raise _Reconnect("the server sent something other than JSON") from None
+                    raise Reconnect("the server sent something other than JSON") from None
             try:
                 if welcome.get("type") != "welcome":
-                    raise _Reconnect(f"expected welcome, got {welcome.get('type')!r}")
+                    raise Reconnect(f"expected welcome, got {welcome.get('type')!r}")
                 self.sub = welcome.get("sub")
                 self.expires_at = float(welcome.get("expires_at") or 0)
                 self._ws = ws
@@ -266,7 +267,7 @@ class Client:
                     return
             if scope.cancelled_caught:
                 log.warning("no pong within %g s: reconnecting", self.ping_timeout)
-                await ws.aclose(code=1001, reason="ping timeout")
+                await ws.aclose(code=CloseCode.GOING_AWAY, reason="ping timeout")
                 return
 
     async def _read(self, ws: WebSocketConnection, nursery: trio.Nursery) -> None:
@@ -345,7 +346,7 @@ class Client:
         elif msg.get("type") == "error":
             code = msg.get("code")
             if code == "invalid_token":
-                raise _Reconnect(f"the server refused the refreshed token: {msg.get('message')}", refresh=True)
+                raise Reconnect(f"the server refused the refreshed token: {msg.get('message')}", refresh=True)
             log.warning("server error: %s: %s", code, msg.get("message"))
 
     def _fail_waiters(self) -> None:

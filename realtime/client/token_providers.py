@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 import trio
 
 from realtime.client.errors import AuthError, TransportError
-from realtime.client.http_client import _oauth_error, http_request
+from realtime.client.http_client import oauth_error, http_request
 
 
 class TokenProvider:
@@ -83,8 +83,8 @@ class _TokenEndpoint(TokenProvider):
         if resp.status == 200:
             return resp.json()
         if resp.status >= 500 or resp.status == 429:
-            raise TransportError(f"token endpoint: {_oauth_error(resp)}")
-        raise AuthError(f"token endpoint refused: {_oauth_error(resp)}")
+            raise TransportError(f"token endpoint: {oauth_error(resp)}")
+        raise AuthError(f"token endpoint refused: {oauth_error(resp)}")
 
 
 class ClientCredentials(_TokenEndpoint):

@@ -7,10 +7,11 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError
 
 from realtime.client.errors import AuthError, ChannelError, TransportError
-from realtime.client.http_client import _describe
+from realtime.client.http_client import describe_error
+from realtime.protocol.close import NEEDS_NEW_TOKEN
 
 
-class _Reconnect(Exception):
+class Reconnect(Exception):
     """Leave this connection and open a new one."""
 
     def __init__(self, why: str, refresh: bool = False) -> None:
@@ -27,11 +28,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-#: close codes after which a new token is needed before reconnecting
-_REFRESH_CODES = {4001, 4003}
-
-
-def _verdict(exc: BaseException) -> tuple[str, bool, bool] | None:
+def verdict_of(exc: BaseException) -> tuple[str, bool, bool] | None:
     """How a connection ended: (why, get a new token first, it had worked),
     or None to let the exception through (cancellation, fatal, a bug)."""
     leaves = _leaves(exc)
@@ -51,11 +48,11 @@ def _verdict(exc: BaseException) -> tuple[str, bool, bool] | None:
     if isinstance(leaf, ConnectionClosed):
         code = leaf.reason.code if leaf.reason is not None else None
         reason = leaf.reason.reason if leaf.reason is not None else None
-        return f"closed {code}{f' ({reason})' if reason else ''}", code in _REFRESH_CODES, True
-    if isinstance(leaf, _Reconnect):
+        return f"closed {code}{f' ({reason})' if reason else ''}", code in NEEDS_NEW_TOKEN, True
+    if isinstance(leaf, Reconnect):
         return str(leaf), leaf.refresh, True
     if isinstance(leaf, trio.TooSlowError):
         return "the server did not answer the handshake in time", False, False
     if isinstance(leaf, (OSError, HandshakeError, trio.BrokenResourceError, TransportError)):
-        return f"cannot connect: {_describe(leaf)}", False, False
+        return f"cannot connect: {describe_error(leaf)}", False, False
     return None

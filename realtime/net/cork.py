@@ -17,10 +17,19 @@ single message (the latency case) is never corked at all.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from realtime.net.websocket import Session
+
+class Holder(Protocol):
+    """What the cork needs from a session that kept frames while it was held.
+
+    A protocol rather than the session class itself: the session imports
+    the cork, and the cork must not import the session back.
+    """
+
+    def release_held(self) -> None:
+        """Write the frames kept while the cork was held, as one chunk."""
+        ...
 
 
 class Cork:
@@ -30,7 +39,7 @@ class Cork:
 
     def __init__(self) -> None:
         self.active = False
-        self.held: list["Session"] = []  # sessions with frames kept, in first-offer order
+        self.held: list[Holder] = []  # sessions with frames kept, in first-offer order
 
     def hold(self) -> bool:
         """Start holding; False when already held (the outer holder releases)."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 import trio
 
 from realtime.config.settings import Settings
+from realtime.protocol.close import CloseCode
 
 if TYPE_CHECKING:
     from realtime.app import ServerState
@@ -121,7 +122,7 @@ def withdraw_lost_access(state: "ServerState", old: Settings, new: Settings) -> 
     for name in old.users.keys() - new.users.keys():
         doomed.extend(index.by_sub(name))
     for conn in doomed:
-        conn.withdraw(4003, "access withdrawn")
+        conn.withdraw(CloseCode.REVOKED, "access withdrawn")
     return len(doomed)
 
 
@@ -133,7 +134,7 @@ def withdraw_retired_keys(state: "ServerState") -> int:
     for kid in list(state.hub.connections.kids()):
         if kid not in live:
             for conn in list(state.hub.connections.by_kid(kid)):
-                conn.withdraw(4003, "signing key retired")
+                conn.withdraw(CloseCode.REVOKED, "signing key retired")
                 closed += 1
     return closed
 

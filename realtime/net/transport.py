@@ -22,14 +22,17 @@ from typing import Callable
 
 import trio
 
+from realtime.protocol.close import CloseCode, CloseError
+
 RECV_SIZE = 65536
 
 
-class TransportClosed(Exception):
-    """The peer went away or the transport was closed; nothing more to do."""
+class TransportClosed(CloseError, code=CloseCode.ABORT, reason="connection lost"):
+    """The peer went away or the transport was closed; nothing more to do.
+    (A session it ends sends no close frame: no peer is left to read one.)"""
 
 
-class BacklogOverflow(Exception):
+class BacklogOverflow(CloseError, code=CloseCode.SLOW_CONSUMER, reason="slow consumer"):
     """The outbound backlog passed its byte limit (a slow consumer)."""
 
 

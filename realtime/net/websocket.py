@@ -8,53 +8,89 @@ one ``finally`` in :meth:`Session.run` sends the right close frame:
 - :meth:`withdraw` (revoked, removed…)  → its code (4003, 4008, 4009, 1001…)
 - the peer closed, or broke the protocol → echo / 1002 / 1007 / 1009
 
+(The codes are :class:`realtime.protocol.close.CloseCode`.)
+
 Outbound frames go through :meth:`offer`, which is synchronous: the hub
 calls it for every subscriber without awaiting (DESIGN.md §4).
 
-What each client message does is in :mod:`realtime.session.dispatch`, whose
-:class:`~realtime.session.dispatch.MessageHandlers` this class inherits.
+What each client message does is decided by the sans-I/O
+:class:`~realtime.session.dispatch.Dispatcher`, which the session holds
+(one, stateless, for every session): the session hands it each whole
+message and applies the :class:`~realtime.session.dispatch.Reply` it gets
+back.  This shell only reads, writes and keeps time, on an injected
+:class:`~realtime.session.clock.Clock` (:class:`TrioClock` by default), so
+tests drive every timer with trio's ``autojump_clock``.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import logging
+import math
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from realtime.session.ratelimit import RateLimiter
-from realtime.tokens.keyring import AccessClaims
+from realtime.net.cork import CORK
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.protocol import frames
 from realtime.protocol import messages as protocol
-from realtime.net.cork import CORK
-from realtime.session.dispatch import MessageHandlers, trio_deadline
-from realtime.session.dispatch import presence_answer  # noqa: F401  (realtime.api imports it from here)
+from realtime.protocol.close import CloseCode, MessageTooBig, ProtocolError
+from realtime.session.clock import Clock
+from realtime.session.dispatch import Dispatcher, Reply
+from realtime.session.ratelimit import RateLimiter
+from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
     from realtime.app import ServerState
 
 log = logging.getLogger("realtime.ws")
 
-ABORT = 1006  # never sent on the wire: the peer is gone, just drop the socket
+ABORT = CloseCode.ABORT  # the name tests import; never sent on the wire
 CLOSE_WAIT = 2.0  # how long we wait for the peer's close frame after ours
 _ids = itertools.count(1)
 
 
-class Session(MessageHandlers):
-    """Implements the hub's ``Connection`` protocol for one socket."""
+@attrs.frozen
+class TrioClock:
+    """The session's :class:`~realtime.session.clock.Clock` in the trio shell.
+
+    ``now`` is trio's clock (a ``MockClock`` under ``autojump_clock``);
+    ``wall`` is the epoch clock token ``exp`` values are on.  A test passes
+    a ``wall`` that follows trio's clock, so nothing waits in real time.
+    """
+
+    wall: Callable[[], float] = time.time
+
+    def now(self) -> float:
+        return trio.current_time()
+
+    def deadline(self, exp: float) -> float:
+        return trio.current_time() + (exp - self.wall())
+
+
+TRIO_CLOCK = TrioClock()
+
+
+class Session:
+    """Implements the hub's ``Connection`` protocol for one socket, and the
+    dispatcher's :class:`~realtime.session.dispatch.Peer`."""
 
     # Thousands live at once: slots instead of a per-instance dict.
     __slots__ = (
-        "conn_id", "transport", "state", "echo", "ws", "publish_limit", "close_code", "close_reason",
+        "conn_id", "transport", "state", "clock", "echo", "ws", "publish_limit", "close_code", "close_reason",
         "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
         "_partial", "_held", "_warn_at", "_ping_at", "_pong_due", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
     )
+
+    #: Stateless and shared: composing it costs an idle socket nothing.
+    dispatcher = Dispatcher()
 
     def __init__(
         self,
@@ -64,12 +100,14 @@ class Session(MessageHandlers):
         *,
         trailing_data: bytes = b"",
         echo: bool = False,
+        clock: Clock = TRIO_CLOCK,
     ) -> None:
         self.conn_id = next(_ids)
         self.transport = transport
         self.state = state
+        self.clock = clock
         self.echo = echo
-        self._set_claims(claims)
+        self.adopt(claims)
         ws = state.settings.websocket
         self.ws = WSConnection(ConnectionType.SERVER, trailing_data=trailing_data)
         self.publish_limit = RateLimiter.from_spec(ws.publish_rate)
@@ -84,8 +122,8 @@ class Session(MessageHandlers):
         self._writer_running = False
         self._writer_wanted = False
         self._timer: trio.CancelScope | None = None  # the reader's receive deadline
-        self._partial: tuple[list[str | bytes], int] | None = None  # a message cut by that hand-over
-        self._held: list[bytes] | None = None  # frames kept while the cork is held (ws/cork.py)
+        self._partial: tuple[list[str | bytes | bytearray], int] | None = None  # a message cut by that hand-over
+        self._held: list[bytes] | None = None  # frames kept while the cork is held (net/cork.py)
         # Timers live in the reader's receive deadline, not in tasks of their
         # own: a task per idle socket costs memory and handshake time.
         self._warn_at = math.inf  # trio time to send token_expiring
@@ -93,7 +131,9 @@ class Session(MessageHandlers):
         self._pong_due = math.inf  # trio time by which the peer must have spoken
 
     # -- identity (read by the hub's indexes) --------------------------------
-    def _set_claims(self, claims: AccessClaims) -> None:
+    def adopt(self, claims: AccessClaims) -> None:
+        """Take ``claims`` as this session's identity (at the start, and
+        from the dispatcher after a good ``refresh``)."""
         self.claims = claims
         self.sub = claims.sub
         self.client_id = claims.client_id
@@ -132,17 +172,15 @@ class Session(MessageHandlers):
         except (BacklogOverflow, TransportClosed) as exc:
             self._write_failed(exc)
 
-    def _write_failed(self, exc: Exception) -> None:
-        if isinstance(exc, BacklogOverflow):
-            # Keep the backlog: it may start with the tail of a frame the
-            # kernel has half sent (and on TLS every queued byte belongs to
-            # the record stream), so dropping it would garble the stream
-            # and the client could never read the 4009 close frame that
-            # _close queues after it.  The backlog ends on a frame boundary:
-            # the frame that overflowed it was queued whole.
-            self.withdraw(4009, "slow consumer")
-        else:
-            self.withdraw(ABORT, "connection lost")
+    def _write_failed(self, exc: BacklogOverflow | TransportClosed) -> None:
+        # Each error names its close (4009 slow consumer, or 1006: the peer
+        # is gone).  On overflow the backlog is kept: it may start with the
+        # tail of a frame the kernel has half sent (and on TLS every queued
+        # byte belongs to the record stream), so dropping it would garble
+        # the stream and the client could never read the 4009 close frame
+        # that _close queues after it.  The backlog ends on a frame
+        # boundary: the frame that overflowed it was queued whole.
+        self.withdraw(exc.close_code, exc.close_reason)
 
     def withdraw(self, code: int, reason: str) -> None:
         """End this session with ``code`` (first caller wins)."""
@@ -167,8 +205,8 @@ class Session(MessageHandlers):
         try:
             while self.transport.backlog_bytes:
                 await self.transport.drain()
-        except TransportClosed:
-            self.withdraw(ABORT, "connection lost")
+        except TransportClosed as exc:
+            self.withdraw(exc.close_code, exc.close_reason)
         finally:
             self._writer_running = False
 
@@ -182,14 +220,14 @@ class Session(MessageHandlers):
         hub.connections.add(self)
         self.transport.on_backlog = self._start_writer
         try:
-            self._scope.deadline = trio_deadline(self.exp)
+            self._scope.deadline = self.clock.deadline(self.exp)
             with self._scope:
                 if not self.echo:
                     self.send_obj(protocol.welcome(self.sub, self.exp))
                 self._aim_warning()
                 interval = self.state.settings.websocket.ping_interval
                 if interval > 0:
-                    self._ping_at = trio.current_time() + interval
+                    self._ping_at = self.clock.now() + interval
                 if await self._reader():  # it stepped out: a backlog needs the writer
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
@@ -198,21 +236,21 @@ class Session(MessageHandlers):
                         await self._reader()
                         nursery.cancel_scope.cancel()
             if self.close_code is None and self._scope.cancelled_caught:
-                self.close_code, self.close_reason = 4001, "token expired"
+                self.close_code, self.close_reason = CloseCode.TOKEN_EXPIRED, "token expired"
         finally:
             self._nursery = None
             hub.drop(self)
             await self._close()
 
     async def _close(self) -> None:
-        code = self.close_code if self.close_code is not None else 1000
+        code = self.close_code if self.close_code is not None else CloseCode.NORMAL
         with trio.CancelScope(shield=True):
             with trio.move_on_after(CLOSE_WAIT):
                 try:
-                    if code != ABORT and not self.transport.closed:
+                    if code != CloseCode.ABORT and not self.transport.closed:
                         reply = self.peer_close
-                        if reply is not None and code == 1000:
-                            code = reply.code if reply.code not in (1005, 1006) else 1000
+                        if reply is not None and code == CloseCode.NORMAL:
+                            code = reply.code if reply.code not in (CloseCode.NO_STATUS, CloseCode.ABORT) else CloseCode.NORMAL
                         if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
                             # A slow consumer's backlog is already past its
                             # limit: let the close frame join it, not fail.
@@ -234,7 +272,7 @@ class Session(MessageHandlers):
                 except (TransportClosed, BacklogOverflow):
                     pass
             self.transport.close()
-        self.state.metrics.closes[code] += 1
+        self.state.metrics.closes[int(code)] += 1
         log.debug("ws %d closed code=%s reason=%s", self.conn_id, code, self.close_reason)
 
     async def _await_peer_close(self) -> None:
@@ -247,6 +285,16 @@ class Session(MessageHandlers):
                 if isinstance(event, CloseConnection):
                     return
 
+    def _apply(self, reply: Reply) -> None:
+        """Carry out the dispatcher's answer to one message."""
+        for frame in reply.frames:
+            self.offer(frame)
+        if reply.claims is not None:  # a good refresh moves the deadline
+            self._scope.deadline = self.clock.deadline(reply.claims.exp)
+            self._aim_warning()
+        if reply.close is not None:
+            self.withdraw(reply.close.code, reply.close.reason)
+
     # -- timers -----------------------------------------------------------------
     def _aim_warning(self) -> None:
         """``token_expiring`` goes out at ``exp - expiry_warning``."""
@@ -258,7 +306,7 @@ class Session(MessageHandlers):
         if now >= self._pong_due:
             # A peer that sent nothing at all for pong_timeout after a ping
             # is gone (a pulled cable): free its slot without a handshake.
-            self.withdraw(ABORT, "ping timeout")
+            self.withdraw(CloseCode.ABORT, "ping timeout")
             return
         if now >= self._warn_at:
             self._warn_at = math.inf  # once per deadline; a refresh re-aims it
@@ -290,7 +338,7 @@ class Session(MessageHandlers):
             if timer.cancelled_caught:
                 if self._writer_wanted and self._nursery is None:
                     continue  # handed over above; a due timer fires on the next pass
-                self._on_timer(trio.current_time())
+                self._on_timer(self.clock.now())
                 if self.close_code is not None:
                     return False
                 continue
@@ -298,7 +346,7 @@ class Session(MessageHandlers):
             self.ws.receive_data(data if data else None)
             events = list(self.ws.events())
             # Several messages in one read: hold their frames and write each
-            # recipient's share as one chunk (ws/cork.py).
+            # recipient's share as one chunk (net/cork.py).
             corked = len(events) > 1 and CORK.hold()
             try:
                 for event in events:
@@ -306,19 +354,19 @@ class Session(MessageHandlers):
                         chunk = event.data
                         size += _utf8_size(chunk) if isinstance(chunk, str) else len(chunk)
                         if size > max_bytes:
-                            self.withdraw(1009, "message too big")
+                            self.withdraw(MessageTooBig.close_code, MessageTooBig.close_reason)
                             return False
                         parts.append(chunk)
                         if event.message_finished:
                             whole = "".join(parts) if isinstance(chunk, str) else b"".join(parts)  # type: ignore[arg-type]
                             parts, size = [], 0
-                            self.state.metrics.messages_in += 1
-                            pending = self._on_message(whole)
-                            if pending is not None:  # a remote broker's round trip
+                            reply = self.dispatcher.receive(whole, self, self.state, self.clock.now())
+                            if not isinstance(reply, Reply):  # a remote broker's round trip
                                 if corked:  # never hold frames across an await
                                     CORK.release()
                                     corked = False
-                                await pending
+                                reply = await reply
+                            self._apply(reply)
                             if self.close_code is not None:
                                 return False
                     elif isinstance(event, Ping):
@@ -329,13 +377,13 @@ class Session(MessageHandlers):
                         if self.ws.state is ConnectionState.OPEN:
                             self.transport.write(self.ws.send(event.response()))
                     elif isinstance(event, CloseConnection):
-                        if not data:
-                            self.withdraw(ABORT, "connection lost")
+                        if not data:  # end of stream, no close frame: the peer is gone
+                            self.withdraw(TransportClosed.close_code, TransportClosed.close_reason)
                         elif self.ws.state is ConnectionState.REMOTE_CLOSING:
                             self.peer_close = event
                         else:  # wsproto found a protocol error (1002, 1007, ...)
                             self._parse_failed = True
-                            self.withdraw(event.code, event.reason or "protocol error")
+                            self.withdraw(event.code, event.reason or ProtocolError.close_reason)
                         return False
                     elif isinstance(event, Pong):
                         pass

@@ -23,6 +23,7 @@ from realtime.http.responses import Response
 from realtime.oauth1.credentials import Kind, authenticate
 from realtime.oauth1.errors import OAuth1Error
 from realtime.config.settings import Settings
+from realtime.protocol.close import CloseCode
 from realtime.store import OAuth1AccessToken
 from realtime.tokens.keyring import AccessClaims
 
@@ -80,6 +81,6 @@ def withdraw_oauth1(state: "ServerState", old: Settings, new: Settings) -> int:
         if not after.oauth1 or after.consumer_key != before.consumer_key:
             for conn in state.hub.connections.by_client(client_id):
                 if conn.kid == OAUTH1_KID:
-                    conn.withdraw(4003, "access withdrawn")
+                    conn.withdraw(CloseCode.REVOKED, "access withdrawn")
                     closed += 1
     return closed

@@ -4,8 +4,10 @@ Why not ``wsproto.Connection.send()``?  It frames per call and per
 connection.  A server frame is never masked (RFC 6455 §5.1: "A server MUST
 NOT mask any frames that it sends to the client"), and without
 permessage-deflate the bytes depend only on the payload, so one prepared
-frame serves every subscriber of a channel (DESIGN.md §4).  Only the
-session's own replies (pong, close) go through these helpers one at a time.
+frame serves every subscriber of a channel (DESIGN.md §4).  The session's
+keep-alive ping goes through these helpers too; its close frame and its
+answers to the peer's pings come from wsproto, which tracks the closing
+handshake.
 
 Every frame here is final (FIN set), unfragmented and carries no RSV bits.
 wsproto still parses what the client sends us.
@@ -29,11 +31,9 @@ __all__ = [
     "OP_PING",
     "OP_PONG",
     "MAX_CONTROL_PAYLOAD",
-    "MAX_CLOSE_REASON",
     "encode_frame",
     "encode_text_frame",
     "encode_binary_frame",
-    "encode_close_frame",
     "encode_ping_frame",
     "encode_pong_frame",
 ]
@@ -48,9 +48,8 @@ OP_PONG = 0xA
 _FIN = 0x80
 
 # RFC 6455 §5.5: "All control frames MUST have a payload length of 125
-# bytes or less".  A close payload spends two of them on the status code.
+# bytes or less".
 MAX_CONTROL_PAYLOAD = 125
-MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2
 
 _SHORT = struct.Struct("!BB")
 _MEDIUM = struct.Struct("!BBH")
@@ -106,42 +105,6 @@ def encode_text_frame(payload: bytes) -> bytes:
 def encode_binary_frame(payload: bytes) -> bytes:
     """A binary frame around ``payload``."""
     return _header(OP_BINARY, len(payload)) + payload
-
-
-def _sendable_close_code(code: int) -> bool:
-    # RFC 6455 §7.4.1: 1005, 1006 and 1015 "MUST NOT be set as a status code
-    # in a Close control frame by an endpoint"; 1004 is reserved; 0-999 are
-    # not used; 1016-2999 belong to future RFCs (1012-1014 are registered
-    # with IANA); 3000-4999 are for libraries and applications.
-    if 1000 <= code <= 1014:
-        return code not in (1004, 1005, 1006)
-    return 3000 <= code <= 4999
-
-
-def encode_close_frame(code: int | None, reason: str = "") -> bytes:
-    """A close frame with ``code`` and a ``reason`` cut to fit.
-
-    RFC 6455 §5.5.1: the body is a 2-byte status code followed by a UTF-8
-    reason, all within 125 bytes.  A long reason is cut at a character
-    boundary so the peer never sees invalid UTF-8 (which it would answer
-    with 1007).  ``code=None`` sends an empty close body (no status).
-
-    Raises:
-        ValueError: ``code`` may not be sent on the wire (e.g. 1005, 1006).
-    """
-    if code is None:
-        if reason:
-            raise ValueError("a close reason needs a status code")
-        return bytes((_FIN | OP_CLOSE, 0))
-    if not _sendable_close_code(code):
-        raise ValueError(f"close code {code} may not be sent")
-    raw = reason.encode("utf-8", "replace")
-    if len(raw) > MAX_CLOSE_REASON:
-        # Dropping an incomplete trailing sequence is all "ignore" does to
-        # bytes that were valid UTF-8 before the cut.
-        raw = raw[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode("utf-8")
-    payload = code.to_bytes(2, "big") + raw
-    return bytes((_FIN | OP_CLOSE, len(payload))) + payload
 
 
 def encode_ping_frame(payload: bytes = b"") -> bytes:

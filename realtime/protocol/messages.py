@@ -66,8 +66,10 @@ from typing import Any, NoReturn, TypeAlias
 
 import attrs
 
+from realtime.protocol.close import CloseCode, ProtocolError
 from realtime.protocol import replies as messages
 from realtime.protocol.replies import (  # re-exported: the server message builders
+    MessageId as MessageId,
     ack as ack,
     encode_json as encode_json,
     error as error,
@@ -85,7 +87,6 @@ from realtime.protocol.replies import (  # re-exported: the server message build
 __all__ = [
     "MAX_ID_CHARS",
     "MAX_SEQ",
-    "MessageId",
     "Subscribe",
     "Unsubscribe",
     "Publish",
@@ -103,8 +104,6 @@ __all__ = [
 MAX_ID_CHARS = 128
 MAX_SEQ = 2**63 - 1
 _ID_INT_BOUND = 10**MAX_ID_CHARS
-
-MessageId: TypeAlias = str | int | None
 
 
 # --------------------------------------------------------------------------
@@ -168,15 +167,13 @@ class MessageError(Exception):
         return f"{self.code}: {self.message}"
 
 
-class InvalidJSON(Exception):
+class InvalidJSON(ProtocolError, code=CloseCode.INVALID_DATA, reason="invalid JSON"):
     """The text is not JSON (RFC 8259).  The session closes with 1007.
 
     RFC 6455 §7.4.1: 1007 "indicates that an endpoint is terminating the
     connection because it has received data within a message that was not
     consistent with the type of the message".
     """
-
-    close_code = 1007
 
 
 # --------------------------------------------------------------------------

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from realtime.protocol.messages import MessageId
+from typing import Any, TypeAlias
 
 __all__ = [
+    "MessageId",
     "encode_json",
     "welcome",
     "ack",
@@ -33,6 +31,11 @@ __all__ = [
     "join",
     "leave",
 ]
+
+#: The ``id`` a client message may carry and its reply echoes.  It lives
+#: here, with the replies, so that :mod:`realtime.protocol.messages` (which
+#: re-exports both) is the only one of the two that imports the other.
+MessageId: TypeAlias = str | int | None
 
 _encoder = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False

@@ -1,245 +1,303 @@
-"""The client-message handlers of :class:`realtime.net.websocket.Session`
-(SPEC.md §4, §5, §5a): ``subscribe``, ``unsubscribe``, ``publish``,
-``refresh``, ``presence`` and ``ping``, each with the awaited twin a remote
-broker needs where it has one.
+"""What each client message does (SPEC.md §4, §5, §5a), without I/O.
+
+:class:`Dispatcher` takes one whole client message, the session it came on
+(:class:`Peer`: its identity, its publish bucket, and the hub
+``Connection`` the hub files it under), the server's services
+(:class:`App`) and ``now`` on the session's timer clock, and returns a
+:class:`Reply`: the frames for this client, an optional :class:`Close`,
+and the new claims after a good ``refresh``.  The trio shell
+(:mod:`realtime.net.websocket`) only reads, writes and keeps time; how
+the shell turns a ``Reply`` into writes and deadlines is its business.
+
+Why a value out instead of writing through the session: every decision is
+visible in one place and testable without a socket (h11's ``Connection``
+returns bytes rather than sending them).  The hub still calls the peer's
+``offer`` during a call (a publish reaching its own publisher, a ``join``
+on subscribe); those frames go out before the ``Reply``'s, which is the
+order the client has always seen (the message, then the ``ack``).
+
+The dispatcher holds nothing: one instance serves every session of every
+server, so it costs an idle socket no memory.  It imports no trio.  With a
+remote broker (``hub.remote``) ``subscribe``, ``publish`` and ``presence``
+need a round trip: :meth:`Dispatcher.receive` then returns a coroutine the
+shell awaits (one at a time per connection, which keeps a connection's
+publishes in order).  The in-process broker answers synchronously, so
+the hot path builds no coroutine.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
-import trio
+import attrs
 
-from realtime.hub import HubError, SubscribeResult
-from realtime.tokens.keyring import TokenError
+from realtime.hub import Connection, HubError, SubscribeResult
 from realtime.protocol import frames
 from realtime.protocol import messages as protocol
+from realtime.protocol.close import Close, RateLimited, UnsupportedData
 from realtime.protocol.upgrade import principal_problem
+from realtime.tokens.keyring import AccessClaims, TokenError
 
 if TYPE_CHECKING:
+    from realtime.config.settings import Settings
+    from realtime.hub import Hub, PublishResult
     from realtime.session.ratelimit import RateLimiter
-    from realtime.app import ServerState
-    from realtime.tokens.keyring import AccessClaims
+    from realtime.tokens.keyring import KeyRing, RevokedSet
+
+__all__ = ["App", "Metrics", "Peer", "Reply", "Dispatcher", "presence_answer"]
 
 
-def trio_deadline(exp: float) -> float:
-    """Translate an epoch ``exp`` into trio's clock."""
-    return trio.current_time() + (exp - time.time())
+class Metrics(Protocol):
+    """The counters a message moves (``/metrics``)."""
+
+    messages_in: int
+    publishes: int
+    deliveries: int
+    refreshes: Counter[str]
 
 
-class MessageHandlers:
-    """The message side of :class:`realtime.net.websocket.Session`, a mixin:
-    the session sets the attributes below and defines the methods declared
-    under ``TYPE_CHECKING``; the reader calls :meth:`_on_message`."""
+class App(Protocol):
+    """The server's services, as a session sees them.  ``settings`` is
+    read on every message: a reload replaces it whole.  (Read-only
+    properties, so any object that has these attributes fits.)"""
 
-    __slots__ = ()  # Session's instances stay dict-less
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def keyring(self) -> KeyRing: ...
+    @property
+    def revoked(self) -> RevokedSet: ...
+    @property
+    def hub(self) -> Hub: ...
+    @property
+    def metrics(self) -> Metrics: ...
 
-    state: ServerState
-    echo: bool
+
+class Peer(Connection, Protocol):
+    """The session a message came on: the hub's ``Connection`` (identity
+    fields and ``offer``), plus what the dispatcher reads and changes."""
+
+    echo: bool  # the conformance echo endpoint: messages come straight back
     publish_limit: RateLimiter
-    _scope: trio.CancelScope
-    sub: str
-    client_id: str
-    kid: str
-    jti: str
-    scopes: frozenset[str]
 
-    if TYPE_CHECKING:
-        def offer(self, frame: bytes) -> None: ...
-        def withdraw(self, code: int, reason: str) -> None: ...
-        def send_obj(self, payload: bytes) -> None: ...
-        def _set_claims(self, claims: AccessClaims) -> None: ...
-        def _aim_warning(self) -> None: ...
+    def adopt(self, claims: AccessClaims) -> None:
+        """Take a refreshed token's identity (``sub`` ... ``scopes``, ``exp``)."""
+        ...
 
-    def _on_message(self, whole: str | bytes) -> Awaitable[None] | None:
-        """Handle one client message.  Returns an awaitable only for the
-        messages a remote broker must answer (see :data:`_REMOTE_HANDLERS`);
-        with the in-process broker nothing is awaited."""
-        if self.echo:
-            if isinstance(whole, str):
-                self.offer(frames.encode_text_frame(whole.encode()))
-            else:
-                self.offer(frames.encode_binary_frame(whole))
-            return
-        if isinstance(whole, bytes):
-            self.withdraw(1003, "binary messages are not accepted")
-            return
+
+@attrs.define
+class Reply:
+    """What to do after one client message.
+
+    Attributes:
+        frames: prepared frames for this client, in order.
+        close: end the session so, after writing ``frames``.
+        claims: a good ``refresh``'s token: the session's deadline moves to
+            its ``exp`` (the peer has already adopted it).
+    """
+
+    frames: list[bytes] = attrs.Factory(list)
+    close: Close | None = None
+    claims: AccessClaims | None = None
+
+
+def _text(payload: bytes) -> Reply:
+    return Reply([frames.encode_text_frame(payload)])
+
+
+def _refused(mid: protocol.MessageId, code: str, text: str) -> Reply:
+    return _text(protocol.error(mid, code, text))
+
+
+def _answered(mid: protocol.MessageId, **extra: Any) -> Reply:
+    """The ``ack`` when the message had an ``id``; nothing otherwise."""
+    return Reply() if mid is None else _text(protocol.ack(mid, **extra))
+
+
+_Handler = Callable[["Dispatcher", Any, Peer, App, float], Reply]
+_RemoteHandler = Callable[["Dispatcher", Any, Peer, App, float], Coroutine[Any, Any, Reply]]
+
+
+class Dispatcher:
+    """Client message in, :class:`Reply` out.  Stateless; see the module."""
+
+    __slots__ = ()
+
+    def receive(self, data: str | bytes, peer: Peer, app: App, now: float) -> Reply | Awaitable[Reply]:
+        """Handle one whole client message.
+
+        Args:
+            data: the message as wsproto assembled it (text or binary).
+            peer: the session it came on.
+            app: the server's services.
+            now: the session's timer clock (for the publish rate limit).
+
+        Returns:
+            A :class:`Reply`, or, only for what a remote broker must answer,
+            an awaitable of one.
+        """
+        app.metrics.messages_in += 1
+        if peer.echo:
+            if isinstance(data, str):
+                return _text(data.encode())
+            return Reply([frames.encode_binary_frame(data)])
+        if isinstance(data, bytes):
+            return Reply(close=UnsupportedData().close())
         try:
-            message = protocol.parse_client_message(
-                whole, max_channel=self.state.settings.websocket.max_channel_name
-            )
-        except protocol.InvalidJSON:
-            self.withdraw(1007, "invalid JSON")
-            return
+            message = protocol.parse_client_message(data, max_channel=app.settings.websocket.max_channel_name)
+        except protocol.InvalidJSON as exc:
+            return Reply(close=exc.close())
         except protocol.MessageError as exc:
-            self.send_obj(protocol.error(exc.id, exc.code, exc.message))
-            return
-        if self.state.hub.remote:
+            return _refused(exc.id, exc.code, exc.message)
+        if app.hub.remote:
             remote = _REMOTE_HANDLERS.get(type(message))
             if remote is not None:
-                return remote(self, message)
+                return remote(self, message, peer, app, now)
         handler = _HANDLERS.get(type(message))
         if handler is None:
-            self.send_obj(protocol.error(message.id, "unsupported", "not supported"))
-            return None
-        handler(self, message)
-        return None
+            return _refused(message.id, "unsupported", "not supported")
+        return handler(self, message, peer, app, now)
 
-    def _answer(self, message_id: Any, **extra: Any) -> None:
-        if message_id is not None:
-            self.send_obj(protocol.ack(message_id, **extra))
+    # -- ping, subscribe, unsubscribe ------------------------------------------
+    def ping(self, message: protocol.Ping, peer: Peer, app: App, now: float) -> Reply:
+        return _text(protocol.pong(message.id))
 
-    def _fail(self, message_id: Any, code: str, text: str) -> None:
-        self.send_obj(protocol.error(message_id, code, text))
-
-    def _on_ping(self, message: protocol.Ping) -> None:
-        self.send_obj(protocol.pong(message.id))
-
-    def _on_subscribe(self, message: protocol.Subscribe) -> None:
+    def subscribe(self, message: protocol.Subscribe, peer: Peer, app: App, now: float) -> Reply:
         try:
-            result = self.state.hub.subscribe(self, message.channel, message.since)
+            result = app.hub.subscribe(peer, message.channel, message.since)
         except HubError as exc:
-            self._fail(message.id, exc.code, exc.message)
-            return
-        self._subscribed(message, result)
+            return _refused(message.id, exc.code, exc.message)
+        return self._subscribed(message, result)
 
-    async def _on_subscribe_remote(self, message: protocol.Subscribe) -> None:
+    async def subscribe_remote(self, message: protocol.Subscribe, peer: Peer, app: App, now: float) -> Reply:
         try:
-            result = await self.state.hub.subscribe_async(self, message.channel, message.since)
+            result = await app.hub.subscribe_async(peer, message.channel, message.since)
         except HubError as exc:
-            self._fail(message.id, exc.code, exc.message)
-            return
-        self._subscribed(message, result)
+            return _refused(message.id, exc.code, exc.message)
+        return self._subscribed(message, result)
 
-    def _subscribed(self, message: protocol.Subscribe, result: "SubscribeResult") -> None:
-        # The ack tells whether `since` was fully recovered (realtime.hub docstring);
-        # the replay follows it with no await in between, so no live message
-        # can slip ahead of the history.
+    @staticmethod
+    def _subscribed(message: protocol.Subscribe, result: SubscribeResult) -> Reply:
+        # The ack tells whether `since` was fully recovered (realtime.hub
+        # docstring); the replay follows it in the same Reply, with no await
+        # in between, so no live message can slip ahead of the history.
         if message.since is not None:
-            self.send_obj(protocol.ack(message.id, recovered=result.recovered))
+            reply = _text(protocol.ack(message.id, recovered=result.recovered))
         else:
-            self._answer(message.id)
-        for frame in result.replay:
-            self.offer(frame)
+            reply = _answered(message.id)
+        reply.frames.extend(result.replay)
+        return reply
 
-    def _on_unsubscribe(self, message: protocol.Unsubscribe) -> None:
-        self.state.hub.unsubscribe(self, message.channel)
-        self._answer(message.id)
+    def unsubscribe(self, message: protocol.Unsubscribe, peer: Peer, app: App, now: float) -> Reply:
+        app.hub.unsubscribe(peer, message.channel)
+        return _answered(message.id)
 
-    # The in-process broker answers synchronously (no coroutine on the hot
-    # path); a remote one needs the awaited twin.  Both share these steps.
-    def _within_publish_rate(self) -> bool:
-        if self.publish_limit.allow(trio.current_time()):
-            return True
-        self.withdraw(4008, "publish rate limit")
-        return False
-
-    def _published(self, message: protocol.Publish, result: Any) -> None:
-        self.state.metrics.publishes += 1
-        self.state.metrics.deliveries += result.delivered
-        self._answer(message.id, seq=result.seq)
-
-    def _on_publish(self, message: protocol.Publish) -> None:
-        if not self._within_publish_rate():
-            return
+    # -- publish: the in-process broker answers at once; a remote one needs
+    # the awaited twin.  Both share the rate check and the accounting.
+    def publish(self, message: protocol.Publish, peer: Peer, app: App, now: float) -> Reply:
+        if not peer.publish_limit.allow(now):
+            return Reply(close=RateLimited().close())
         try:
-            result = self.state.hub.publish(message.channel, message.data, from_sub=self.sub, scopes=self.scopes)
+            result = app.hub.publish(message.channel, message.data, from_sub=peer.sub, scopes=peer.scopes)
         except HubError as exc:
-            self._fail(message.id, exc.code, exc.message)
-            return
-        self._published(message, result)
+            return _refused(message.id, exc.code, exc.message)
+        return self._published(message, result, app)
 
-    async def _on_publish_remote(self, message: protocol.Publish) -> None:
-        if not self._within_publish_rate():
-            return
+    async def publish_remote(self, message: protocol.Publish, peer: Peer, app: App, now: float) -> Reply:
+        if not peer.publish_limit.allow(now):
+            return Reply(close=RateLimited().close())
         try:
-            result = await self.state.hub.publish_async(
-                message.channel, message.data, from_sub=self.sub, scopes=self.scopes
-            )
+            result = await app.hub.publish_async(message.channel, message.data, from_sub=peer.sub, scopes=peer.scopes)
         except HubError as exc:
-            self._fail(message.id, exc.code, exc.message)
-            return
-        self._published(message, result)
+            return _refused(message.id, exc.code, exc.message)
+        return self._published(message, result, app)
 
-    def _on_refresh(self, message: protocol.Refresh) -> None:
-        settings = self.state.settings
+    @staticmethod
+    def _published(message: protocol.Publish, result: PublishResult, app: App) -> Reply:
+        app.metrics.publishes += 1
+        app.metrics.deliveries += result.delivered
+        return _answered(message.id, seq=result.seq)
+
+    # -- refresh -----------------------------------------------------------------
+    def refresh(self, message: protocol.Refresh, peer: Peer, app: App, now: float) -> Reply:
+        """SPEC §4: "replace the connection's token (same ``sub`` and
+        ``client_id``); moves its deadline"."""
+        settings = app.settings
         try:
-            claims = self.state.keyring.verify(
+            claims = app.keyring.verify(
                 message.token,
                 issuer=settings.issuer,
                 audience=settings.audience,
                 leeway=settings.oauth.leeway,
-                revoked=self.state.revoked,
+                revoked=app.revoked,
             )
         except TokenError as exc:
-            self.state.metrics.refreshes["error"] += 1
-            self._fail(message.id, "invalid_token", str(exc))
-            return
-        if claims.sub != self.sub or claims.client_id != self.client_id:
-            self._fail(message.id, "invalid_token", "token is for another subject or client")
-            return
+            app.metrics.refreshes["error"] += 1
+            return _refused(message.id, "invalid_token", str(exc))
+        if claims.sub != peer.sub or claims.client_id != peer.client_id:
+            return _refused(message.id, "invalid_token", "token is for another subject or client")
         problem = principal_problem(claims, settings)
         if problem is not None:
-            self._fail(message.id, "invalid_token", problem)
-            return
-        old = (self.sub, self.client_id, self.kid, self.jti)
-        self._set_claims(claims)
-        self.state.hub.connections.reindex(self, *old)
-        self._scope.deadline = trio_deadline(claims.exp)
-        self._aim_warning()
-        self.state.metrics.refreshes["ok"] += 1
-        self.send_obj(protocol.refreshed(claims.exp, message.id))
+            return _refused(message.id, "invalid_token", problem)
+        old = (peer.sub, peer.client_id, peer.kid, peer.jti)
+        peer.adopt(claims)
+        app.hub.connections.reindex(peer, *old)
+        app.metrics.refreshes["ok"] += 1
+        reply = _text(protocol.refreshed(claims.exp, message.id))
+        reply.claims = claims
         # The new token may hold fewer scopes: drop what it no longer allows.
-        for _conn, channel in self.state.hub.revalidate(self):
-            self.send_obj(protocol.error(None, "subscription_revoked", f"token no longer allows {channel}"))
+        for _conn, channel in app.hub.revalidate(peer):
+            reply.frames.append(frames.encode_text_frame(
+                protocol.error(None, "subscription_revoked", f"token no longer allows {channel}")))
+        return reply
 
-    def _on_presence(self, message: protocol.Presence) -> None:
-        hub = self.state.hub
+    # -- presence ----------------------------------------------------------------
+    def presence(self, message: protocol.Presence, peer: Peer, app: App, now: float) -> Reply:
         try:
-            members, truncated = hub.presence_page(message.channel, sub=self.sub, scopes=self.scopes)
+            members, truncated = app.hub.presence_page(message.channel, sub=peer.sub, scopes=peer.scopes)
         except HubError as exc:
-            self._fail(message.id, exc.code, exc.message)
-            return
-        self.send_obj(presence_answer(self.state, message.channel, members, truncated, message.id))
+            return _refused(message.id, exc.code, exc.message)
+        return _text(presence_answer(app, message.channel, members, truncated, message.id))
 
-    async def _on_presence_remote(self, message: protocol.Presence) -> None:
+    async def presence_remote(self, message: protocol.Presence, peer: Peer, app: App, now: float) -> Reply:
         try:
-            members, truncated = await self.state.hub.presence_async(
-                message.channel, sub=self.sub, scopes=self.scopes
-            )
+            members, truncated = await app.hub.presence_async(message.channel, sub=peer.sub, scopes=peer.scopes)
         except HubError as exc:
-            self._fail(message.id, exc.code, exc.message)
-            return
-        self.send_obj(presence_answer(self.state, message.channel, members, truncated, message.id))
+            return _refused(message.id, exc.code, exc.message)
+        return _text(presence_answer(app, message.channel, members, truncated, message.id))
+
+
+class _HasSettings(Protocol):
+    @property
+    def settings(self) -> Settings: ...
 
 
 def presence_answer(
-    state: "ServerState", channel: str, members: list[tuple[str, int]], truncated: bool, mid: Any = None
+    app: _HasSettings, channel: str, members: list[tuple[str, int]], truncated: bool, mid: Any = None
 ) -> bytes:
-    """The ``presence`` object (SPEC §5a), with each user's ``display_name``."""
-    users = state.settings.users
-    listed = [
-        (sub, count, users[sub].display_name if sub in users else None) for sub, count in members
-    ]
+    """The ``presence`` object (SPEC §5a), with each user's ``display_name``.
+
+    Shared with ``GET /api/presence``, which answers the same object.
+    """
+    users = app.settings.users
+    listed = [(sub, count, users[sub].display_name if sub in users else None) for sub, count in members]
     return protocol.presence(channel, listed, mid, truncated)
 
 
-_HANDLERS = {
-    protocol.Ping: MessageHandlers._on_ping,
-    protocol.Subscribe: MessageHandlers._on_subscribe,
-    protocol.Unsubscribe: MessageHandlers._on_unsubscribe,
-    protocol.Publish: MessageHandlers._on_publish,
-    protocol.Refresh: MessageHandlers._on_refresh,
-    protocol.Presence: MessageHandlers._on_presence,
+_HANDLERS: dict[type, _Handler] = {
+    protocol.Ping: Dispatcher.ping,
+    protocol.Subscribe: Dispatcher.subscribe,
+    protocol.Unsubscribe: Dispatcher.unsubscribe,
+    protocol.Publish: Dispatcher.publish,
+    protocol.Refresh: Dispatcher.refresh,
+    protocol.Presence: Dispatcher.presence,
 }
 
-# Used instead when a remote broker is configured (hub.remote): these await
-# the broker, so the reader awaits them (one at a time per connection,
-# which also keeps a connection's publishes in order).
-_REMOTE_HANDLERS = {
-    protocol.Subscribe: MessageHandlers._on_subscribe_remote,
-    protocol.Publish: MessageHandlers._on_publish_remote,
-    protocol.Presence: MessageHandlers._on_presence_remote,
+# Used instead when a remote broker is configured (hub.remote).
+_REMOTE_HANDLERS: dict[type, _RemoteHandler] = {
+    protocol.Subscribe: Dispatcher.subscribe_remote,
+    protocol.Publish: Dispatcher.publish_remote,
+    protocol.Presence: Dispatcher.presence_remote,
 }

@@ -1,9 +1,10 @@
 """Token buckets, without a clock of their own.
 
 Used for the per-connection publish limit (``[websocket] publish_rate``,
-close 4008) and for login attempts (``[oauth] login_rate``).  The caller
-passes ``now`` (``trio.current_time()`` in the shell, a plain number in
-tests), so the bucket is sans-I/O and tests need no sleeping.
+close 4008).  The caller passes ``now`` from the session's injected clock
+(``trio.current_time()`` in the shell, a plain number in tests), so the
+bucket is sans-I/O and tests need no sleeping.  (Login throttling keeps
+its own keyed buckets in :mod:`realtime.oauth.throttle`.)
 
 A bucket holds up to ``burst`` tokens and gains ``rate`` per second; each
 allowed event spends one.  It starts full, so a new connection may burst.
@@ -12,9 +13,11 @@ allowed event spends one.  It starts full, so a new connection may burst.
 from __future__ import annotations
 
 import math
+
 from realtime.config.units import parse_rate
 
-__all__ = ["RateLimiter", "KeyedRateLimiter", "parse_rate"]
+__all__ = ["RateLimiter", "parse_rate"]
+
 
 class RateLimiter:
     """One token bucket.
@@ -59,62 +62,3 @@ class RateLimiter:
             return True
         return False
 
-    def retry_after(self, now: float) -> float:
-        """Seconds until :meth:`allow` would succeed (0 if it would now).
-
-        For ``Retry-After`` on a 429.
-        """
-        self._refill(now)
-        missing = 1.0 - self._tokens
-        return 0.0 if missing <= 0 else missing / self.rate
-
-    def is_full(self, now: float) -> bool:
-        """True when the bucket is back to ``burst``: it remembers nothing."""
-        self._refill(now)
-        return self._tokens >= self.burst
-
-
-class KeyedRateLimiter:
-    """One bucket per key (a user name, an address) in bounded memory.
-
-    Args:
-        rate, burst: as :class:`RateLimiter`.
-        max_keys: buckets kept; beyond it full buckets are forgotten first,
-            then the oldest.  A forgotten key starts with a full bucket, so
-            the bound can only make the limiter more lenient, never lock a
-            key out wrongly.
-    """
-
-    def __init__(self, rate: float, burst: int, max_keys: int = 100_000) -> None:
-        RateLimiter(rate, burst)  # validate once, here
-        self.rate = rate
-        self.burst = burst
-        self.max_keys = max_keys
-        self._buckets: dict[str, RateLimiter] = {}
-
-    @classmethod
-    def from_spec(cls, text: str, max_keys: int = 100_000) -> "KeyedRateLimiter":
-        rate, burst = parse_rate(text)
-        return cls(rate, burst, max_keys)
-
-    def allow(self, key: str, now: float) -> bool:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= self.max_keys:
-                self._prune(now)
-            bucket = self._buckets[key] = RateLimiter(self.rate, self.burst)
-        return bucket.allow(now)
-
-    def retry_after(self, key: str, now: float) -> float:
-        bucket = self._buckets.get(key)
-        return 0.0 if bucket is None else bucket.retry_after(now)
-
-    def _prune(self, now: float) -> None:
-        full = [k for k, b in self._buckets.items() if b.is_full(now)]
-        for k in full:
-            del self._buckets[k]
-        while len(self._buckets) >= self.max_keys:
-            del self._buckets[next(iter(self._buckets))]
-
-    def __len__(self) -> int:
-        return len(self._buckets)

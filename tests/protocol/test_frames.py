@@ -5,12 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode
+from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from realtime.protocol.frames import (
-    MAX_CLOSE_REASON,
     encode_binary_frame,
-    encode_close_frame,
     encode_frame,
     encode_ping_frame,
     encode_pong_frame,
@@ -84,52 +82,6 @@ def test_binary_roundtrip(payload: bytes) -> None:
 def test_text_roundtrip(text: str) -> None:
     [f] = read_frames(encode_text_frame(text.encode()))
     assert f.payload == text
-
-
-@pytest.mark.parametrize("code", [1000, 1001, 1007, 1008, 1009, 1011, 4001, 4003, 4008, 4009])
-def test_close_frame(code: int) -> None:
-    [f] = read_frames(encode_close_frame(code, "bye"))
-    assert f.opcode is Opcode.CLOSE
-    assert f.payload == (code, "bye")
-
-
-def test_close_without_reason() -> None:
-    [f] = read_frames(encode_close_frame(4001))
-    assert f.payload == (4001, "")
-
-
-def test_close_without_code() -> None:
-    frame = encode_close_frame(None)
-    assert frame == b"\x88\x00"
-    [f] = read_frames(frame)
-    assert f.payload == (CloseReason.NO_STATUS_RCVD, "")
-    with pytest.raises(ValueError):
-        encode_close_frame(None, "reason")
-
-
-@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 2000, 5000])
-def test_close_codes_that_may_not_be_sent(code: int) -> None:
-    with pytest.raises(ValueError):
-        encode_close_frame(code)
-
-
-@given(st.text(max_size=300))
-def test_close_reason_truncated_on_utf8_boundary(reason: str) -> None:
-    frame = encode_close_frame(4003, reason)
-    assert len(frame) <= 2 + 125
-    [f] = read_frames(frame)  # wsproto refuses invalid UTF-8
-    code, got = f.payload
-    assert code == 4003
-    assert len(got.encode()) <= MAX_CLOSE_REASON
-    assert reason.startswith(got)
-    if len(reason.encode()) <= MAX_CLOSE_REASON:
-        assert got == reason
-
-
-def test_close_reason_cut_inside_multibyte_character() -> None:
-    reason = "a" + "€" * 60  # 1 + 180 bytes; a cut at 123 lands mid-character
-    [f] = read_frames(encode_close_frame(1000, reason))
-    assert f.payload[1] == "a" + "€" * 40
 
 
 def test_ping_pong() -> None:

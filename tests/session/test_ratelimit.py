@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from realtime.session.ratelimit import KeyedRateLimiter, RateLimiter, parse_rate
+from realtime.session.ratelimit import RateLimiter, parse_rate
 
 
 def test_burst_then_refill() -> None:
@@ -25,14 +25,6 @@ def test_clock_going_back_grants_nothing() -> None:
     assert not rl.allow(10.0)
     assert not rl.allow(50.5)
     assert rl.allow(51.0)
-
-
-def test_retry_after() -> None:
-    rl = RateLimiter(rate=2, burst=1)
-    assert rl.retry_after(0.0) == 0.0
-    assert rl.allow(0.0)
-    assert rl.retry_after(0.0) == pytest.approx(0.5)
-    assert rl.retry_after(0.25) == pytest.approx(0.25)
 
 
 @pytest.mark.parametrize("rate,burst", [(0, 1), (-1, 1), (float("inf"), 1), (float("nan"), 1), (1, 0)])
@@ -76,18 +68,3 @@ def test_never_more_than_burst_plus_rate_times_time(rate: float, burst: int, gap
         allowed += rl.allow(now)
     assert allowed <= burst + rate * now + 1e-6
 
-
-def test_keyed_limiter() -> None:
-    kl = KeyedRateLimiter.from_spec("2/m", max_keys=3)
-    assert kl.allow("alice", 0.0) and kl.allow("alice", 0.0)
-    assert not kl.allow("alice", 1.0)
-    assert kl.allow("bob", 1.0)
-    assert kl.retry_after("alice", 1.0) == pytest.approx(29.0)
-    assert kl.retry_after("nobody", 1.0) == 0.0
-    for key in ("c", "d", "e"):
-        kl.allow(key, 2.0)
-    assert len(kl) <= 3
-    # After the refill period every bucket is full and may be forgotten.
-    for i in range(10):
-        kl.allow(f"k{i}", 1000.0)
-    assert len(kl) <= 3
