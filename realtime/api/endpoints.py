@@ -15,7 +15,7 @@ from realtime.oauth1 import routes as oauth1_routes
 from realtime.oauth1 import signing as oauth1_signing
 from realtime.oauth1.resource import oauth1_principal
 from realtime.store import AsyncStore
-from realtime.protocol.upgrade import verify_bearer
+from realtime.tokens.bearer import header_token, verify_bearer
 
 if TYPE_CHECKING:
     from realtime.app import ServerState
@@ -29,10 +29,7 @@ async def healthz(request: Request, state: "ServerState") -> Response:
 
 def _bearer_claims(request: Request, state: "ServerState") -> Any:
     """RFC 6750 §2.1: the ``Authorization: Bearer`` token, verified (claims or a 401)."""
-    scheme, _, token = (request.header("authorization") or "").partition(" ")
-    token = token.strip()
-    return verify_bearer(token if scheme.lower() == "bearer" and token else None,
-                         state.settings, state.keyring, state.revoked)
+    return verify_bearer(header_token(request), state.settings, state.keyring, state.revoked)
 
 
 def _hub_error(exc: Any, state: "ServerState", channel: str, scope_of: str) -> Response:

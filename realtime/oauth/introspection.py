@@ -28,6 +28,8 @@ from realtime.oauth.errors import NO_STORE, InvalidClientError, InvalidRequestEr
 from realtime.oauth.revocation import looks_like_jwt
 from realtime.oauth.services import get_services
 from realtime.store import token_hash
+from realtime.tokens.bearer import principal_problem
+from realtime.tokens.keyring import TokenError
 
 if TYPE_CHECKING:
     from realtime.app import ServerState
@@ -38,9 +40,6 @@ INACTIVE: dict[str, Any] = {"active": False}
 
 
 async def _introspect(token: str, client_id: str, state: "ServerState", now: float) -> dict[str, Any]:
-    from realtime.tokens.keyring import TokenError
-    from realtime.protocol.upgrade import principal_problem
-
     settings = state.settings
     services = get_services(state)
     if looks_like_jwt(token):

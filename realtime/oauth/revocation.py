@@ -33,6 +33,7 @@ from realtime.oauth.common import read_form
 from realtime.oauth.errors import NO_STORE, InvalidGrantError, InvalidRequestError, OAuthError, ServerError
 from realtime.oauth.services import get_services
 from realtime.store import token_hash
+from realtime.tokens.keyring import TokenError
 
 if TYPE_CHECKING:
     from realtime.app import ServerState
@@ -47,8 +48,6 @@ def looks_like_jwt(token: str) -> bool:
 
 async def revoke_endpoint(request: Request, state: "ServerState") -> Response:
     """POST /oauth2/revoke."""
-    from realtime.tokens.keyring import TokenError
-
     services = get_services(state)
     settings = state.settings
     now = services.clock()

@@ -22,6 +22,7 @@ from realtime.http.request import Request
 from realtime.http.responses import Response, bearer_challenge, json_response
 from realtime.oauth.common import scope_string, single
 from realtime.oauth.errors import NO_STORE, InvalidRequestError
+from realtime.tokens.bearer import verify_bearer
 
 if TYPE_CHECKING:
     from realtime.app import ServerState
@@ -49,8 +50,6 @@ def _token(request: Request) -> str | None:
 
 
 async def userinfo_endpoint(request: Request, state: "ServerState") -> Response:
-    from realtime.protocol.upgrade import verify_bearer
-
     settings = state.settings
     try:
         token = _token(request)

@@ -24,6 +24,7 @@ from realtime.oauth1.credentials import Kind, authenticate
 from realtime.oauth1.errors import OAuth1Error
 from realtime.config.settings import Settings
 from realtime.store import OAuth1AccessToken
+from realtime.tokens.bearer import principal_problem
 from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
@@ -55,8 +56,6 @@ async def oauth1_principal(request: Request, state: "ServerState") -> AccessClai
     "error_description", "oauth_problem", ...}`` with ``WWW-Authenticate:
     OAuth`` (and ``Bearer``) on 401.
     """
-    from realtime.protocol.upgrade import principal_problem
-
     try:
         verified = await authenticate(request, state, Kind.RESOURCE)
     except OAuth1Error as exc:
