@@ -39,6 +39,7 @@ from realtime.config.fields import (
     wrong_type,
 )
 from realtime.config.locate import KeyPath
+from realtime.config.sealed import SecretError, unpack
 from realtime.config.settings import App, RetiredSecret, User
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", "password")
@@ -122,8 +123,6 @@ def _passthrough(value: Any) -> Any:
 
 def consumer_secret_enc(value: Any) -> str:
     """An OAuth 1.0a consumer secret as stored: AES-GCM under ``state_dir/oauth1.key``."""
-    from realtime.oauth1.crypto import SecretError, unpack
-
     try:
         unpack(string(value))
     except SecretError as exc:

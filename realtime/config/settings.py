@@ -12,12 +12,9 @@ Durations are float seconds, sizes are int bytes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import attrs
 
-if TYPE_CHECKING:
-    from realtime.oauth.providers import Provider
+from realtime.config.provider_def import Provider
 
 
 @attrs.frozen

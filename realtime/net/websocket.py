@@ -37,7 +37,7 @@ from realtime.session.dispatch import MessageHandlers, trio_deadline
 from realtime.session.dispatch import presence_answer  # noqa: F401  (realtime.api imports it from here)
 
 if TYPE_CHECKING:
-    from realtime.app import ServerState
+    from realtime.api.app import App as ServerState
 
 log = logging.getLogger("realtime.ws")
 

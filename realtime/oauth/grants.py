@@ -19,7 +19,7 @@ import hmac
 import logging
 import math
 import secrets
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import attrs
 
@@ -49,12 +49,9 @@ from realtime.oauth.errors import (
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
 )
-from realtime.oauth.services import OAuthServices, get_services
+from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import App, Settings
 from realtime.store import IssuedTokens, token_hash
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
 
 log = logging.getLogger("realtime.oauth")
 
@@ -64,7 +61,7 @@ class GrantContext:
     request: Request
     form: dict[str, str]
     client: AuthenticatedClient
-    state: "ServerState"
+    state: OAuthApp
     settings: Settings
     services: OAuthServices
     now: float
@@ -88,7 +85,7 @@ def _required(form: dict[str, str], name: str) -> str:
     return value
 
 
-def _revoke_live(state: "ServerState", pairs: list[tuple[str, float]]) -> None:
+def _revoke_live(state: OAuthApp, pairs: list[tuple[str, float]]) -> None:
     for jti, exp in pairs:
         state.revoke_access(jti, exp)
 
@@ -307,9 +304,9 @@ GRANTS: dict[str, Grant] = {
 }
 
 
-async def token_endpoint(request: Request, state: "ServerState") -> Response:
+async def token_endpoint(request: Request, state: OAuthApp) -> Response:
     """POST /oauth2/token: every grant, one error path."""
-    services = get_services(state)
+    services = state.oauth
     settings = state.settings  # one snapshot for the whole request
     now = services.clock()
     try:

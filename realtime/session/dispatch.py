@@ -20,7 +20,7 @@ from realtime.protocol.upgrade import principal_problem
 
 if TYPE_CHECKING:
     from realtime.session.ratelimit import RateLimiter
-    from realtime.app import ServerState
+    from realtime.api.app import App as ServerState
     from realtime.tokens.keyring import AccessClaims
 
 

@@ -1,4 +1,4 @@
-"""A ServerState with a real KeyRing, a real AsyncStore and the real Hub,
+"""An App with a real KeyRing, a real AsyncStore and the real Hub,
 driven through ``router.dispatch`` (no sockets)."""
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ import attrs
 import pytest
 from argon2 import PasswordHasher
 
+from realtime.api.app import App as ServerState
 from realtime.http.request import Request
 from realtime.http.responses import Response
 from realtime.http.router import Router
+from realtime.net.server import compose_app
 from realtime.oauth import pkce, routes
-from realtime.oauth.services import OAuthServices
+from realtime.oauth.services import OAuthServices, load_or_create_key
+from realtime.oauth1 import crypto as oauth1_crypto
 from realtime.config.settings import App, OAuthSettings, RetiredSecret, ServerSettings, Settings, User
-from realtime.app import ServerState
 from realtime.store import AsyncStore
+from realtime.tokens.keyring import KeyRing, RevokedSet
 
 # Cheap argon2id parameters: the hashes carry them, so verification is fast too.
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -80,21 +83,6 @@ def build_settings(tmp_path: Path, hashes: dict[str, str], now: float) -> Settin
     )
 
 
-def _hub(settings: Settings) -> Any:
-    try:
-        from realtime.hub import Hub
-    except ImportError:  # pragma: no cover - the hub is another module's job
-        class _Conns:
-            def by_jti(self, jti: str) -> list:
-                return []
-
-        class _Stub:
-            connections = _Conns()
-
-        return _Stub()
-    return Hub(settings.channels, settings.websocket)
-
-
 @attrs.define
 class Env:
     state: ServerState
@@ -106,7 +94,7 @@ class Env:
 
     @property
     def services(self) -> OAuthServices:
-        return self.state.extras["oauth"]
+        return self.state.oauth
 
     @property
     def store(self) -> AsyncStore:
@@ -188,17 +176,18 @@ def new_pkce() -> Pkce:
 
 @pytest.fixture
 async def env(tmp_path: Path, hashes: dict[str, str]) -> Any:
-    from realtime.tokens.keyring import KeyRing, RevokedSet
-
     now = time.time()
     settings = build_settings(tmp_path, hashes, now)
     ring = KeyRing.load_or_create(tmp_path / "keys", settings.oauth.signing_alg)
-    state = ServerState(settings=settings, keyring=ring, revoked=RevokedSet(), hub=_hub(settings))
-    state.store = await AsyncStore.open(settings.server.state_dir / "state.sqlite3")
+    store = await AsyncStore.open(settings.server.state_dir / "state.sqlite3")
+    state_dir = settings.server.state_dir
+    state = compose_app(settings, ring, store, RevokedSet(), oauth_key=load_or_create_key(state_dir),
+                        oauth1_key=oauth1_crypto.load_or_create_key(state_dir))
     router = Router()
     routes.register(router)
     e = Env(state=state, router=router, now=now)
-    await routes.setup(state, clock=lambda: e.now)
+    state.oauth.clock = lambda: e.now  # time moves by Env.advance
+    await state.oauth.start()
     yield e
     await state.store.close()
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import tomlkit
 
-from realtime.cli.admin.files import AdminError, Paths, atomic_write, check_value, load_toml, notify
+from realtime.cli.admin.files import AdminError, Paths, check_value, notify
+from realtime.config.edit import atomic_write, load_toml
 from realtime.oauth.passwords import hash_secret
 
 def _apps_of(doc: tomlkit.TOMLDocument, path: Path) -> Any:
