@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Collection
 
 import attrs
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from realtime.config.fields import (
     ConfigError,
@@ -132,9 +134,6 @@ def consumer_secret_enc(value: Any) -> str:
 
 def rsa_public_key(value: Any) -> str:
     """A PEM ``PUBLIC KEY`` of at least 2048 bits, for RSA-SHA1 (RFC 5849 §3.4.3)."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
     try:
         key = load_pem_public_key(string(value).encode("ascii"))
     except (ValueError, UnicodeEncodeError):

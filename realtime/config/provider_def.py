@@ -16,6 +16,7 @@ never take a provider user's ``sub``.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import string
 import urllib.parse
@@ -186,8 +187,6 @@ def parse_token_response(status: int, content_type: str, body: bytes) -> tuple[s
     asked for JSON; both are read.  Raises ProviderError with the §5.2
     ``error`` code (never the body) when there is no usable token.
     """
-    import json
-
     data: Any
     if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
         data = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}

@@ -30,18 +30,6 @@ log = logging.getLogger("realtime.reload")
 HOUSEKEEPING_INTERVAL = 30.0
 
 
-def max_access_ttl(settings: Settings) -> float:
-    ttls = [settings.oauth.access_token_ttl]
-    ttls += [app.access_token_ttl for app in settings.apps.values() if app.access_token_ttl]
-    return max(ttls)
-
-
-def retire_after(settings: Settings) -> float:
-    """How long a retired signing key keeps verifying: the longest access
-    token lifetime plus the leeway (a token it signed may still be live)."""
-    return max_access_ttl(settings) + settings.oauth.leeway
-
-
 def _load(settings: Settings) -> Settings:
     assert settings.config_path is not None
     return load_settings(settings.config_path)
@@ -100,7 +88,7 @@ def load_keyring(settings: Settings) -> KeyRing:
     return KeyRing.load_or_create(
         settings.server.state_dir / "keys",
         settings.oauth.signing_alg,
-        retire_after=retire_after(settings),
+        retire_after=settings.key_retire_after,
     )
 
 

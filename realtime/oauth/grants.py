@@ -52,6 +52,7 @@ from realtime.oauth.errors import (
 from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import App, Settings
 from realtime.store import IssuedTokens, token_hash
+from realtime.tokens.keyring import issue_access_token
 
 log = logging.getLogger("realtime.oauth")
 
@@ -100,8 +101,6 @@ async def _issue(
     refresh_scope: frozenset[str] | None = None,
 ) -> tuple[dict, IssuedTokens]:
     """Sign an access token (and draw a refresh token); nothing stored yet."""
-    from realtime.tokens.keyring import issue_access_token
-
     ttl = access_ttl(ctx.settings, ctx.app)
     token, claims = issue_access_token(
         ctx.state.keyring,

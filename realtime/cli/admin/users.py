@@ -7,7 +7,10 @@ import getpass
 import sys
 
 from realtime.cli.admin.files import AdminError, Paths, check_value, notify
+from realtime.config.apps import email, user_name_with
 from realtime.config.edit import UserFile
+from realtime.config.fields import scope
+from realtime.config.providers import provider_names
 from realtime.oauth.passwords import hash_secret
 
 
@@ -27,10 +30,6 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    from realtime.config.apps import email, user_name_with
-    from realtime.config.fields import scope
-    from realtime.config.providers import provider_names
-
     paths = Paths(args.config)
     providers = frozenset()
     if isinstance(paths.oauth.get("providers"), str):
