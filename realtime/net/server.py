@@ -148,6 +148,11 @@ async def build_state(settings: Settings) -> Started:
 
 
 class Server:
+    """One running server: the application object (``state``, plain
+    values the handlers receive) plus what only the trio shell touches —
+    the TLS context, the live sessions, the broker task, the reload lock
+    and the event set when a reload finishes."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.state: App | None = None  # the application object, once started
