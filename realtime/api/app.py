@@ -26,7 +26,7 @@ before.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from prometheus_client import CollectorRegistry
@@ -37,8 +37,10 @@ from realtime.http.counters import Counters
 from realtime.hub import Hub
 from realtime.oauth.services import OAuthServices
 from realtime.oauth1.credentials import OAuth1Services
-from realtime.store import AsyncStore
 from realtime.tokens.keyring import KeyRing, RevokedSet
+
+if TYPE_CHECKING:  # the store's async edge runs on trio; cores name its type only
+    from realtime.store import AsyncStore
 
 
 @attrs.define(eq=False)
@@ -47,7 +49,7 @@ class App:
     keyring: KeyRing
     revoked: RevokedSet
     hub: Hub
-    store: AsyncStore
+    store: "AsyncStore"
     oauth: OAuthServices
     oauth1: OAuth1Services
     metrics: Counters = attrs.field(factory=Counters)

@@ -23,7 +23,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import attrs
 
@@ -36,8 +36,10 @@ from realtime.oauth.passwords import Hasher, SecretCache
 from realtime.oauth.pending import ProviderLogins
 from realtime.oauth.provider_io import ProviderHttp
 from realtime.oauth.throttle import LoginThrottle
-from realtime.store import AsyncStore
 from realtime.tokens.keyring import KeyRing, RevokedSet
+
+if TYPE_CHECKING:  # the store's async edge runs on trio; cores name its type only
+    from realtime.store import AsyncStore
 
 SESSION_COOKIE = "rt_session"
 CSRF_COOKIE = "rt_csrf"
@@ -104,7 +106,7 @@ class Session:
 
 @attrs.define
 class OAuthServices:
-    store: AsyncStore
+    store: "AsyncStore"
     key: bytes
     hasher: Hasher
     provider_http: ProviderHttp  # outbound HTTP of provider logins
@@ -192,7 +194,7 @@ class OAuthApp(Protocol):
     def revoke_access(self, jti: str, exp: float, *, share: bool = True) -> int: ...
 
 
-def build_services(settings: Settings, store: AsyncStore, key: bytes, *, hasher: Hasher,
+def build_services(settings: Settings, store: "AsyncStore", key: bytes, *, hasher: Hasher,
                    provider_http: ProviderHttp, users_offload: Offload, **overrides: Any) -> OAuthServices:
     """The services for ``settings`` (``key``: :func:`load_or_create_key`).
 
