@@ -1,28 +1,24 @@
 """Sign in through an external OAuth 2 provider, then continue our own flow.
 
 1. The login page offers "Log in with X" (a form posting ``action=provider``
-   with the authorization request and its CSRF token).
-   :func:`start_provider_login` (called by :mod:`realtime.oauth.authorize`
-   once the form's CSRF token checked out) remembers the pending request
-   (:mod:`realtime.oauth.pending`) under a fresh
-   ``state`` and sends the browser to the provider (RFC 6749 §4.1.1, PKCE
-   S256 per RFC 7636 unless the definition says ``"pkce": false``).
+   with the authorization request and its CSRF token).  Once the token
+   checks out, :mod:`realtime.oauth.authorize` calls
+   :func:`start_provider_login`, which remembers the pending request
+   (:mod:`realtime.oauth.pending`) under a fresh ``state`` and gives the
+   provider's URL to send the browser to (RFC 6749 §4.1.1, PKCE S256 per
+   RFC 7636 unless the definition says ``"pkce": false``).
 2. The provider sends the browser back to ``PUBLIC_URL/oauth2/callback/NAME``
-   (:func:`realtime.oauth.provider_callback.callback_endpoint`).  The ``state`` must be one we issued, to
-   this browser, for this provider, within ten minutes, and not used yet:
-   RFC 6749 §10.12 "The client MUST implement CSRF protection for its
-   redirection URI ... binding the value ... to the user-agent's
-   authenticated state".  Ours is bound to the ``rt_csrf`` cookie of the
-   browser that started it.
-3. The code is exchanged (through the injected
-   :class:`realtime.oauth.provider_io.ProviderHttp`), the
-   profile fetched, and the local user ``NAME:<ProfileIdVariable>`` looked
-   up; with ``auto_create`` a missing one is added to the users file.
+   (:mod:`realtime.oauth.provider_callback`), which checks the ``state``
+   (RFC 6749 §10.12), exchanges the code and fetches the profile through
+   the injected :class:`realtime.oauth.provider_io.ProviderHttp`.
+3. The local user ``NAME:<ProfileIdVariable>`` is looked up; with
+   ``auto_create`` a missing one is added to the users file
+   (:func:`create_user`).
 4. :func:`realtime.oauth.authorize.resume_login` continues: session,
    consent, code, as after a password login.
 
-Every failure shows a page and logs the
-provider and a reason, never a code, token, state or secret.
+Every failure shows a page and logs the provider and a reason, never a
+code, token, state or secret.
 """
 
 from __future__ import annotations
@@ -53,7 +49,7 @@ def callback_uri(issuer: str, provider: Provider) -> str:
     return f"{issuer}{CALLBACK_PREFIX}{provider.name}"
 
 
-# -- 1. start -------------------------------------------------------------------
+# -- start: off to the provider ---------------------------------------------------
 
 
 def start_provider_login(logins: ProviderLogins, provider: Provider, *, issuer: str,
@@ -73,7 +69,7 @@ def start_provider_login(logins: ProviderLogins, provider: Provider, *, issuer: 
     )
 
 
-# -- 3. users ---------------------------------------------------------------------
+# -- a first login: the users file -----------------------------------------------
 
 
 def new_user(provider: Provider, sub: str, profile: Mapping[str, Any]) -> User:

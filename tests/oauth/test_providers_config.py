@@ -1,5 +1,5 @@
 """Provider definition files: loading, validation, secrets, users, and the
-pure request/answer rules of :mod:`realtime.oauth.providers`."""
+pure request/answer rules of :mod:`realtime.config.provider_def`."""
 
 from __future__ import annotations
 
