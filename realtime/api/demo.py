@@ -19,14 +19,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from realtime.api.app import App
 from realtime.http.request import Request
 from realtime.http.responses import Response, error_response, redirect
 from realtime.http.router import Router
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
 
 #: path -> (file in realtime/api/static, content type)
 FILES: dict[str, tuple[str, str]] = {
@@ -56,7 +53,7 @@ def _read(name: str) -> bytes:
     return (STATIC / name).read_bytes()
 
 
-def _enabled(state: "ServerState") -> bool:
+def _enabled(state: App) -> bool:
     return state.settings.demo.enabled
 
 
@@ -64,7 +61,7 @@ def _not_found() -> Response:
     return error_response(404, "not_found", "no such endpoint")
 
 
-async def serve_file(request: Request, state: "ServerState") -> Response:
+async def serve_file(request: Request, state: App) -> Response:
     """GET one of :data:`FILES` (404 while ``[demo] enabled`` is false)."""
     if not _enabled(state):
         return _not_found()
@@ -78,7 +75,7 @@ async def serve_file(request: Request, state: "ServerState") -> Response:
     return Response(200, headers, _read(name))
 
 
-async def bare(request: Request, state: "ServerState") -> Response:
+async def bare(request: Request, state: App) -> Response:
     """``/demo`` -> ``/demo/`` so relative links resolve."""
     if not _enabled(state):
         return _not_found()

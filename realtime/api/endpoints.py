@@ -1,12 +1,14 @@
-"""Routes outside OAuth: health, publish, metrics; and the OAuth hookup."""
+"""Routes outside OAuth (health, publish, presence, metrics), and the
+router assembled from every layer's routes (:func:`register`)."""
 
 from __future__ import annotations
 
 import logging
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from realtime.api import demo
+from realtime.api.app import App
+from realtime.api.metrics import render
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response, bearer_challenge, error_response, json_response, text_response
 from realtime.http.router import Router
@@ -14,28 +16,23 @@ from realtime.oauth import routes as oauth_routes
 from realtime.oauth1 import routes as oauth1_routes
 from realtime.oauth1 import signing as oauth1_signing
 from realtime.oauth1.resource import oauth1_principal
-from realtime.store import AsyncStore
-from realtime.protocol.upgrade import verify_bearer
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
+from realtime.hub import HubError
+from realtime.session.dispatch import presence_answer
+from realtime.tokens.bearer import header_token, verify_bearer
 
 log = logging.getLogger("realtime.api")
 
 
-async def healthz(request: Request, state: "ServerState") -> Response:
+async def healthz(request: Request, state: App) -> Response:
     return text_response(200, "ok\n")
 
 
-def _bearer_claims(request: Request, state: "ServerState") -> Any:
+def _bearer_claims(request: Request, state: App) -> Any:
     """RFC 6750 §2.1: the ``Authorization: Bearer`` token, verified (claims or a 401)."""
-    scheme, _, token = (request.header("authorization") or "").partition(" ")
-    token = token.strip()
-    return verify_bearer(token if scheme.lower() == "bearer" and token else None,
-                         state.settings, state.keyring, state.revoked)
+    return verify_bearer(header_token(request), state.settings, state.keyring, state.revoked)
 
 
-def _hub_error(exc: Any, state: "ServerState", channel: str, scope_of: str) -> Response:
+def _hub_error(exc: Any, state: App, channel: str, scope_of: str) -> Response:
     """A HubError as an HTTP answer; ``scope_of`` names the rule's scope a 403 asks for."""
     if exc.code == "unavailable":
         return _unavailable(exc.message)
@@ -46,11 +43,9 @@ def _hub_error(exc: Any, state: "ServerState", channel: str, scope_of: str) -> R
     return error_response(404 if exc.code == "unknown_channel" else 400, exc.code, exc.message)
 
 
-async def publish(request: Request, state: "ServerState") -> Response:
+async def publish(request: Request, state: App) -> Response:
     """POST /api/publish {"channel", "data"} with a bearer token holding the
     channel's publish scope; answers {"delivered": N, "seq": S}."""
-    from realtime.hub import HubError
-
     if oauth1_signing.is_signed(request):  # OAuth 1.0a signed request (realtime.oauth1)
         claims = await oauth1_principal(request, state)
     else:
@@ -84,12 +79,9 @@ def _unavailable(message: str) -> Response:
     return error_response(503, "unavailable", message, (("retry-after", "1"),))
 
 
-async def presence(request: Request, state: "ServerState") -> Response:
+async def presence(request: Request, state: App) -> Response:
     """GET /api/presence?channel=C with a bearer token holding the channel's
     subscribe scope; answers the WebSocket ``presence`` object (SPEC §5a)."""
-    from realtime.hub import HubError
-    from realtime.session.dispatch import presence_answer
-
     claims = _bearer_claims(request, state)
     if isinstance(claims, Response):
         return claims
@@ -109,10 +101,8 @@ async def presence(request: Request, state: "ServerState") -> Response:
     return Response(200, (("content-type", "application/json"), ("cache-control", "no-store")), body)
 
 
-async def metrics(request: Request, state: "ServerState") -> Response:
-    from realtime.api.metrics import render
-
-    body, content_type = render(state)
+async def metrics(request: Request, state: App) -> Response:
+    body, content_type = render(state.metrics_registry)
     return Response(200, (("content-type", content_type),), body)
 
 
@@ -124,17 +114,3 @@ def register(router: Router) -> None:
     oauth_routes.register(router)
     oauth1_routes.register(router)
     demo.register(router)  # answers 404 unless [demo] enabled = true
-
-
-async def setup_oauth(state: "ServerState") -> None:
-    """Open the state store, load revocations, build the OAuth services."""
-    store = await AsyncStore.open(state.settings.server.state_dir / "state.sqlite3")
-    state.store = store
-    state.revoked.load(await store.revoked_jtis(time.time()))
-    await oauth_routes.setup(state)
-    await oauth1_routes.setup(state)
-
-
-async def teardown(state: "ServerState") -> None:
-    if state.store is not None:
-        await state.store.close()

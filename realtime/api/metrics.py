@@ -1,39 +1,38 @@
 """``/metrics`` in Prometheus text format.
 
-The hot paths count in plain ints on :class:`Counters` (an attribute
-increment costs ~30 ns; a prometheus-client ``Counter.inc`` takes a lock).
-A custom collector turns them into metric families only when scraped.
+The hot paths count in plain ints on
+:class:`realtime.http.counters.Counters` (an attribute increment costs
+~30 ns; a prometheus-client ``Counter.inc`` takes a lock).  A custom
+collector turns them into metric families only when scraped.  The
+registry is built once with the application object
+(:func:`build_registry`), not on the first scrape.
 """
 
 from __future__ import annotations
 
-from collections import Counter as Tally
-from typing import TYPE_CHECKING, Iterator
+from typing import Any, Iterator, Protocol
 
-import attrs
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from realtime.app import ServerState
+from realtime.http.counters import Counters
+from realtime.hub import Hub
 
 
-@attrs.define
-class Counters:
-    handshakes: Tally = attrs.field(factory=Tally)  # by result: ok, unauthorized, forbidden, bad_request
-    closes: Tally = attrs.field(factory=Tally)  # by close code
-    messages_in: int = 0
-    publishes: int = 0
-    deliveries: int = 0
-    refreshes: Tally = attrs.field(factory=Tally)  # ok / error
-    token_requests: Tally = attrs.field(factory=Tally)  # (grant, result)
-    reloads: Tally = attrs.field(factory=Tally)  # ok / error
+class MetricsSource(Protocol):
+    """What the collector reads: the application object
+    (:class:`realtime.api.app.App`), whose ``last_reload`` is replaced on
+    every reload (so the source is read at each scrape, not copied)."""
+
+    metrics: Counters
+    hub: Hub
+    last_reload: dict[str, Any]
 
 
 class _StateCollector(Collector):
-    def __init__(self, state: "ServerState") -> None:
+    def __init__(self, state: MetricsSource) -> None:
         self.state = state
 
     def collect(self) -> Iterator:
@@ -74,10 +73,12 @@ class _StateCollector(Collector):
                                     value=1 if last.get("result") == "ok" else 0)
 
 
-def render(state: "ServerState") -> tuple[bytes, str]:
-    registry = state.extras.get("metrics_registry")
-    if registry is None:
-        registry = CollectorRegistry()
-        registry.register(_StateCollector(state))
-        state.extras["metrics_registry"] = registry
+def build_registry(source: MetricsSource) -> CollectorRegistry:
+    """A registry whose one collector reads ``source`` at each scrape."""
+    registry = CollectorRegistry()
+    registry.register(_StateCollector(source))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST

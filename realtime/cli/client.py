@@ -116,6 +116,8 @@ def _write_secret_file(path: Path, value: str) -> None:
 
 def tokens_from(args: argparse.Namespace, url: str, ctx: ssl.SSLContext | None) -> Any:
     """The token provider the flags and environment describe."""
+    # Imported here: the client library (trio, httpx, trio-websocket, ~0.15 s) is
+    # only needed by listen/publish, not by every other `realtime` command.
     from realtime.client import ClientCredentials, RefreshToken, StaticToken
 
     token = _opt(args, "token")
@@ -164,6 +166,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
+    # Imported here: the client library (trio, httpx, trio-websocket, ~0.15 s) is
+    # only needed by listen/publish, not by every other `realtime` command.
     import trio
 
     _setup_logging(args)
@@ -179,6 +183,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 async def _listen(args: argparse.Namespace, url: str, tokens: Any, ctx: ssl.SSLContext | None) -> int:
+    # Imported here: the client library (trio, httpx, trio-websocket, ~0.15 s) is
+    # only needed by listen/publish, not by every other `realtime` command.
     from realtime.client import ClientError, connect
 
     seen = 0
@@ -201,6 +207,8 @@ async def _listen(args: argparse.Namespace, url: str, tokens: Any, ctx: ssl.SSLC
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    # Imported here: the client library (trio, httpx, trio-websocket, ~0.15 s) is
+    # only needed by listen/publish, not by every other `realtime` command.
     import trio
 
     _setup_logging(args)
@@ -220,6 +228,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 async def _publish(url: str, tokens: Any, ctx: ssl.SSLContext | None, channel: str, data: Any) -> int:
+    # Imported here: the client library (trio, httpx, trio-websocket, ~0.15 s) is
+    # only needed by listen/publish, not by every other `realtime` command.
     from realtime.client import ClientError, publish_http
 
     try:

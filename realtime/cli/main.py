@@ -9,7 +9,9 @@ from pathlib import Path
 
 from realtime.cli import admin
 from realtime.cli import client as client_cli
+from realtime.config.load import ConfigError, apply_overrides, check, default_settings, load_settings
 from realtime.net import pidfile
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realtime", description=__doc__)
@@ -39,8 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
 def load_for_serve(args: argparse.Namespace):
     """The settings ``serve`` runs on, or the embedded default when there is
     no config file at all (SPEC §1)."""
-    from realtime.config.load import apply_overrides, default_settings, load_settings
-
     if args.config.exists():
         return load_settings(args.config, http=args.http, https=args.https, state_dir=args.state_dir), False
     settings = apply_overrides(default_settings(), http=args.http, https=args.https, state_dir=args.state_dir)
@@ -48,9 +48,11 @@ def load_for_serve(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the server's import tree (trio, h11,
+    # wsproto, prometheus, argon2, the whole app) is only needed by `serve`;
+    # `check`, `user add`, `key rotate` ... start without paying for it.
     import trio
 
-    from realtime.config.load import ConfigError
     from realtime.net.server import Server
 
     try:
@@ -87,8 +89,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from realtime.config.load import check
-
     if not args.config.exists():
         print(f"{args.config}: no such file", file=sys.stderr)
         return 1
@@ -102,8 +102,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from realtime.config.load import ConfigError, load_settings
-
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

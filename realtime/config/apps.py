@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Collection
 
 import attrs
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from realtime.config.fields import (
     ConfigError,
@@ -39,6 +41,7 @@ from realtime.config.fields import (
     wrong_type,
 )
 from realtime.config.locate import KeyPath
+from realtime.config.sealed import SecretError, unpack
 from realtime.config.settings import App, RetiredSecret, User
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", "password")
@@ -122,8 +125,6 @@ def _passthrough(value: Any) -> Any:
 
 def consumer_secret_enc(value: Any) -> str:
     """An OAuth 1.0a consumer secret as stored: AES-GCM under ``state_dir/oauth1.key``."""
-    from realtime.oauth1.crypto import SecretError, unpack
-
     try:
         unpack(string(value))
     except SecretError as exc:
@@ -133,9 +134,6 @@ def consumer_secret_enc(value: Any) -> str:
 
 def rsa_public_key(value: Any) -> str:
     """A PEM ``PUBLIC KEY`` of at least 2048 bits, for RSA-SHA1 (RFC 5849 §3.4.3)."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
     try:
         key = load_pem_public_key(string(value).encode("ascii"))
     except (ValueError, UnicodeEncodeError):

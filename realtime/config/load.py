@@ -51,6 +51,7 @@ from realtime.config.fields import (
     url_path,
 )
 from realtime.config.settings import (
+    App,
     BrokerSettings,
     ChannelRule,
     DemoSettings,
@@ -59,7 +60,7 @@ from realtime.config.settings import (
     Settings,
     WebSocketSettings,
 )
-from realtime.config.units import parse_addr
+from realtime.config.overrides import apply_overrides, default_settings, overrides_into
 
 __all__ = [
     "ConfigError",
@@ -72,7 +73,6 @@ __all__ = [
     "load_users",
 ]
 
-COMMAND_LINE = Path("<command line>")
 SIGNING_ALGS = ("RS256", "ES256", "EdDSA")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -194,7 +194,7 @@ def load_settings(
     read = _read(Path(path), issues)
     if read is None:
         raise ConfigError(issues)
-    settings = _overrides(read[0], issues, http, https, state_dir, read[1])
+    settings = overrides_into(read[0], issues, http, https, state_dir, read[1])
     if issues:
         raise ConfigError(_in_file_order(issues))
     return settings
@@ -208,34 +208,6 @@ def _in_file_order(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     return sorted(issues, key=lambda issue: (order[issue.file], issue.line or 0))
 
 
-def apply_overrides(
-    settings: Settings, *, http: str | None = None, https: str | None = None, state_dir: Path | None = None
-) -> Settings:
-    """``settings`` with command-line overrides applied (also for :func:`default_settings`).
-
-    Raises:
-        ConfigError: a bad address, or both listeners off.
-    """
-    issues: list[ConfigIssue] = []
-    settings = _overrides(settings, issues, http, https, state_dir)
-    if issues:
-        raise ConfigError(issues)
-    return settings
-
-
-def default_settings(state_dir: Path | None = None) -> Settings:
-    """The embedded configuration used when there is no config file at all.
-
-    Loopback listeners, a self-signed certificate generated into the state
-    dir (no ``tls_cert``), no apps or users, and one ``chat:*`` channel
-    rule so that a fresh server can be tried at once.
-    """
-    return Settings(
-        server=ServerSettings(state_dir=Path("var") if state_dir is None else Path(state_dir)),
-        channels=(ChannelRule("chat:*", subscribe_scope="chat:read", publish_scope="chat:write", history=100),),
-    )
-
-
 def check(path: Path) -> list[ConfigIssue]:
     """Every problem in the config at ``path`` and the files it names ([] if valid)."""
     try:
@@ -243,6 +215,35 @@ def check(path: Path) -> list[ConfigIssue]:
     except ConfigError as exc:
         return exc.issues
     return []
+
+
+def load_key_settings(path: Path, apps_file: Path) -> Settings:
+    """``realtime key rotate``: the part of the snapshot the signing keys
+    depend on (``[oauth]`` and the apps in ``apps_file``), whose
+    :attr:`Settings.key_retire_after` is the server's window.
+
+    Reads only that, so a problem elsewhere (a users
+    file not created yet, an app's bad redirect URI) does not block a key
+    rotation; ``[oauth]`` defaults are the snapshot's own.
+
+    Raises:
+        ConfigError: the config unreadable, or a bad ``access_token_ttl``
+            or ``leeway`` (in ``[oauth]`` or an app), a bad ``signing_alg``, or
+            an unreadable apps file.
+    """
+    issues: list[ConfigIssue] = []
+    parsed = parse_toml(Path(path), issues)
+    if parsed is None:
+        raise ConfigError(issues)
+    data, source = parsed
+    oauth = _section(source, data, "oauth", _oauth_fields(Path(path).parent), OAuthSettings)
+    apps: dict[str, App] = {}
+    if apps_file.is_file():
+        apps = read_apps(apps_file, issues)
+    relevant = [i for i in issues if i.key is None or i.key.endswith(("access_token_ttl", "leeway", "signing_alg"))]
+    if relevant:
+        raise ConfigError(relevant)
+    return Settings(oauth=oauth, apps=apps, config_path=Path(path))
 
 
 def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | None:
@@ -376,30 +377,3 @@ def _read_pem(source: Source, key: tuple[str, str], file: Path) -> bytes | None:
     except OSError as exc:
         source.error(key, f"cannot read {file}: {exc.strerror or exc}")
     return None
-
-
-def _overrides(
-    settings: Settings,
-    issues: list[ConfigIssue],
-    http: str | None,
-    https: str | None,
-    state_dir: Path | None,
-    source: Source | None = None,
-) -> Settings:
-    """Apply command-line flags, then check the pair of listeners they leave."""
-    server = settings.server
-    for flag, value in (("http", http), ("https", https)):
-        if value is None:
-            continue
-        try:
-            server = attrs.evolve(server, **{flag: parse_addr(value)})
-        except ValueError as exc:
-            issues.append(ConfigIssue(COMMAND_LINE, None, f"--{flag}", str(exc)))
-    if state_dir is not None:
-        server = attrs.evolve(server, state_dir=Path(state_dir))
-    source = source or Source(COMMAND_LINE, issues)
-    if server.http is None and server.https is None:
-        source.error(("server", "https"), "both listeners are off (http and https are empty)")
-    elif server.http == server.https and server.http is not None and server.http.port != 0:
-        source.error(("server", "https"), f"http and https both use {server.http}")
-    return attrs.evolve(settings, server=server)

@@ -14,7 +14,9 @@ directory), at load time, so ``realtime check`` reports a missing one.
 
 from __future__ import annotations
 
+import json
 import os
+import string as string_module
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from realtime.config.fields import (
     type_name,
     unknown_key,
 )
-from realtime.oauth.providers import LOOPBACK, NAME_RE, TOKEN_AUTH_METHODS, Provider
+from realtime.config.provider_def import LOOPBACK, NAME_RE, TOKEN_AUTH_METHODS, Provider
 
 #: A secret file larger than this is surely the wrong file.
 MAX_SECRET_BYTES = 4096
@@ -111,10 +113,8 @@ def env_name(value: Any) -> str:
 
 
 def _template(value: Any) -> str:
-    import string as _string
-
     try:
-        list(_string.Formatter().parse(string(value)))
+        list(string_module.Formatter().parse(string(value)))
     except ValueError as exc:
         raise ValueError(f"bad template {value!r}: {exc}") from None
     return value
@@ -275,8 +275,6 @@ def _secret(source: Source, fields: dict[str, Any]) -> tuple[str | None, Path | 
 def provider_names(directory: Path) -> frozenset[str]:
     """The ``name`` of each definition in ``directory``, without the full
     checks (``realtime user add corp:ID`` runs without the secret at hand)."""
-    import json
-
     names = set()
     try:
         files = [p for p in directory.iterdir() if p.suffix == ".json" and not p.name.startswith(".")]

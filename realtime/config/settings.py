@@ -12,12 +12,9 @@ Durations are float seconds, sizes are int bytes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import attrs
 
-if TYPE_CHECKING:
-    from realtime.oauth.providers import Provider
+from realtime.config.provider_def import Provider
 
 
 @attrs.frozen
@@ -177,3 +174,13 @@ class Settings:
     @property
     def audience(self) -> str:
         return self.oauth.audience or self.issuer
+
+    @property
+    def key_retire_after(self) -> float:
+        """Seconds a retired signing key keeps verifying (SPEC §1: "old keys
+        verify until every token they signed has expired"): the longest
+        access token lifetime, any app's own included, plus the leeway.
+        Used by the server's key ring and by ``realtime key rotate``."""
+        ttls = [self.oauth.access_token_ttl]
+        ttls += [app.access_token_ttl for app in self.apps.values() if app.access_token_ttl]
+        return max(ttls) + self.oauth.leeway

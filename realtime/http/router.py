@@ -1,16 +1,19 @@
-"""Maps (method, path) to an async handler; 404 and 405 in one place."""
+"""Maps (method, path) to an async handler; 404 and 405 in one place.
+
+The router passes the application object through without reading it, so
+it is typed ``Any`` here: the concrete class (``realtime.api.app.App``)
+lives layers above, and each handler names the part it reads (e.g.
+``realtime.oauth.services.OAuthApp``).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response, error_response
 
-if TYPE_CHECKING:
-    from realtime.app import ServerState
-
-Handler = Callable[[Request, "ServerState"], Awaitable[Response]]
+Handler = Callable[[Request, Any], Awaitable[Response]]
 
 
 class Router:
@@ -38,7 +41,7 @@ class Router:
     def has_path(self, path: str) -> bool:
         return path in self._routes
 
-    async def dispatch(self, request: Request, state: "ServerState") -> Response:
+    async def dispatch(self, request: Request, state: Any) -> Response:
         methods = self._routes.get(request.path)
         if methods is None:
             methods = next((m for prefix, m in self._prefixes.items()

@@ -24,7 +24,7 @@ from realtime.protocol.upgrade import Accept, check_upgrade, is_upgrade
 
 if TYPE_CHECKING:
     from realtime.http.router import Router
-    from realtime.app import ServerState
+    from realtime.api.app import App as ServerState
 
 log = logging.getLogger("realtime.http")
 
@@ -39,8 +39,10 @@ class _Fail(Exception):
 
 
 class HttpConnection:
-    def __init__(self, transport: Transport, state: "ServerState", router: "Router", scheme: str) -> None:
+    def __init__(self, transport: Transport, state: "ServerState", router: "Router", scheme: str,
+                 sessions: set[Session]) -> None:
         self.transport = transport
+        self.sessions = sessions  # the server's live WebSockets (told 1001 at shutdown)
         self.state = state
         self.router = router
         self.scheme = scheme
@@ -86,7 +88,7 @@ class HttpConnection:
         # hold the bearer token) so an idle socket keeps only what it needs.
         self.conn = None  # type: ignore[assignment]
         self.upgraded = None
-        sessions = self.state.extras.setdefault("sessions", set())
+        sessions = self.sessions
         sessions.add(session)
         try:
             await session.run()

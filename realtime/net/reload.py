@@ -1,55 +1,52 @@
 """Reload (DESIGN.md §7): build a whole new snapshot off the hot path, swap
 it only if every file is valid, then close the live connections that lost
 their right to exist — found through the hub's indexes, not a scan.
+
+The functions here change the application object (settings, key ring,
+the last reload's outcome); the server keeps its own trio state (the TLS
+context it is handed through ``set_tls``, the reload-done event).
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import time
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable
 
+import attrs
 import trio
 
+from realtime.api.app import App
+from realtime.config.load import ConfigError, load_settings
 from realtime.config.settings import Settings
 from realtime.protocol.close import CloseCode
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
-    from realtime.tokens.keyring import KeyRing
+from realtime.net.tls import build_tls_context
+from realtime.oauth1.resource import OAUTH1_KID, withdraw_oauth1
+from realtime.protocol import messages as protocol
+from realtime.tokens.keyring import KeyRing
 
 log = logging.getLogger("realtime.reload")
 
 HOUSEKEEPING_INTERVAL = 30.0
 
 
-def max_access_ttl(settings: Settings) -> float:
-    ttls = [settings.oauth.access_token_ttl]
-    ttls += [app.access_token_ttl for app in settings.apps.values() if app.access_token_ttl]
-    return max(ttls)
-
-
 def _load(settings: Settings) -> Settings:
-    from realtime.config.load import load_settings
-
     assert settings.config_path is not None
     return load_settings(settings.config_path)
 
 
-async def reload(state: "ServerState", trigger: str) -> bool:
-    """Re-read every file; True when the new snapshot is in force."""
-    applied = await _reload(state, trigger)
+async def reload(state: App, trigger: str, set_tls: Callable[[ssl.SSLContext | None], None]) -> bool:
+    """Re-read every file; True when the new snapshot is in force.
+
+    ``set_tls`` receives the new TLS context when the snapshot is applied.
+    """
+    applied = await _reload(state, trigger, set_tls)
     state.metrics.reloads[state.last_reload.get("result", "error")] += 1
-    # Wake whoever waits for a reload to finish (tests, `watch` debouncing).
-    done, state.reload_done = state.reload_done, trio.Event()
-    done.set()
     return applied
 
 
-async def _reload(state: "ServerState", trigger: str) -> bool:
-    from realtime.config.load import ConfigError
-    from realtime.net.server import build_tls_context
-
+async def _reload(state: App, trigger: str, set_tls: Callable[[ssl.SSLContext | None], None]) -> bool:
     old = state.settings
     started = time.time()
     if old.config_path is None:
@@ -74,43 +71,36 @@ async def _reload(state: "ServerState", trigger: str) -> bool:
     if (from_files.server.http, from_files.server.https) != (old.server.http, old.server.https):
         log.warning("reload: listener addresses changed in the file; they apply after a restart")
     state.settings = new
-    state.extras["ssl_context"] = ssl_context
+    set_tls(ssl_context)
     state.keyring = keyring
-    from realtime.protocol import messages as protocol
-
     for conn, channel in state.hub.update_rules(new.channels, new.websocket):
         conn.send_obj(protocol.error(None, "subscription_revoked", f"no longer allowed on {channel}"))
-    from realtime.oauth1.resource import withdraw_oauth1
-
-    closed = withdraw_lost_access(state, old, new) + withdraw_retired_keys(state) + withdraw_oauth1(state, old, new)
+    closed = (withdraw_lost_access(state, old, new) + withdraw_retired_keys(state)
+              + withdraw_oauth1(state.hub.connections, old, new))
     log.info("reload (%s) applied: %d apps, %d users, %d channel rules; %d connections closed",
              trigger, len(new.apps), len(new.users), len(new.channels), closed)
     state.last_reload = {"result": "ok", "time": started, "trigger": trigger}
     return True
 
 
-def load_keyring(settings: Settings) -> "KeyRing":
+def load_keyring(settings: Settings) -> KeyRing:
     """Blocking: the ring as the files say now (``realtime key rotate`` writes
     them), creating a key of a newly configured ``signing_alg`` if needed."""
-    from realtime.tokens.keyring import KeyRing
-
     return KeyRing.load_or_create(
         settings.server.state_dir / "keys",
         settings.oauth.signing_alg,
-        retire_after=max_access_ttl(settings) + settings.oauth.leeway,
+        retire_after=settings.key_retire_after,
     )
 
 
 def _keep_listeners(new: Settings, old: Settings) -> Settings:
     """Listener addresses and the state dir need a restart: keep the running ones."""
-    import attrs
-
     server = attrs.evolve(new.server, http=old.server.http, https=old.server.https,
                           state_dir=old.server.state_dir)
     return attrs.evolve(new, server=server)
 
 
-def withdraw_lost_access(state: "ServerState", old: Settings, new: Settings) -> int:
+def withdraw_lost_access(state: App, old: Settings, new: Settings) -> int:
     """Close with 4003 every connection whose app or user is gone or disabled."""
     index = state.hub.connections
     doomed = []
@@ -126,9 +116,7 @@ def withdraw_lost_access(state: "ServerState", old: Settings, new: Settings) -> 
     return len(doomed)
 
 
-def withdraw_retired_keys(state: "ServerState") -> int:
-    from realtime.oauth1.resource import OAUTH1_KID
-
+def withdraw_retired_keys(state: App) -> int:
     closed = 0
     live = set(state.keyring.keys) | {OAUTH1_KID}  # OAuth 1 principals carry no signing key
     for kid in list(state.hub.connections.kids()):
@@ -139,7 +127,7 @@ def withdraw_retired_keys(state: "ServerState") -> int:
     return closed
 
 
-async def housekeeping(state: "ServerState") -> None:
+async def housekeeping(state: App) -> None:
     """Periodic: forget expired revocations, retire old signing keys."""
     while True:
         await trio.sleep(HOUSEKEEPING_INTERVAL)
@@ -156,7 +144,7 @@ async def housekeeping(state: "ServerState") -> None:
 
 
 async def watch_files(
-    state: "ServerState",
+    state: App,
     do_reload: Callable[[str], Awaitable[bool]],
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:

@@ -18,21 +18,33 @@ import socket
 import ssl
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
 from realtime.api import endpoints as api
+from realtime.api.app import App
+from realtime.config.settings import Addr, Settings
+from realtime.http.router import Router
+from realtime.hub import Hub
 from realtime.net import pidfile
 from realtime.net import reload as reloading
 from realtime.net.http_connection import HttpConnection
-from realtime.hub import Hub
-from realtime.http.router import Router
-from realtime.config.settings import Addr, Settings
-from realtime.app import ServerState
-from realtime.net.tls import create_ssl_context, ensure_self_signed
-from realtime.tokens.keyring import RevokedSet
+from realtime.net.provider_http import PROVIDER_HTTP
+from realtime.net.tls import build_tls_context
 from realtime.net.transport import Transport
+from realtime.net.websocket import Session
+from realtime.net.workers import ARGON2_THREADS, thread_offload
+from realtime.oauth import services as oauth
+from realtime.oauth.passwords import Hasher
+from realtime.oauth1 import credentials as oauth1
+from realtime.oauth1 import crypto as oauth1_crypto
+from realtime.store import AsyncStore
+from realtime.tokens.keyring import KeyRing, RevokedSet
+
+if TYPE_CHECKING:
+    from realtime.net.redis.broker import RedisBroker
 
 log = logging.getLogger("realtime.server")
 
@@ -69,17 +81,6 @@ def _bound(sock: socket.socket) -> Addr:
     return Addr(host, port)
 
 
-def build_tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """Blocking: reads (or generates) the certificate."""
-    server = settings.server
-    if server.https is None:
-        return None
-    if server.tls_cert is not None:
-        return create_ssl_context(server.tls_cert, server.tls_key or server.tls_cert)
-    pem = ensure_self_signed(server.state_dir)
-    return create_ssl_context(pem, pem)
-
-
 def prepare_state_dir(state_dir: Path) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -88,36 +89,79 @@ def prepare_state_dir(state_dir: Path) -> None:
         pass
 
 
-async def build_state(settings: Settings) -> ServerState:
-    """Everything a request needs, built before the first accept."""
+@attrs.frozen
+class Started:
+    """What :func:`build_state` makes: the application object (plain
+    values) and the trio-side things the server keeps for itself."""
+
+    app: App
+    broker: "RedisBroker | None"
+    ssl_context: ssl.SSLContext | None
+
+
+def compose_app(settings: Settings, keyring: KeyRing, store: AsyncStore, revoked: RevokedSet,
+                broker: "RedisBroker | None" = None, *, oauth_key: bytes, oauth1_key: bytes) -> App:
+    """The application object from values already read (no I/O): the
+    services with their worker-thread offloads (argon2: ``ARGON2_THREADS``
+    at once; the users file: one writer) and the provider HTTP client."""
+    services = oauth.build_services(
+        settings, store, oauth_key,
+        hasher=Hasher(thread_offload(trio.CapacityLimiter(ARGON2_THREADS))),
+        provider_http=PROVIDER_HTTP,
+        users_offload=thread_offload(trio.CapacityLimiter(1)),
+    )
+    return App(
+        settings=settings,
+        keyring=keyring,
+        revoked=revoked,
+        hub=Hub(settings.channels, settings.websocket, broker),
+        store=store,
+        oauth=services,
+        oauth1=oauth1.build_services(store, oauth1_key),
+    )
+
+
+async def build_state(settings: Settings) -> Started:
+    """Everything a request needs, built once before the first accept."""
     server = settings.server
     await trio.to_thread.run_sync(prepare_state_dir, server.state_dir, limiter=_file_limiter)
     keyring = await trio.to_thread.run_sync(reloading.load_keyring, settings, limiter=_file_limiter)
     broker = None
     if settings.broker.url is not None:
+        # Imported here: coredis costs ~0.4 s of start-up, and only a [broker] url needs it.
         from realtime.net.redis.broker import RedisBroker
 
         broker = RedisBroker(settings.broker.url, node_ttl=settings.broker.node_ttl)
         await broker.check()  # unreachable at start: BrokerUnavailable (an OSError), exit 1
-    state = ServerState(
-        settings=settings,
-        keyring=keyring,
-        revoked=RevokedSet(),
-        hub=Hub(settings.channels, settings.websocket, broker),
-    )
+    ssl_context = await trio.to_thread.run_sync(build_tls_context, settings)
+    store = await AsyncStore.open(server.state_dir / "state.sqlite3")
+    revoked = RevokedSet()
+    revoked.load(await store.revoked_jtis(time.time()))
+    oauth_key = await trio.to_thread.run_sync(oauth.load_or_create_key, server.state_dir, limiter=_file_limiter)
+    oauth1_key = await trio.to_thread.run_sync(oauth1_crypto.load_or_create_key, server.state_dir,
+                                               limiter=_file_limiter)
+    app = compose_app(settings, keyring, store, revoked, broker, oauth_key=oauth_key, oauth1_key=oauth1_key)
+    await app.oauth.start()
     if broker is not None:
-        broker.on_revoke = lambda jti, exp: state.revoke_access(jti, exp, share=False)
-        state.extras["broker"] = broker
-    state.extras["ssl_context"] = await trio.to_thread.run_sync(build_tls_context, settings)
-    state.extras["started_at"] = time.time()
-    await api.setup_oauth(state)
-    return state
+        broker.on_revoke = lambda jti, exp: app.revoke_access(jti, exp, share=False)
+    return Started(app, broker, ssl_context)
 
 
 class Server:
+    """One running server: the application object (``state``, plain
+    values the handlers receive) plus what only the trio shell touches —
+    the TLS context, the live sessions, the broker task, the reload lock
+    and the event set when a reload finishes."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.state: ServerState | None = None
+        self.state: App | None = None  # the application object, once started
+        self.broker: "RedisBroker | None" = None
+        self.ssl_context: ssl.SSLContext | None = None  # replaced by a reload
+        self.sessions: set[Session] = set()  # live WebSockets, told 1001 at shutdown
+        self.started_at: float | None = None
+        # Set (and replaced) each time a reload finishes, whatever its result.
+        self.reload_done = trio.Event()
         self.bound = Bound()
         self.router = Router()
         self.http_conns: set[HttpConnection] = set()
@@ -156,9 +200,9 @@ class Server:
         if total >= limits.max_connections or self.per_ip.get(host, 0) >= limits.max_connections_per_ip:
             await self._refuse(sock)
             return
-        ctx = self.state.extras["ssl_context"] if scheme == "https" else None
+        ctx = self.ssl_context if scheme == "https" else None
         transport = Transport(sock, ctx)
-        conn = HttpConnection(transport, self.state, self.router, scheme)
+        conn = HttpConnection(transport, self.state, self.router, scheme, self.sessions)
         self.http_conns.add(conn)
         self.per_ip[host] = self.per_ip.get(host, 0) + 1
         try:
@@ -204,11 +248,18 @@ class Server:
     async def reload(self, trigger: str) -> bool:
         assert self.state is not None
         async with self.reload_lock:
-            return await reloading.reload(self.state, trigger)
+            applied = await reloading.reload(self.state, trigger, self._set_tls)
+            # Wake whoever waits for a reload to finish (tests, `watch` debouncing).
+            done, self.reload_done = self.reload_done, trio.Event()
+            done.set()
+            return applied
+
+    def _set_tls(self, ssl_context: ssl.SSLContext | None) -> None:
+        self.ssl_context = ssl_context
 
     def _begin_shutdown(self) -> None:
         assert self.state is not None
-        for session in list(self.state.extras.get("sessions", ())):
+        for session in list(self.sessions):
             session.withdraw(1001, "server shutting down")
         for conn in list(self.http_conns):
             conn.shutdown()
@@ -219,8 +270,10 @@ class Server:
         install_signals: bool = True,
         task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        self.state = state = await build_state(self.settings)
-        state.request_reload = self.reload
+        started = await build_state(self.settings)
+        self.state = state = started.app
+        self.broker, self.ssl_context = started.broker, started.ssl_context
+        self.started_at = time.time()
         api.register(self.router)
         server = self.settings.server
         listeners: list[tuple[socket.socket, str]] = []
@@ -249,8 +302,8 @@ class Server:
                 parts = [f"{scheme}={getattr(self.bound, scheme)}" for _, scheme in listeners]
                 log.info("listening %s", " ".join(parts) if parts else "(no listeners)")
                 root.start_soon(reloading.housekeeping, state)
-                if "broker" in state.extras:
-                    await root.start(state.extras["broker"].run)
+                if self.broker is not None:
+                    await root.start(self.broker.run)
                 if self.settings.server.watch:
                     await root.start(reloading.watch_files, state, self.reload)
                 async with trio.open_nursery() as handlers:
@@ -265,7 +318,7 @@ class Server:
                     handlers.cancel_scope.deadline = trio.current_time() + state.settings.server.shutdown_grace
                 root.cancel_scope.cancel()
         finally:
-            await api.teardown(state)
+            await state.store.close()
             if pid_path is not None:
                 try:
                     pid_path.unlink()

@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from realtime.config.settings import Settings
+
 log = logging.getLogger("realtime.tls")
 
 GENERATED_NAME = "selfsigned.pem"
@@ -32,6 +34,22 @@ def create_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
     ctx.options |= ssl.OP_NO_COMPRESSION
     ctx.load_cert_chain(str(cert), str(key))
     return ctx
+
+
+def build_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The HTTPS listener's context as ``settings`` say (None without an
+    HTTPS listener): the configured certificate, else the generated one.
+
+    Blocking (reads or generates the certificate): call from a worker
+    thread, at start and on every reload.
+    """
+    server = settings.server
+    if server.https is None:
+        return None
+    if server.tls_cert is not None:
+        return create_ssl_context(server.tls_cert, server.tls_key or server.tls_cert)
+    pem = ensure_self_signed(server.state_dir)
+    return create_ssl_context(pem, pem)
 
 
 def generate_self_signed(hostnames: tuple[str, ...] = ("localhost", "127.0.0.1", "::1"),

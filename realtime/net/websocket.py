@@ -48,7 +48,7 @@ from realtime.session.ratelimit import RateLimiter
 from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
-    from realtime.app import ServerState
+    from realtime.api.app import App as ServerState
 
 log = logging.getLogger("realtime.ws")
 

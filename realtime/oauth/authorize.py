@@ -23,7 +23,7 @@ import hmac
 import json
 import logging
 import secrets
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import attrs
@@ -34,6 +34,7 @@ from realtime.http.responses import Response, redirect
 from realtime.oauth import pkce
 from realtime.oauth.common import active_user, grant_scopes, parse_scope, single
 from realtime.oauth.login import LoginRefused, check_password
+from realtime.oauth.provider_flow import start_provider_login
 from realtime.oauth.errors import (
     AccessDeniedError,
     ConsentRequiredError,
@@ -44,13 +45,10 @@ from realtime.oauth.errors import (
     UnsupportedResponseTypeError,
 )
 from realtime.oauth.services import (
-    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices, Session, csrf_binding, get_services, set_cookie,
+    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthApp, OAuthServices, Session, csrf_binding, set_cookie,
 )
 from realtime.config.settings import App, Settings, User
 from realtime.store import token_hash
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
 
 log = logging.getLogger("realtime.oauth")
 
@@ -185,7 +183,7 @@ def parse_request(multi: Mapping[str, list[str]], settings: Settings) -> AuthzRe
 class _Flow:
     """One authorization request being served, with its browser's cookies."""
 
-    def __init__(self, request: Request, state: "ServerState", services: OAuthServices,
+    def __init__(self, request: Request, state: OAuthApp, services: OAuthServices,
                  settings: Settings, authz: AuthzRequest, now: float) -> None:
         self.request = request
         self.state = state
@@ -324,9 +322,22 @@ async def _consent(flow: _Flow, form: Mapping[str, str]) -> Response:
     return await flow.issue_code(user, granted)
 
 
-async def authorize_endpoint(request: Request, state: "ServerState") -> Response:
+def _provider_login(flow: _Flow, form: Mapping[str, str]) -> Response:
+    """``action=provider``: off to the provider (:mod:`realtime.oauth.provider_flow`)."""
+    if not flow.csrf_ok(form.get("csrf_token"), "login"):
+        return flow.login(403, "The form has expired. Please sign in again.")
+    provider = flow.settings.providers.get(form.get("provider", ""))
+    if provider is None:
+        return flow.login(400, "That sign-in option is not available.")
+    url = start_provider_login(flow.services.logins, provider, issuer=flow.settings.issuer,
+                               params=flow.authz.params, binding=flow.binding,
+                               client_id=flow.authz.app.client_id, now=flow.now)
+    return redirect(url).with_headers(*flow.set_cookies)
+
+
+async def authorize_endpoint(request: Request, state: OAuthApp) -> Response:
     """GET/POST /oauth2/authorize."""
-    services = get_services(state)
+    services = state.oauth
     settings = state.settings
     now = services.clock()
     if request.method == "POST":
@@ -353,9 +364,7 @@ async def authorize_endpoint(request: Request, state: "ServerState") -> Response
         if action == "consent":
             return await _consent(flow, extra)
         if action == "provider":
-            from realtime.oauth.provider_flow import start_provider_login
-
-            return await start_provider_login(flow, extra)
+            return _provider_login(flow, extra)
         if action is None:
             return await _start(flow)  # RFC 6749 §3.1: POST may carry the request
         return flow.fail(InvalidRequestError("unknown action"))
@@ -368,7 +377,7 @@ async def authorize_endpoint(request: Request, state: "ServerState") -> Response
         return _error_page(500, "Server error", "Something went wrong. Please try again.")
 
 
-async def resume_login(request: Request, state: "ServerState", params: Mapping[str, str], user: User) -> Response:
+async def resume_login(request: Request, state: OAuthApp, params: Mapping[str, str], user: User) -> Response:
     """Go on with a pending authorization request once ``user`` signed in
     elsewhere (an external provider, :mod:`realtime.oauth.provider_flow`):
     start a session, then consent or the code, as after a password login.
@@ -376,7 +385,7 @@ async def resume_login(request: Request, state: "ServerState", params: Mapping[s
     ``params`` is the request as the login form carried it; it is checked
     again against the current snapshot (the app may have gone meanwhile).
     """
-    services = get_services(state)
+    services = state.oauth
     settings = state.settings
     try:
         parsed = parse_request({k: [v] for k, v in params.items()}, settings)

@@ -19,7 +19,7 @@ import hmac
 import logging
 import math
 import secrets
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import attrs
 
@@ -49,12 +49,10 @@ from realtime.oauth.errors import (
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
 )
-from realtime.oauth.services import OAuthServices, get_services
+from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import App, Settings
 from realtime.store import IssuedTokens, token_hash
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
+from realtime.tokens.keyring import issue_access_token
 
 log = logging.getLogger("realtime.oauth")
 
@@ -64,7 +62,7 @@ class GrantContext:
     request: Request
     form: dict[str, str]
     client: AuthenticatedClient
-    state: "ServerState"
+    state: OAuthApp
     settings: Settings
     services: OAuthServices
     now: float
@@ -88,7 +86,7 @@ def _required(form: dict[str, str], name: str) -> str:
     return value
 
 
-def _revoke_live(state: "ServerState", pairs: list[tuple[str, float]]) -> None:
+def _revoke_live(state: OAuthApp, pairs: list[tuple[str, float]]) -> None:
     for jti, exp in pairs:
         state.revoke_access(jti, exp)
 
@@ -103,8 +101,6 @@ async def _issue(
     refresh_scope: frozenset[str] | None = None,
 ) -> tuple[dict, IssuedTokens]:
     """Sign an access token (and draw a refresh token); nothing stored yet."""
-    from realtime.tokens.keyring import issue_access_token
-
     ttl = access_ttl(ctx.settings, ctx.app)
     token, claims = issue_access_token(
         ctx.state.keyring,
@@ -307,9 +303,9 @@ GRANTS: dict[str, Grant] = {
 }
 
 
-async def token_endpoint(request: Request, state: "ServerState") -> Response:
+async def token_endpoint(request: Request, state: OAuthApp) -> Response:
     """POST /oauth2/token: every grant, one error path."""
-    services = get_services(state)
+    services = state.oauth
     settings = state.settings  # one snapshot for the whole request
     now = services.clock()
     try:

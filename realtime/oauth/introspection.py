@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from realtime.http.request import Request
 from realtime.http.responses import Response, json_response
@@ -26,23 +26,19 @@ from realtime.oauth.clients import authenticate_client
 from realtime.oauth.common import active_user, read_form, scope_string
 from realtime.oauth.errors import NO_STORE, InvalidClientError, InvalidRequestError, OAuthError, ServerError
 from realtime.oauth.revocation import looks_like_jwt
-from realtime.oauth.services import get_services
+from realtime.oauth.services import OAuthApp
 from realtime.store import token_hash
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
+from realtime.tokens.bearer import principal_problem
+from realtime.tokens.keyring import TokenError
 
 log = logging.getLogger("realtime.oauth")
 
 INACTIVE: dict[str, Any] = {"active": False}
 
 
-async def _introspect(token: str, client_id: str, state: "ServerState", now: float) -> dict[str, Any]:
-    from realtime.tokens.keyring import TokenError
-    from realtime.protocol.upgrade import principal_problem
-
+async def _introspect(token: str, client_id: str, state: OAuthApp, now: float) -> dict[str, Any]:
     settings = state.settings
-    services = get_services(state)
+    services = state.oauth
     if looks_like_jwt(token):
         try:
             claims = state.keyring.verify(
@@ -92,9 +88,9 @@ async def _introspect(token: str, client_id: str, state: "ServerState", now: flo
     }
 
 
-async def introspect_endpoint(request: Request, state: "ServerState") -> Response:
+async def introspect_endpoint(request: Request, state: OAuthApp) -> Response:
     """POST /oauth2/introspect."""
-    services = get_services(state)
+    services = state.oauth
     now = services.clock()
     try:
         form = read_form(request)

@@ -10,15 +10,13 @@ to the authorization server's issuer identifier value".
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from realtime.http.request import Request
 from realtime.http.responses import Response, json_response
 from realtime.oauth.common import OFFLINE_ACCESS
+from realtime.oauth.services import OAuthApp
 from realtime.config.settings import Settings
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
 
 GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials", "password"]
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
@@ -51,10 +49,10 @@ def metadata(settings: Settings, signing_alg: str | None = None) -> dict[str, An
     }
 
 
-async def metadata_endpoint(request: Request, state: "ServerState") -> Response:
+async def metadata_endpoint(request: Request, state: OAuthApp) -> Response:
     body = {k: v for k, v in metadata(state.settings).items() if v is not None}
     return json_response(200, body, (("cache-control", "no-cache"),))
 
 
-async def jwks_endpoint(request: Request, state: "ServerState") -> Response:
+async def jwks_endpoint(request: Request, state: OAuthApp) -> Response:
     return json_response(200, state.keyring.jwks(), (("cache-control", "max-age=60"),))

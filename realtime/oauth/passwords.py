@@ -1,9 +1,11 @@
 """argon2id for passwords and client secrets, off the event loop.
 
 argon2 verification costs tens of milliseconds of CPU by design, so the
-async helpers run it in a worker thread behind a small limiter (DESIGN.md
+async helpers hand it to an injected :class:`Offload` (a worker thread
+behind a small limiter, built by :mod:`realtime.net.workers`; DESIGN.md
 §6): a burst of logins cannot starve the WebSocket fan-out of its core
-for long, and cannot spawn unbounded threads.
+for long, and cannot spawn unbounded threads.  argon2 never runs on the
+event loop.
 
 Unknown users and clients are checked against a dummy hash so the answer
 takes as long as for a known name (no existence oracle by timing).
@@ -20,11 +22,13 @@ import hashlib
 import hmac
 import secrets
 import time
+from functools import partial
 from typing import Iterable
 
-import trio
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from realtime.oauth.offload import Offload
 
 # argon2-cffi's defaults follow RFC 9106's second recommendation
 # (argon2id, t=3, m=64 MiB, p=4).
@@ -66,13 +70,14 @@ def dummy_hash() -> str:
 
 
 class Hasher:
-    """Async argon2: hashing and verifying in worker threads behind a limiter."""
+    """Async argon2: hashing and verifying through ``offload`` (worker
+    threads behind a limiter)."""
 
-    def __init__(self, concurrency: int = 2) -> None:
-        self.limiter = trio.CapacityLimiter(concurrency)
+    def __init__(self, offload: Offload) -> None:
+        self.offload = offload
 
     async def verify(self, hashed: str | None, secret: str) -> bool:
-        return await trio.to_thread.run_sync(verify_secret, hashed, secret, limiter=self.limiter)
+        return await self.offload(partial(verify_secret, hashed, secret))
 
     async def verify_any(self, hashes: Iterable[str], secret: str) -> str | None:
         """The first of ``hashes`` that ``secret`` matches, or None.
@@ -90,7 +95,7 @@ class Hasher:
         return None
 
     async def hash(self, secret: str) -> str:
-        return await trio.to_thread.run_sync(hash_secret, secret, limiter=self.limiter)
+        return await self.offload(partial(hash_secret, secret))
 
 
 class SecretCache:

@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING
 
 from realtime.http.request import Request
 from realtime.http.responses import Response
 from realtime.oauth.clients import authenticate_client
 from realtime.oauth.common import read_form
 from realtime.oauth.errors import NO_STORE, InvalidGrantError, InvalidRequestError, OAuthError, ServerError
-from realtime.oauth.services import get_services
+from realtime.oauth.services import OAuthApp
 from realtime.store import token_hash
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
+from realtime.tokens.keyring import TokenError
 
 log = logging.getLogger("realtime.oauth")
 
@@ -45,11 +42,9 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
-async def revoke_endpoint(request: Request, state: "ServerState") -> Response:
+async def revoke_endpoint(request: Request, state: OAuthApp) -> Response:
     """POST /oauth2/revoke."""
-    from realtime.tokens.keyring import TokenError
-
-    services = get_services(state)
+    services = state.oauth
     settings = state.settings
     now = services.clock()
     try:

@@ -1,26 +1,22 @@
-"""Wire the OAuth endpoints into the router and build their services.
+"""Wire the OAuth endpoints into the router.
 
-The server calls :func:`register` when it builds its router and
-``await setup(state)`` once at start, after ``state.store`` (an
-:class:`realtime.store.AsyncStore`) is open.
+The server calls :func:`register` when it builds its router; the
+services the endpoints share are built by the net layer
+(:func:`realtime.oauth.services.build_services`) and reach them as the
+application object's ``oauth`` attribute.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
 
 from realtime.http.router import Router
 from realtime.oauth.authorize import authorize_endpoint
 from realtime.oauth.grants import token_endpoint
 from realtime.oauth.introspection import introspect_endpoint
 from realtime.oauth.metadata import jwks_endpoint, metadata_endpoint
-from realtime.oauth.provider_flow import CALLBACK_PREFIX, callback_endpoint
+from realtime.oauth.provider_callback import callback_endpoint
+from realtime.oauth.provider_flow import CALLBACK_PREFIX
 from realtime.oauth.revocation import revoke_endpoint
-from realtime.oauth.services import build_services
 from realtime.oauth.userinfo import userinfo_endpoint
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
 
 
 def register(router: Router) -> None:
@@ -34,15 +30,3 @@ def register(router: Router) -> None:
     router.add("GET", "/oauth2/userinfo", userinfo_endpoint)
     router.add("POST", "/oauth2/userinfo", userinfo_endpoint)
     router.add_prefix("GET", CALLBACK_PREFIX, callback_endpoint)  # /oauth2/callback/NAME (login providers)
-
-
-async def setup(state: "ServerState", **overrides: Any) -> None:
-    """Build ``state.extras["oauth"]`` and sweep the store once.
-
-    Keyword overrides (``key``, ``clock``, ``hasher``, ...) are for tests.
-    """
-    services = build_services(state, **overrides)
-    state.extras["oauth"] = services
-    now = services.clock()
-    services.last_sweep = now
-    await services.store.sweep(now)

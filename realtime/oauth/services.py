@@ -1,4 +1,11 @@
-"""What the OAuth routes share, kept in ``state.extras["oauth"]``.
+"""What the OAuth routes share: :class:`OAuthServices`, built once at
+start by the net layer (``realtime.net.server.build_state``) from plain
+values and the injected seams (an :class:`~realtime.oauth.offload.Offload`
+for argon2 and one for the users file, the provider HTTP client), and
+:class:`OAuthApp`, the part of the application object the OAuth
+endpoints read.  ``OAuthApp`` is a Protocol so that oauth names what it
+needs without importing the concrete application type
+(:class:`realtime.api.app.App`) from the layer above.
 
 Also the browser-side secrets: the login session cookie and the CSRF
 tokens of the login and consent forms, both HMAC-SHA256 under a server
@@ -16,16 +23,22 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import attrs
 
+from realtime.config.settings import Settings
+from realtime.config.units import parse_rate
+from realtime.http.counters import Counters
+from realtime.http.request import Request
+from realtime.oauth.offload import Offload
 from realtime.oauth.passwords import Hasher, SecretCache
+from realtime.oauth.pending import ProviderLogins
+from realtime.oauth.provider_io import ProviderHttp
 from realtime.oauth.throttle import LoginThrottle
+from realtime.tokens.keyring import KeyRing, RevokedSet
 
-if TYPE_CHECKING:
-    from realtime.http.request import Request
-    from realtime.app import ServerState
+if TYPE_CHECKING:  # the store's async edge runs on trio; cores name its type only
     from realtime.store import AsyncStore
 
 SESSION_COOKIE = "rt_session"
@@ -69,7 +82,7 @@ def load_or_create_key(state_dir: Path) -> bytes:
 
 
 
-def set_cookie(name: str, value: str, request: "Request", max_age: int, path: str = "/oauth2") -> tuple[str, str]:
+def set_cookie(name: str, value: str, request: Request, max_age: int, path: str = "/oauth2") -> tuple[str, str]:
     """A ``Set-Cookie`` for the login flows: HttpOnly, SameSite=Lax, and
     Secure whenever the request came over HTTPS."""
     text = f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax"
@@ -95,7 +108,10 @@ class Session:
 class OAuthServices:
     store: "AsyncStore"
     key: bytes
-    hasher: Hasher = attrs.field(factory=Hasher)
+    hasher: Hasher
+    provider_http: ProviderHttp  # outbound HTTP of provider logins
+    users_offload: Offload  # one writer of the users file (a provider's first login)
+    logins: ProviderLogins = attrs.field(factory=ProviderLogins)  # pending provider logins
     secret_cache: SecretCache = attrs.field(factory=SecretCache)
     throttle: LoginThrottle = attrs.field(factory=lambda: LoginThrottle(10 / 60, 10))
     clock: Callable[[], float] = time.time
@@ -154,23 +170,39 @@ class OAuthServices:
             await self.store.sweep(now)
 
 
-def get_services(state: "ServerState") -> OAuthServices:
-    services = state.extras.get("oauth")
-    if services is None:
-        raise RuntimeError("realtime.oauth.routes.setup(state) was not called")
-    return services
+    async def start(self) -> None:
+        """Sweep the store once at start (then every ``sweep_every`` seconds)."""
+        now = self.clock()
+        self.last_sweep = now
+        await self.store.sweep(now)
 
 
-def build_services(state: "ServerState", **overrides: Any) -> OAuthServices:
-    from realtime.config.units import parse_rate
+class OAuthApp(Protocol):
+    """What the OAuth endpoints read from the application object.
 
-    if state.store is None:
-        raise RuntimeError("state.store must be opened before the OAuth services")
+    ``settings`` is replaced whole on reload (and, for a provider's first
+    login, by the flow itself); ``revoke_access`` marks an access token
+    revoked and closes its live connections.
+    """
+
+    settings: Settings
+    keyring: KeyRing
+    revoked: RevokedSet
+    metrics: Counters
+    oauth: OAuthServices
+
+    def revoke_access(self, jti: str, exp: float, *, share: bool = True) -> int: ...
+
+
+def build_services(settings: Settings, store: "AsyncStore", key: bytes, *, hasher: Hasher,
+                   provider_http: ProviderHttp, users_offload: Offload, **overrides: Any) -> OAuthServices:
+    """The services for ``settings`` (``key``: :func:`load_or_create_key`).
+
+    Keyword overrides (``clock``, ``secret_cache``, ...) are for tests.
+    """
     try:
-        rate, burst = parse_rate(state.settings.oauth.login_rate)
+        rate, burst = parse_rate(settings.oauth.login_rate)
     except ValueError:
         rate, burst = 10 / 60, 10
-    key = overrides.pop("key", None) or load_or_create_key(state.settings.server.state_dir)
-    return OAuthServices(
-        store=state.store, key=key, throttle=LoginThrottle(rate, burst), **overrides
-    )
+    return OAuthServices(store=store, key=key, hasher=hasher, provider_http=provider_http,
+                         users_offload=users_offload, throttle=LoginThrottle(rate, burst), **overrides)

@@ -16,15 +16,14 @@ form (§2.3) is not accepted: URLs end up in logs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from realtime.http.request import Request
 from realtime.http.responses import Response, bearer_challenge, json_response
 from realtime.oauth.common import scope_string, single
+from realtime.oauth.services import OAuthApp
 from realtime.oauth.errors import NO_STORE, InvalidRequestError
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
+from realtime.tokens.bearer import verify_bearer
 
 
 def _token(request: Request) -> str | None:
@@ -48,9 +47,7 @@ def _token(request: Request) -> str | None:
     return found[0] if found else None
 
 
-async def userinfo_endpoint(request: Request, state: "ServerState") -> Response:
-    from realtime.protocol.upgrade import verify_bearer
-
+async def userinfo_endpoint(request: Request, state: OAuthApp) -> Response:
     settings = state.settings
     try:
         token = _token(request)

@@ -7,8 +7,8 @@ from the client has not been used before ... If a token is present,
 verifying the scope and status of the client authorization as
 represented by the token."
 
-Everything that needs the store is fetched first (trio, the store
-thread), then :mod:`realtime.oauth1.signing` checks the signature without
+Everything that needs the store is fetched first (the store's thread),
+then :mod:`realtime.oauth1.signing` checks the signature without
 I/O, then the nonce is recorded: only a correctly signed request can
 spend a nonce, so junk cannot fill the table or burn a client's nonces.
 """
@@ -18,19 +18,18 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import attrs
-import trio
 
 from realtime.http.request import Request
 from realtime.oauth1 import crypto, signing
 from realtime.oauth1.errors import OAuth1Error
 from realtime.config.settings import App, Settings
+from realtime.oauth.services import OAuthApp
 from realtime.store import OAuth1AccessToken, OAuth1RequestToken, token_hash
 
-if TYPE_CHECKING:
-    from realtime.app import ServerState
+if TYPE_CHECKING:  # the store's async edge runs on trio; cores name its type only
     from realtime.store import AsyncStore
 
 log = logging.getLogger("realtime.oauth1")
@@ -46,7 +45,8 @@ class Kind(enum.Enum):
 
 @attrs.define
 class OAuth1Services:
-    """Kept in ``state.extras["oauth1"]``."""
+    """What the OAuth 1.0a endpoints share; built once at start by the net
+    layer (``build_state``) with :func:`build_services`."""
 
     store: "AsyncStore"
     key: bytes
@@ -90,20 +90,17 @@ class OAuth1Services:
             return None
 
 
-def build_services(state: "ServerState", **overrides: Any) -> OAuth1Services:
-    if state.store is None:
-        raise RuntimeError("state.store must be opened before the OAuth 1 services")
-    key = overrides.pop("key", None) or crypto.load_or_create_key(state.settings.server.state_dir)
-    return OAuth1Services(store=state.store, key=key, **overrides)
+class OAuth1App(OAuthApp, Protocol):
+    """What the OAuth 1.0a endpoints read from the application object: the
+    OAuth 2 part (login sessions, CSRF, argon2, sweeping) and their own."""
+
+    oauth1: OAuth1Services
 
 
-async def get_services(state: "ServerState") -> OAuth1Services:
-    """The services, built on first use (the key file is read in a thread)."""
-    services = state.extras.get("oauth1")
-    if services is None:
-        services = await trio.to_thread.run_sync(build_services, state)
-        services = state.extras.setdefault("oauth1", services)
-    return services
+def build_services(store: "AsyncStore", key: bytes, **overrides: Any) -> OAuth1Services:
+    """``key``: :func:`realtime.oauth1.crypto.load_or_create_key` (blocking:
+    the caller reads it in a thread).  Keyword overrides (``clock``) are for tests."""
+    return OAuth1Services(store=store, key=key, **overrides)
 
 
 @attrs.frozen
@@ -114,7 +111,7 @@ class Verified:
     access_token: OAuth1AccessToken | None = None
 
 
-async def authenticate(request: Request, state: "ServerState", kind: Kind) -> Verified:
+async def authenticate(request: Request, state: OAuth1App, kind: Kind) -> Verified:
     """Verify a signed request for ``kind``.
 
     Raises:
@@ -122,7 +119,7 @@ async def authenticate(request: Request, state: "ServerState", kind: Kind) -> Ve
             malformed (400), timestamp, consumer, token, signature, nonce,
             then the token's status.
     """
-    services = await get_services(state)
+    services = state.oauth1
     settings = state.settings
     now = services.clock()
     signed = signing.parse(request)
@@ -169,9 +166,7 @@ async def authenticate(request: Request, state: "ServerState", kind: Kind) -> Ve
         )
         if not fresh:
             raise OAuth1Error("nonce_used", "this nonce was already used with this timestamp")
-        oauth2 = state.extras.get("oauth")
-        if oauth2 is not None:
-            await oauth2.maybe_sweep(now)  # the store's periodic sweep also forgets old nonces
+        await state.oauth.maybe_sweep(now)  # the store's periodic sweep also forgets old nonces
 
     if request_token is not None:
         if request_token.used_at is not None:

@@ -20,7 +20,6 @@ creators agree on one key).
 from __future__ import annotations
 
 import base64
-import binascii
 import os
 import secrets
 from pathlib import Path
@@ -28,13 +27,12 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from realtime.config.sealed import NONCE_BYTES, PREFIX, SecretError, unpack
+
+__all__ = ["KEY_FILE", "PREFIX", "SecretError", "consumer_context", "decrypt", "encrypt",
+           "load_key", "load_or_create_key", "token_context", "unpack"]
+
 KEY_FILE = "oauth1.key"
-PREFIX = "aesgcm1:"
-_NONCE = 12
-
-
-class SecretError(ValueError):
-    """A stored secret does not decrypt: wrong key file, or a damaged value."""
 
 
 def load_key(state_dir: Path) -> bytes | None:
@@ -80,7 +78,7 @@ def load_or_create_key(state_dir: Path) -> bytes:
 
 def encrypt(key: bytes, plaintext: str, context: str) -> str:
     """``aesgcm1:...`` for ``plaintext``, bound to ``context``."""
-    nonce = secrets.token_bytes(_NONCE)
+    nonce = secrets.token_bytes(NONCE_BYTES)
     sealed = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), context.encode("utf-8"))
     return PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii").rstrip("=")
 
@@ -93,27 +91,9 @@ def decrypt(key: bytes, value: str, context: str) -> str:
     """
     raw = unpack(value)
     try:
-        return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], context.encode("utf-8")).decode("utf-8")
+        return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode("utf-8")).decode("utf-8")
     except (InvalidTag, UnicodeDecodeError):
         raise SecretError("the secret does not decrypt with this state dir's oauth1.key") from None
-
-
-def unpack(value: str) -> bytes:
-    """The raw bytes of an ``aesgcm1:`` value (a format check only).
-
-    Raises:
-        SecretError: not of that form.
-    """
-    if not isinstance(value, str) or not value.startswith(PREFIX):
-        raise SecretError(f"expected an encrypted value ('{PREFIX}...'), not a clear-text secret")
-    body = value[len(PREFIX):]
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (binascii.Error, ValueError):
-        raise SecretError("the encrypted value is not base64url") from None
-    if len(raw) < _NONCE + 16 + 1:
-        raise SecretError("the encrypted value is too short")
-    return raw
 
 
 def consumer_context(consumer_key: str) -> str:

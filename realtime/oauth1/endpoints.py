@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 from urllib.parse import urlencode, urlsplit
 
 from realtime.http import pages
@@ -33,15 +33,11 @@ from realtime.oauth.errors import OAuthError
 from realtime.oauth.services import (
     CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices, csrf_binding, set_cookie,
 )
-from realtime.oauth.services import get_services as oauth_services
-from realtime.oauth1.credentials import Kind, OAuth1Services, authenticate, get_services
+from realtime.oauth1.credentials import Kind, OAuth1App, OAuth1Services, authenticate
 from realtime.oauth1.errors import FORM, NO_STORE, OAuth1Error
 from realtime.oauth1.resource import claims_for
 from realtime.config.settings import App, User
 from realtime.store import OAuth1AccessToken, OAuth1RequestToken, token_hash
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
 
 log = logging.getLogger("realtime.oauth1")
 
@@ -81,7 +77,7 @@ def _callback_allowed(callback: str, app: App) -> bool:
 # -- /oauth1/request_token -------------------------------------------------------
 
 
-async def request_token_endpoint(request: Request, state: "ServerState") -> Response:
+async def request_token_endpoint(request: Request, state: OAuth1App) -> Response:
     """RFC 5849 §2.1, temporary credentials."""
     try:
         verified = await authenticate(request, state, Kind.TEMPORARY)
@@ -100,7 +96,7 @@ async def request_token_endpoint(request: Request, state: "ServerState") -> Resp
         except OAuthError:
             raise OAuth1Error("parameter_rejected", "the consumer may not ask for one of these scopes",
                               oauth_parameters_rejected="scope") from None
-        services = await get_services(state)
+        services = state.oauth1
         token, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
         hashed = token_hash(token)
         await services.store.oauth1_save_request_token(
@@ -115,7 +111,7 @@ async def request_token_endpoint(request: Request, state: "ServerState") -> Resp
 # -- /oauth1/access_token ----------------------------------------------------------
 
 
-async def access_token_endpoint(request: Request, state: "ServerState") -> Response:
+async def access_token_endpoint(request: Request, state: OAuth1App) -> Response:
     """RFC 5849 §2.3, token credentials: "the server MUST verify ... the
     validity of the verification code"; the request token is single-use."""
     try:
@@ -130,7 +126,7 @@ async def access_token_endpoint(request: Request, state: "ServerState") -> Respo
             raise OAuth1Error("verifier_invalid", "the verifier does not belong to this request token")
         if active_user(state.settings, record.sub) is None:
             raise OAuth1Error("permission_denied", "the user who approved the request can no longer sign in")
-        services = await get_services(state)
+        services = state.oauth1
         now = services.clock()
         token, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
         hashed = token_hash(token)
@@ -150,7 +146,7 @@ async def access_token_endpoint(request: Request, state: "ServerState") -> Respo
 # -- /oauth1/revoke ------------------------------------------------------------------
 
 
-async def revoke_endpoint(request: Request, state: "ServerState") -> Response:
+async def revoke_endpoint(request: Request, state: OAuth1App) -> Response:
     """Revoke the access token the request is signed with; its live
     WebSocket connections close with 4003 (as RFC 7009 revocation does)."""
     try:
@@ -159,7 +155,7 @@ async def revoke_endpoint(request: Request, state: "ServerState") -> Response:
         return exc.form_response()
     token = verified.access_token
     assert token is not None
-    services = await get_services(state)
+    services = state.oauth1
     now = services.clock()
     await services.store.oauth1_revoke_access_token(token.token_hash, now)
     claims = claims_for(token, state.settings)
@@ -187,7 +183,7 @@ class _Flow:
     token.
     """
 
-    def __init__(self, request: Request, state: "ServerState", services: OAuthServices,
+    def __init__(self, request: Request, state: OAuth1App, services: OAuthServices,
                  services1: OAuth1Services, record: OAuth1RequestToken, app: App, token: str) -> None:
         self.request = request
         self.state = state
@@ -305,7 +301,7 @@ async def _consent(flow: _Flow, form: Mapping[str, str]) -> Response:
     return await flow.approve(user, granted)
 
 
-async def authorize_endpoint(request: Request, state: "ServerState") -> Response:
+async def authorize_endpoint(request: Request, state: OAuth1App) -> Response:
     """GET/POST /oauth1/authorize (RFC 5849 §2.2)."""
     try:
         multi = request.form() if request.method == "POST" else request.query
@@ -318,8 +314,8 @@ async def authorize_endpoint(request: Request, state: "ServerState") -> Response
     if not token or len(token) > 200:
         return _error_page(400, "Invalid request", "The oauth_token parameter is missing.")
     try:
-        services1 = await get_services(state)
-        services = oauth_services(state)
+        services1 = state.oauth1
+        services = state.oauth
         record = await services1.store.oauth1_get_request_token(token_hash(token))
         # §2.2 leaves errors here to the server: never redirect for a token
         # we cannot vouch for.

@@ -16,19 +16,16 @@ hub, the session and the reload code treat it like a bearer token:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from realtime.http.request import Request
 from realtime.http.responses import Response
-from realtime.oauth1.credentials import Kind, authenticate
+from realtime.hub import ConnectionIndex
+from realtime.oauth1.credentials import Kind, OAuth1App, authenticate
 from realtime.oauth1.errors import OAuth1Error
 from realtime.config.settings import Settings
 from realtime.protocol.close import CloseCode
 from realtime.store import OAuth1AccessToken
+from realtime.tokens.bearer import principal_problem
 from realtime.tokens.keyring import AccessClaims
-
-if TYPE_CHECKING:
-    from realtime.app import ServerState
 
 OAUTH1_KID = "oauth1"
 #: 9999-12-31T23:59:59Z: "until revoked" for the session's deadline.
@@ -49,15 +46,13 @@ def claims_for(token: OAuth1AccessToken, settings: Settings) -> AccessClaims:
     )
 
 
-async def oauth1_principal(request: Request, state: "ServerState") -> AccessClaims | Response:
+async def oauth1_principal(request: Request, state: OAuth1App) -> AccessClaims | Response:
     """Verify an OAuth 1 signed request to a protected resource.
 
     Returns the claims, or a 400/401 response: JSON ``{"error",
     "error_description", "oauth_problem", ...}`` with ``WWW-Authenticate:
     OAuth`` (and ``Bearer``) on 401.
     """
-    from realtime.protocol.upgrade import principal_problem
-
     try:
         verified = await authenticate(request, state, Kind.RESOURCE)
     except OAuth1Error as exc:
@@ -69,7 +64,7 @@ async def oauth1_principal(request: Request, state: "ServerState") -> AccessClai
     return claims
 
 
-def withdraw_oauth1(state: "ServerState", old: Settings, new: Settings) -> int:
+def withdraw_oauth1(connections: ConnectionIndex, old: Settings, new: Settings) -> int:
     """After a reload: close (4003) the OAuth 1 sockets of apps that no
     longer speak OAuth 1 or whose consumer key changed (removed apps and
     users are handled with everyone else's)."""
@@ -79,7 +74,7 @@ def withdraw_oauth1(state: "ServerState", old: Settings, new: Settings) -> int:
         if after is None or not before.oauth1:
             continue
         if not after.oauth1 or after.consumer_key != before.consumer_key:
-            for conn in state.hub.connections.by_client(client_id):
+            for conn in connections.by_client(client_id):
                 if conn.kid == OAUTH1_KID:
                     conn.withdraw(CloseCode.REVOKED, "access withdrawn")
                     closed += 1

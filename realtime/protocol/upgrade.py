@@ -23,7 +23,9 @@ from wsproto.utilities import generate_accept_token
 from realtime.http.request import Request
 from realtime.http.responses import Response, bearer_challenge, error_response
 from realtime.config.settings import Settings
-from realtime.tokens.keyring import AccessClaims, KeyRing, RevokedSet, TokenError
+from realtime.tokens.bearer import principal_problem as principal_problem  # session/dispatch.py imports it from here
+from realtime.tokens.bearer import verify_bearer
+from realtime.tokens.keyring import AccessClaims, KeyRing, RevokedSet
 
 SUBPROTOCOL = "realtime.v1"
 BEARER_PREFIX = "bearer."
@@ -86,51 +88,6 @@ def find_token(request: Request, settings: Settings) -> str | None:
         if values and len(values) == 1 and values[0]:
             return values[0]
     return None
-
-
-def principal_problem(claims: AccessClaims, settings: Settings) -> str | None:
-    """Why a well-signed token no longer stands for a live principal, or None.
-
-    Used at the handshake and after every reload (SPEC §6: removed or
-    disabled apps and users lose access).
-    """
-    if claims.client_id not in settings.apps:
-        return "client not registered"
-    if claims.sub == claims.client_id:
-        return None  # client_credentials: the app itself
-    user = settings.users.get(claims.sub)
-    if user is None:
-        return "user not registered"
-    if user.disabled:
-        return "user disabled"
-    return None
-
-
-def verify_bearer(
-    token: str | None,
-    settings: Settings,
-    keyring: KeyRing,
-    revoked: RevokedSet,
-    now: float | None = None,
-) -> AccessClaims | Response:
-    """Verify a bearer token for a protected resource (RFC 6750 §3.1)."""
-    if token is None:
-        return bearer_challenge(401, "invalid_token", "no bearer token")
-    try:
-        claims = keyring.verify(
-            token,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            leeway=settings.oauth.leeway,
-            now=now,
-            revoked=revoked,
-        )
-    except TokenError as exc:
-        return bearer_challenge(401, "invalid_token", str(exc))
-    problem = principal_problem(claims, settings)
-    if problem is not None:
-        return bearer_challenge(401, "invalid_token", problem)
-    return claims
 
 
 def check_upgrade(

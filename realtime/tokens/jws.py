@@ -45,7 +45,7 @@ _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # One pyjwt Algorithm object per JWS alg we accept: RFC 8725 §3.1 "Libraries
 # MUST enable the caller to specify a supported set of algorithms and MUST
 # NOT use any other algorithms".  "none" and HS* are simply not in here.
-_ALGS: dict[str, Algorithm] = {name: alg for name, alg in get_default_algorithms().items() if name in ALGORITHMS}
+JWS_ALGS: dict[str, Algorithm] = {name: alg for name, alg in get_default_algorithms().items() if name in ALGORITHMS}
 
 MESSAGES = {
     "malformed": "malformed token",
@@ -117,7 +117,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _json_object(segment: str) -> dict[str, Any]:
+def json_object(segment: str) -> dict[str, Any]:
     """Decode one base64url JSON-object segment or raise ``malformed``."""
     try:
         text = _b64decode(segment).decode("utf-8")  # RFC 7515: UTF-8, no BOM sniffing
@@ -129,7 +129,7 @@ def _json_object(segment: str) -> dict[str, Any]:
     return value
 
 
-def _split(token: object) -> tuple[str, str, str]:
+def split_token(token: object) -> tuple[str, str, str]:
     """(header segment, payload segment, signature segment), or ``malformed``.
 
     The size check comes first so a huge input costs one ``len()``.
@@ -147,7 +147,7 @@ def unverified_kid(token: str) -> str | None:
     for a decision.
     """
     try:
-        kid = _json_object(_split(token)[0]).get("kid")
+        kid = json_object(split_token(token)[0]).get("kid")
     except TokenError:
         return None
     return kid if isinstance(kid, str) else None
@@ -160,7 +160,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_header(header: dict[str, Any]) -> None:
+def check_header(header: dict[str, Any]) -> None:
     """typ, crit and alg, in that order, before any key is looked up."""
     typ = header.get("typ")
     if not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYP:
@@ -174,11 +174,11 @@ def _check_header(header: dict[str, Any]) -> None:
     # value of "alg" is "none"."  Likewise HS* (the public key is not a
     # secret) and anything else we do not sign with.
     alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in _ALGS:
+    if not isinstance(alg, str) or alg not in JWS_ALGS:
         raise TokenError("alg_mismatch")
 
 
-def _required(claims: dict[str, Any]) -> None:
+def required_claims(claims: dict[str, Any]) -> None:
     for name in REQUIRED_CLAIMS:
         if name not in claims:
             raise TokenError("missing_claim", f"token lacks the '{name}' claim")
@@ -197,7 +197,7 @@ def _required(claims: dict[str, Any]) -> None:
             raise TokenError("malformed", f"token claim '{name}' must be a number")
 
 
-def _matched_audience(aud: object, audience: str) -> str:
+def matched_audience(aud: object, audience: str) -> str:
     """RFC 9068 §4: "The resource server MUST validate that the "aud" claim
     contains a resource indicator value corresponding to an identifier the
     resource server expects for itself. The JWT access token MUST be
@@ -217,7 +217,7 @@ def _matched_audience(aud: object, audience: str) -> str:
     raise TokenError("wrong_audience")
 
 
-def _check_times(claims: dict[str, Any], now: float, leeway: float) -> None:
+def check_times(claims: dict[str, Any], now: float, leeway: float) -> None:
     # RFC 9068 §4: "The current time MUST be before the time represented by
     # the "exp" claim. Implementers MAY provide for some small leeway,
     # usually no more than a few minutes, to account for clock skew."
@@ -234,7 +234,7 @@ def _check_times(claims: dict[str, Any], now: float, leeway: float) -> None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _scopes(text: str) -> frozenset[str]:
+def scope_set(text: str) -> frozenset[str]:
     # Thousands of live sessions share a handful of scope strings: one
     # frozenset each instead of one per connection (~330 B saved per socket).
     return frozenset(part for part in text.split(" ") if part)
@@ -243,7 +243,7 @@ def _scopes(text: str) -> frozenset[str]:
 # -- the signature --------------------------------------------------------------
 
 
-def _check_signature(
+def check_signature(
     algorithm: Algorithm, public_key: Any, token: str, header_b64: str, payload_b64: str, signature_b64: str
 ) -> None:
     signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")

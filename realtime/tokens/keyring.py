@@ -29,19 +29,19 @@ from jwt.algorithms import Algorithm
 from realtime.tokens import keyfiles
 from realtime.tokens.keyfiles import SigningKey
 from realtime.tokens.jws import (
-    _ALGS,
+    JWS_ALGS,
     MAX_TOKEN_CHARS,
     MESSAGES,
     AccessClaims,
     TokenError,
-    _check_header,
-    _check_signature,
-    _check_times,
-    _json_object,
-    _matched_audience,
-    _required,
-    _scopes,
-    _split,
+    check_header,
+    check_signature,
+    check_times,
+    json_object,
+    matched_audience,
+    required_claims,
+    scope_set,
+    split_token,
     unverified_kid,
 )
 from realtime.tokens.revoked import RevokedSet
@@ -85,7 +85,7 @@ class KeyRing:
         self._active: SigningKey = candidates[-1]  # the newest unscheduled key
         # Prepared once per ring: the hot path never touches a PEM or a JWK.
         self._verifiers: dict[str, tuple[str, Algorithm, Any]] = {
-            kid: (key.alg, _ALGS[key.alg], key.private_key.public_key()) for kid, key in by_kid.items()
+            kid: (key.alg, JWS_ALGS[key.alg], key.private_key.public_key()) for kid, key in by_kid.items()
         }
         self._jwks: tuple[dict[str, str], ...] = tuple(keyfiles.public_jwk(key) for key in by_kid.values())
         # Header segments that already verified: ours repeat byte for byte.
@@ -186,7 +186,7 @@ class KeyRing:
         key = self._active
         header = {"alg": key.alg, "typ": typ, "kid": key.kid}
         signing_input = f"{_b64json(header)}.{_b64json(claims)}"
-        signature = _ALGS[key.alg].sign(signing_input.encode("ascii"), key.private_key)
+        signature = JWS_ALGS[key.alg].sign(signing_input.encode("ascii"), key.private_key)
         return f"{signing_input}.{keyfiles.b64url(signature)}"
 
     def verify(
@@ -212,7 +212,7 @@ class KeyRing:
         that has verified once (ours repeat byte for byte) skips its JSON
         parse and checks next time; the signature is checked every time.
         """
-        header_b64, payload_b64, signature_b64 = _split(token)
+        header_b64, payload_b64, signature_b64 = split_token(token)
         cached = self._headers.get(header_b64)
         kid, algorithm, public_key = cached or self._header_key(header_b64)
         # RFC 9068 §4: "The resource server MUST validate the signature of all
@@ -220,31 +220,31 @@ class KeyRing:
         # algorithm specified in the JWT "alg" Header Parameter. ... The
         # resource server MUST use the keys provided by the authorization
         # server."
-        _check_signature(algorithm, public_key, token, header_b64, payload_b64, signature_b64)
+        check_signature(algorithm, public_key, token, header_b64, payload_b64, signature_b64)
         if cached is None and len(self._headers) < _HEADER_CACHE_SIZE:
             # The signature covers the header, so only headers we signed get
             # here: a handful per key, never an attacker's variety.
             self._headers[header_b64] = (kid, algorithm, public_key)
-        claims = _json_object(payload_b64)
-        _required(claims)
+        claims = json_object(payload_b64)
+        required_claims(claims)
         # RFC 9068 §4: "The issuer identifier for the authorization server
         # (which is typically obtained during discovery) MUST exactly match
         # the value of the "iss" claim."
         if claims["iss"] != issuer:
             raise TokenError("wrong_issuer")
-        aud = _matched_audience(claims["aud"], audience)
-        _check_times(claims, time.time() if now is None else now, leeway)
+        aud = matched_audience(claims["aud"], audience)
+        check_times(claims, time.time() if now is None else now, leeway)
         if revoked is not None and claims["jti"] in revoked:
             raise TokenError("revoked")
         return AccessClaims(
             iss=issuer, sub=claims["sub"], aud=aud, exp=int(claims["exp"]), iat=int(claims["iat"]),
-            jti=claims["jti"], client_id=claims["client_id"], scope=_scopes(claims["scope"]), kid=kid,
+            jti=claims["jti"], client_id=claims["client_id"], scope=scope_set(claims["scope"]), kid=kid,
         )
 
     def _header_key(self, header_b64: str) -> tuple[str, Algorithm, Any]:
         """Check a header not seen before; return (kid, algorithm, public key)."""
-        header = _json_object(header_b64)
-        _check_header(header)
+        header = json_object(header_b64)
+        check_header(header)
         kid = header.get("kid")
         entry = self._verifiers.get(kid) if isinstance(kid, str) else None
         if entry is None:

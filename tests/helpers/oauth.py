@@ -1,5 +1,5 @@
 """OAuth 2 test data (apps, users, secrets, cheap password hashes) and
-:class:`Env`: a ServerState with a real KeyRing, a real AsyncStore and the
+:class:`Env`: an App with a real KeyRing, a real AsyncStore and the
 real Hub, driven through ``router.dispatch`` (no sockets); the ``env``
 fixture of tests/oauth/conftest.py builds one."""
 
@@ -23,7 +23,7 @@ from realtime.http.router import Router
 from realtime.oauth import pkce
 from realtime.oauth.services import OAuthServices
 from realtime.config.settings import App, OAuthSettings, RetiredSecret, ServerSettings, Settings, User
-from realtime.app import ServerState
+from realtime.api.app import App as ServerState
 from realtime.store import AsyncStore
 
 # Cheap argon2id parameters: the hashes carry them, so verification is fast too.
@@ -73,21 +73,6 @@ def build_settings(tmp_path: Path, hashes: dict[str, str], now: float) -> Settin
     )
 
 
-def hub_for(settings: Settings) -> Any:
-    try:
-        from realtime.hub import Hub
-    except ImportError:  # pragma: no cover - the hub is another module's job
-        class _Conns:
-            def by_jti(self, jti: str) -> list:
-                return []
-
-        class _Stub:
-            connections = _Conns()
-
-        return _Stub()
-    return Hub(settings.channels, settings.websocket)
-
-
 @attrs.define
 class Env:
     state: ServerState
@@ -99,7 +84,7 @@ class Env:
 
     @property
     def services(self) -> OAuthServices:
-        return self.state.extras["oauth"]
+        return self.state.oauth
 
     @property
     def store(self) -> AsyncStore:

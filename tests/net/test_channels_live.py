@@ -313,7 +313,7 @@ async def test_slow_consumer_closed_4009_while_fast_one_gets_everything(
         websocket={"max_backlog_bytes": 64 * 1024, "ping_interval": 0, "publish_rate": "100000/s"}))
     channel = "chat:firehose"
     payload = "x" * 8192
-    sessions = running.state.extras.setdefault("sessions", set())
+    sessions = running.server.sessions
     slow_result: list[Any] = []
 
     async def drain_slow(slow: RawClient) -> None:
@@ -373,7 +373,7 @@ async def test_paused_reader_catches_up_and_its_half_sent_message_survives(
         websocket={"max_backlog_bytes": 8 << 20, "ping_interval": 0, "publish_rate": "100000/s"}))
     channel = "chat:burst"
     payload = "y" * 8192
-    sessions = running.state.extras.setdefault("sessions", set())
+    sessions = running.server.sessions
     with trio.fail_after(30):
         slow = await RawClient.open(running, running.mint("bob", "chat:read"), client_ssl if tls else None)
         running.nursery.start_soon(_close_at_exit, slow)

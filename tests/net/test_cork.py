@@ -27,7 +27,7 @@ async def test_a_batch_of_publishes_reaches_each_subscriber_in_one_write_and_in_
         start_server, make_settings, client_ssl, tls, monkeypatch) -> None:
     running = await start_server(make_settings(websocket={"ping_interval": 0, "publish_rate": "1000/s"}))
     channel = "chat:batch"
-    sessions = running.state.extras.setdefault("sessions", set())
+    sessions = running.server.sessions
     writes: Counter[int] = Counter()
     original = Transport.write
 

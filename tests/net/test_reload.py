@@ -88,7 +88,7 @@ async def live(files: Files, start_server: Any) -> Running:
 
 
 async def reload_now(server: Running) -> bool:
-    done = server.state.reload_done
+    done = server.server.reload_done
     applied = await server.server.reload("test")
     assert done.is_set()
     return applied
@@ -199,7 +199,7 @@ async def test_new_certificate_applies_to_new_handshakes_only(live: Running, fil
 async def test_watch_reloads_after_an_editor_style_rename(files: Files, start_server: Any) -> None:
     files.write(watch=True)
     server = await start_server(load_settings(files.config))
-    done = server.state.reload_done
+    done = server.server.reload_done
     tmp = files.root / "users.json.swp"
     tmp.write_text(json.dumps({"users": [{"name": "erin", "scopes": []}]}))
     tmp.replace(files.root / "users.json")

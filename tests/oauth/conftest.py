@@ -1,4 +1,4 @@
-"""The ``env`` fixture: a ServerState driven through the router without
+"""The ``env`` fixture: an App driven through the router without
 sockets (tests.helpers.oauth.Env)."""
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 
 from realtime.http.router import Router
+from realtime.net.server import compose_app
 from realtime.oauth import routes
-from realtime.app import ServerState
+from realtime.oauth.services import load_or_create_key
+from realtime.oauth1 import crypto as oauth1_crypto
 from realtime.store import AsyncStore
-from tests.helpers.oauth import CHEAP, OLD_WEB_SECRET, PASSWORDS, PW_SECRET, SVC_SECRET, WEB_SECRET, WEIRD_SECRET, Env, build_settings, hub_for
+from realtime.tokens.keyring import KeyRing, RevokedSet
+from tests.helpers.oauth import CHEAP, OLD_WEB_SECRET, PASSWORDS, PW_SECRET, SVC_SECRET, WEB_SECRET, WEIRD_SECRET, Env, build_settings
 
 
 @pytest.fixture(scope="session")
@@ -25,16 +28,17 @@ def hashes() -> dict[str, str]:
 
 @pytest.fixture
 async def env(tmp_path: Path, hashes: dict[str, str]) -> Any:
-    from realtime.tokens.keyring import KeyRing, RevokedSet
-
     now = time.time()
     settings = build_settings(tmp_path, hashes, now)
     ring = KeyRing.load_or_create(tmp_path / "keys", settings.oauth.signing_alg)
-    state = ServerState(settings=settings, keyring=ring, revoked=RevokedSet(), hub=hub_for(settings))
-    state.store = await AsyncStore.open(settings.server.state_dir / "state.sqlite3")
+    store = await AsyncStore.open(settings.server.state_dir / "state.sqlite3")
+    state_dir = settings.server.state_dir
+    state = compose_app(settings, ring, store, RevokedSet(), oauth_key=load_or_create_key(state_dir),
+                        oauth1_key=oauth1_crypto.load_or_create_key(state_dir))
     router = Router()
     routes.register(router)
     e = Env(state=state, router=router, now=now)
-    await routes.setup(state, clock=lambda: e.now)
+    state.oauth.clock = lambda: e.now  # time moves by Env.advance
+    await state.oauth.start()
     yield e
     await state.store.close()

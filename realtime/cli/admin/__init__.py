@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from realtime.cli.admin.apps import cmd_app_add, cmd_app_remove, cmd_app_rotate
-from realtime.cli.admin.files import DEFAULT_CONFIG, GRANT_TYPES, AdminError, Paths, atomic_write, notify_server
+from realtime.cli.admin.files import DEFAULT_CONFIG, GRANT_TYPES, AdminError, Paths, notify_server
+from realtime.config.edit import EditError, atomic_write
 from realtime.cli.admin.keys import cmd_key_rotate
 from realtime.cli.admin.users import cmd_user_add, cmd_user_disable, cmd_user_enable, cmd_user_passwd
 
@@ -43,7 +44,7 @@ def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except AdminError as exc:
+        except EditError as exc:  # AdminError, or the file editor's own
             print(f"error: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:

@@ -12,8 +12,14 @@ from typing import Any
 
 import tomlkit
 
-from realtime.cli.admin.files import AdminError, Paths, atomic_write, check_value, load_toml, notify
+from realtime.cli.admin.files import AdminError, Paths, check_value, notify
+from realtime.config.apps import redirect_uri, rsa_public_key
+from realtime.config.edit import atomic_write, load_toml
+from realtime.config.fields import nonempty, scope
+from realtime.config.units import parse_duration
 from realtime.oauth.passwords import hash_secret
+from realtime.oauth1 import crypto
+
 
 def _apps_of(doc: tomlkit.TOMLDocument, path: Path) -> Any:
     apps = doc.get("app")
@@ -38,9 +44,6 @@ def _slug(name: str) -> str:
 
 
 def cmd_app_add(args: argparse.Namespace) -> int:
-    from realtime.config.apps import redirect_uri
-    from realtime.config.fields import nonempty, scope
-
     paths = Paths(args.config)
     rsa_pem = _read_rsa_key(args)
     check_value("name", args.name, nonempty)
@@ -99,8 +102,6 @@ def cmd_app_add(args: argparse.Namespace) -> int:
 
 
 def _read_rsa_key(args: argparse.Namespace) -> str | None:
-    from realtime.config.apps import rsa_public_key
-
     path = getattr(args, "rsa_public_key", None)
     if path is None:
         return None
@@ -122,8 +123,6 @@ def _oauth1_consumer(paths: Paths, table: Any, rsa_pem: str | None) -> tuple[str
     reads; with an RSA public key the secret is still issued, so the
     consumer may use either method.
     """
-    from realtime.oauth1 import crypto
-
     try:
         key = crypto.load_or_create_key(paths.state_dir)
     except (OSError, crypto.SecretError) as exc:
@@ -139,8 +138,6 @@ def _oauth1_consumer(paths: Paths, table: Any, rsa_pem: str | None) -> tuple[str
 
 
 def cmd_app_rotate(args: argparse.Namespace) -> int:
-    from realtime.config.units import parse_duration
-
     paths = Paths(args.config)
     try:
         grace = parse_duration(args.grace)

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
 
-import tomlkit
-
+from realtime.config.edit import EditError
 from realtime.net import pidfile
 
 DEFAULT_CONFIG = Path("conf/realtime.toml")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", "password")
 
 
-class AdminError(Exception):
+class AdminError(EditError):
     """A message for the operator (already names the file); exit status 1."""
 
 
@@ -46,46 +43,6 @@ class Paths:
         self.users_named = "users" in oauth
 
 
-# -- atomic file writes ---------------------------------------------------------
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: temp file beside it, fsync, rename.
-
-    The mode of an existing file is kept; a new file gets 0600 (it holds
-    password and secret hashes).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o600
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
 def notify_server(target: Any) -> bool:
     """SIGHUP the running server, if any; ``target`` is Settings or a state dir."""
     state_dir = target.server.state_dir if hasattr(target, "server") else Path(target)
@@ -98,23 +55,6 @@ def notify_server(target: Any) -> bool:
         return False
     print(f"note: told the running server (pid {pid}) to reload", file=sys.stderr)
     return True
-
-
-def load_toml(path: Path) -> tomlkit.TOMLDocument:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        doc = tomlkit.document()
-        doc.add(tomlkit.comment("Registered applications; edit with `realtime app ...`."))
-        return doc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AdminError(f"{path}: cannot read: {exc}") from None
-    try:
-        return tomlkit.parse(text)
-    except Exception as exc:  # tomlkit raises its own ParseError family
-        raise AdminError(f"{path}: not valid TOML: {exc}") from None
-
-
 
 
 def check_value(kind: str, value: str, check: Any) -> None:

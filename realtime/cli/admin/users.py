@@ -4,83 +4,14 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import sys
-from pathlib import Path
-from typing import Any
 
-import tomlkit
-
-from realtime.cli.admin.files import AdminError, Paths, atomic_write, check_value, load_toml, notify
+from realtime.cli.admin.files import AdminError, Paths, check_value, notify
+from realtime.config.apps import email, user_name_with
+from realtime.config.edit import UserFile
+from realtime.config.fields import scope
+from realtime.config.providers import provider_names
 from realtime.oauth.passwords import hash_secret
-
-# -- users ---------------------------------------------------------------------
-
-
-class UserFile:
-    """``users.json`` (``{"users": [...]}`` or a bare list) or ``users.toml``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.is_toml = path.suffix.lower() == ".toml"
-        if self.is_toml:
-            self.doc: Any = load_toml(path)
-            users = self.doc.get("user")
-            if users is None:
-                users = tomlkit.aot()
-                self.doc["user"] = users
-            self.users = users
-        else:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                text = '{"users": []}'
-            except (OSError, UnicodeDecodeError) as exc:
-                raise AdminError(f"{path}: cannot read: {exc}") from None
-            try:
-                self.doc = json.loads(text)
-            except ValueError as exc:
-                raise AdminError(f"{path}: not valid JSON: {exc}") from None
-            if isinstance(self.doc, dict):
-                self.users = self.doc.setdefault("users", [])
-            else:
-                self.users = self.doc
-        if not isinstance(self.users, list) or not all(isinstance(u, dict) for u in self.users):
-            raise AdminError(f"{path}: expected a list of users")
-
-    def find(self, name: str) -> dict[str, Any]:
-        for user in self.users:
-            if user.get("name") == name:
-                return user
-        raise AdminError(f"{self.path}: no user named {name!r}")
-
-    def exists(self, name: str) -> bool:
-        return any(str(u.get("name", "")).casefold() == name.casefold() for u in self.users)
-
-    def add_user(self, name: str, scopes: list[str], *, password_hash: str | None = None,
-                 display_name: str | None = None, email: str | None = None) -> None:
-        """Append one user, with only the optional fields that are set."""
-        record: dict[str, Any] = {"name": name}
-        if password_hash is not None:
-            record["password_hash"] = password_hash
-        record["scopes"] = scopes
-        if display_name:
-            record["display_name"] = display_name
-        if email:
-            record["email"] = email
-        if self.is_toml:
-            table = tomlkit.table()
-            table.update(record)
-            self.users.append(table)
-        else:
-            self.users.append(record)
-
-    def save(self) -> None:
-        if self.is_toml:
-            text = tomlkit.dumps(self.doc)
-        else:
-            text = json.dumps(self.doc, indent=2, ensure_ascii=False) + "\n"
-        atomic_write(self.path, text)
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -99,10 +30,6 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    from realtime.config.apps import email, user_name_with
-    from realtime.config.fields import scope
-    from realtime.config.providers import provider_names
-
     paths = Paths(args.config)
     providers = frozenset()
     if isinstance(paths.oauth.get("providers"), str):

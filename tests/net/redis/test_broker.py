@@ -68,7 +68,7 @@ async def nodes(start_server: Callable[..., Any], node_settings: Callable[..., S
 
 
 def broker(node: Running) -> Any:
-    return node.state.extras["broker"]
+    return node.server.broker
 
 
 async def collect(ws: Any, count: int) -> list[dict[str, Any]]:

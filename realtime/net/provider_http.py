@@ -8,7 +8,10 @@ at 1 MiB, redirects are not followed, and only https — or http to a
 loopback address — is ever contacted.
 
 Errors are :class:`ProviderError` subclasses whose text is safe to log:
-no codes, tokens, secrets or response bodies.
+no codes, tokens, secrets or response bodies.  The flow
+(:mod:`realtime.oauth.provider_flow`) receives :data:`PROVIDER_HTTP`
+through its services (the :class:`realtime.oauth.provider_io.ProviderHttp`
+seam), so the OAuth core imports neither httpx nor trio.
 """
 
 from __future__ import annotations
@@ -20,18 +23,11 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 
-from realtime.oauth.providers import LOOPBACK, Provider, ProviderError, allowed_url, parse_token_response
+from realtime.config.provider_def import LOOPBACK, Provider, ProviderError, allowed_url, parse_token_response
+from realtime.oauth.provider_io import ProviderTimeout, ProviderUnreachable
 
 MAX_ANSWER = 1 << 20
 USER_AGENT = "realtime-login/1"
-
-
-class ProviderUnreachable(ProviderError):
-    """No HTTP answer: refused, reset, DNS, TLS."""
-
-
-class ProviderTimeout(ProviderError):
-    """No complete answer within the provider's ``timeout``."""
 
 
 async def _send(provider: Provider, method: str, url: str, *, headers: dict[str, str],
@@ -80,3 +76,17 @@ async def fetch_profile(provider: Provider, access_token: str) -> dict[str, Any]
     if not isinstance(profile, dict):
         raise ProviderError("profile endpoint did not answer a JSON object")
     return profile
+
+
+class HttpxProviderHttp:
+    """The :class:`realtime.oauth.provider_io.ProviderHttp` the server injects."""
+
+    async def exchange_code(self, provider: Provider, *, code: str, redirect_uri: str,
+                            verifier: str | None) -> str:
+        return await exchange_code(provider, code=code, redirect_uri=redirect_uri, verifier=verifier)
+
+    async def fetch_profile(self, provider: Provider, access_token: str) -> dict[str, Any]:
+        return await fetch_profile(provider, access_token)
+
+
+PROVIDER_HTTP = HttpxProviderHttp()

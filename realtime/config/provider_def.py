@@ -4,7 +4,9 @@ An operator describes each provider in a JSON file (``[oauth] providers``,
 read by :mod:`realtime.config.providers`); the login page offers "Log in
 with X", and :mod:`realtime.oauth.provider_flow` runs the authorization
 code flow against it as a client.  This module does no I/O: it builds the
-URLs and requests, and reads the provider's answers.
+URLs and requests, and reads the provider's answers.  It sits in
+``config`` because the loader builds the definitions and the settings
+snapshot holds them; the OAuth flow imports it from here.
 
 Local users from a provider are named ``NAME:<ProfileIdVariable value>``
 (SPEC §2); ':' is otherwise refused in user names, so a password user can
@@ -14,6 +16,7 @@ never take a provider user's ``sub``.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import string
 import urllib.parse
@@ -184,8 +187,6 @@ def parse_token_response(status: int, content_type: str, body: bytes) -> tuple[s
     asked for JSON; both are read.  Raises ProviderError with the §5.2
     ``error`` code (never the body) when there is no usable token.
     """
-    import json
-
     data: Any
     if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
         data = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}

@@ -1,0 +1,81 @@
+"""The application object: the current config snapshot and the services
+built from it, typed.  Route handlers and sessions receive one :class:`App`.
+
+Where it lives, and why (issue 17): the concrete class sits in the
+``api`` layer, the composition point just below ``net``, because it
+holds parts of every layer under it (settings, key ring, hub, store, the
+OAuth and OAuth 1.0a services).  The layers below never import it: each
+names only what it reads as a ``typing.Protocol`` of its own
+(:class:`realtime.oauth.services.OAuthApp`,
+:class:`realtime.oauth1.credentials.OAuth1App`,
+:class:`realtime.api.metrics.MetricsSource`), which :class:`App`
+satisfies, so the cores receive plain values and import nothing upward.
+
+It holds plain values only.  The trio things of a running server (the
+TLS context, the set of live sessions, the reload-done event, the start
+time, the Redis broker task) belong to ``realtime.net.server.Server``;
+the worker-thread offloads and the provider HTTP client are built there
+and reach the cores inside :class:`OAuthServices`.
+
+``settings`` is replaced whole on reload (and ``keyring`` when keys
+change); nothing else holds a reference to an older snapshot for longer
+than one request.  The OAuth services are built once at start: what they
+read from the settings (the login rate) applies from the next start, as
+before.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from prometheus_client import CollectorRegistry
+
+from realtime.api.metrics import build_registry
+from realtime.config.settings import Settings
+from realtime.http.counters import Counters
+from realtime.hub import Hub
+from realtime.protocol.close import CloseCode
+from realtime.oauth.services import OAuthServices
+from realtime.oauth1.credentials import OAuth1Services
+from realtime.tokens.keyring import KeyRing, RevokedSet
+
+if TYPE_CHECKING:  # the store's async edge runs on trio; cores name its type only
+    from realtime.store import AsyncStore
+
+
+@attrs.define(eq=False)
+class App:
+    settings: Settings
+    keyring: KeyRing
+    revoked: RevokedSet
+    hub: Hub
+    store: "AsyncStore"
+    oauth: OAuthServices
+    oauth1: OAuth1Services
+    metrics: Counters = attrs.field(factory=Counters)
+    # The last reload's outcome: {"result": "ok"|"error"|"skipped", "time",
+    # "trigger"[, "errors"]}, for /metrics and the tests.
+    last_reload: dict[str, Any] = attrs.field(factory=dict)
+    metrics_registry: CollectorRegistry = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.metrics_registry = build_registry(self)
+
+    def revoke_access(self, jti: str, exp: float, *, share: bool = True) -> int:
+        """Mark an access token revoked and close its live sockets with 4003.
+
+        Returns how many live connections were closed.  Callers persist the
+        revocation in the store themselves; this keeps the hot-path set and
+        the sockets in step.  With a remote broker the revocation also goes
+        to every other node (``share``; the broker passes ``False`` for the
+        ones it brings in).
+        """
+        self.revoked.add(jti, exp)
+        if share and self.hub.remote:
+            self.hub.broker.share_revocation(jti, exp)  # type: ignore[attr-defined]
+        closed = 0
+        for conn in list(self.hub.connections.by_jti(jti)):
+            conn.withdraw(CloseCode.REVOKED, "token revoked")
+            closed += 1
+        return closed

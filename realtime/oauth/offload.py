@@ -1,0 +1,19 @@
+"""The seam through which the OAuth cores run blocking work (argon2, the
+users file) off the event loop without importing trio.
+
+The net layer builds each :class:`Offload` around a worker-thread call
+with its own capacity limiter (:mod:`realtime.net.workers`), so the
+limits live where the threads are made and the cores stay sans-I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class Offload(Protocol):
+    """``await offload(fn)``: ``fn()`` run in a worker thread; its result."""
+
+    def __call__(self, fn: Callable[[], T], /) -> Awaitable[T]: ...
