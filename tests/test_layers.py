@@ -32,28 +32,13 @@ CONTRACTS = {
     for contract in tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]["contracts"]
 }
 
-REDESIGN = "fixed by the redesign branches"
-
-# Contracts broken on the tree this file was written against; the lead
-# drops these marks once the redesign branches are merged.  strict=True:
-# a contract that starts passing turns its test red until its mark goes.
-BROKEN_TODAY = {"layers", "core-no-async-io", "store-async-edge", "core-no-shell", "acyclic"}
 
 
 class ContractBroken(AssertionError):
     """A contract is broken; its message is import-linter's report."""
 
 
-def _case(contract_id: str):
-    marks = []
-    if contract_id in BROKEN_TODAY:
-        # raises=ContractBroken: a config error (a module named in a contract
-        # that no longer exists...) still fails instead of counting as xfail.
-        marks.append(pytest.mark.xfail(strict=True, raises=ContractBroken, reason=REDESIGN))
-    return pytest.param(contract_id, id=contract_id, marks=marks)
-
-
-@pytest.mark.parametrize("contract_id", [_case(c) for c in CONTRACTS])
+@pytest.mark.parametrize("contract_id", list(CONTRACTS))
 def test_contract(contract_id: str) -> None:
     result = subprocess.run(
         [*LINT_IMPORTS, "--no-cache", "--no-logo", "--contract", contract_id, str(PYPROJECT)],
@@ -70,15 +55,10 @@ def test_contract(contract_id: str) -> None:
     pytest.fail(f"lint-imports could not check {contract_id!r} (exit {result.returncode}):\n{report}")
 
 
-def test_broken_today_names_real_contracts() -> None:
-    assert BROKEN_TODAY <= CONTRACTS.keys()
-
-
 def _graph() -> grimp.ImportGraph:
     return grimp.build_graph("realtime", include_external_packages=False, cache_dir=None)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=REDESIGN)
 def test_no_module_import_cycle() -> None:
     """No module reaches itself through its imports.
 
@@ -121,7 +101,6 @@ def _private_imports(path: Path, module: str) -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=REDESIGN)
 def test_no_private_name_imported_across_modules() -> None:
     """``from realtime.x import _name`` couples a module to another's insides.
 
@@ -158,7 +137,6 @@ CORES = ("config", "http", "tokens", "protocol", "hub", "session", "oauth", "oau
 # At run time, importing ``realtime.store.records`` runs the package face
 # ``realtime/store/__init__.py`` first, which import-linter's graph does not
 # count as an import; so this also catches a face that imports the async edge.
-RUNTIME_BROKEN_TODAY = {"session", "oauth", "oauth1", "api", "store"}
 PROBE = """
 import importlib, pkgutil, sys
 package, skip = sys.argv[1], set(sys.argv[2:])
@@ -170,11 +148,7 @@ print(" ".join(sorted(m for m in %r if m in sys.modules)))
 """ % (ASYNC_IO,)
 
 
-@pytest.mark.parametrize("core", [
-    pytest.param(core, marks=[pytest.mark.xfail(strict=True, raises=AssertionError, reason=REDESIGN)]
-                 if core in RUNTIME_BROKEN_TODAY else [])
-    for core in CORES
-])
+@pytest.mark.parametrize("core", CORES)
 def test_core_runs_without_async_io(core: str) -> None:
     """Import a core package and all its modules (the store without its async
     edge) in a fresh interpreter: none of trio, anyio, coredis, httpx,

@@ -41,7 +41,7 @@ from realtime.oauth1.credentials import OAuth1Services
 from realtime.tokens.keyring import KeyRing, RevokedSet
 
 if TYPE_CHECKING:  # the store's async edge runs on trio; cores name its type only
-    from realtime.store import AsyncStore
+    from realtime.store.calls import StoreCalls
 
 
 @attrs.define(eq=False)
@@ -50,7 +50,7 @@ class App:
     keyring: KeyRing
     revoked: RevokedSet
     hub: Hub
-    store: "AsyncStore"
+    store: "StoreCalls"
     oauth: OAuthServices
     oauth1: OAuth1Services
     metrics: Counters = attrs.field(factory=Counters)

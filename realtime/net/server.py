@@ -40,7 +40,7 @@ from realtime.oauth import services as oauth
 from realtime.oauth.passwords import Hasher
 from realtime.oauth1 import credentials as oauth1
 from realtime.oauth1 import crypto as oauth1_crypto
-from realtime.store import AsyncStore
+from realtime.store.aio import AsyncStore
 from realtime.tokens.keyring import KeyRing, RevokedSet
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ from realtime.oauth.throttle import LoginThrottle
 from realtime.tokens.keyring import KeyRing, RevokedSet
 
 if TYPE_CHECKING:  # the store's async edge runs on trio; cores name its type only
-    from realtime.store import AsyncStore
+    from realtime.store.calls import StoreCalls
 
 SESSION_COOKIE = "rt_session"
 CSRF_COOKIE = "rt_csrf"
@@ -106,7 +106,7 @@ class Session:
 
 @attrs.define
 class OAuthServices:
-    store: "AsyncStore"
+    store: "StoreCalls"
     key: bytes
     hasher: Hasher
     provider_http: ProviderHttp  # outbound HTTP of provider logins
@@ -194,7 +194,7 @@ class OAuthApp(Protocol):
     def revoke_access(self, jti: str, exp: float, *, share: bool = True) -> int: ...
 
 
-def build_services(settings: Settings, store: "AsyncStore", key: bytes, *, hasher: Hasher,
+def build_services(settings: Settings, store: "StoreCalls", key: bytes, *, hasher: Hasher,
                    provider_http: ProviderHttp, users_offload: Offload, **overrides: Any) -> OAuthServices:
     """The services for ``settings`` (``key``: :func:`load_or_create_key`).
 

@@ -30,7 +30,7 @@ from realtime.oauth.services import OAuthApp
 from realtime.store import OAuth1AccessToken, OAuth1RequestToken, token_hash
 
 if TYPE_CHECKING:  # the store's async edge runs on trio; cores name its type only
-    from realtime.store import AsyncStore
+    from realtime.store.calls import StoreCalls
 
 log = logging.getLogger("realtime.oauth1")
 
@@ -48,7 +48,7 @@ class OAuth1Services:
     """What the OAuth 1.0a endpoints share; built once at start by the net
     layer (``build_state``) with :func:`build_services`."""
 
-    store: "AsyncStore"
+    store: "StoreCalls"
     key: bytes
     clock: Callable[[], float] = time.time
     _index: tuple[Any, dict[str, App]] | None = None
@@ -97,7 +97,7 @@ class OAuth1App(OAuthApp, Protocol):
     oauth1: OAuth1Services
 
 
-def build_services(store: "AsyncStore", key: bytes, **overrides: Any) -> OAuth1Services:
+def build_services(store: "StoreCalls", key: bytes, **overrides: Any) -> OAuth1Services:
     """``key``: :func:`realtime.oauth1.crypto.load_or_create_key` (blocking:
     the caller reads it in a thread).  Keyword overrides (``clock``) are for tests."""
     return OAuth1Services(store=store, key=key, **overrides)

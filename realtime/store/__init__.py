@@ -26,9 +26,11 @@ If the authorization server observes multiple attempts to exchange an
 authorization code for an access token, the authorization server SHOULD
 attempt to revoke all access tokens already granted based on the
 compromised authorization code."
+
+The trio edge, :class:`~realtime.store.aio.AsyncStore`, is imported from
+``realtime.store.aio`` by the shell alone: this face loads no trio.
 """
 
-from realtime.store.aio import AsyncStore
 from realtime.store.records import (
     REVOKED_GRACE,
     CodeRecord,
@@ -45,6 +47,6 @@ from realtime.store.schema import SCHEMA_VERSION
 from realtime.store.store import Store
 
 __all__ = [
-    "AsyncStore", "CodeRecord", "IssuedTokens", "OAuth1AccessToken", "OAuth1RequestToken", "REVOKED_GRACE", "RefreshRecord", "SCHEMA_VERSION",
+    "CodeRecord", "IssuedTokens", "OAuth1AccessToken", "OAuth1RequestToken", "REVOKED_GRACE", "RefreshRecord", "SCHEMA_VERSION",
     "Store", "StoreClosed", "scope_set", "scope_text", "token_hash",
 ]

@@ -1,70 +1,35 @@
 """The trio edge of the store: every call in the one store thread.
 
-The only store module that imports trio (DESIGN.md §2).  One generic
-call, :meth:`AsyncStore.call`, moves a blocking store call to a worker
-thread behind ``CapacityLimiter(1)``; :class:`InStoreThread` declares an
-async method from a :class:`~realtime.store.store.Store` method in one
-line, keeping its parameters and return type.
+The only store module that imports trio (DESIGN.md §2).
+:class:`AsyncStore` gives :class:`~realtime.store.calls.StoreCalls` its
+one generic :meth:`AsyncStore.call`, which moves a blocking store call to
+a worker thread behind ``CapacityLimiter(1)``; every operation declared
+there runs through it.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Callable, ParamSpec, TypeVar
 
 import trio
 
+from realtime.store.calls import StoreCalls
 from realtime.store.store import Store
 
-__all__ = ["AsyncStore", "InStoreThread"]
+__all__ = ["AsyncStore"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class InStoreThread(Generic[P, R]):
-    """``Store.method`` as an async method of :class:`AsyncStore`.
-
-    ``get_code = InStoreThread(Store.get_code)`` makes
-    ``await astore.get_code(h)`` run ``astore.sync.get_code(h)`` through
-    :meth:`AsyncStore.call`.  The method is looked up by name on the store
-    the :class:`AsyncStore` holds, so any store with the same methods (a
-    second backend, DESIGN.md §8) is served by the same declarations.
-    """
-
-    def __init__(self, method: Callable[Concatenate[Any, P], R]) -> None:
-        self.name: str = method.__name__
-        self.__doc__ = method.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        if name != self.name:  # ``get_code = InStoreThread(Store.save_code)``
-            raise TypeError(f"{owner.__name__}.{name} would call Store.{self.name}")
-
-    @overload
-    def __get__(self, astore: None, owner: type | None = None) -> InStoreThread[P, R]: ...
-
-    @overload
-    def __get__(self, astore: AsyncStore, owner: type | None = None) -> Callable[P, Awaitable[R]]: ...
-
-    def __get__(
-        self, astore: AsyncStore | None, owner: type | None = None
-    ) -> InStoreThread[P, R] | Callable[P, Awaitable[R]]:
-        if astore is None:
-            return self
-        method: Callable[P, R] = getattr(astore.sync, self.name)
-
-        async def call(*args: P.args, **kwargs: P.kwargs) -> R:
-            return await astore.call(method, *args, **kwargs)
-
-        return functools.update_wrapper(call, method)
-
-
-class AsyncStore:
+class AsyncStore(StoreCalls):
     """The store for trio code: every call runs in the one store thread.
 
     ``CapacityLimiter(1)`` serialises the calls, so one connection is the
     single writer; SQLite's own lock is never contended inside a process.
+    The limiter also orders :meth:`close` after any call in flight.
     """
 
     def __init__(self, store: Store) -> None:
@@ -76,10 +41,6 @@ class AsyncStore:
         """Open (creating if needed) the store at ``path`` in a worker thread."""
         return cls(await trio.to_thread.run_sync(Store.open, path))
 
-    @property
-    def path(self) -> Path:
-        return self.sync.path
-
     async def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """``fn(*args, **kwargs)`` in a worker thread, one call at a time.
 
@@ -89,41 +50,3 @@ class AsyncStore:
         return await trio.to_thread.run_sync(
             functools.partial(fn, *args, **kwargs), limiter=self.limiter
         )
-
-    async def close(self) -> None:
-        """Close after any call in flight (the limiter orders it last)."""
-        await self.call(self.sync.close)
-
-    save_code = InStoreThread(Store.save_code)
-    get_code = InStoreThread(Store.get_code)
-    redeem_code = InStoreThread(Store.redeem_code)
-    revoke_code_grant = InStoreThread(Store.revoke_code_grant)
-    record_issue = InStoreThread(Store.record_issue)
-    get_refresh = InStoreThread(Store.get_refresh)
-    rotate_refresh = InStoreThread(Store.rotate_refresh)
-    revoke_family = InStoreThread(Store.revoke_family)
-
-    revoke_jtis = InStoreThread(Store.revoke_jtis)
-    is_revoked = InStoreThread(Store.is_revoked)
-    revoked_jtis = InStoreThread(Store.revoked_jtis)
-
-    get_consent = InStoreThread(Store.get_consent)
-    save_consent = InStoreThread(Store.save_consent)
-    forget_consent = InStoreThread(Store.forget_consent)
-
-    oauth1_use_nonce = InStoreThread(Store.oauth1_use_nonce)
-    oauth1_save_request_token = InStoreThread(Store.oauth1_save_request_token)
-    oauth1_get_request_token = InStoreThread(Store.oauth1_get_request_token)
-    oauth1_authorize_request_token = InStoreThread(Store.oauth1_authorize_request_token)
-    oauth1_delete_request_token = InStoreThread(Store.oauth1_delete_request_token)
-    oauth1_exchange = InStoreThread(Store.oauth1_exchange)
-    oauth1_get_access_token = InStoreThread(Store.oauth1_get_access_token)
-    oauth1_revoke_access_token = InStoreThread(Store.oauth1_revoke_access_token)
-
-    counts = InStoreThread(Store.counts)
-
-    async def sweep(self, now: float) -> dict[str, int]:
-        """The OAuth 2 tables, then the OAuth 1 ones (nonces past their window)."""
-        counts = await self.call(self.sync.sweep, now)
-        counts.update(await self.call(self.sync.oauth1_sweep, now))
-        return counts

@@ -24,7 +24,7 @@ from realtime.oauth import pkce
 from realtime.oauth.services import OAuthServices
 from realtime.config.settings import App, OAuthSettings, RetiredSecret, ServerSettings, Settings, User
 from realtime.api.app import App as ServerState
-from realtime.store import AsyncStore
+from realtime.store.aio import AsyncStore
 
 # Cheap argon2id parameters: the hashes carry them, so verification is fast too.
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

@@ -24,7 +24,7 @@ from realtime.config.settings import Settings
 from realtime.net.transport import Transport
 from realtime.net.websocket import Session, TrioClock
 from realtime.protocol.close import CloseCode
-from tests.session.fakes import FakeApp, make_app, mint
+from tests.helpers.session import FakeApp, make_app, mint
 
 
 class Client:

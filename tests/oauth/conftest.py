@@ -14,7 +14,7 @@ from realtime.net.server import compose_app
 from realtime.oauth import routes
 from realtime.oauth.services import load_or_create_key
 from realtime.oauth1 import crypto as oauth1_crypto
-from realtime.store import AsyncStore
+from realtime.store.aio import AsyncStore
 from realtime.tokens.keyring import KeyRing, RevokedSet
 from tests.helpers.oauth import CHEAP, OLD_WEB_SECRET, PASSWORDS, PW_SECRET, SVC_SECRET, WEB_SECRET, WEIRD_SECRET, Env, build_settings
 

@@ -16,8 +16,8 @@ import pytest
 from realtime.config.settings import ChannelRule, Settings
 from realtime.protocol.close import Close, CloseCode
 from realtime.session.dispatch import Dispatcher, Reply
-from tests.conftest import CHANNELS
-from tests.session.fakes import FakeApp, FakePeer, decoded, make_app, mint, payload
+from tests.helpers.settings import CHANNELS
+from tests.helpers.session import FakeApp, FakePeer, decoded, make_app, mint, payload
 
 DISPATCHER = Dispatcher()
 

@@ -9,8 +9,9 @@ import pytest
 import trio
 import trio.testing
 
-from realtime.store import AsyncStore, Store, StoreClosed, token_hash
-from realtime.store.aio import InStoreThread
+from realtime.store import Store, StoreClosed, token_hash
+from realtime.store.aio import AsyncStore
+from realtime.store.calls import InStoreThread, StoreCalls
 from tests.helpers.store import NOW, issued
 
 
@@ -70,7 +71,7 @@ async def test_exceptions_propagate_and_free_the_thread(store: Store) -> None:
 
 
 async def test_each_async_method_is_the_store_method_of_its_name(store: Store) -> None:
-    offloaded = {name for name, attr in vars(AsyncStore).items() if isinstance(attr, InStoreThread)}
+    offloaded = {name for name, attr in vars(StoreCalls).items() if isinstance(attr, InStoreThread)}
     assert offloaded and all(callable(getattr(Store, name)) for name in offloaded)
     # Looked up by name on the store held, so another backend is served by the same lines.
     astore = AsyncStore(store)
