@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from realtime.http.counters import Counters
 from realtime.hub import Hub
+from realtime.protocol.close import CloseCode
 
 
 class MetricsSource(Protocol):
@@ -52,7 +53,7 @@ class _StateCollector(Collector):
         yield CounterMetricFamily("realtime_publishes", "Messages published", value=c.publishes)
         yield CounterMetricFamily("realtime_deliveries", "Messages offered to subscribers", value=c.deliveries)
         yield CounterMetricFamily("realtime_slow_consumer_closes", "Connections closed with 4009",
-                                  value=c.closes.get(4009, 0))
+                                  value=c.closes.get(CloseCode.SLOW_CONSUMER, 0))
         fam = CounterMetricFamily("realtime_refreshes", "In-band token refreshes", labels=["result"])
         for result, n in sorted(c.refreshes.items()):
             fam.add_metric([result], n)

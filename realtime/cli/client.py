@@ -165,6 +165,13 @@ def _setup_logging(args: argparse.Namespace) -> None:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+def _failed(exc: Exception) -> int:
+    """Say why on stderr: exit 1 for what the server or network refused
+    (a ``ClientError``), 2 for a value the user gave (a ``ValueError``)."""
+    print(f"error: {exc}", file=sys.stderr)
+    return 2 if isinstance(exc, ValueError) else 1
+
+
 def cmd_listen(args: argparse.Namespace) -> int:
     # Imported here: the client library (trio, httpx, trio-websocket, ~0.15 s) is
     # only needed by listen/publish, not by every other `realtime` command.
@@ -197,12 +204,8 @@ async def _listen(args: argparse.Namespace, url: str, tokens: Any, ctx: ssl.SSLC
                 seen += 1
                 if args.count is not None and seen >= args.count:
                     return 0
-    except ClientError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ClientError, ValueError) as exc:
+        return _failed(exc)
     return 0
 
 
@@ -234,11 +237,7 @@ async def _publish(url: str, tokens: Any, ctx: ssl.SSLContext | None, channel: s
 
     try:
         result = await publish_http(url, tokens, channel, data, ssl_context=ctx)
-    except ClientError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ClientError, ValueError) as exc:
+        return _failed(exc)
     print(json.dumps(result))
     return 0

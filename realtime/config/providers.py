@@ -37,7 +37,7 @@ from realtime.config.fields import (
     type_name,
     unknown_key,
 )
-from realtime.config.provider_def import LOOPBACK, NAME_RE, TOKEN_AUTH_METHODS, Provider
+from realtime.config.login_provider import LOOPBACK, NAME_RE, TOKEN_AUTH_METHODS, Provider
 
 #: A secret file larger than this is surely the wrong file.
 MAX_SECRET_BYTES = 4096

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 import attrs
 
-from realtime.config.provider_def import Provider
+from realtime.config.login_provider import Provider
 
 
 @attrs.frozen

@@ -9,8 +9,8 @@ loopback address — is ever contacted.
 
 Errors are :class:`ProviderError` subclasses whose text is safe to log:
 no codes, tokens, secrets or response bodies.  The flow
-(:mod:`realtime.oauth.provider_flow`) receives :data:`PROVIDER_HTTP`
-through its services (the :class:`realtime.oauth.provider_io.ProviderHttp`
+(:mod:`realtime.oauth.providers.flow`) receives :data:`PROVIDER_HTTP`
+through its services (the :class:`realtime.oauth.providers.outbound.ProviderHttp`
 seam), so the OAuth core imports neither httpx nor trio.
 """
 
@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 
-from realtime.config.provider_def import LOOPBACK, Provider, ProviderError, allowed_url, parse_token_response
-from realtime.oauth.provider_io import ProviderTimeout, ProviderUnreachable
+from realtime.config.login_provider import LOOPBACK, Provider, ProviderError, allowed_url, parse_token_response
+from realtime.oauth.providers.outbound import ProviderTimeout, ProviderUnreachable
 
 MAX_ANSWER = 1 << 20
 USER_AGENT = "realtime-login/1"
@@ -79,7 +79,7 @@ async def fetch_profile(provider: Provider, access_token: str) -> dict[str, Any]
 
 
 class HttpxProviderHttp:
-    """The :class:`realtime.oauth.provider_io.ProviderHttp` the server injects."""
+    """The :class:`realtime.oauth.providers.outbound.ProviderHttp` the server injects."""
 
     async def exchange_code(self, provider: Provider, *, code: str, redirect_uri: str,
                             verifier: str | None) -> str:

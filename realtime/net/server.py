@@ -40,6 +40,7 @@ from realtime.oauth import services as oauth
 from realtime.oauth.passwords import Hasher
 from realtime.oauth1 import credentials as oauth1
 from realtime.oauth1 import crypto as oauth1_crypto
+from realtime.protocol.close import CloseCode
 from realtime.store.aio import AsyncStore
 from realtime.tokens.keyring import KeyRing, RevokedSet
 
@@ -260,7 +261,7 @@ class Server:
     def _begin_shutdown(self) -> None:
         assert self.state is not None
         for session in list(self.sessions):
-            session.withdraw(1001, "server shutting down")
+            session.withdraw(CloseCode.GOING_AWAY, "server shutting down")
         for conn in list(self.http_conns):
             conn.shutdown()
 

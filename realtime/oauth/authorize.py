@@ -34,7 +34,7 @@ from realtime.http.responses import Response, redirect
 from realtime.oauth import pkce
 from realtime.oauth.common import active_user, grant_scopes, parse_scope, single
 from realtime.oauth.login import LoginRefused, check_password
-from realtime.oauth.provider_flow import start_provider_login
+from realtime.oauth.providers.flow import start_provider_login
 from realtime.oauth.errors import (
     AccessDeniedError,
     ConsentRequiredError,
@@ -221,7 +221,7 @@ class _Flow:
 
     def login(self, status: int = 200, error: str | None = None, username: str = "",
               *headers: tuple[str, str]) -> Response:
-        providers = tuple(self.settings.providers.values())  # "Log in with X" (realtime.oauth.provider_flow)
+        providers = tuple(self.settings.providers.values())  # "Log in with X" (realtime.oauth.providers.flow)
         html = pages.login_page(app_name=self.authz.app.name, hidden=self.hidden("login"),
                                 username=username, error=error,
                                 providers=[(p.name, p.display_name) for p in providers])
@@ -323,7 +323,7 @@ async def _consent(flow: _Flow, form: Mapping[str, str]) -> Response:
 
 
 def _provider_login(flow: _Flow, form: Mapping[str, str]) -> Response:
-    """``action=provider``: off to the provider (:mod:`realtime.oauth.provider_flow`)."""
+    """``action=provider``: off to the provider (:mod:`realtime.oauth.providers.flow`)."""
     if not flow.csrf_ok(form.get("csrf_token"), "login"):
         return flow.login(403, "The form has expired. Please sign in again.")
     provider = flow.settings.providers.get(form.get("provider", ""))
@@ -379,7 +379,7 @@ async def authorize_endpoint(request: Request, state: OAuthApp) -> Response:
 
 async def resume_login(request: Request, state: OAuthApp, params: Mapping[str, str], user: User) -> Response:
     """Go on with a pending authorization request once ``user`` signed in
-    elsewhere (an external provider, :mod:`realtime.oauth.provider_flow`):
+    elsewhere (an external provider, :mod:`realtime.oauth.providers.flow`):
     start a session, then consent or the code, as after a password login.
 
     ``params`` is the request as the login form carried it; it is checked

@@ -13,8 +13,8 @@ from realtime.oauth.authorize import authorize_endpoint
 from realtime.oauth.grants import token_endpoint
 from realtime.oauth.introspection import introspect_endpoint
 from realtime.oauth.metadata import jwks_endpoint, metadata_endpoint
-from realtime.oauth.provider_callback import callback_endpoint
-from realtime.oauth.provider_flow import CALLBACK_PREFIX
+from realtime.oauth.callback import callback_endpoint
+from realtime.oauth.providers.flow import CALLBACK_PREFIX
 from realtime.oauth.revocation import revoke_endpoint
 from realtime.oauth.userinfo import userinfo_endpoint
 

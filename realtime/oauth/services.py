@@ -33,8 +33,8 @@ from realtime.http.counters import Counters
 from realtime.http.request import Request
 from realtime.oauth.offload import Offload
 from realtime.oauth.passwords import Hasher, SecretCache
-from realtime.oauth.pending import ProviderLogins
-from realtime.oauth.provider_io import ProviderHttp
+from realtime.oauth.providers.pending import ProviderLogins
+from realtime.oauth.providers.outbound import ProviderHttp
 from realtime.oauth.throttle import LoginThrottle
 from realtime.tokens.keyring import KeyRing, RevokedSet
 

@@ -1,5 +1,5 @@
 """Provider definition files: loading, validation, secrets, users, and the
-pure request/answer rules of :mod:`realtime.config.provider_def`."""
+pure request/answer rules of :mod:`realtime.config.login_provider`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from realtime.cli.main import build_parser
 from realtime.config.load import ConfigError, load_settings
 from realtime.config.apps import load_users
-from realtime.config.provider_def import Provider, ProviderError, allowed_url, parse_token_response
+from realtime.config.login_provider import Provider, ProviderError, allowed_url, parse_token_response
 
 EXAMPLE = Path("/work/shared/provider-example.json")
 CONFIG = """

@@ -1,5 +1,5 @@
 """GET /oauth2/callback/NAME: the provider sends the browser back (step 2
-of :mod:`realtime.oauth.provider_flow`), and the login goes on through
+of :mod:`realtime.oauth.providers.flow`), and the login goes on through
 :func:`realtime.oauth.authorize.resume_login`.
 
 A module of its own so that the flow's start (called by ``authorize``)
@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import hmac
 import logging
+from functools import partial
 from urllib.parse import urlencode
 
-from realtime.config.provider_def import ProviderError, safe_code
+import attrs
+
+from realtime.config.login_provider import ProviderError, safe_code
 from realtime.http import pages
 from realtime.http.request import Request
 from realtime.http.responses import Response
 from realtime.oauth.authorize import resume_login
 from realtime.oauth.common import single
 from realtime.oauth.errors import InvalidRequestError
-from realtime.oauth.pending import digest
-from realtime.oauth.provider_flow import CALLBACK_PREFIX, create_user
-from realtime.oauth.provider_io import ProviderTimeout, ProviderUnreachable
+from realtime.oauth.providers.pending import digest
+from realtime.oauth.providers.flow import CALLBACK_PREFIX, append_user, new_user
+from realtime.oauth.providers.outbound import ProviderTimeout, ProviderUnreachable
 from realtime.oauth.services import CSRF_COOKIE, OAuthApp
 
 log = logging.getLogger("realtime.oauth.providers")
@@ -106,3 +109,28 @@ async def callback_endpoint(request: Request, state: OAuthApp) -> Response:
         return _page(403, "Account disabled", "This account is disabled.")
     log.info("provider login: %s signed in through %s", sub, name)
     return await resume_login(request, state, pending.params, user)
+
+
+async def create_user(state: OAuthApp, provider: Provider, sub: str, profile: Mapping[str, Any]) -> User:
+    """Add ``sub`` to the users file (the operator sees, disables or removes
+    it there like any user), then to the running snapshot.
+
+    One writer per process (the users offload runs one call at a time); a
+    user already in the file (a reload has not caught up yet) is not
+    written twice, and one another login added meanwhile is returned.
+    """
+    path = state.settings.oauth.users
+    if path is None:
+        raise ProviderError("no [oauth] users file to add users to")
+    user = new_user(provider, sub, profile)
+    current = state.settings.users.get(sub)
+    if current is not None:
+        return current
+    await state.oauth.users_offload(partial(append_user, path, user))
+    settings = state.settings
+    current = settings.users.get(sub)
+    if current is not None:
+        return current  # a concurrent first login of the same user got there first
+    state.settings = attrs.evolve(settings, users={**settings.users, sub: user})
+    log.info("provider login: added user %s (scopes %s) to %s", sub, " ".join(user.scopes) or "-", path)
+    return user

@@ -2,7 +2,7 @@
 
 An operator describes each provider in a JSON file (``[oauth] providers``,
 read by :mod:`realtime.config.providers`); the login page offers "Log in
-with X", and :mod:`realtime.oauth.provider_flow` runs the authorization
+with X", and :mod:`realtime.oauth.providers.flow` runs the authorization
 code flow against it as a client.  This module does no I/O: it builds the
 URLs and requests, and reads the provider's answers.  It sits in
 ``config`` because the loader builds the definitions and the settings

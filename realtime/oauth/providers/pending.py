@@ -1,4 +1,4 @@
-"""Pending external logins (:mod:`realtime.oauth.provider_flow`): the
+"""Pending external logins (:mod:`realtime.oauth.providers.flow`): the
 authorization request a browser left for a provider, kept under the
 digest of the ``state`` we sent, taken at most once.
 

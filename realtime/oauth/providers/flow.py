@@ -4,16 +4,16 @@
    with the authorization request and its CSRF token).  Once the token
    checks out, :mod:`realtime.oauth.authorize` calls
    :func:`start_provider_login`, which remembers the pending request
-   (:mod:`realtime.oauth.pending`) under a fresh ``state`` and gives the
+   (:mod:`realtime.oauth.providers.pending`) under a fresh ``state`` and gives the
    provider's URL to send the browser to (RFC 6749 §4.1.1, PKCE S256 per
    RFC 7636 unless the definition says ``"pkce": false``).
 2. The provider sends the browser back to ``PUBLIC_URL/oauth2/callback/NAME``
-   (:mod:`realtime.oauth.provider_callback`), which checks the ``state``
+   (:mod:`realtime.oauth.callback`), which checks the ``state``
    (RFC 6749 §10.12), exchanges the code and fetches the profile through
-   the injected :class:`realtime.oauth.provider_io.ProviderHttp`.
+   the injected :class:`realtime.oauth.providers.outbound.ProviderHttp`.
 3. The local user ``NAME:<ProfileIdVariable>`` is looked up; with
    ``auto_create`` a missing one is added to the users file
-   (:func:`create_user`).
+   (:func:`realtime.oauth.callback.create_user`).
 4. :func:`realtime.oauth.authorize.resume_login` continues: session,
    consent, code, as after a password login.
 
@@ -25,19 +25,15 @@ from __future__ import annotations
 
 import logging
 import secrets
-from functools import partial
 from pathlib import Path
 from typing import Any, Mapping
 
-import attrs
-
 from realtime.config.apps import email
 from realtime.config.edit import EditError, UserFile
-from realtime.config.provider_def import Provider, ProviderError
+from realtime.config.login_provider import Provider, ProviderError
 from realtime.config.settings import User
 from realtime.oauth import pkce
-from realtime.oauth.pending import PENDING_TTL, Pending, ProviderLogins, digest
-from realtime.oauth.services import OAuthApp
+from realtime.oauth.providers.pending import PENDING_TTL, Pending, ProviderLogins, digest
 
 log = logging.getLogger("realtime.oauth.providers")
 
@@ -81,31 +77,6 @@ def new_user(provider: Provider, sub: str, profile: Mapping[str, Any]) -> User:
         address = None
     return User(name=sub, scopes=provider.default_scopes, display_name=provider.read_display_name(profile),
                 email=address)
-
-
-async def create_user(state: OAuthApp, provider: Provider, sub: str, profile: Mapping[str, Any]) -> User:
-    """Add ``sub`` to the users file (the operator sees, disables or removes
-    it there like any user), then to the running snapshot.
-
-    One writer per process (the users offload runs one call at a time); a
-    user already in the file (a reload has not caught up yet) is not
-    written twice, and one another login added meanwhile is returned.
-    """
-    path = state.settings.oauth.users
-    if path is None:
-        raise ProviderError("no [oauth] users file to add users to")
-    user = new_user(provider, sub, profile)
-    current = state.settings.users.get(sub)
-    if current is not None:
-        return current
-    await state.oauth.users_offload(partial(append_user, path, user))
-    settings = state.settings
-    current = settings.users.get(sub)
-    if current is not None:
-        return current  # a concurrent first login of the same user got there first
-    state.settings = attrs.evolve(settings, users={**settings.users, sub: user})
-    log.info("provider login: added user %s (scopes %s) to %s", sub, " ".join(user.scopes) or "-", path)
-    return user
 
 
 def append_user(path: Path, user: User) -> None:

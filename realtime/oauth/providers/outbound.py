@@ -2,7 +2,7 @@
 
 The code exchange and the profile request are network I/O, done by the
 net layer (:mod:`realtime.net.provider_http`, httpx on trio); the flow
-(:mod:`realtime.oauth.provider_flow`) receives an object with these two
+(:mod:`realtime.oauth.providers.flow`) receives an object with these two
 methods in :class:`realtime.oauth.services.OAuthServices` and tells the
 failures apart by the exceptions below, whose text is safe to log (no
 codes, tokens, secrets or response bodies).
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from realtime.config.provider_def import Provider, ProviderError
+from realtime.config.login_provider import Provider, ProviderError
 
 
 class ProviderUnreachable(ProviderError):
