@@ -23,7 +23,6 @@ from wsproto.utilities import generate_accept_token
 from realtime.http.request import Request
 from realtime.http.responses import Response, bearer_challenge, error_response
 from realtime.config.settings import Settings
-from realtime.tokens.bearer import principal_problem as principal_problem  # session/dispatch.py imports it from here
 from realtime.tokens.bearer import verify_bearer
 from realtime.tokens.keyring import AccessClaims, KeyRing, RevokedSet
 

@@ -37,7 +37,7 @@ from realtime.hub import Connection, HubError, SubscribeResult
 from realtime.protocol import frames
 from realtime.protocol import messages as protocol
 from realtime.protocol.close import Close, RateLimited, UnsupportedData
-from realtime.protocol.upgrade import principal_problem
+from realtime.tokens.bearer import principal_problem
 from realtime.tokens.keyring import AccessClaims, TokenError
 
 if TYPE_CHECKING:
