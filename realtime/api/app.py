@@ -26,7 +26,7 @@ before.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from prometheus_client import CollectorRegistry
@@ -36,12 +36,11 @@ from realtime.config.settings import Settings
 from realtime.http.counters import Counters
 from realtime.hub import Hub
 from realtime.protocol.close import CloseCode
+from realtime.store.calls import StoreCalls
 from realtime.oauth.services import OAuthServices
 from realtime.oauth1.credentials import OAuth1Services
 from realtime.tokens.keyring import KeyRing, RevokedSet
 
-if TYPE_CHECKING:  # the store's async edge runs on trio; cores name its type only
-    from realtime.store.calls import StoreCalls
 
 
 @attrs.define(eq=False)
@@ -50,7 +49,7 @@ class App:
     keyring: KeyRing
     revoked: RevokedSet
     hub: Hub
-    store: "StoreCalls"
+    store: StoreCalls
     oauth: OAuthServices
     oauth1: OAuth1Services
     metrics: Counters = attrs.field(factory=Counters)
@@ -72,8 +71,8 @@ class App:
         ones it brings in).
         """
         self.revoked.add(jti, exp)
-        if share and self.hub.remote:
-            self.hub.broker.share_revocation(jti, exp)  # type: ignore[attr-defined]
+        if share:
+            self.hub.share_revocation(jti, exp)
         closed = 0
         for conn in list(self.hub.connections.by_jti(jti)):
             conn.withdraw(CloseCode.REVOKED, "token revoked")

@@ -38,9 +38,6 @@ class Router:
 
         return decorate
 
-    def has_path(self, path: str) -> bool:
-        return path in self._routes
-
     async def dispatch(self, request: Request, state: Any) -> Response:
         methods = self._routes.get(request.path)
         if methods is None:

@@ -187,3 +187,8 @@ class RemoteBroker(ChannelFeed, Protocol):
     async def presence(self, channel: str, limit: int) -> tuple[list[tuple[str, int]], bool]:
         """Members across nodes, at most ``limit``, and whether cut."""
         ...
+
+    def share_revocation(self, jti: str, exp: float) -> None:
+        """Tell every other node that ``jti`` is revoked until ``exp``, so
+        their sockets on it close too (never blocks: queued for the link)."""
+        ...

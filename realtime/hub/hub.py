@@ -21,7 +21,7 @@ from realtime.hub.inprocess import InProcessBroker
 from realtime.hub.results import HubError, PublishResult, SubscribeResult
 from realtime.hub.rules import ChannelRules
 from realtime.hub.tables import Channel, Tables
-from realtime.protocol import messages as protocol
+from realtime.protocol import replies
 from realtime.protocol.frames import encode_text_frame
 
 __all__ = ["Hub"]
@@ -78,6 +78,11 @@ class Hub:
             chosen.bind(self.deliver)
         self.remote = self._remote is not None
 
+    def share_revocation(self, jti: str, exp: float) -> None:
+        """Send a revocation to the other nodes; in process there are none."""
+        if self._remote is not None:
+            self._remote.share_revocation(jti, exp)
+
     # -- rules --------------------------------------------------------------
 
     def update_rules(
@@ -108,7 +113,7 @@ class Hub:
         """Check the publish scope and encode ``data`` once (both broker paths)."""
         rule = self.rules.check_publish(channel, scopes)
         try:
-            return rule, protocol.encode_json(data)
+            return rule, replies.encode_json(data)
         except (TypeError, ValueError, RecursionError):
             raise HubError("bad_data", "data cannot be encoded as JSON") from None
 
@@ -226,7 +231,7 @@ class Hub:
         if self._remote is not None:
             self._remote.report(channel, conn.sub)
         elif count == 0 and rule is not None and rule.join_leave:
-            self._announce(ch, protocol.join(channel, conn.sub), skip=conn)
+            self._announce(ch, replies.join(channel, conn.sub), skip=conn)
         return SubscribeResult(replay.frames, replay.recovered, replay.last_seq, True)
 
     async def subscribe_async(self, conn: Connection, channel: str, since: int | None = None) -> SubscribeResult:
@@ -290,7 +295,7 @@ class Hub:
         if not ch.subs:
             self.broker.unwatch(channel)
         elif count == 0 and self._remote is None and self.rules.announces(channel):
-            self._announce(ch, protocol.leave(channel, sub), skip=None)
+            self._announce(ch, replies.leave(channel, sub), skip=None)
 
     def subscriptions_of(self, conn: Connection) -> tuple[str, ...]:
         """``conn``'s channels in subscribe order."""

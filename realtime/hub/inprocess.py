@@ -12,7 +12,7 @@ from typing import Literal
 
 from realtime.hub.broker import DeliverFn, Replay
 from realtime.protocol.frames import encode_text_frame
-from realtime.protocol.messages import message_from_json
+from realtime.protocol.replies import message_from_json
 
 __all__ = ["InProcessBroker"]
 
@@ -140,9 +140,6 @@ class InProcessBroker:
         """Channels with a counter in memory (watched or idle)."""
         return len(self._logs)
 
-    def kept_messages(self) -> int:
-        """Messages held in history across all channels."""
-        return sum(len(log.frames) for log in self._logs.values())
 
 
 def _deliver_nowhere(channel: str, frame: bytes) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 
 from realtime.config.settings import ChannelRule, WebSocketSettings
 from realtime.hub.results import HubError
-from realtime.protocol import messages as protocol
+from realtime.protocol import messages
 
 __all__ = ["DEFAULT_PRESENCE_LIMIT", "USER_PREFIX", "ChannelRules"]
 
@@ -77,7 +77,7 @@ class ChannelRules:
                 break
         # Only valid names are cached: a cache hit in _checked_rule() skips
         # the name check.
-        if protocol.channel_problem(channel, self.ws.max_channel_name) is None:
+        if messages.channel_problem(channel, self.ws.max_channel_name) is None:
             self._remember(channel, rule)
         return rule
 
@@ -93,7 +93,7 @@ class ChannelRules:
         rule = self._cache.get(channel, _MISS)
         if rule is not _MISS:
             return rule  # type: ignore[no-any-return]
-        problem = protocol.channel_problem(channel, self.ws.max_channel_name)
+        problem = messages.channel_problem(channel, self.ws.max_channel_name)
         if problem is not None:
             raise HubError("bad_channel", problem)
         return self.rule_for(channel)

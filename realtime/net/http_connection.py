@@ -24,7 +24,7 @@ from realtime.protocol.upgrade import Accept, check_upgrade, is_upgrade
 
 if TYPE_CHECKING:
     from realtime.http.router import Router
-    from realtime.api.app import App as ServerState
+    from realtime.api.app import App
 
 log = logging.getLogger("realtime.http")
 
@@ -39,7 +39,7 @@ class _Fail(Exception):
 
 
 class HttpConnection:
-    def __init__(self, transport: Transport, state: "ServerState", router: "Router", scheme: str,
+    def __init__(self, transport: Transport, state: "App", router: "Router", scheme: str,
                  sessions: set[Session]) -> None:
         self.transport = transport
         self.sessions = sessions  # the server's live WebSockets (told 1001 at shutdown)

@@ -23,7 +23,7 @@ from realtime.config.settings import Settings
 from realtime.protocol.close import CloseCode
 from realtime.net.tls import build_tls_context
 from realtime.oauth1.resource import OAUTH1_KID, withdraw_oauth1
-from realtime.protocol import messages as protocol
+from realtime.protocol import replies
 from realtime.tokens.keyring import KeyRing
 
 log = logging.getLogger("realtime.reload")
@@ -74,7 +74,7 @@ async def _reload(state: App, trigger: str, set_tls: Callable[[ssl.SSLContext | 
     set_tls(ssl_context)
     state.keyring = keyring
     for conn, channel in state.hub.update_rules(new.channels, new.websocket):
-        conn.send_obj(protocol.error(None, "subscription_revoked", f"no longer allowed on {channel}"))
+        conn.send_obj(replies.error(None, "subscription_revoked", f"no longer allowed on {channel}"))
     closed = (withdraw_lost_access(state, old, new) + withdraw_retired_keys(state)
               + withdraw_oauth1(state.hub.connections, old, new))
     log.info("reload (%s) applied: %d apps, %d users, %d channel rules; %d connections closed",

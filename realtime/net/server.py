@@ -160,7 +160,6 @@ class Server:
         self.broker: "RedisBroker | None" = None
         self.ssl_context: ssl.SSLContext | None = None  # replaced by a reload
         self.sessions: set[Session] = set()  # live WebSockets, told 1001 at shutdown
-        self.started_at: float | None = None
         # Set (and replaced) each time a reload finishes, whatever its result.
         self.reload_done = trio.Event()
         self.bound = Bound()
@@ -274,7 +273,6 @@ class Server:
         started = await build_state(self.settings)
         self.state = state = started.app
         self.broker, self.ssl_context = started.broker, started.ssl_context
-        self.started_at = time.time()
         api.register(self.router)
         server = self.settings.server
         listeners: list[tuple[socket.socket, str]] = []

@@ -40,19 +40,18 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 from realtime.net.cork import CORK
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.protocol import frames
-from realtime.protocol import messages as protocol
-from realtime.protocol.close import CloseCode, MessageTooBig, ProtocolError
+from realtime.protocol import replies
+from realtime.protocol.close import TOO_BIG, CloseCode, ProtocolError
 from realtime.session.clock import Clock
 from realtime.session.dispatch import Dispatcher, Reply
 from realtime.session.ratelimit import RateLimiter
 from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
-    from realtime.api.app import App as ServerState
+    from realtime.api.app import App
 
 log = logging.getLogger("realtime.ws")
 
-ABORT = CloseCode.ABORT  # the name tests import; never sent on the wire
 CLOSE_WAIT = 2.0  # how long we wait for the peer's close frame after ours
 _ids = itertools.count(1)
 
@@ -96,7 +95,7 @@ class Session:
         self,
         transport: Transport,
         claims: AccessClaims,
-        state: "ServerState",
+        state: "App",
         *,
         trailing_data: bytes = b"",
         echo: bool = False,
@@ -223,7 +222,7 @@ class Session:
             self._scope.deadline = self.clock.deadline(self.exp)
             with self._scope:
                 if not self.echo:
-                    self.send_obj(protocol.welcome(self.sub, self.exp))
+                    self.send_obj(replies.welcome(self.sub, self.exp))
                 self._aim_warning()
                 interval = self.state.settings.websocket.ping_interval
                 if interval > 0:
@@ -310,7 +309,7 @@ class Session:
             return
         if now >= self._warn_at:
             self._warn_at = math.inf  # once per deadline; a refresh re-aims it
-            self.send_obj(protocol.token_expiring(self.exp))
+            self.send_obj(replies.token_expiring(self.exp))
         if now >= self._ping_at:
             self.offer(frames.encode_ping_frame(b"rt"))
             self._ping_at = now + ws.ping_interval
@@ -354,7 +353,7 @@ class Session:
                         chunk = event.data
                         size += _utf8_size(chunk) if isinstance(chunk, str) else len(chunk)
                         if size > max_bytes:
-                            self.withdraw(MessageTooBig.close_code, MessageTooBig.close_reason)
+                            self.withdraw(TOO_BIG.code, TOO_BIG.reason)
                             return False
                         parts.append(chunk)
                         if event.message_finished:

@@ -18,11 +18,13 @@ from __future__ import annotations
 import hmac
 import logging
 from functools import partial
+from typing import Any, Mapping
 from urllib.parse import urlencode
 
 import attrs
 
-from realtime.config.login_provider import ProviderError, safe_code
+from realtime.config.login_provider import Provider, ProviderError, safe_code
+from realtime.config.settings import User
 from realtime.http import pages
 from realtime.http.request import Request
 from realtime.http.responses import Response

@@ -53,13 +53,6 @@ def read_form(request: Request) -> dict[str, str]:
         raise InvalidRequestError(str(exc)) from None
 
 
-def query_params(request: Request) -> dict[str, str]:
-    try:
-        return single(request.query)
-    except ValueError:
-        raise InvalidRequestError("malformed query") from None
-
-
 def parse_scope(text: str | None) -> frozenset[str] | None:
     """A space-delimited scope string; None when the parameter was absent."""
     if text is None:

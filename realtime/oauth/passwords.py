@@ -137,9 +137,5 @@ class SecretCache:
                 self._entries.clear()
         self._entries[self._digest(client_id, secret)] = (now + self.ttl, matched_hash)
 
-    def forget_client(self, client_id: str) -> None:
-        """Entries are keyed blindly; dropping a client means dropping all."""
-        self._entries.clear()
-
     def __len__(self) -> int:
         return len(self._entries)

@@ -23,7 +23,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import attrs
 
@@ -37,9 +37,8 @@ from realtime.oauth.providers.pending import ProviderLogins
 from realtime.oauth.providers.outbound import ProviderHttp
 from realtime.oauth.throttle import LoginThrottle
 from realtime.tokens.keyring import KeyRing, RevokedSet
+from realtime.store.calls import StoreCalls
 
-if TYPE_CHECKING:  # the store's async edge runs on trio; cores name its type only
-    from realtime.store.calls import StoreCalls
 
 SESSION_COOKIE = "rt_session"
 CSRF_COOKIE = "rt_csrf"
@@ -106,7 +105,7 @@ class Session:
 
 @attrs.define
 class OAuthServices:
-    store: "StoreCalls"
+    store: StoreCalls
     key: bytes
     hasher: Hasher
     provider_http: ProviderHttp  # outbound HTTP of provider logins
@@ -194,7 +193,7 @@ class OAuthApp(Protocol):
     def revoke_access(self, jti: str, exp: float, *, share: bool = True) -> int: ...
 
 
-def build_services(settings: Settings, store: "StoreCalls", key: bytes, *, hasher: Hasher,
+def build_services(settings: Settings, store: StoreCalls, key: bytes, *, hasher: Hasher,
                    provider_http: ProviderHttp, users_offload: Offload, **overrides: Any) -> OAuthServices:
     """The services for ``settings`` (``key``: :func:`load_or_create_key`).
 

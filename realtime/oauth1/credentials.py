@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import attrs
 
@@ -28,9 +28,8 @@ from realtime.oauth1.errors import OAuth1Error
 from realtime.config.settings import App, Settings
 from realtime.oauth.services import OAuthApp
 from realtime.store import OAuth1AccessToken, OAuth1RequestToken, token_hash
+from realtime.store.calls import StoreCalls
 
-if TYPE_CHECKING:  # the store's async edge runs on trio; cores name its type only
-    from realtime.store.calls import StoreCalls
 
 log = logging.getLogger("realtime.oauth1")
 
@@ -48,7 +47,7 @@ class OAuth1Services:
     """What the OAuth 1.0a endpoints share; built once at start by the net
     layer (``build_state``) with :func:`build_services`."""
 
-    store: "StoreCalls"
+    store: StoreCalls
     key: bytes
     clock: Callable[[], float] = time.time
     _index: tuple[Any, dict[str, App]] | None = None
@@ -97,7 +96,7 @@ class OAuth1App(OAuthApp, Protocol):
     oauth1: OAuth1Services
 
 
-def build_services(store: "StoreCalls", key: bytes, **overrides: Any) -> OAuth1Services:
+def build_services(store: StoreCalls, key: bytes, **overrides: Any) -> OAuth1Services:
     """``key``: :func:`realtime.oauth1.crypto.load_or_create_key` (blocking:
     the caller reads it in a thread).  Keyword overrides (``clock``) are for tests."""
     return OAuth1Services(store=store, key=key, **overrides)

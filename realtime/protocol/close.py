@@ -27,9 +27,9 @@ __all__ = [
     "Close",
     "CloseError",
     "ProtocolError",
-    "UnsupportedData",
-    "MessageTooBig",
-    "RateLimited",
+    "BINARY_REFUSED",
+    "TOO_BIG",
+    "RATE_LIMITED",
 ]
 
 
@@ -66,12 +66,6 @@ class CloseCode(IntEnum):
     #: ``[websocket] max_backlog_bytes``)".
     SLOW_CONSUMER = 4009
 
-    @property
-    def sendable(self) -> bool:
-        """False for the codes RFC 6455 §7.4.1 says "MUST NOT be set as a
-        status code in a Close control frame by an endpoint"."""
-        return self not in (CloseCode.NO_STATUS, CloseCode.ABORT)
-
 
 #: after these a client needs a new token before it reconnects
 NEEDS_NEW_TOKEN = frozenset({CloseCode.TOKEN_EXPIRED, CloseCode.REVOKED})
@@ -93,7 +87,7 @@ class CloseError(Exception):
     A subclass names both in its class line, so the code sits beside the
     error it belongs to::
 
-        class RateLimited(ProtocolError, code=CloseCode.RATE_LIMITED, reason="publish rate limit"): ...
+        class InvalidJSON(ProtocolError, code=CloseCode.INVALID_DATA, reason="invalid JSON"): ...
     """
 
     close_code: ClassVar[CloseCode] = CloseCode.PROTOCOL_ERROR
@@ -115,13 +109,10 @@ class ProtocolError(CloseError, code=CloseCode.PROTOCOL_ERROR, reason="protocol 
     """The peer broke the protocol (h11's ``RemoteProtocolError``)."""
 
 
-class UnsupportedData(ProtocolError, code=CloseCode.UNSUPPORTED_DATA, reason="binary messages are not accepted"):
-    """A binary message: the protocol is JSON text (SPEC §4)."""
-
-
-class MessageTooBig(ProtocolError, code=CloseCode.TOO_BIG, reason="message too big"):
-    """A message over ``[websocket] max_message_bytes``."""
-
-
-class RateLimited(ProtocolError, code=CloseCode.RATE_LIMITED, reason="publish rate limit"):
-    """More publishes than ``[websocket] publish_rate`` allows."""
+# Closes decided by a rule, not raised: the session ends with these as values.
+#: A binary message: the protocol is JSON text (SPEC §4).
+BINARY_REFUSED = Close(CloseCode.UNSUPPORTED_DATA, "binary messages are not accepted")
+#: A message over ``[websocket] max_message_bytes``.
+TOO_BIG = Close(CloseCode.TOO_BIG, "message too big")
+#: More publishes than ``[websocket] publish_rate`` allows.
+RATE_LIMITED = Close(CloseCode.RATE_LIMITED, "publish rate limit")

@@ -4,8 +4,7 @@ The session hands each complete text message to
 :func:`parse_client_message` and gets back a frozen message, a
 :class:`MessageError` (answer with an ``error`` and keep the connection), or
 :class:`InvalidJSON` (close with 1007).  The builders of every server
-message live in :mod:`realtime.protocol.replies`; their names are re-exported
-here, so ``protocol.ack(...)`` and the like keep working.
+message live in :mod:`realtime.protocol.replies`.
 
 Like h11, this module never touches a socket and never raises anything but
 its own errors for peer input: any text gives a message, a
@@ -67,22 +66,7 @@ from typing import Any, NoReturn, TypeAlias
 import attrs
 
 from realtime.protocol.close import CloseCode, ProtocolError
-from realtime.protocol import replies as messages
-from realtime.protocol.replies import (  # re-exported: the server message builders
-    MessageId as MessageId,
-    ack as ack,
-    encode_json as encode_json,
-    error as error,
-    join as join,
-    leave as leave,
-    message as message,
-    message_from_json as message_from_json,
-    pong as pong,
-    presence as presence,
-    refreshed as refreshed,
-    token_expiring as token_expiring,
-    welcome as welcome,
-)
+from realtime.protocol.replies import MessageId
 
 __all__ = [
     "MAX_ID_CHARS",
@@ -98,7 +82,6 @@ __all__ = [
     "InvalidJSON",
     "parse_client_message",
     "channel_problem",
-    *messages.__all__,
 ]
 
 MAX_ID_CHARS = 128

@@ -11,7 +11,12 @@ the shell turns a ``Reply`` into writes and deadlines is its business.
 
 Why a value out instead of writing through the session: every decision is
 visible in one place and testable without a socket (h11's ``Connection``
-returns bytes rather than sending them).  The hub still calls the peer's
+returns bytes rather than sending them).  What does change during a call is
+the state the decision is about: the hub's tables (subscribe,
+unsubscribe, publish), the publish bucket, and on a good ``refresh`` the
+peer's identity (:meth:`Peer.adopt`), the hub's index and the
+subscriptions the new scopes no longer allow; never the socket or the
+clock.  The hub still calls the peer's
 ``offer`` during a call (a publish reaching its own publisher, a ``join``
 on subscribe); those frames go out before the ``Reply``'s, which is the
 order the client has always seen (the message, then the ``ack``).
@@ -35,8 +40,9 @@ import attrs
 
 from realtime.hub import Connection, HubError, SubscribeResult
 from realtime.protocol import frames
-from realtime.protocol import messages as protocol
-from realtime.protocol.close import Close, RateLimited, UnsupportedData
+from realtime.protocol import messages
+from realtime.protocol import replies
+from realtime.protocol.close import BINARY_REFUSED, RATE_LIMITED, Close
 from realtime.tokens.bearer import principal_problem
 from realtime.tokens.keyring import AccessClaims, TokenError
 
@@ -107,13 +113,13 @@ def _text(payload: bytes) -> Reply:
     return Reply([frames.encode_text_frame(payload)])
 
 
-def _refused(mid: protocol.MessageId, code: str, text: str) -> Reply:
-    return _text(protocol.error(mid, code, text))
+def _refused(mid: replies.MessageId, code: str, text: str) -> Reply:
+    return _text(replies.error(mid, code, text))
 
 
-def _answered(mid: protocol.MessageId, **extra: Any) -> Reply:
+def _answered(mid: replies.MessageId, **extra: Any) -> Reply:
     """The ``ack`` when the message had an ``id``; nothing otherwise."""
-    return Reply() if mid is None else _text(protocol.ack(mid, **extra))
+    return Reply() if mid is None else _text(replies.ack(mid, **extra))
 
 
 _Handler = Callable[["Dispatcher", Any, Peer, App, float], Reply]
@@ -144,12 +150,12 @@ class Dispatcher:
                 return _text(data.encode())
             return Reply([frames.encode_binary_frame(data)])
         if isinstance(data, bytes):
-            return Reply(close=UnsupportedData().close())
+            return Reply(close=BINARY_REFUSED)
         try:
-            message = protocol.parse_client_message(data, max_channel=app.settings.websocket.max_channel_name)
-        except protocol.InvalidJSON as exc:
+            message = messages.parse_client_message(data, max_channel=app.settings.websocket.max_channel_name)
+        except messages.InvalidJSON as exc:
             return Reply(close=exc.close())
-        except protocol.MessageError as exc:
+        except messages.MessageError as exc:
             return _refused(exc.id, exc.code, exc.message)
         if app.hub.remote:
             remote = _REMOTE_HANDLERS.get(type(message))
@@ -161,17 +167,17 @@ class Dispatcher:
         return handler(self, message, peer, app, now)
 
     # -- ping, subscribe, unsubscribe ------------------------------------------
-    def ping(self, message: protocol.Ping, peer: Peer, app: App, now: float) -> Reply:
-        return _text(protocol.pong(message.id))
+    def ping(self, message: messages.Ping, peer: Peer, app: App, now: float) -> Reply:
+        return _text(replies.pong(message.id))
 
-    def subscribe(self, message: protocol.Subscribe, peer: Peer, app: App, now: float) -> Reply:
+    def subscribe(self, message: messages.Subscribe, peer: Peer, app: App, now: float) -> Reply:
         try:
             result = app.hub.subscribe(peer, message.channel, message.since)
         except HubError as exc:
             return _refused(message.id, exc.code, exc.message)
         return self._subscribed(message, result)
 
-    async def subscribe_remote(self, message: protocol.Subscribe, peer: Peer, app: App, now: float) -> Reply:
+    async def subscribe_remote(self, message: messages.Subscribe, peer: Peer, app: App, now: float) -> Reply:
         try:
             result = await app.hub.subscribe_async(peer, message.channel, message.since)
         except HubError as exc:
@@ -179,35 +185,35 @@ class Dispatcher:
         return self._subscribed(message, result)
 
     @staticmethod
-    def _subscribed(message: protocol.Subscribe, result: SubscribeResult) -> Reply:
+    def _subscribed(message: messages.Subscribe, result: SubscribeResult) -> Reply:
         # The ack tells whether `since` was fully recovered (realtime.hub
         # docstring); the replay follows it in the same Reply, with no await
         # in between, so no live message can slip ahead of the history.
         if message.since is not None:
-            reply = _text(protocol.ack(message.id, recovered=result.recovered))
+            reply = _text(replies.ack(message.id, recovered=result.recovered))
         else:
             reply = _answered(message.id)
         reply.frames.extend(result.replay)
         return reply
 
-    def unsubscribe(self, message: protocol.Unsubscribe, peer: Peer, app: App, now: float) -> Reply:
+    def unsubscribe(self, message: messages.Unsubscribe, peer: Peer, app: App, now: float) -> Reply:
         app.hub.unsubscribe(peer, message.channel)
         return _answered(message.id)
 
     # -- publish: the in-process broker answers at once; a remote one needs
     # the awaited twin.  Both share the rate check and the accounting.
-    def publish(self, message: protocol.Publish, peer: Peer, app: App, now: float) -> Reply:
+    def publish(self, message: messages.Publish, peer: Peer, app: App, now: float) -> Reply:
         if not peer.publish_limit.allow(now):
-            return Reply(close=RateLimited().close())
+            return Reply(close=RATE_LIMITED)
         try:
             result = app.hub.publish(message.channel, message.data, from_sub=peer.sub, scopes=peer.scopes)
         except HubError as exc:
             return _refused(message.id, exc.code, exc.message)
         return self._published(message, result, app)
 
-    async def publish_remote(self, message: protocol.Publish, peer: Peer, app: App, now: float) -> Reply:
+    async def publish_remote(self, message: messages.Publish, peer: Peer, app: App, now: float) -> Reply:
         if not peer.publish_limit.allow(now):
-            return Reply(close=RateLimited().close())
+            return Reply(close=RATE_LIMITED)
         try:
             result = await app.hub.publish_async(message.channel, message.data, from_sub=peer.sub, scopes=peer.scopes)
         except HubError as exc:
@@ -215,13 +221,13 @@ class Dispatcher:
         return self._published(message, result, app)
 
     @staticmethod
-    def _published(message: protocol.Publish, result: PublishResult, app: App) -> Reply:
+    def _published(message: messages.Publish, result: PublishResult, app: App) -> Reply:
         app.metrics.publishes += 1
         app.metrics.deliveries += result.delivered
         return _answered(message.id, seq=result.seq)
 
     # -- refresh -----------------------------------------------------------------
-    def refresh(self, message: protocol.Refresh, peer: Peer, app: App, now: float) -> Reply:
+    def refresh(self, message: messages.Refresh, peer: Peer, app: App, now: float) -> Reply:
         """SPEC §4: "replace the connection's token (same ``sub`` and
         ``client_id``); moves its deadline"."""
         settings = app.settings
@@ -245,23 +251,23 @@ class Dispatcher:
         peer.adopt(claims)
         app.hub.connections.reindex(peer, *old)
         app.metrics.refreshes["ok"] += 1
-        reply = _text(protocol.refreshed(claims.exp, message.id))
+        reply = _text(replies.refreshed(claims.exp, message.id))
         reply.claims = claims
         # The new token may hold fewer scopes: drop what it no longer allows.
         for _conn, channel in app.hub.revalidate(peer):
             reply.frames.append(frames.encode_text_frame(
-                protocol.error(None, "subscription_revoked", f"token no longer allows {channel}")))
+                replies.error(None, "subscription_revoked", f"token no longer allows {channel}")))
         return reply
 
     # -- presence ----------------------------------------------------------------
-    def presence(self, message: protocol.Presence, peer: Peer, app: App, now: float) -> Reply:
+    def presence(self, message: messages.Presence, peer: Peer, app: App, now: float) -> Reply:
         try:
             members, truncated = app.hub.presence_page(message.channel, sub=peer.sub, scopes=peer.scopes)
         except HubError as exc:
             return _refused(message.id, exc.code, exc.message)
         return _text(presence_answer(app, message.channel, members, truncated, message.id))
 
-    async def presence_remote(self, message: protocol.Presence, peer: Peer, app: App, now: float) -> Reply:
+    async def presence_remote(self, message: messages.Presence, peer: Peer, app: App, now: float) -> Reply:
         try:
             members, truncated = await app.hub.presence_async(message.channel, sub=peer.sub, scopes=peer.scopes)
         except HubError as exc:
@@ -283,21 +289,21 @@ def presence_answer(
     """
     users = app.settings.users
     listed = [(sub, count, users[sub].display_name if sub in users else None) for sub, count in members]
-    return protocol.presence(channel, listed, mid, truncated)
+    return replies.presence(channel, listed, mid, truncated)
 
 
 _HANDLERS: dict[type, _Handler] = {
-    protocol.Ping: Dispatcher.ping,
-    protocol.Subscribe: Dispatcher.subscribe,
-    protocol.Unsubscribe: Dispatcher.unsubscribe,
-    protocol.Publish: Dispatcher.publish,
-    protocol.Refresh: Dispatcher.refresh,
-    protocol.Presence: Dispatcher.presence,
+    messages.Ping: Dispatcher.ping,
+    messages.Subscribe: Dispatcher.subscribe,
+    messages.Unsubscribe: Dispatcher.unsubscribe,
+    messages.Publish: Dispatcher.publish,
+    messages.Refresh: Dispatcher.refresh,
+    messages.Presence: Dispatcher.presence,
 }
 
 # Used instead when a remote broker is configured (hub.remote).
 _REMOTE_HANDLERS: dict[type, _RemoteHandler] = {
-    protocol.Subscribe: Dispatcher.subscribe_remote,
-    protocol.Publish: Dispatcher.publish_remote,
-    protocol.Presence: Dispatcher.presence_remote,
+    messages.Subscribe: Dispatcher.subscribe_remote,
+    messages.Publish: Dispatcher.publish_remote,
+    messages.Presence: Dispatcher.presence_remote,
 }

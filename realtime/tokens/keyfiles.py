@@ -33,7 +33,7 @@ import attrs
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("realtime.keys")  # the logger name in log lines (SPEC §2 log_format) predates the move
 
 #: The JWS algorithms we sign with.  RS256 is the default because RFC 9068
 #: §2.1 says "JWT access tokens MUST be signed ... Authorization servers

@@ -28,7 +28,7 @@ from realtime.config.load import ConfigError, default_settings, load_settings
 from realtime.oauth.passwords import hash_secret
 from realtime.config.settings import Addr, App, Settings, User
 from realtime.tokens.keyring import issue_access_token
-from realtime.net.websocket import ABORT
+from realtime.protocol.close import CloseCode
 from tests.helpers.server import Running
 
 CHROMIUM = "/usr/bin/chromium"
@@ -260,7 +260,7 @@ def run_browser(sync_api: Any, origin: str, notify_token: str, cut_alice: Callab
             expect(bob.locator("#notifications")).not_to_contain_text("your report is ready")
 
             # -- a network loss, then a 4001: reconnect with since, no gap, no duplicate.
-            for n, (code, text) in enumerate([(ABORT, "sent while the network was down"),
+            for n, (code, text) in enumerate([(CloseCode.ABORT, "sent while the network was down"),
                                               (4001, "sent while the token had expired")], start=2):
                 cut_alice(code, text)
                 expect(alice.locator("#messages li").filter(has_text=text)).to_have_count(1)

@@ -16,7 +16,7 @@ Test modules import from here, never from one another nor from a
 * :mod:`tests.helpers.fuzz`: a blocking raw-socket WebSocket client and the
   watched server the hypothesis tests run against.
 * :mod:`tests.helpers.oauth`: the OAuth 2 apps, users and secrets, and
-  :class:`Env`, a ``ServerState`` driven through the router without sockets.
+  :class:`Env`, an ``App`` driven through the router without sockets.
 * :mod:`tests.helpers.oauth1`: an OAuth 1.0a consumer and a browser that
   approves its request tokens.
 * :mod:`tests.helpers.hub`: a hub and fake connections for the hub tests.

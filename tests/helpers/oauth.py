@@ -23,7 +23,7 @@ from realtime.http.router import Router
 from realtime.oauth import pkce
 from realtime.oauth.services import OAuthServices
 from realtime.config.settings import App, OAuthSettings, RetiredSecret, ServerSettings, Settings, User
-from realtime.api.app import App as ServerState
+from realtime.api.app import App as ServerApp
 from realtime.store.aio import AsyncStore
 
 # Cheap argon2id parameters: the hashes carry them, so verification is fast too.
@@ -75,7 +75,7 @@ def build_settings(tmp_path: Path, hashes: dict[str, str], now: float) -> Settin
 
 @attrs.define
 class Env:
-    state: ServerState
+    state: ServerApp
     router: Router
     now: float
     jar: dict[str, str] = attrs.field(factory=dict)

@@ -13,7 +13,7 @@ import pytest
 from realtime.config.settings import WebSocketSettings
 from realtime.hub import Hub, HubError
 from realtime.hub.broker import BrokerUnavailable, Replay
-from realtime.protocol import messages as protocol
+from realtime.protocol import replies
 from realtime.protocol.frames import encode_text_frame
 from tests.helpers.hub import RULES, FakeConn, FakeRemote, make_hub
 
@@ -50,8 +50,8 @@ def test_three_tabs_are_one_member_and_leave_with_the_last() -> None:
 
 
 def test_presence_answer_shape_with_truncated() -> None:
-    body = protocol.presence("room:1", [("a", 2, "A"), ("b", 1, None)], 7, truncated=True)
-    assert protocol.encode_json({}) == b"{}"
+    body = replies.presence("room:1", [("a", 2, "A"), ("b", 1, None)], 7, truncated=True)
+    assert replies.encode_json({}) == b"{}"
     assert json.loads(body) == {"type": "presence", "channel": "room:1", "id": 7, "truncated": True,
                                 "members": [{"sub": "a", "connections": 2, "display_name": "A"},
                                             {"sub": "b", "connections": 1}]}
@@ -72,7 +72,7 @@ async def test_remote_mode_reports_and_does_not_announce() -> None:
     assert broker.early == [("room:1", "bob", 1, 1), ("room:1", "alice", 1, 2), ("room:1", "alice", 2, 3)]
     assert hub.local_counts("room:1", "alice") == (2, 3)
     # A join from the broker reaches everyone but alice's own connections.
-    frame = encode_text_frame(protocol.join("room:1", "alice"))
+    frame = encode_text_frame(replies.join("room:1", "alice"))
     assert hub.deliver_event("room:1", frame, "alice") == 1
     assert b.take() == [{"type": "join", "channel": "room:1", "sub": "alice"}] and a1.take() == []
     hub.drop(a1)

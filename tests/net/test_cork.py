@@ -1,4 +1,4 @@
-"""Write coalescing (realtime/ws/cork.py): several messages in one read fan
+"""Write coalescing (realtime/net/cork.py): several messages in one read fan
 out as one write per recipient, in order, over TCP and TLS; and a TLS read
 returns every record already received, so the batch is seen whole."""
 

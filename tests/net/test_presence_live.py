@@ -1,7 +1,7 @@
 """Presence over real sockets (SPEC §5a): the WebSocket ``presence``
 request, and ``join``/``leave`` for a ``sub``'s first and last connection
 (by unsubscribe, close, or a refresh that loses the scope).  GET
-/api/presence and dropped networks are in tests/test_presence_node.py."""
+/api/presence and dropped networks are in tests/net/redis/test_presence_node.py."""
 
 from __future__ import annotations
 

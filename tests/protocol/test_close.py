@@ -1,5 +1,5 @@
 """The close-code table (realtime/protocol/close.py): the numbers SPEC §4
-names, and the errors that carry them."""
+names, the errors that carry them, and the closes decided by a rule."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import pytest
 
 from realtime.net.transport import BacklogOverflow, TransportClosed
 from realtime.protocol.close import (
+    BINARY_REFUSED,
     NEEDS_NEW_TOKEN,
+    RATE_LIMITED,
+    TOO_BIG,
     Close,
     CloseCode,
-    MessageTooBig,
     ProtocolError,
-    RateLimited,
-    UnsupportedData,
 )
 from realtime.protocol.messages import InvalidJSON, parse_client_message
 
@@ -33,10 +33,6 @@ def test_a_code_is_its_number_in_labels_and_comparisons() -> None:
     assert {4009: 1}.get(CloseCode.SLOW_CONSUMER) == 1
 
 
-def test_codes_rfc_6455_forbids_on_the_wire() -> None:
-    assert [c for c in CloseCode if not c.sendable] == [CloseCode.NO_STATUS, CloseCode.ABORT]
-
-
 def test_a_new_token_is_needed_after_expiry_and_revocation_only() -> None:
     assert NEEDS_NEW_TOKEN == {4001, 4003}
     assert 4009 not in NEEDS_NEW_TOKEN
@@ -45,9 +41,6 @@ def test_a_new_token_is_needed_after_expiry_and_revocation_only() -> None:
 @pytest.mark.parametrize(
     "error,code,reason",
     [
-        (UnsupportedData, 1003, "binary messages are not accepted"),
-        (MessageTooBig, 1009, "message too big"),
-        (RateLimited, 4008, "publish rate limit"),
         (InvalidJSON, 1007, "invalid JSON"),
         (ProtocolError, 1002, "protocol error"),
         (BacklogOverflow, 4009, "slow consumer"),
@@ -63,3 +56,15 @@ def test_invalid_json_names_the_close_and_keeps_its_detail_for_logs() -> None:
         parse_client_message("{nope")
     assert info.value.close() == Close(CloseCode.INVALID_DATA, "invalid JSON")
     assert "position" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "close,code,reason",
+    [
+        (BINARY_REFUSED, 1003, "binary messages are not accepted"),
+        (TOO_BIG, 1009, "message too big"),
+        (RATE_LIMITED, 4008, "publish rate limit"),
+    ],
+)
+def test_each_rule_close_names_its_code(close: Close, code: int, reason: str) -> None:
+    assert (close.code, close.reason) == (code, reason)

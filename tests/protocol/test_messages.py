@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from realtime.protocol import messages as protocol
+from realtime.protocol import messages
+from realtime.protocol import replies
 from realtime.protocol.messages import (
     InvalidJSON,
     MessageError,
@@ -23,7 +24,7 @@ from realtime.protocol.messages import (
 )
 
 
-def parse(obj: object, **kw: int) -> protocol.ClientMessage:
+def parse(obj: object, **kw: int) -> messages.ClientMessage:
     return parse_client_message(json.dumps(obj), **kw)
 
 
@@ -244,28 +245,28 @@ def load(b: bytes) -> object:
 
 
 def test_builders() -> None:
-    assert load(protocol.welcome("alice", 1700000000)) == {
+    assert load(replies.welcome("alice", 1700000000)) == {
         "type": "welcome", "sub": "alice", "expires_at": 1700000000,
     }
-    assert protocol.ack(1) == b'{"type":"ack","id":1}'
-    assert protocol.ack(None) == b'{"type":"ack"}'
-    assert protocol.ack(2, seq=9) == b'{"type":"ack","id":2,"seq":9}'
-    assert protocol.ack(2, recovered=None) == b'{"type":"ack","id":2}'
-    assert load(protocol.ack("a", recovered=False)) == {"type": "ack", "id": "a", "recovered": False}
-    assert load(protocol.error("q", "forbidden", "no")) == {
+    assert replies.ack(1) == b'{"type":"ack","id":1}'
+    assert replies.ack(None) == b'{"type":"ack"}'
+    assert replies.ack(2, seq=9) == b'{"type":"ack","id":2,"seq":9}'
+    assert replies.ack(2, recovered=None) == b'{"type":"ack","id":2}'
+    assert load(replies.ack("a", recovered=False)) == {"type": "ack", "id": "a", "recovered": False}
+    assert load(replies.error("q", "forbidden", "no")) == {
         "type": "error", "id": "q", "code": "forbidden", "message": "no",
     }
-    assert load(protocol.error(None, "bad_message", "m")) == {
+    assert load(replies.error(None, "bad_message", "m")) == {
         "type": "error", "code": "bad_message", "message": "m",
     }
-    assert load(protocol.token_expiring(5)) == {"type": "token_expiring", "expires_at": 5}
-    assert load(protocol.refreshed(6)) == {"type": "refreshed", "expires_at": 6}
-    assert load(protocol.refreshed(6, "r")) == {"type": "refreshed", "expires_at": 6, "id": "r"}
-    assert protocol.pong() == b'{"type":"pong"}'
-    assert load(protocol.pong(7)) == {"type": "pong", "id": 7}
-    assert load(protocol.join("c", "bob")) == {"type": "join", "channel": "c", "sub": "bob"}
-    assert load(protocol.leave("c", "bob")) == {"type": "leave", "channel": "c", "sub": "bob"}
-    assert load(protocol.presence("c", [("a", 2, "Alice"), ("b", 1, None)])) == {
+    assert load(replies.token_expiring(5)) == {"type": "token_expiring", "expires_at": 5}
+    assert load(replies.refreshed(6)) == {"type": "refreshed", "expires_at": 6}
+    assert load(replies.refreshed(6, "r")) == {"type": "refreshed", "expires_at": 6, "id": "r"}
+    assert replies.pong() == b'{"type":"pong"}'
+    assert load(replies.pong(7)) == {"type": "pong", "id": 7}
+    assert load(replies.join("c", "bob")) == {"type": "join", "channel": "c", "sub": "bob"}
+    assert load(replies.leave("c", "bob")) == {"type": "leave", "channel": "c", "sub": "bob"}
+    assert load(replies.presence("c", [("a", 2, "Alice"), ("b", 1, None)])) == {
         "type": "presence",
         "channel": "c",
         "members": [
@@ -276,27 +277,27 @@ def test_builders() -> None:
 
 
 def test_message_builder() -> None:
-    raw = protocol.message("chat:é", 3, "alice", {"text": "hé", "n": [1, None]})
+    raw = replies.message("chat:é", 3, "alice", {"text": "hé", "n": [1, None]})
     assert raw == '{"type":"message","channel":"chat:é","seq":3,"from":"alice","data":{"text":"hé","n":[1,null]}}'.encode()
     assert load(raw)["from"] == "alice"
 
 
 def test_builders_survive_lone_surrogates() -> None:
-    raw = protocol.message("c", 1, "a\ud800", {"k\udfff": "v\ud83d"})
+    raw = replies.message("c", 1, "a\ud800", {"k\udfff": "v\ud83d"})
     assert load(raw) == {
         "type": "message", "channel": "c", "seq": 1, "from": "a\ud800", "data": {"k\udfff": "v\ud83d"},
     }
-    assert load(protocol.ack("\udc00"))["id"] == "\udc00"
+    assert load(replies.ack("\udc00"))["id"] == "\udc00"
 
 
 def test_encode_json_refuses_nan_and_objects() -> None:
     with pytest.raises(ValueError):
-        protocol.encode_json(math.nan)
+        replies.encode_json(math.nan)
     with pytest.raises(TypeError):
-        protocol.encode_json({1, 2})
+        replies.encode_json({1, 2})
 
 
 @given(json_values, st.text(), st.integers(min_value=1, max_value=2**63 - 1), st.text())
 def test_message_roundtrip(data: object, channel: str, seq: int, sub: str) -> None:
-    raw = protocol.message(channel, seq, sub, data)
+    raw = replies.message(channel, seq, sub, data)
     assert load(raw) == {"type": "message", "channel": channel, "seq": seq, "from": sub, "data": data}

@@ -66,7 +66,7 @@ from realtime.net.redis import lua
 from realtime.net.redis.delivery import Delivery
 from realtime.net.redis.link import Link
 from realtime.net.redis.state import IDLE_TTL, REDIS_ERRORS, BrokerState, as_bytes, as_text, log
-from realtime.protocol import messages as protocol
+from realtime.protocol import replies
 
 __all__ = ["RedisBroker"]
 
@@ -161,8 +161,8 @@ class RedisBroker:
     async def publish_async(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
         script = self.state.script("publish")
         name = as_bytes(channel)
-        prefix = b'{"type":"message","channel":' + protocol.encode_json(channel) + b',"seq":'
-        suffix = b',"from":' + protocol.encode_json(from_sub) + b',"data":' + data_json + b"}"
+        prefix = b'{"type":"message","channel":' + replies.encode_json(channel) + b',"seq":'
+        suffix = b',"from":' + replies.encode_json(from_sub) + b',"data":' + data_json + b"}"
         try:
             seq, delivered = await script(
                 keys=[lua.PREFIX_COUNTER + name, lua.PREFIX_STREAM + name,

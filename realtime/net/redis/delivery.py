@@ -23,7 +23,7 @@ from realtime.net.redis.state import (
     as_text,
     log,
 )
-from realtime.protocol import messages as protocol
+from realtime.protocol import replies
 from realtime.protocol.frames import encode_text_frame
 
 __all__ = ["Delivery"]
@@ -268,7 +268,7 @@ class Delivery:
                 w.moved()
             elif kind in (b"J", b"L") and hub is not None:
                 sub = as_text(data[1:])
-                event = protocol.join(channel, sub) if kind == b"J" else protocol.leave(channel, sub)
+                event = replies.join(channel, sub) if kind == b"J" else replies.leave(channel, sub)
                 hub.deliver_event(channel, encode_text_frame(event), sub)
 
     async def _fill(self, channel: str, w: Watch, upto: int) -> None:

@@ -17,7 +17,7 @@ from realtime.net.redis import lua
 from realtime.net.redis.broker import RedisBroker
 from realtime.net.redis.delivery import Delivery
 from realtime.net.redis.state import BrokerState
-from realtime.protocol import messages as protocol
+from realtime.protocol import replies
 from realtime.protocol.frames import encode_text_frame
 from tests.helpers.hub import members
 
@@ -110,7 +110,7 @@ async def test_pump_offers_in_order_once_and_fills_gaps_from_the_stream() -> Non
         nursery.cancel_scope.cancel()
     assert hub.frames == [("chat:x", encode_text_frame(body(seq))) for seq in (1, 2, 3, 4, 5)]
     assert state.watches["chat:x"].cursor == 5 and state.delivered == 10
-    assert hub.events == [("chat:x", encode_text_frame(protocol.join("chat:x", "bob")), "bob")]
+    assert hub.events == [("chat:x", encode_text_frame(replies.join("chat:x", "bob")), "bob")]
     assert revoked == [("jti-1", 12.5)]  # our own revocation is not echoed back
 
 
