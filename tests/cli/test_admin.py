@@ -246,3 +246,15 @@ def test_key_rotate(conf: Path, capsys) -> None:
     assert ring.active.kid == kid != first
     old = ring.keys[first]
     assert old.retire_at is not None and old.retire_at >= time.time() + 900  # ttl + leeway
+
+
+@pytest.mark.parametrize("line,key", [('leeway = "abc"', "oauth.leeway"), ('signing_alg = "XX999"', "oauth.signing_alg")])
+def test_key_rotate_names_file_line_and_key_of_a_bad_value(conf: Path, capsys, line: str, key: str) -> None:
+    """The window comes from the loader's own [oauth] fields, so a bad value is
+    reported as every config error is (file:line: key: message) and no key is made."""
+    conf.write_text(conf.read_text() + line + "\n")
+    bad_line = conf.read_text().splitlines().index(line) + 1
+    assert run(conf, "key", "rotate") == 1
+    err = capsys.readouterr().err
+    assert f"realtime.toml:{bad_line}: {key}:" in err
+    assert not (conf.parent / "var" / "keys").exists()
