@@ -42,7 +42,6 @@ from realtime.oauth1.credentials import OAuth1Services
 from realtime.tokens.keyring import KeyRing, RevokedSet
 
 
-
 @attrs.define(eq=False)
 class App:
     settings: Settings

@@ -163,17 +163,18 @@ class OAuthServices:
 
     # -- housekeeping -------------------------------------------------------
 
+    async def sweep(self, now: float) -> None:
+        """Delete the store's rows that can no longer matter."""
+        self.last_sweep = now
+        await self.store.sweep(now)
+
     async def maybe_sweep(self, now: float) -> None:
         if now - self.last_sweep >= self.sweep_every:
-            self.last_sweep = now
-            await self.store.sweep(now)
-
+            await self.sweep(now)
 
     async def start(self) -> None:
         """Sweep the store once at start (then every ``sweep_every`` seconds)."""
-        now = self.clock()
-        self.last_sweep = now
-        await self.store.sweep(now)
+        await self.sweep(self.clock())
 
 
 class OAuthApp(Protocol):

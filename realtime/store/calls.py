@@ -1,7 +1,7 @@
 """The store's operations as awaitables, without saying how they run.
 
 :class:`StoreCalls` declares every :class:`~realtime.store.store.Store`
-operation as an async method in one line (:class:`InStoreThread`,
+operation as an async method in one line (:class:`Awaited`,
 keeping its parameters and return type) over one abstract
 :meth:`StoreCalls.call`.  The cores (OAuth, OAuth 1.0a) are typed against
 this class; the trio edge, :class:`realtime.store.aio.AsyncStore`, says
@@ -17,16 +17,16 @@ from typing import Any, Awaitable, Callable, Concatenate, Generic, ParamSpec, Ty
 
 from realtime.store.store import Store
 
-__all__ = ["InStoreThread", "StoreCalls"]
+__all__ = ["Awaited", "StoreCalls"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class InStoreThread(Generic[P, R]):
+class Awaited(Generic[P, R]):
     """``Store.method`` as an async method of :class:`StoreCalls`.
 
-    ``get_code = InStoreThread(Store.get_code)`` makes
+    ``get_code = Awaited(Store.get_code)`` makes
     ``await astore.get_code(h)`` run ``astore.sync.get_code(h)`` through
     :meth:`StoreCalls.call`.  The method is looked up by name on the store
     the :class:`StoreCalls` holds, so any store with the same methods (a
@@ -38,18 +38,18 @@ class InStoreThread(Generic[P, R]):
         self.__doc__ = method.__doc__
 
     def __set_name__(self, owner: type, name: str) -> None:
-        if name != self.name:  # ``get_code = InStoreThread(Store.save_code)``
+        if name != self.name:  # ``get_code = Awaited(Store.save_code)``
             raise TypeError(f"{owner.__name__}.{name} would call Store.{self.name}")
 
     @overload
-    def __get__(self, astore: None, owner: type | None = None) -> InStoreThread[P, R]: ...
+    def __get__(self, astore: None, owner: type | None = None) -> Awaited[P, R]: ...
 
     @overload
     def __get__(self, astore: StoreCalls, owner: type | None = None) -> Callable[P, Awaitable[R]]: ...
 
     def __get__(
         self, astore: StoreCalls | None, owner: type | None = None
-    ) -> InStoreThread[P, R] | Callable[P, Awaitable[R]]:
+    ) -> Awaited[P, R] | Callable[P, Awaitable[R]]:
         if astore is None:
             return self
         method: Callable[P, R] = getattr(astore.sync, self.name)
@@ -77,33 +77,33 @@ class StoreCalls:
         """Close after any call in flight."""
         await self.call(self.sync.close)
 
-    save_code = InStoreThread(Store.save_code)
-    get_code = InStoreThread(Store.get_code)
-    redeem_code = InStoreThread(Store.redeem_code)
-    revoke_code_grant = InStoreThread(Store.revoke_code_grant)
-    record_issue = InStoreThread(Store.record_issue)
-    get_refresh = InStoreThread(Store.get_refresh)
-    rotate_refresh = InStoreThread(Store.rotate_refresh)
-    revoke_family = InStoreThread(Store.revoke_family)
+    save_code = Awaited(Store.save_code)
+    get_code = Awaited(Store.get_code)
+    redeem_code = Awaited(Store.redeem_code)
+    revoke_code_grant = Awaited(Store.revoke_code_grant)
+    record_issue = Awaited(Store.record_issue)
+    get_refresh = Awaited(Store.get_refresh)
+    rotate_refresh = Awaited(Store.rotate_refresh)
+    revoke_family = Awaited(Store.revoke_family)
 
-    revoke_jtis = InStoreThread(Store.revoke_jtis)
-    is_revoked = InStoreThread(Store.is_revoked)
-    revoked_jtis = InStoreThread(Store.revoked_jtis)
+    revoke_jtis = Awaited(Store.revoke_jtis)
+    is_revoked = Awaited(Store.is_revoked)
+    revoked_jtis = Awaited(Store.revoked_jtis)
 
-    get_consent = InStoreThread(Store.get_consent)
-    save_consent = InStoreThread(Store.save_consent)
-    forget_consent = InStoreThread(Store.forget_consent)
+    get_consent = Awaited(Store.get_consent)
+    save_consent = Awaited(Store.save_consent)
+    forget_consent = Awaited(Store.forget_consent)
 
-    oauth1_use_nonce = InStoreThread(Store.oauth1_use_nonce)
-    oauth1_save_request_token = InStoreThread(Store.oauth1_save_request_token)
-    oauth1_get_request_token = InStoreThread(Store.oauth1_get_request_token)
-    oauth1_authorize_request_token = InStoreThread(Store.oauth1_authorize_request_token)
-    oauth1_delete_request_token = InStoreThread(Store.oauth1_delete_request_token)
-    oauth1_exchange = InStoreThread(Store.oauth1_exchange)
-    oauth1_get_access_token = InStoreThread(Store.oauth1_get_access_token)
-    oauth1_revoke_access_token = InStoreThread(Store.oauth1_revoke_access_token)
+    oauth1_use_nonce = Awaited(Store.oauth1_use_nonce)
+    oauth1_save_request_token = Awaited(Store.oauth1_save_request_token)
+    oauth1_get_request_token = Awaited(Store.oauth1_get_request_token)
+    oauth1_authorize_request_token = Awaited(Store.oauth1_authorize_request_token)
+    oauth1_delete_request_token = Awaited(Store.oauth1_delete_request_token)
+    oauth1_exchange = Awaited(Store.oauth1_exchange)
+    oauth1_get_access_token = Awaited(Store.oauth1_get_access_token)
+    oauth1_revoke_access_token = Awaited(Store.oauth1_revoke_access_token)
 
-    counts = InStoreThread(Store.counts)
+    counts = Awaited(Store.counts)
 
     async def sweep(self, now: float) -> dict[str, int]:
         """The OAuth 2 tables, then the OAuth 1 ones (nonces past their window)."""

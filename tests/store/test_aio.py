@@ -11,7 +11,7 @@ import trio.testing
 
 from realtime.store import Store, StoreClosed, token_hash
 from realtime.store.aio import AsyncStore
-from realtime.store.calls import InStoreThread, StoreCalls
+from realtime.store.calls import Awaited, StoreCalls
 from tests.helpers.store import NOW, issued
 
 
@@ -71,7 +71,7 @@ async def test_exceptions_propagate_and_free_the_thread(store: Store) -> None:
 
 
 async def test_each_async_method_is_the_store_method_of_its_name(store: Store) -> None:
-    offloaded = {name for name, attr in vars(StoreCalls).items() if isinstance(attr, InStoreThread)}
+    offloaded = {name for name, attr in vars(StoreCalls).items() if isinstance(attr, Awaited)}
     assert offloaded and all(callable(getattr(Store, name)) for name in offloaded)
     # Looked up by name on the store held, so another backend is served by the same lines.
     astore = AsyncStore(store)
@@ -82,7 +82,7 @@ async def test_each_async_method_is_the_store_method_of_its_name(store: Store) -
 
 def test_a_misnamed_declaration_is_refused() -> None:
     with pytest.raises((TypeError, RuntimeError)) as caught:
-        type("Broken", (), {"get_code": InStoreThread(Store.save_code)})
+        type("Broken", (), {"get_code": Awaited(Store.save_code)})
     assert "Store.save_code" in str(caught.value) + str(caught.value.__cause__)
 
 
