@@ -85,6 +85,7 @@ class StoreCalls:
     get_refresh = Awaited(Store.get_refresh)
     rotate_refresh = Awaited(Store.rotate_refresh)
     revoke_family = Awaited(Store.revoke_family)
+    retry_refresh = Awaited(Store.retry_refresh)
 
     revoke_jtis = Awaited(Store.revoke_jtis)
     is_revoked = Awaited(Store.is_revoked)

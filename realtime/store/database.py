@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from realtime.store.records import StoreClosed
-from realtime.store.schema import SCHEMA, SCHEMA_VERSION
+from realtime.store.schema import upgrade
 
 __all__ = ["OPEN_TIMEOUT", "Database", "LostRace"]
 
@@ -69,7 +69,8 @@ class Database:
 
     @classmethod
     def open(cls, path: str | Path) -> Database:
-        """Open (creating the file, its folder and the tables) ``path``.
+        """Open (creating the file, its folder and the tables) ``path``;
+        a file of an older schema is migrated in place (:func:`upgrade`).
 
         The file is made mode 0600: it holds hashes of live credentials.
         """
@@ -82,11 +83,7 @@ class Database:
             _enter_wal_mode(conn, deadline=time.monotonic() + OPEN_TIMEOUT)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.executescript(SCHEMA)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)",
-                (str(SCHEMA_VERSION),),
-            )
+            upgrade(conn, str(path))
         except BaseException:
             conn.close()
             raise

@@ -2,7 +2,8 @@
 
 A code is single-use; a refresh token is rotated, and using one twice
 revokes its family and the access tokens it issued (RFC 6749 §10.5,
-RFC 9700 §4.14.2).
+RFC 9700 §4.14.2) — unless the reuse is a counted retry within the
+grace (:func:`retry_refresh`), which replaces the lost answer instead.
 """
 
 from __future__ import annotations
@@ -112,10 +113,15 @@ def _record_issue(c: sqlite3.Connection, now: float, issued: IssuedTokens) -> st
         return issued.family_id
     family_id = issued.family_id or secrets.token_hex(16)
     c.execute(
-        "INSERT OR IGNORE INTO families(family_id, client_id, sub, created_at)"
-        " VALUES (?, ?, ?, ?)",
-        (family_id, issued.client_id, issued.sub, now),
+        "INSERT OR IGNORE INTO families(family_id, client_id, sub, created_at, credential)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (family_id, issued.client_id, issued.sub, now, issued.credential),
     )
+    if issued.credential is not None:  # a family from before fingerprints: bind it now
+        c.execute(
+            "UPDATE families SET credential = ? WHERE family_id = ? AND credential IS NULL",
+            (issued.credential, family_id),
+        )
     c.execute(
         "INSERT INTO refresh_tokens(token_hash, family_id, client_id, sub, scope,"
         " issued_at, expires_at, access_jti, access_exp)"
@@ -130,13 +136,15 @@ def _record_issue(c: sqlite3.Connection, now: float, issued: IssuedTokens) -> st
 def get_refresh(db: Database, refresh_hash: str) -> RefreshRecord | None:
     r = db.read_one(
         "SELECT r.token_hash, r.family_id, r.client_id, r.sub, r.scope, r.issued_at,"
-        " r.expires_at, r.used_at, f.revoked, r.access_jti, r.access_exp"
+        " r.expires_at, r.used_at, f.revoked, r.access_jti, r.access_exp,"
+        " f.created_at, f.credential, r.retries, r.superseded"
         " FROM refresh_tokens r JOIN families f USING (family_id)"
         " WHERE r.token_hash = ?",
         (refresh_hash,),
     )
     return None if r is None else RefreshRecord(
-        r[0], r[1], r[2], r[3], scope_set(r[4]), r[5], r[6], r[7], bool(r[8]), r[9], r[10]
+        r[0], r[1], r[2], r[3], scope_set(r[4]), r[5], r[6], r[7], bool(r[8]), r[9], r[10],
+        family_created_at=r[11], credential=r[12], retries=r[13], superseded=bool(r[14]),
     )
 
 
@@ -149,15 +157,71 @@ def rotate_refresh(db: Database, old_hash: str, now: float, issued: IssuedTokens
 
     def run(c: sqlite3.Connection) -> None:
         cur = c.execute(
-            "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL"
+            "UPDATE refresh_tokens SET used_at = ?, successor = ? WHERE token_hash = ? AND used_at IS NULL"
             " AND family_id IN (SELECT family_id FROM families WHERE revoked = 0)",
-            (now, old_hash),
+            (now, issued.refresh_hash, old_hash),
         )
         if cur.rowcount != 1:
             raise LostRace()
         _record_issue(c, now, issued)
 
     return db.claim(run)
+
+
+def retry_refresh(
+    db: Database, old_hash: str, now: float, issued: IssuedTokens, *, grace: float, limit: int
+) -> list[tuple[str, float]] | None:
+    """Answer a used refresh token again: a client retrying after a lost answer.
+
+    Allowed, in one transaction, only while ``old_hash`` was rotated at
+    most ``grace`` seconds ago, has been retried fewer than ``limit``
+    times, was not itself superseded, its family is live, and the answer
+    it gave last (its successor) was never used: a successor that was
+    used shows the answer arrived, so this is a replay.  The conditional
+    UPDATE is the single winner: of retries racing for the last allowed
+    one, exactly one finds ``retries < limit``.
+
+    The winner's previous answer is revoked: its refresh token is marked
+    superseded (presenting it later is a reuse) and its access token goes
+    to the revoked table.  Returns those ``(jti, exp)`` pairs for the
+    caller to mark in memory (``state.revoke_access``, which closes live
+    sockets), or None when the retry is not allowed and nothing changed:
+    the caller then revokes the family.
+    """
+
+    def run(c: sqlite3.Connection) -> list[tuple[str, float]]:
+        row = c.execute("SELECT successor FROM refresh_tokens WHERE token_hash = ?", (old_hash,)).fetchone()
+        if row is None or row[0] is None:
+            raise LostRace()
+        lost = row[0]
+        cur = c.execute(
+            "UPDATE refresh_tokens SET retries = retries + 1, successor = ?"
+            " WHERE token_hash = ? AND used_at IS NOT NULL AND used_at >= ?"
+            " AND retries < ? AND superseded = 0 AND client_id = ?"
+            " AND family_id IN (SELECT family_id FROM families WHERE revoked = 0)"
+            " AND EXISTS (SELECT 1 FROM refresh_tokens s WHERE s.token_hash = ?"
+            "             AND s.used_at IS NULL AND s.superseded = 0)",
+            (issued.refresh_hash, old_hash, now - grace, limit, issued.client_id, lost),
+        )
+        if cur.rowcount != 1:
+            raise LostRace()
+        c.execute("UPDATE refresh_tokens SET superseded = 1, used_at = ? WHERE token_hash = ?", (now, lost))
+        pairs = [
+            (jti, float(exp))
+            for jti, exp in c.execute(
+                "SELECT access_jti, access_exp FROM refresh_tokens WHERE token_hash = ?"
+                " AND access_jti IS NOT NULL AND access_exp > ?",
+                (lost, now - REVOKED_GRACE),
+            )
+        ]
+        insert_revoked(c, pairs)
+        _record_issue(c, now, issued)
+        return pairs
+
+    try:
+        return db.write(run)
+    except LostRace:
+        return None
 
 
 def revoke_family(db: Database, family_id: str, now: float) -> list[tuple[str, float]]:

@@ -54,6 +54,10 @@ class RefreshRecord:
     family_revoked: bool
     access_jti: str | None = None
     access_exp: float | None = None
+    family_created_at: float = 0.0  # when the family's first token was issued
+    credential: str | None = None  # the family's credential fingerprint; None: not bound yet
+    retries: int = 0  # answers given again within the reuse grace
+    superseded: bool = False  # its answer was replaced by a retry's (and revoked)
 
 
 @attrs.frozen
@@ -68,6 +72,9 @@ class IssuedTokens:
     client_id: str = ""
     sub: str = ""
     scope: frozenset[str] = frozenset()
+    # The user's credential fingerprint: a new family is bound to it, and a
+    # family from before fingerprints (NULL) is bound at its first rotation.
+    credential: str | None = None
 
 
 @attrs.frozen

@@ -1,13 +1,18 @@
 """The SQLite schema of the state store (``state_dir/state.sqlite3``).
 
-Every statement is ``IF NOT EXISTS`` so opening an existing file is a
-no-op; :data:`SCHEMA_VERSION` is written to ``meta`` once, for the day a
-migration needs to know what it starts from.
+:data:`SCHEMA` is the newest layout; every statement is ``IF NOT EXISTS``
+so a new file gets it whole and an existing one keeps its tables.  The
+``meta`` row ``schema`` says which layout a file has; :func:`upgrade`
+brings an older file forward with the steps of :data:`MIGRATIONS`, in
+the same transaction as the rest of the opening, so a state dir written
+by an older server opens in place.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+import sqlite3
+
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -29,7 +34,8 @@ CREATE TABLE IF NOT EXISTS families (
     client_id  TEXT NOT NULL,
     sub        TEXT NOT NULL,
     created_at REAL NOT NULL,
-    revoked    INTEGER NOT NULL DEFAULT 0
+    revoked    INTEGER NOT NULL DEFAULT 0,
+    credential TEXT  -- fingerprint of the user's password when the family began (2)
 );
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     token_hash TEXT PRIMARY KEY,
@@ -41,7 +47,10 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
     expires_at REAL NOT NULL,
     used_at    REAL,
     access_jti TEXT,
-    access_exp REAL
+    access_exp REAL,
+    successor  TEXT,                        -- hash of the refresh token its last answer carried (2)
+    retries    INTEGER NOT NULL DEFAULT 0,  -- answers given again within the reuse grace (2)
+    superseded INTEGER NOT NULL DEFAULT 0   -- 1: its answer was replaced by a retry's, so revoked (2)
 );
 CREATE INDEX IF NOT EXISTS refresh_by_family ON refresh_tokens(family_id);
 CREATE TABLE IF NOT EXISTS revoked (
@@ -89,3 +98,58 @@ CREATE TABLE IF NOT EXISTS oauth1_nonces (
 );
 CREATE INDEX IF NOT EXISTS oauth1_nonces_expiry ON oauth1_nonces(expires_at);
 """
+
+#: The steps from each version to the next: ``MIGRATIONS[n]`` takes a
+#: file from ``n - 1`` to ``n``.  Columns only ever get added, with
+#: defaults that keep an old row's meaning.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        # NULL: the family began before fingerprints; its first refresh binds it.
+        "ALTER TABLE families ADD COLUMN credential TEXT",
+        "ALTER TABLE refresh_tokens ADD COLUMN successor TEXT",
+        "ALTER TABLE refresh_tokens ADD COLUMN retries INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE refresh_tokens ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0",
+    ),
+}
+
+
+class SchemaTooNew(OSError):
+    """The file was written by a newer server; this one must not guess its meaning.
+
+    An OSError, as an unreadable state dir is: ``realtime serve`` reports it
+    as "cannot start: ..." and exits 1.
+    """
+
+
+def upgrade(conn: sqlite3.Connection, name: str = "the state store") -> int:
+    """Create what is missing and migrate an older file; returns the version it had.
+
+    One ``BEGIN IMMEDIATE`` transaction, so two processes opening one old
+    file migrate it once and a failed step leaves the file as it was.
+    """
+    conn.executescript("BEGIN IMMEDIATE;\n" + SCHEMA)  # executescript keeps the transaction open
+    try:
+        found = _migrate(conn, name)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return found
+
+
+def _migrate(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if row is None:  # a new file: SCHEMA made the newest layout
+        conn.execute("INSERT INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        return SCHEMA_VERSION
+    found = int(row[0])
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"{name} has schema version {found}, written by a newer server;"
+            f" this one knows versions up to {SCHEMA_VERSION}"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[version]:
+            conn.execute(statement)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+    return found

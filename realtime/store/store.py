@@ -93,6 +93,7 @@ class Store:
     get_refresh = TableCall(grants.get_refresh)
     rotate_refresh = TableCall(grants.rotate_refresh)
     revoke_family = TableCall(grants.revoke_family)
+    retry_refresh = TableCall(grants.retry_refresh)
 
     # -- revoked access tokens ----------------------------------------------
     revoke_jtis = TableCall(revoked.revoke_jtis)
