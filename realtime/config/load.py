@@ -109,6 +109,17 @@ def broker_url(value: Any) -> str:
     return value
 
 
+MAX_REUSE_GRACE = 300.0
+
+
+def reuse_grace(value: Any) -> float:
+    """``[oauth] refresh_reuse_grace``: a replay inside it passes as a retry, so it stays short."""
+    seconds = duration()(value)
+    if seconds > MAX_REUSE_GRACE:
+        raise ValueError("must be at most 5m: a replayed refresh token inside the grace is not detected")
+    return seconds
+
+
 def _server_fields(base: Path) -> dict[str, Converter]:
     return {
         "http": address,
@@ -142,6 +153,10 @@ def _oauth_fields(base: Path) -> dict[str, Converter]:
         "leeway": duration(),
         "audience": nonempty,
         "login_rate": rate,
+        # refresh-token families (issue 18)
+        "refresh_reuse_grace": reuse_grace,
+        "refresh_reuse_count": integer(1, 100),
+        "refresh_family_ttl": duration(positive=True),
     }
 
 

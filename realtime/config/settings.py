@@ -61,6 +61,13 @@ class OAuthSettings:
     leeway: float = 5.0  # clock skew tolerated on exp/iat
     audience: str | None = None  # None: public_url
     login_rate: str = "10/m"  # failed logins per user and per address
+    # Refresh-token families (issue 18): a used token presented again by its
+    # client within refresh_reuse_grace of its rotation gets a fresh pair, at
+    # most refresh_reuse_count times (0s: off, reuse revokes the family); a
+    # family lives at most refresh_family_ttl from its first token.
+    refresh_reuse_grace: float = 0.0
+    refresh_reuse_count: int = 1
+    refresh_family_ttl: float = 90 * 86400.0
 
 
 @attrs.frozen

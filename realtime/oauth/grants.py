@@ -34,7 +34,6 @@ from realtime.oauth.common import (
     grant_scopes,
     parse_scope,
     read_form,
-    refresh_ttl,
     scope_string,
     wants_refresh,
 )
@@ -49,9 +48,16 @@ from realtime.oauth.errors import (
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
 )
+from realtime.oauth.families import (
+    credential_changed,
+    credential_fingerprint,
+    family_deadline,
+    may_retry,
+    refresh_expiry,
+)
 from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import App, Settings
-from realtime.store import IssuedTokens, token_hash
+from realtime.store import IssuedTokens, RefreshRecord, token_hash
 from realtime.tokens.keyring import issue_access_token
 
 log = logging.getLogger("realtime.oauth")
@@ -99,8 +105,13 @@ async def _issue(
     refresh: bool,
     family_id: str | None = None,
     refresh_scope: frozenset[str] | None = None,
+    family_started: float | None = None,
 ) -> tuple[dict, IssuedTokens]:
-    """Sign an access token (and draw a refresh token); nothing stored yet."""
+    """Sign an access token (and draw a refresh token); nothing stored yet.
+
+    A refresh token expires by its family's absolute end (``family_started``,
+    now for a new family) and carries the user's credential fingerprint.
+    """
     ttl = access_ttl(ctx.settings, ctx.app)
     token, claims = issue_access_token(
         ctx.state.keyring,
@@ -126,9 +137,11 @@ async def _issue(
         issued = attrs.evolve(
             issued,
             refresh_hash=token_hash(refresh_token),
-            refresh_expires_at=ctx.now + refresh_ttl(ctx.settings, ctx.app),
+            refresh_expires_at=refresh_expiry(
+                ctx.settings, ctx.app, ctx.now, ctx.now if family_started is None else family_started),
             family_id=family_id,
             scope=refresh_scope if refresh_scope is not None else scopes,
+            credential=credential_fingerprint(ctx.services.key, ctx.settings.users.get(sub)),
         )
     return body, issued
 
@@ -217,6 +230,9 @@ async def refresh_token(ctx: GrantContext) -> dict:
     originally granted by the resource owner."  "If a new refresh token is
     issued, the refresh token scope MUST be identical to that of the
     refresh token included by the client in the request."
+
+    A used token is a replay and revokes its family, unless it is a retry
+    the reuse grace allows (:func:`realtime.oauth.families.may_retry`).
     """
     presented = _required(ctx.form, "refresh_token")
     requested = parse_scope(ctx.form.get("scope"))
@@ -227,25 +243,49 @@ async def refresh_token(ctx: GrantContext) -> dict:
         raise InvalidGrantError("the refresh token is invalid")
     if record.family_revoked:
         raise InvalidGrantError("the refresh token is invalid")
-    if record.used_at is not None:
-        _revoke_live(ctx.state, await store.revoke_family(record.family_id, ctx.now))
-        log.warning("refresh token reused; its family is revoked (client_id=%s)", ctx.app.client_id)
-        raise InvalidGrantError("the refresh token is invalid")
-    if record.expires_at <= ctx.now:
+    if record.used_at is not None and not may_retry(ctx.settings, record, ctx.now):
+        raise await _revoke_replayed(ctx, record)
+    if record.expires_at <= ctx.now or family_deadline(ctx.settings, record.family_created_at) <= ctx.now:
         raise InvalidGrantError("the refresh token has expired")
     user = active_user(ctx.settings, record.sub)
     if user is None:
         raise InvalidGrantError("the user may not sign in")
+    if credential_changed(ctx.services.key, user, record):
+        # L3: the password changed since the family began; whoever holds it
+        # must sign in again with the new one.
+        _revoke_live(ctx.state, await store.revoke_family(record.family_id, ctx.now))
+        log.info("refresh family of a changed credential revoked (client_id=%s)", ctx.app.client_id)
+        raise InvalidGrantError("the refresh token is invalid")
     if requested is not None and not requested <= record.scope:
         raise InvalidScopeError("the requested scope exceeds the original grant")
     scopes = _still_allowed(requested if requested is not None else record.scope, ctx.app, user.scopes)
     body, issued = await _issue(
-        ctx, record.sub, scopes, refresh=True, family_id=record.family_id, refresh_scope=record.scope
+        ctx, record.sub, scopes, refresh=True, family_id=record.family_id, refresh_scope=record.scope,
+        family_started=record.family_created_at,
     )
-    if not await store.rotate_refresh(old_hash, ctx.now, issued):
-        _revoke_live(ctx.state, await store.revoke_family(record.family_id, ctx.now))
-        raise InvalidGrantError("the refresh token is invalid")
-    return body
+    if record.used_at is None and await store.rotate_refresh(old_hash, ctx.now, issued):
+        return body
+    # Used already (or just now, by a concurrent request): a retry if the
+    # grace allows one more, decided by the store; else a replay.
+    if ctx.settings.oauth.refresh_reuse_grace > 0:
+        lost = await store.retry_refresh(
+            old_hash, ctx.now, issued,
+            grace=ctx.settings.oauth.refresh_reuse_grace, limit=ctx.settings.oauth.refresh_reuse_count,
+        )
+        if lost is not None:
+            _revoke_live(ctx.state, lost)
+            log.info("refresh token retried within the reuse grace; the earlier answer is revoked (client_id=%s)",
+                     ctx.app.client_id)
+            return body
+    raise await _revoke_replayed(ctx, record)
+
+
+async def _revoke_replayed(ctx: GrantContext, record: RefreshRecord) -> InvalidGrantError:
+    """A used refresh token came back: revoke its family (RFC 9700 §4.14.2);
+    returns the error to answer."""
+    _revoke_live(ctx.state, await ctx.services.store.revoke_family(record.family_id, ctx.now))
+    log.warning("refresh token reused; its family is revoked (client_id=%s)", ctx.app.client_id)
+    return InvalidGrantError("the refresh token is invalid")
 
 
 # -- client_credentials --------------------------------------------------------
