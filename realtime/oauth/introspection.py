@@ -24,6 +24,7 @@ from realtime.http.request import Request
 from realtime.http.responses import Response, json_response
 from realtime.oauth.clients import authenticate_client
 from realtime.oauth.common import active_user, read_form, scope_string
+from realtime.oauth.families import credential_changed, family_deadline
 from realtime.oauth.errors import NO_STORE, InvalidClientError, InvalidRequestError, OAuthError, ServerError
 from realtime.oauth.revocation import looks_like_jwt
 from realtime.oauth.services import OAuthApp
@@ -65,6 +66,7 @@ async def _introspect(token: str, client_id: str, state: OAuthApp, now: float) -
             out["username"] = claims.sub
         return out
     record = await services.store.get_refresh(token_hash(token))
+    user = None if record is None else active_user(settings, record.sub)
     if (
         record is None
         or record.used_at is not None
@@ -72,7 +74,10 @@ async def _introspect(token: str, client_id: str, state: OAuthApp, now: float) -
         or record.expires_at <= now
         or not hmac.compare_digest(record.client_id.encode(), client_id.encode())
         or record.client_id not in settings.apps
-        or active_user(settings, record.sub) is None
+        or user is None
+        # what the refresh grant would refuse: a family past its lifetime, a changed password
+        or family_deadline(settings, record.family_created_at) <= now
+        or credential_changed(services.key, user, record)
     ):
         return INACTIVE
     return {

@@ -291,3 +291,20 @@ def test_bad_values_name_file_line_and_key(tmp_path: Path, line: str, key: str, 
     text = str(error.value)
     assert f"realtime.toml:5: oauth.{key}" in text or f"realtime.toml:5: {key}" in text, text
     assert words in text
+
+
+async def test_introspection_agrees_with_the_grant(env: Env) -> None:
+    """RFC 7662: a refresh token the grant would refuse is not active."""
+    async def active(tok: dict) -> bool:
+        resp = await env.post("/oauth2/introspect", {"token": tok["refresh_token"]}, auth=AUTH)
+        return body_json(resp)["active"]
+
+    tok = await first_tokens(env)
+    assert await active(tok)
+    env.advance(3600)
+    set_oauth(env, refresh_family_ttl=3600.0)
+    assert not await active(tok)
+    set_oauth(env, refresh_family_ttl=90 * 86400.0)
+    assert await active(tok)
+    change_password(env, "alice", PASSWORDS["alice"])  # a new hash, even of the same password, is a change
+    assert not await active(tok)
