@@ -239,9 +239,13 @@ async def refresh_token(ctx: GrantContext) -> dict:
     store = ctx.services.store
     old_hash = token_hash(presented)
     record = await store.get_refresh(old_hash)
-    if record is None or not _eq(record.client_id, ctx.app.client_id):
+    if record is None or record.family_revoked:
         raise InvalidGrantError("the refresh token is invalid")
-    if record.family_revoked:
+    if not _eq(record.client_id, ctx.app.client_id):
+        # An unused token is only refused (it proves nothing about its owner's
+        # chain); a used one in a stranger's hands is a replay (SPEC §2).
+        if record.used_at is not None:
+            raise await _revoke_replayed(ctx, record)
         raise InvalidGrantError("the refresh token is invalid")
     if record.used_at is not None and not may_retry(ctx.settings, record, ctx.now):
         raise await _revoke_replayed(ctx, record)
