@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("realtime.server")
 
 ACCEPT_BATCH = 64
+BROKER_STOP_TIMEOUT = 3.0  # unsubscribe, close, remove this node's presence (1 s of it)
 _file_limiter = trio.CapacityLimiter(1)
 
 
@@ -315,6 +316,12 @@ class Server:
                             listen_scope.cancel()
                     self._begin_shutdown()
                     handlers.cancel_scope.deadline = trio.current_time() + state.settings.server.shutdown_grace
+                if self.broker is not None:
+                    # The broker leaves deliberately (its pub/sub unsubscribes on
+                    # a live connection) before the cancellation of the rest: a
+                    # cancellation would reach coredis' pub/sub and its
+                    # connection pool at once and race them.
+                    await self.broker.stop(BROKER_STOP_TIMEOUT)
                 root.cancel_scope.cancel()
         finally:
             await state.store.close()
