@@ -77,3 +77,6 @@ def configure(level: str, log_format: str = "text", stream: TextIO | None = None
     logging.getLogger("realtime").setLevel(server_level)
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(library_level)
+    # Python warnings go through the same handler (and format) as records
+    # of the "py.warnings" logger, not as bare text on stderr.
+    logging.captureWarnings(True)

@@ -9,6 +9,7 @@ import logging
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ def restore_logging() -> Iterator[None]:
     try:
         yield
     finally:
+        logging.captureWarnings(False)
         for handler in list(root.handlers):
             root.removeHandler(handler)
         for handler in handlers:
@@ -67,6 +69,16 @@ def test_json_record_carries_extra_fields_and_exception(restore_logging: None) -
     assert first["client_id"] == "web" and first["status"] == 200
     assert first["time"].endswith("Z") and datetime.fromisoformat(first["time"].replace("Z", "+00:00"))
     assert second["level"] == "ERROR" and "ValueError: boom" in second["exc"] and "Traceback" in second["exc"]
+
+
+def test_python_warnings_become_json_records(restore_logging: None) -> None:
+    out = io.StringIO()
+    logs.configure("info", "json", stream=out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("an old call", DeprecationWarning, stacklevel=1)
+    (event,) = (json.loads(line) for line in out.getvalue().splitlines())
+    assert event["logger"] == "py.warnings" and "an old call" in event["message"]
 
 
 async def test_json_log_of_the_real_command(tmp_path: Path, nursery: trio.Nursery) -> None:
