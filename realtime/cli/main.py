@@ -5,16 +5,27 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from realtime.cli import admin
 from realtime.cli import client as client_cli
+from realtime.cli import logs
 from realtime.config.load import ConfigError, apply_overrides, check, default_settings, load_settings
 from realtime.net import pidfile
 
 
+def version() -> str:
+    """The installed distribution's version (importlib.metadata)."""
+    try:
+        return metadata.version("realtime")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realtime", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"realtime {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the server")
@@ -64,9 +75,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    level = (args.log_level or settings.server.log_level).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logs.configure(args.log_level or settings.server.log_level, settings.server.log_format)
     log = logging.getLogger("realtime")
     if embedded:
         log.info("no config file at %s: running on the embedded default (loopback, "

@@ -138,6 +138,8 @@ def _server_fields(base: Path) -> dict[str, Converter]:
         "max_connections": integer(1),
         "max_connections_per_ip": integer(1),
         "log_level": choice(*LOG_LEVELS),
+        # Operations (issue 18)
+        "log_format": choice("text", "json"),
     }
 
 

@@ -47,6 +47,8 @@ class ServerSettings:
     max_connections: int = 10_000
     max_connections_per_ip: int = 1_000
     log_level: str = "info"
+    # Operations (issue 18): "text" or "json" (one object a line on stderr).
+    log_format: str = "text"
 
 
 @attrs.frozen

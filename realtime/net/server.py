@@ -30,6 +30,7 @@ from realtime.http.router import Router
 from realtime.hub import Hub
 from realtime.net import pidfile
 from realtime.net import reload as reloading
+from realtime.net import systemd
 from realtime.net.http_connection import HttpConnection
 from realtime.net.provider_http import PROVIDER_HTTP
 from realtime.net.tls import build_tls_context
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("realtime.server")
 
 ACCEPT_BATCH = 64
+BROKER_STOP_TIMEOUT = 3.0  # unsubscribe, close, remove this node's presence (1 s of it)
 _file_limiter = trio.CapacityLimiter(1)
 
 
@@ -154,8 +156,10 @@ class Server:
     the TLS context, the live sessions, the broker task, the reload lock
     and the event set when a reload finishes."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, notifier: systemd.Notifier | None = None) -> None:
         self.settings = settings
+        # systemd's NOTIFY_SOCKET (a no-op without one): READY, RELOADING, STOPPING, WATCHDOG.
+        self.notifier = notifier if notifier is not None else systemd.Notifier.from_environ()
         self.state: App | None = None  # the application object, once started
         self.broker: "RedisBroker | None" = None
         self.ssl_context: ssl.SSLContext | None = None  # replaced by a reload
@@ -248,7 +252,14 @@ class Server:
     async def reload(self, trigger: str) -> bool:
         assert self.state is not None
         async with self.reload_lock:
-            applied = await reloading.reload(self.state, trigger, self._set_tls)
+            self.notifier.reloading()
+            try:
+                applied = await reloading.reload(self.state, trigger, self._set_tls)
+            finally:
+                # READY=1 again whatever the outcome: a rejected reload keeps
+                # the running configuration, and the service is still up.
+                if not self.stopping.is_set():
+                    self.notifier.ready()
             # Wake whoever waits for a reload to finish (tests, `watch` debouncing).
             done, self.reload_done = self.reload_done, trio.Event()
             done.set()
@@ -275,20 +286,7 @@ class Server:
         self.broker, self.ssl_context = started.broker, started.ssl_context
         api.register(self.router)
         server = self.settings.server
-        listeners: list[tuple[socket.socket, str]] = []
-        try:
-            if server.http is not None:
-                sock = open_listener(server.http)
-                listeners.append((sock, "http"))
-                self.bound.http = _bound(sock)
-            if server.https is not None:
-                sock = open_listener(server.https)
-                listeners.append((sock, "https"))
-                self.bound.https = _bound(sock)
-        except OSError:
-            for sock, _ in listeners:
-                sock.close()
-            raise
+        listeners = self._open_listeners()
         pid_path: Path | None = None
         try:
             async with trio.open_nursery() as root:
@@ -305,18 +303,28 @@ class Server:
                     await root.start(self.broker.run)
                 if self.settings.server.watch:
                     await root.start(reloading.watch_files, state, self.reload)
+                root.start_soon(systemd.watchdog, self.notifier)
                 async with trio.open_nursery() as handlers:
                     with trio.CancelScope() as listen_scope:
                         async with trio.open_nursery() as accepting:
                             for sock, scheme in listeners:
                                 accepting.start_soon(self._accept_loop, sock, scheme, handlers)
                             task_status.started(self.bound)
+                            self.notifier.ready(f"listening {' '.join(parts) if parts else '(no listeners)'}")
                             await self.stopping.wait()
+                            self.notifier.stopping()
                             listen_scope.cancel()
                     self._begin_shutdown()
                     handlers.cancel_scope.deadline = trio.current_time() + state.settings.server.shutdown_grace
+                if self.broker is not None:
+                    # The broker leaves deliberately (its pub/sub unsubscribes on
+                    # a live connection) before the cancellation of the rest: a
+                    # cancellation would reach coredis' pub/sub and its
+                    # connection pool at once and race them.
+                    await self.broker.stop(BROKER_STOP_TIMEOUT)
                 root.cancel_scope.cancel()
         finally:
+            self.notifier.close()
             await state.store.close()
             if pid_path is not None:
                 try:
@@ -327,3 +335,33 @@ class Server:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _open_listeners(self) -> list[tuple[socket.socket, str]]:
+        """The listening sockets: those systemd passed (socket activation),
+        else bound from the settings.  Fills :attr:`bound`."""
+        server = self.settings.server
+        inherited = systemd.inherited_listeners()
+        if inherited is not None:
+            if "https" in inherited and self.ssl_context is None:
+                for sock in inherited.values():
+                    sock.close()
+                raise systemd.SocketActivationError(
+                    "socket activation: an https socket was passed but [server] https is off, "
+                    "so there is no TLS certificate to serve it with")
+            log.info("socket activation: using the inherited socket(s) (%s); [server] http/https are not bound",
+                     ", ".join(inherited))
+            wanted = list(inherited.items())
+        else:
+            wanted = [(scheme, addr) for scheme, addr in (("http", server.http), ("https", server.https))
+                      if addr is not None]
+        listeners: list[tuple[socket.socket, str]] = []
+        try:
+            for scheme, source in wanted:
+                sock = source if isinstance(source, socket.socket) else open_listener(source)
+                listeners.append((sock, scheme))
+                setattr(self.bound, scheme, _bound(sock))
+        except OSError:
+            for sock, _ in listeners:
+                sock.close()
+            raise
+        return listeners

@@ -75,3 +75,11 @@ def test_check_reports_file_line_and_key(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "realtime", "check", "-c", str(config)], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "realtime.toml:14: websocket.ping_intervall: unknown key (did you mean 'ping_interval'?)" in bad.stderr
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    done = subprocess.run([sys.executable, "-m", "realtime", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"realtime {version('realtime')}\n"

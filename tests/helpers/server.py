@@ -192,12 +192,16 @@ class ServerProcess:
                 await self._new_line[0].wait()
 
     @classmethod
-    async def start(cls, nursery: trio.Nursery, args: list[str], cwd: Path) -> tuple["ServerProcess", dict[str, str]]:
+    async def start(cls, nursery: trio.Nursery, args: list[str], cwd: Path, *, launcher: list[str] | None = None,
+                    pass_fds: tuple[int, ...] = ()) -> tuple["ServerProcess", dict[str, str]]:
+        """``launcher`` goes before ``python -m realtime ARGS`` (a wrapper
+        that ``exec``s it, e.g. to set ``LISTEN_PID=$$``); ``pass_fds`` are
+        handed to the child as in :class:`subprocess.Popen`."""
         # Started through nursery.start(run_process): when the test ends, or
         # fails, the nursery's cancellation kills the server process too.
         proc = await nursery.start(functools.partial(
-            trio.run_process, [sys.executable, "-m", "realtime", *args], cwd=cwd,
-            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False,
+            trio.run_process, [*(launcher or []), sys.executable, "-m", "realtime", *args], cwd=cwd,
+            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False, pass_fds=pass_fds,
         ))
         lines: list[str] = []
         new_line = [trio.Event()]

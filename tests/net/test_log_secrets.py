@@ -1,4 +1,4 @@
-"""No secret ever reaches a log record (issue 13 §5).
+"""No secret ever reaches a log record (issue 13 §5; issue 18, finding L6).
 
 A real server runs a whole OAuth life over HTTPS and WebSocket while every
 log record of every logger is captured at DEBUG: password login through
@@ -9,21 +9,37 @@ handshakes with the token in the header, in the subprotocol list and
 (refused) in the query, and an in-band ``refresh``.  No password, client
 secret, authorization code, refresh token or access token may appear in
 any record: its formatted message, its args, or its exception text.
+
+The real command's own log is checked too: at ``log_level = "debug"`` a
+failed OAuth 1.0a HMAC check leaves neither the verifier nor the token in
+it (oauthlib stays at WARNING), and a broker URL's password never appears
+(the "cannot start" error, and the connect, loss and retry lines).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
+import socket
 import ssl
+import subprocess
+import sys
 import time
+from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import attrs
 import httpx
 import pytest
+import trio
+from oauthlib.oauth1 import Client
 from trio_websocket import ConnectionRejected, open_websocket_url
+
+from tests.helpers.redis import RedisServer, free_port
+from tests.helpers.server import ServerProcess, write_conf
 
 from tests.helpers.ws import next_of_type
 from tests.helpers.oauth import (
@@ -187,3 +203,85 @@ async def test_no_secret_in_any_log_record(start_server, make_settings, client_s
     leaks = [(what, name, text[:300]) for name, text in texts
              for what, secret in secrets.items() for piece in fragments(secret) if piece in text]
     assert not leaks, leaks
+
+
+# -- the real command's log (issue 18, review finding L6) ------------------------
+
+
+def debug_conf(tmp_path: Path, extra: str = "") -> Path:
+    config = write_conf(tmp_path)
+    config.write_text(config.read_text().replace("[server]\n", '[server]\nlog_level = "debug"\n', 1) + extra)
+    return config
+
+
+async def stop(server: ServerProcess) -> str:
+    """SIGTERM, the exit code checked, the whole log."""
+    server.proc.send_signal(signal.SIGTERM)
+    with trio.fail_after(15):
+        assert await server.proc.wait() == 0
+    await trio.lowlevel.checkpoint()
+    return "\n".join(server.lines)
+
+
+async def test_debug_level_keeps_oauth1_verifier_and_token_out_of_the_log(tmp_path: Path,
+                                                                         nursery: trio.Nursery) -> None:
+    """At log_level = "debug", oauthlib would log the signature base string
+    of a failed HMAC check, with oauth_token and oauth_verifier in it."""
+    config = debug_conf(tmp_path)
+    added = subprocess.run([sys.executable, "-m", "realtime", "app", "add", "legacy", "-c", str(config),
+                            "--redirect-uri", "http://127.0.0.1:9/cb", "--scope", "chat:read", "--oauth1"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert added.returncode == 0, added.stderr
+    creds = dict(line.split(": ", 1) for line in added.stdout.splitlines() if ": " in line)
+    server, bound = await ServerProcess.start(nursery, ["serve", "-c", str(config)], tmp_path)
+    base = f"http://{bound['http']}"
+    verifier = "verifier-" + token_urlsafe(12)
+    async with httpx.AsyncClient() as http:
+        client = Client(creds["consumer_key"], client_secret=creds["consumer_secret"],
+                        callback_uri="http://127.0.0.1:9/cb")
+        uri, headers, _ = client.sign(f"{base}/oauth1/request_token", http_method="POST")
+        r = await http.post(uri, headers=headers)
+        assert r.status_code == 200, r.text
+        request_token = dict(parse_qsl(r.text))["oauth_token"]
+        # The right token with a wrong token secret: the HMAC check fails.
+        client = Client(creds["consumer_key"], client_secret=creds["consumer_secret"],
+                        resource_owner_key=request_token, resource_owner_secret="not-the-secret", verifier=verifier)
+        uri, headers, _ = client.sign(f"{base}/oauth1/access_token", http_method="POST")
+        r = await http.post(uri, headers=headers)
+        assert r.status_code == 401 and "signature_invalid" in r.text, r.text
+    log = await stop(server)
+    assert "listening http=" in log  # the log was captured
+    for what, secret in (("verifier", verifier), ("request token", request_token),
+                         ("consumer secret", creds["consumer_secret"])):
+        assert secret not in log, f"{what} in the log:\n{log}"
+
+
+def test_unreachable_broker_error_hides_the_password(tmp_path: Path) -> None:
+    password = "S3cretRedisPass"
+    port = free_port()
+    config = debug_conf(tmp_path, f'\n[broker]\nurl = "redis://:{password}@127.0.0.1:{port}/0"\n')
+    done = subprocess.run([sys.executable, "-m", "realtime", "serve", "-c", str(config)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert done.returncode == 1
+    assert f"cannot start: broker redis://:***@127.0.0.1:{port}/0 is unreachable" in done.stderr, done.stderr
+    assert password not in done.stderr
+
+
+async def test_broker_connect_loss_and_retry_lines_hide_the_password(tmp_path: Path, nursery: trio.Nursery) -> None:
+    password = "An0therRedisPass"
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    try:
+        with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as raw:
+            raw.sendall(f"CONFIG SET requirepass {password}\r\n".encode())
+            assert raw.recv(64).startswith(b"+OK")
+        config = debug_conf(tmp_path, f'\n[broker]\nurl = "redis://:{password}@127.0.0.1:{redis.port}/0"\n')
+        server, _ = await ServerProcess.start(nursery, ["serve", "-c", str(config)], tmp_path)
+        await server.wait_for_line("broker: connected to redis://:***@")
+        redis.stop()
+        await server.wait_for_line("broker: lost connection to redis://:***@")
+        await server.wait_for_line("broker: cannot reach redis://:***@")
+    finally:
+        redis.stop()
+    log = await stop(server)
+    assert password not in log, log

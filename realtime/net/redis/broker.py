@@ -126,6 +126,13 @@ class RedisBroker:
         """See :meth:`realtime.net.redis.link.Link.run`."""
         await self.link.run(task_status=task_status)
 
+    async def stop(self, timeout: float) -> None:
+        """Leave Redis in order (see :meth:`realtime.net.redis.link.Link.stop`)
+        and wait up to ``timeout`` seconds for :meth:`run` to return."""
+        self.link.stop()
+        with trio.move_on_after(timeout):
+            await self.link.stopped.wait()
+
     # -- the RemoteBroker protocol (sync side) ---------------------------------------
 
     def attach(self, hub: HubView) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anyio
 import coredis
 import trio
 from coredis.retry import NoRetryPolicy
@@ -42,6 +43,28 @@ class Link:
     def __init__(self, state: BrokerState, delivery: Delivery) -> None:
         self.state = state
         self.delivery = delivery
+        # stop() cancels the work on the current connection through this
+        # scope, which sits *inside* the pub/sub context: the pub/sub then
+        # exits normally and unsubscribes while its connection is still open.
+        self._connection_scope: trio.CancelScope | None = None
+        self.stopping = False
+        self.stopped = trio.Event()  # set once run() has returned
+        self._stop_wake = trio.Event()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to leave: the pub/sub reader and the tasks on the
+        connection stop, the pub/sub unsubscribes, the client closes, the
+        node's presence is removed, and :attr:`stopped` is set.
+
+        The server calls this at shutdown *before* cancelling its nursery:
+        a cancellation reaching coredis' pub/sub and its connection pool at
+        the same moment lets the pool close the connection first, and the
+        pub/sub's cleanup then fails writing UNSUBSCRIBE to it.
+        """
+        self.stopping = True
+        self._stop_wake.set()
+        if self._connection_scope is not None:
+            self._connection_scope.cancel()
 
     # -- queued for the flusher (sync) ---------------------------------------------
 
@@ -80,22 +103,23 @@ class Link:
                 async with self._new_client() as client:
                     await client.ping()
         except trio.TooSlowError:
-            raise BrokerUnavailable(f"broker {state.url} is unreachable: no answer within 5s") from None
+            raise BrokerUnavailable(f"broker {state.shown_url} is unreachable: no answer within 5s") from None
         except Exception as exc:  # coredis raises inside an ExceptionGroup here
-            raise BrokerUnavailable(f"broker {state.url} is unreachable: {_reason(exc)}") from None
+            raise BrokerUnavailable(f"broker {state.shown_url} is unreachable: {_reason(exc)}") from None
 
     # -- the connection task -------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Stay connected: subscribe, deliver, heartbeat, report; reconnect
-        with backoff.  Runs in the server's root nursery until cancelled."""
+        with backoff.  Runs in the server's root nursery until :meth:`stop`
+        (or a cancellation)."""
         state = self.state
         started = False
         ever = False  # connected at least once
         backoff = BACKOFF_FIRST
         attempt = 0  # attempts since the last good connection
         try:
-            while True:
+            while not self.stopping:
                 attempt += 1
                 try:
                     async with self._new_client() as client:
@@ -112,41 +136,73 @@ class Link:
                             retry_policy=None, ignore_subscribe_messages=True,
                             subscription_timeout=READY_TIMEOUT, max_idle_seconds=max(1.0, state.node_ttl / 4),
                         ) as ps:
-                            await self._connected(client, ps)
-                            if ever:
-                                log.info("broker: reconnected to %s (attempt %d); resubscribed %d channel(s)",
-                                         state.url, attempt, len(state.watches))
-                            else:
-                                log.info("broker: connected to %s as node %s", state.url, state.node)
-                            ever = True
-                            attempt = 0
-                            backoff = BACKOFF_FIRST
-                            if not started:
-                                started = True
-                                task_status.started()
-                            async with trio.open_nursery() as nursery:
-                                nursery.start_soon(self._heartbeat)
-                                nursery.start_soon(self._flusher)
-                                nursery.start_soon(self.delivery.control, ps)
-                                await self.delivery.pump(ps)
+                            with self._cancelled_by_stop():
+                                await self._connected(client, ps)
+                                if ever:
+                                    log.info("broker: reconnected to %s (attempt %d); resubscribed %d channel(s)",
+                                             state.shown_url, attempt, len(state.watches))
+                                else:
+                                    log.info("broker: connected to %s as node %s", state.shown_url, state.node)
+                                ever = True
+                                attempt = 0
+                                backoff = BACKOFF_FIRST
+                                if not started:
+                                    started = True
+                                    task_status.started()
+                                async with trio.open_nursery() as nursery:
+                                    nursery.start_soon(self._heartbeat)
+                                    nursery.start_soon(self._flusher)
+                                    nursery.start_soon(self.delivery.control, ps)
+                                    await self.delivery.pump(ps)
                 except Exception as exc:  # ExceptionGroup from the pub/sub task group too
                     self._down()
+                    if self.stopping:
+                        self._log_stop_error(exc)
+                        break
                     reason = _reason(exc)
                     if attempt == 0:
-                        log.warning("broker: lost connection to %s: %s", state.url, reason)
+                        log.warning("broker: lost connection to %s: %s", state.shown_url, reason)
                     else:
                         log.warning("broker: cannot reach %s (attempt %d): %s; retrying in %.1fs",
-                                    state.url, attempt, reason, backoff)
+                                    state.shown_url, attempt, reason, backoff)
                 self._down()
                 if not started:
                     started = True
                     task_status.started()
-                await trio.sleep(backoff)
+                if self.stopping:
+                    break
+                with trio.move_on_after(backoff):
+                    await self._stop_wake.wait()
+                if self.stopping:
+                    break
                 backoff = min(backoff * 2, BACKOFF_MAX)
-                log.info("broker: reconnecting to %s", state.url)
+                log.info("broker: reconnecting to %s", state.shown_url)
         finally:
             self._down()
             await self._leave()
+            self.stopped.set()
+
+    def _cancelled_by_stop(self) -> trio.CancelScope:
+        """The scope :meth:`stop` cancels (already cancelled if it came first)."""
+        scope = self._connection_scope = trio.CancelScope()
+        if self.stopping:
+            scope.cancel()
+        return scope
+
+    @staticmethod
+    def _log_stop_error(exc: Exception) -> None:
+        """An error while leaving after :meth:`stop`.  The one expected kind:
+        the connection died just as we left, so the pub/sub's UNSUBSCRIBE
+        finds its write stream closed (anyio.ClosedResourceError); that is
+        only worth a debug line.  Anything else is reported."""
+        if isinstance(exc, BaseExceptionGroup):
+            _, rest = exc.split(anyio.ClosedResourceError)
+        else:
+            rest = None if isinstance(exc, anyio.ClosedResourceError) else exc
+        if rest is None:
+            log.debug("broker: connection already closed while unsubscribing at shutdown")
+        else:
+            log.warning("broker: error while leaving at shutdown: %s", _reason(rest))
 
     async def _leave(self) -> None:
         """On shutdown: remove this node's presence at once (no waiting for
