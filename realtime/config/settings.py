@@ -61,6 +61,8 @@ class OAuthSettings:
     leeway: float = 5.0  # clock skew tolerated on exp/iat
     audience: str | None = None  # None: public_url
     login_rate: str = "10/m"  # failed logins per user and per address
+    # Issue 18 (operator files): the shortest password `realtime user add|passwd` accepts.
+    min_password_length: int = 12
 
 
 @attrs.frozen
