@@ -270,6 +270,7 @@ class Server:
         install_signals: bool = True,
         task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        await trio.to_thread.run_sync(pidfile.ensure_free, self.settings.server.state_dir, limiter=_file_limiter)
         started = await build_state(self.settings)
         self.state = state = started.app
         self.broker, self.ssl_context = started.broker, started.ssl_context
@@ -289,7 +290,7 @@ class Server:
             for sock, _ in listeners:
                 sock.close()
             raise
-        pid_path: Path | None = None
+        pid_path: pidfile.PidFile | None = None
         try:
             async with trio.open_nursery() as root:
                 # Signals first: a SIGHUP from `realtime reload` or a SIGTERM

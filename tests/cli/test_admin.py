@@ -224,9 +224,13 @@ def test_missing_config(tmp_path: Path, capsys) -> None:
 def test_notify_server_sends_sighup(conf: Path, capsys) -> None:
     state_dir = conf.parent / "var"
     state_dir.mkdir()
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # A stand-in server: it holds the pid file's lock as `serve` does.
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import sys, time; from pathlib import Path; from realtime.net import pidfile; "
+                              "pidfile.write(Path(sys.argv[1])); print('ready', flush=True); time.sleep(30)",
+                              str(state_dir)], stdout=subprocess.PIPE, text=True)
     try:
-        (state_dir / "realtime.pid").write_text(f"{child.pid}\n")
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
         assert run(conf, "app", "remove", "existing") == 0
         assert child.wait(timeout=10) == -signal.SIGHUP
         assert "reload" in capsys.readouterr().err

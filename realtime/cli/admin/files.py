@@ -52,6 +52,10 @@ def notify_server(target: Any) -> bool:
     if outcome in ("no_pid_file", "gone"):
         print("note: no running server found; the change applies when it starts", file=sys.stderr)
         return False
+    if outcome == "stale":
+        print(f"note: stale pid file (pid {pid} is not a running server; not signalled); "
+              "the change applies when the server starts", file=sys.stderr)
+        return False
     if outcome == "denied":
         print(f"note: not allowed to signal pid {pid}; run `realtime reload`", file=sys.stderr)
         return False
