@@ -10,12 +10,13 @@ lock is held by someone else.  The kernel drops the lock when the
 process dies, however it dies, so a leftover file is always recognised
 as stale.  (Checking ``/proc/PID/cmdline`` instead would be Linux-only
 and fooled by any other ``realtime`` process, such as a second server
-on another state dir.)
+on another state dir.)  This module logs, so it sits in ``net``.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 from pathlib import Path
@@ -23,53 +24,37 @@ from pathlib import Path
 PID_FILE = "realtime.pid"
 
 
-class PidFile:
-    """The locked pid file of the running server; :meth:`unlink` at exit."""
+log = logging.getLogger("realtime.server")
 
-    def __init__(self, path: Path, fd: int) -> None:
+
+class PidFile:
+    """The locked pid file of the running server; :meth:`unlink` at exit.
+
+    ``fd`` is None when another live server on the same state dir owns
+    the file: then this one leaves it alone.
+    """
+
+    def __init__(self, path: Path, fd: int | None) -> None:
         self.path = path
         self._fd = fd
 
     def unlink(self) -> None:
         """Remove the file, then drop the lock (in that order: a reloader
         then finds no file rather than an unlocked, stale-looking one)."""
+        if self._fd is None:
+            return
         try:
             self.path.unlink()
         finally:
             os.close(self._fd)
 
 
-def _another_server(path: Path, state_dir: Path) -> OSError:
-    return OSError(f"{path}: another server (pid {read(state_dir)}) is running with this state dir")
-
-
-def ensure_free(state_dir: Path) -> None:
-    """Refuse to start beside a live server on the same state dir.
-
-    Called before anything is opened, so that this is a plain "cannot
-    start"; :func:`write` checks again (two servers starting at once).
-
-    Raises:
-        OSError: the pid file's lock is held.
-    """
-    path = state_dir / PID_FILE
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise _another_server(path, state_dir) from None
-    finally:
-        os.close(fd)
-
-
 def write(state_dir: Path) -> PidFile:
     """Record this process's pid in the pid file and lock it for life.
 
-    Raises:
-        OSError: another live server holds the lock (same state dir).
+    Several nodes may share a state dir (SQLite WAL allows it): a second
+    one finds the lock held, keeps its hands off the file, and says so;
+    ``realtime reload`` then reaches the first.
     """
     path = state_dir / PID_FILE
     while True:
@@ -78,7 +63,10 @@ def write(state_dir: Path) -> PidFile:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise _another_server(path, state_dir) from None
+            log.warning("%s belongs to another running server (pid %s) on this state dir; "
+                        "`realtime reload` signals that one, not this one (pid %d)",
+                        path, read(state_dir), os.getpid())
+            return PidFile(path, None)
         except BaseException:
             os.close(fd)
             raise

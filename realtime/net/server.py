@@ -270,7 +270,6 @@ class Server:
         install_signals: bool = True,
         task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        await trio.to_thread.run_sync(pidfile.ensure_free, self.settings.server.state_dir, limiter=_file_limiter)
         started = await build_state(self.settings)
         self.state = state = started.app
         self.broker, self.ssl_context = started.broker, started.ssl_context
