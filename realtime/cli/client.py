@@ -31,6 +31,7 @@ import logging
 import os
 import ssl
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +105,27 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     return None
 
 
-def _write_secret_file(path: Path, value: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def write_secret_file(path: Path, value: str) -> None:
+    """Replace ``path`` with ``value`` (a rotated refresh token), mode 0600.
+
+    The temp file is made by ``mkstemp`` in the target directory: a fresh
+    random name opened with O_EXCL and mode 0600, so a symlink or file
+    planted at a guessable name (``<file>.tmp``) in a shared directory is
+    neither followed nor reused; ``os.replace`` then swaps it in.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def tokens_from(args: argparse.Namespace, url: str, ctx: ssl.SSLContext | None) -> Any:
@@ -139,7 +153,7 @@ def tokens_from(args: argparse.Namespace, url: str, ctx: ssl.SSLContext | None) 
                 raise UsageError(f"cannot read the refresh token file {path}: {exc.strerror}") from None
             if not refresh:
                 raise UsageError(f"the refresh token file {path} is empty")
-            on_rotate = lambda new: _write_secret_file(path, new)  # noqa: E731
+            on_rotate = lambda new: write_secret_file(path, new)  # noqa: E731
         else:
             refresh = rt_env or ""
             logging.getLogger("realtime.client").warning(

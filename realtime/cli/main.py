@@ -128,6 +128,10 @@ def cmd_reload(args: argparse.Namespace) -> int:
     if outcome == "denied":
         print(f"not allowed to signal pid {pid}", file=sys.stderr)
         return 1
+    if outcome == "stale":
+        print(f"no running server: stale pid file in {settings.server.state_dir} "
+              f"(pid {pid} is not a running realtime server; not signalled)", file=sys.stderr)
+        return 1
     print(f"reload requested (pid {pid})")
     return 0
 

@@ -29,6 +29,7 @@ from realtime.config.fields import (
     boolean,
     choice,
     duration,
+    integer,
     nonempty,
     optional,
     parse_json,
@@ -308,6 +309,30 @@ def user_name_with(providers: "Collection[str]") -> Any:
     return convert
 
 
+# OWASP ASVS 4.0 2.1.1: "user set passwords are at least 12 characters in
+# length"; 2.1.2 allows at least 64, and the cap bounds the argon2 input.
+DEFAULT_MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024
+
+#: ``[oauth] min_password_length``: 1 .. MAX_PASSWORD_LENGTH.
+password_length = integer(1, MAX_PASSWORD_LENGTH)
+
+
+def password_policy(min_length: int) -> Any:
+    """A check of a new password: ``min_length`` to MAX_PASSWORD_LENGTH
+    characters (code points, as ASVS counts them)."""
+
+    def check(password: str) -> str:
+        if len(password) < min_length:
+            raise ValueError(f"must be at least {min_length} characters long, got {len(password)} "
+                             "([oauth] min_password_length)")
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise ValueError(f"must be at most {MAX_PASSWORD_LENGTH} characters long, got {len(password)}")
+        return password
+
+    return check
+
+
 def email(value: Any) -> str:
     if not re.fullmatch(r"[^@\s]+@[^@\s]+", string(value)):
         raise ValueError(f"{value!r} is not an e-mail address")
@@ -324,12 +349,18 @@ USER_FIELDS = {
 }
 
 
-def read_users(file: Path, issues: list[ConfigIssue], providers: "Collection[str]" = ()) -> dict[str, User]:
+def read_users(file: Path, issues: list[ConfigIssue], providers: "Collection[str]" = (),
+               client_ids: "Collection[str]" = ()) -> dict[str, User]:
     """Read ``users.json`` (``{"users": [...]}`` or a list) or ``users.toml`` (``[[user]]``).
 
     ``providers``: the configured login provider names, whose users
-    (``NAME:ID``) may appear here.
+    (``NAME:ID``) may appear here.  ``client_ids``: the registered apps';
+    a user may not be named like one (case aside), since a
+    ``client_credentials`` token's ``sub`` is its client_id (RFC 9068
+    §2.2) and a user's tokens carry the user's name there: the two must
+    never meet (RFC 9700 §4.15, "Client Impersonating Resource Owner").
     """
+    taken_by_apps = {c.casefold() for c in client_ids}
     fields_spec = dict(USER_FIELDS, name=user_name_with(frozenset(providers))) if providers else USER_FIELDS
     if file.suffix.lower() == ".toml":
         parsed = parse_toml(file, issues)
@@ -378,8 +409,42 @@ def read_users(file: Path, issues: list[ConfigIssue], providers: "Collection[str
             source.error(path + ("name",), f"{what} (lines {other_line} and {line})")
             continue
         seen[folded] = (name, line)
+        if folded in taken_by_apps:
+            source.error(path + ("name",), f"{name!r} is the client_id of an app; a user cannot share it "
+                         "(a client token's sub is its client_id): rename the user")
+            continue
         users[name] = User(**fields)
     return users
+
+
+# -- file modes ------------------------------------------------------------------
+
+
+def readable_secrets_warnings(apps_file: Path | None, apps: dict[str, App],
+                              users_file: Path | None, users: dict[str, User]) -> list[str]:
+    """A warning for each file holding password or secret hashes that
+    others than its owner may read (group or world read bit).
+
+    A warning, not an error: the server still works, and a deployment may
+    have a reason (a group shared with a config tool); the operator's
+    commands write these files 0600 anyway.
+    """
+    holders = []
+    if apps_file is not None and any(a.client_secret_hash or a.consumer_secret_enc for a in apps.values()):
+        holders.append((apps_file, "client secret hashes"))
+    if users_file is not None and any(u.password_hash for u in users.values()):
+        holders.append((users_file, "password hashes"))
+    warnings = []
+    for file, what in holders:
+        try:
+            mode = file.stat().st_mode & 0o777
+        except OSError:
+            continue
+        if mode & 0o044:
+            who = " and ".join(w for bit, w in ((0o040, "its group"), (0o004, "every user")) if mode & bit)
+            warnings.append(f"{file}: holds {what} and is readable by {who} (mode {mode:04o}); "
+                            f"fix: chmod 600 {file}")
+    return warnings
 
 
 def load_users(path: Path) -> dict[str, User]:

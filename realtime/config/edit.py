@@ -5,15 +5,21 @@ Used by the admin commands (``realtime app|user ...``) and by the server
 itself when a provider's first login adds a user (``auto_create``), so it
 sits in ``config`` below both; it does blocking file I/O (call it from a
 worker thread inside the server).
+
+Every read-modify-write of one of these files runs under :func:`locked`,
+so two writers at once (two ``realtime user add``, or one and a provider's
+first login in the server) cannot lose each other's edit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import tomlkit
 
@@ -22,17 +28,48 @@ class EditError(Exception):
     """A message for the operator (already names the file)."""
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: temp file beside it, fsync, rename.
+#: The mode of every file written here: they hold password and secret hashes.
+FILE_MODE = 0o600
 
-    The mode of an existing file is kept; a new file gets 0600 (it holds
-    password and secret hashes).
+
+def lock_path(path: Path) -> Path:
+    """The sidecar lock file of ``path``: ``.NAME.lock`` in the same directory."""
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock for a whole read-modify-write of ``path``.
+
+    Blocking (``fcntl.flock`` waits for the holder).  The lock is taken on
+    a sidecar file, not on ``path`` itself: :func:`atomic_write` replaces
+    ``path`` by rename, so a lock on its inode would guard a file that is
+    no longer the one in the directory, and the next writer would lock the
+    new inode while the first still held the old one.  The sidecar is
+    never renamed or removed, so every writer meets on the same inode.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o600
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+    except OSError as exc:
+        raise EditError(f"{path}: cannot lock: {exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the lock
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``: temp file beside it, fsync, rename.
+
+    The new file is always 0600 (:data:`FILE_MODE`), also when it replaces
+    one that was group- or world-readable: it holds password and secret
+    hashes.  Call it under :func:`locked` when ``text`` came from reading
+    ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = FILE_MODE
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:

@@ -16,6 +16,7 @@ expects.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import urllib.parse
 from pathlib import Path
@@ -26,7 +27,14 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from realtime.config.apps import load_apps, load_users, read_apps, read_users
+from realtime.config.apps import (
+    load_apps,
+    load_users,
+    password_length,
+    read_apps,
+    read_users,
+    readable_secrets_warnings,
+)
 from realtime.config.providers import read_providers
 from realtime.config.fields import (
     ConfigError,
@@ -74,6 +82,8 @@ __all__ = [
 ]
 
 SIGNING_ALGS = ("RS256", "ES256", "EdDSA")
+log = logging.getLogger("realtime.config")
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -159,6 +169,8 @@ def _oauth_fields(base: Path) -> dict[str, Converter]:
         "refresh_reuse_grace": reuse_grace,
         "refresh_reuse_count": integer(1, 100),
         "refresh_family_ttl": duration(positive=True),
+        # Issue 18 (operator files)
+        "min_password_length": password_length,
     }
 
 
@@ -293,9 +305,11 @@ def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | No
         apps = read_apps(oauth.apps, issues)
         sources.append(oauth.apps)
     if oauth.users is not None and _exists(source, ("oauth", "users"), oauth.users):
-        users = read_users(oauth.users, issues, providers=frozenset(providers))
+        users = read_users(oauth.users, issues, providers=frozenset(providers), client_ids=apps)
         sources.append(oauth.users)
     sources += provider_files
+    for warning in readable_secrets_warnings(oauth.apps, apps, oauth.users, users):
+        log.warning("%s", warning)  # `check`, and `serve` at start and on each reload
     settings = Settings(
         server=server,
         oauth=oauth,

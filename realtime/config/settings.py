@@ -70,6 +70,8 @@ class OAuthSettings:
     refresh_reuse_grace: float = 0.0
     refresh_reuse_count: int = 1
     refresh_family_ttl: float = 90 * 86400.0
+    # Issue 18 (operator files): the shortest password `realtime user add|passwd` accepts.
+    min_password_length: int = 12
 
 
 @attrs.frozen

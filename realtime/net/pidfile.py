@@ -1,9 +1,22 @@
 """The pid file in the state dir: written by ``serve``, read by the
 commands that ask the running server to reload (``reload``, ``app``,
-``user``, ``key``)."""
+``user``, ``key``).
+
+A pid alone is not proof: after a crash the file stays behind, and the
+kernel may give its pid to any other process, which SIGHUP would most
+likely kill.  So the server holds an exclusive ``flock`` on the pid file
+for as long as it runs, and a reloader signals the pid only while that
+lock is held by someone else.  The kernel drops the lock when the
+process dies, however it dies, so a leftover file is always recognised
+as stale.  (Checking ``/proc/PID/cmdline`` instead would be Linux-only
+and fooled by any other ``realtime`` process, such as a second server
+on another state dir.)  This module logs, so it sits in ``net``.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import signal
 from pathlib import Path
@@ -11,13 +24,63 @@ from pathlib import Path
 PID_FILE = "realtime.pid"
 
 
-def write(state_dir: Path) -> Path:
-    """Atomically record this process's pid; returns the file's path."""
+log = logging.getLogger("realtime.server")
+
+
+class PidFile:
+    """The locked pid file of the running server; :meth:`unlink` at exit.
+
+    ``fd`` is None when another live server on the same state dir owns
+    the file: then this one leaves it alone.
+    """
+
+    def __init__(self, path: Path, fd: int | None) -> None:
+        self.path = path
+        self._fd = fd
+
+    def unlink(self) -> None:
+        """Remove the file, then drop the lock (in that order: a reloader
+        then finds no file rather than an unlocked, stale-looking one)."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink()
+        finally:
+            os.close(self._fd)
+
+
+def write(state_dir: Path) -> PidFile:
+    """Record this process's pid in the pid file and lock it for life.
+
+    Several nodes may share a state dir (SQLite WAL allows it): a second
+    one finds the lock held, keeps its hands off the file, and says so;
+    ``realtime reload`` then reaches the first.
+    """
     path = state_dir / PID_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{os.getpid()}\n")
-    os.replace(tmp, path)
-    return path
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            log.warning("%s belongs to another running server (pid %s) on this state dir; "
+                        "`realtime reload` signals that one, not this one (pid %d)",
+                        path, read(state_dir), os.getpid())
+            return PidFile(path, None)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # a stopping server unlinked it between our open and lock: again
+    data = f"{os.getpid()}\n".encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
+    return PidFile(path, fd)
 
 
 def read(state_dir: Path) -> int | None:
@@ -31,15 +94,30 @@ def send_reload(state_dir: Path) -> tuple[int | None, str]:
     """SIGHUP the server named by the pid file.
 
     Returns ``(pid, outcome)`` with outcome ``"sent"``, ``"no_pid_file"``,
-    ``"gone"`` (the pid no longer exists) or ``"denied"``.
+    ``"stale"`` (no server holds the file's lock: the pid is not ours and
+    is left alone), ``"gone"`` (the pid no longer exists) or ``"denied"``.
     """
-    pid = read(state_dir)
-    if pid is None:
+    try:
+        fd = os.open(state_dir / PID_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return None, "no_pid_file"
     try:
-        os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
-        return pid, "gone"
-    except PermissionError:
-        return pid, "denied"
-    return pid, "sent"
+        try:
+            pid = int(os.read(fd, 64).decode("ascii").strip())
+        except (OSError, ValueError):
+            return None, "no_pid_file"
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: the server that wrote the file is alive
+        else:
+            return pid, "stale"
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except ProcessLookupError:
+            return pid, "gone"
+        except PermissionError:
+            return pid, "denied"
+        return pid, "sent"
+    finally:
+        os.close(fd)

@@ -287,7 +287,7 @@ class Server:
         api.register(self.router)
         server = self.settings.server
         listeners = self._open_listeners()
-        pid_path: Path | None = None
+        pid_path: pidfile.PidFile | None = None
         try:
             async with trio.open_nursery() as root:
                 # Signals first: a SIGHUP from `realtime reload` or a SIGTERM

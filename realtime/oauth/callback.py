@@ -18,11 +18,13 @@ from __future__ import annotations
 import hmac
 import logging
 from functools import partial
+from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlencode
 
 import attrs
 
+from realtime.config.edit import EditError, locked
 from realtime.config.login_provider import Provider, ProviderError, safe_code
 from realtime.config.settings import User
 from realtime.http import pages
@@ -117,7 +119,8 @@ async def create_user(state: OAuthApp, provider: Provider, sub: str, profile: Ma
     """Add ``sub`` to the users file (the operator sees, disables or removes
     it there like any user), then to the running snapshot.
 
-    One writer per process (the users offload runs one call at a time); a
+    One writer per process (the users offload runs one call at a time), and
+    the file lock the operator's commands take keeps out theirs; a
     user already in the file (a reload has not caught up yet) is not
     written twice, and one another login added meanwhile is returned.
     """
@@ -128,7 +131,7 @@ async def create_user(state: OAuthApp, provider: Provider, sub: str, profile: Ma
     current = state.settings.users.get(sub)
     if current is not None:
         return current
-    await state.oauth.users_offload(partial(append_user, path, user))
+    await state.oauth.users_offload(partial(_append_locked, path, user))
     settings = state.settings
     current = settings.users.get(sub)
     if current is not None:
@@ -136,3 +139,13 @@ async def create_user(state: OAuthApp, provider: Provider, sub: str, profile: Ma
     state.settings = attrs.evolve(settings, users={**settings.users, sub: user})
     log.info("provider login: added user %s (scopes %s) to %s", sub, " ".join(user.scopes) or "-", path)
     return user
+
+
+def _append_locked(path: Path, user: User) -> None:
+    """Blocking (the users offload runs it in a worker thread): add ``user``
+    under the lock ``realtime user ...`` takes, so neither loses the other's edit."""
+    try:
+        with locked(path):
+            append_user(path, user)
+    except EditError as exc:
+        raise ProviderError(str(exc)) from None

@@ -144,15 +144,22 @@ def test_creates_missing_files_with_private_mode(conf: Path, capsys, monkeypatch
     path = conf.parent / "apps.toml"
     assert len(load_apps(path)) == 1
     assert path.stat().st_mode & 0o777 == 0o600
-    assert run(conf, "user", "add", "alice", "--password-stdin", stdin="pw\n", monkeypatch=monkeypatch) == 0
+    assert run(conf, "user", "add", "alice", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 0
     assert (conf.parent / "users.json").stat().st_mode & 0o777 == 0o600
 
 
-def test_mode_is_kept(conf: Path, capsys) -> None:
+def test_rewrite_tightens_mode_to_0600(conf: Path, capsys, monkeypatch) -> None:
+    # The files hold password and secret hashes: a 0644 file from a
+    # checkout or a hand edit becomes 0600 when a command rewrites it.
     path = conf.parent / "apps.toml"
-    path.chmod(0o640)
+    path.chmod(0o644)
     run(conf, "app", "add", "New", "--redirect-uri", "https://n.example/cb")
-    assert path.stat().st_mode & 0o777 == 0o640
+    assert path.stat().st_mode & 0o777 == 0o600
+    users = conf.parent / "users.json"
+    users.write_text('{"users": []}\n')
+    users.chmod(0o640)
+    assert run(conf, "user", "add", "alice", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 0
+    assert users.stat().st_mode & 0o777 == 0o600
     assert not [p for p in conf.parent.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -181,19 +188,19 @@ def test_user_add_passwd_disable_enable(conf: Path, capsys, monkeypatch) -> None
 
 
 def test_user_errors(conf: Path, capsys, monkeypatch) -> None:
-    run(conf, "user", "add", "alice", "--password-stdin", stdin="pw\n", monkeypatch=monkeypatch)
-    assert run(conf, "user", "add", "Alice", "--password-stdin", stdin="pw\n", monkeypatch=monkeypatch) == 1
+    run(conf, "user", "add", "alice", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch)
+    assert run(conf, "user", "add", "Alice", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 1
     assert run(conf, "user", "disable", "ghost") == 1
     assert "users.json" in capsys.readouterr().err
     assert run(conf, "user", "add", "bob", "--password-stdin", stdin="\n", monkeypatch=monkeypatch) == 1
-    assert run(conf, "user", "add", "b:ob", "--password-stdin", stdin="pw\n", monkeypatch=monkeypatch) == 1
+    assert run(conf, "user", "add", "b:ob", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 1
 
 
 def test_user_add_prompts_twice(conf: Path, capsys, monkeypatch) -> None:
-    answers = iter(["secret1", "secret1", "a", "b"])
+    answers = iter(["secret-one-long", "secret-one-long", "a", "b"])
     monkeypatch.setattr(getpass, "getpass", lambda prompt="": next(answers))
     assert run(conf, "user", "add", "carol") == 0
-    assert verify_secret(load_users(conf.parent / "users.json")["carol"].password_hash, "secret1")
+    assert verify_secret(load_users(conf.parent / "users.json")["carol"].password_hash, "secret-one-long")
     assert run(conf, "user", "passwd", "carol") == 1  # mismatch
     assert "do not match" in capsys.readouterr().err
 
@@ -202,7 +209,7 @@ def test_users_toml(conf: Path, capsys, monkeypatch) -> None:
     text = conf.read_text().replace('users = "users.json"', 'users = "users.toml"')
     conf.write_text(text)
     (conf.parent / "users.toml").write_text("# people\n")
-    assert run(conf, "user", "add", "dan", "--password-stdin", stdin="pw\n", monkeypatch=monkeypatch) == 0
+    assert run(conf, "user", "add", "dan", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 0
     assert run(conf, "user", "disable", "dan") == 0
     path = conf.parent / "users.toml"
     assert path.read_text().startswith("# people")
@@ -217,9 +224,13 @@ def test_missing_config(tmp_path: Path, capsys) -> None:
 def test_notify_server_sends_sighup(conf: Path, capsys) -> None:
     state_dir = conf.parent / "var"
     state_dir.mkdir()
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # A stand-in server: it holds the pid file's lock as `serve` does.
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import sys, time; from pathlib import Path; from realtime.net import pidfile; "
+                              "pidfile.write(Path(sys.argv[1])); print('ready', flush=True); time.sleep(30)",
+                              str(state_dir)], stdout=subprocess.PIPE, text=True)
     try:
-        (state_dir / "realtime.pid").write_text(f"{child.pid}\n")
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
         assert run(conf, "app", "remove", "existing") == 0
         assert child.wait(timeout=10) == -signal.SIGHUP
         assert "reload" in capsys.readouterr().err

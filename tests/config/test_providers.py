@@ -176,7 +176,7 @@ def test_user_add_links_a_provider_user_without_a_password(conf: Path, capsys: A
     args = build_parser().parse_args(["user", "add", "nope:1", "--password-stdin", "-c", str(conf)])
     sys_stdin = sys.stdin
     try:
-        sys.stdin = io.StringIO("pw\n")
+        sys.stdin = io.StringIO("pw-long-enough-1\n")
         assert args.func(args) == 1
     finally:
         sys.stdin = sys_stdin

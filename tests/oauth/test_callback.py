@@ -4,6 +4,8 @@ real users file, with the server's own wiring of the users-file writer."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +55,56 @@ async def test_concurrent_first_logins_of_one_user_write_it_once(env: Any, tmp_p
             nursery.start_soon(login)
     assert names_in(users) == ["corp:same"]
     assert len(got) == 6 and {u.name for u in got} == {"corp:same"}
+
+
+# An operator command (`realtime user ...`) in the middle of its
+# read-modify-write: it holds the users file's lock and has read the file.
+OPERATOR = """
+import sys
+from pathlib import Path
+from realtime.config.edit import UserFile, locked
+path = Path(sys.argv[1])
+with locked(path):
+    users = UserFile(path)
+    print("read", flush=True)
+    sys.stdin.readline()
+    users.add_user("ops", [])
+    users.save()
+"""
+
+
+async def test_first_login_waits_for_an_operator_edit_and_neither_is_lost(env: Any, tmp_path: Path) -> None:
+    users = tmp_path / "users.json"
+    users.write_text('{"users": []}')
+    use_users_file(env, users)
+    operator = await trio.lowlevel.open_process([sys.executable, "-c", OPERATOR, str(users)],
+                                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert operator.stdout is not None and operator.stdin is not None
+        with trio.fail_after(30):
+            out = b""
+            while not out.endswith(b"\n"):
+                out += await operator.stdout.receive_some()
+        assert out == b"read\n"
+        done = trio.Event()
+
+        async def login() -> None:
+            await create_user(env.state, CORP, "corp:new", {"sub": "new"})
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(login)
+            # While the operator holds the lock the server's writer waits
+            # (in its worker thread: the event loop keeps running).
+            with trio.move_on_after(1.0):
+                await done.wait()
+            assert not done.is_set()
+            await operator.stdin.send_all(b"go\n")
+            with trio.fail_after(30):
+                assert await operator.wait() == 0
+                await done.wait()
+    finally:
+        if operator.returncode is None:
+            operator.kill()
+            await operator.wait()
+    assert sorted(names_in(users)) == ["corp:new", "ops"]

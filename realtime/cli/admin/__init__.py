@@ -2,9 +2,11 @@
 
 Each command edits one file the operator owns — ``apps.toml`` through
 tomlkit so comments and layout survive, ``users.json`` with ``json``
-(indent 2) or ``users.toml`` with tomlkit — writes it atomically (temp
-file in the same directory, fsync, rename, mode kept), then asks a
-running server to reload (SIGHUP to the pid in ``state_dir/realtime.pid``).
+(indent 2) or ``users.toml`` with tomlkit — under an exclusive lock on a
+sidecar ``.NAME.lock`` for the whole read-modify-write, writes it
+atomically (temp file in the same directory, fsync, rename, mode 0600),
+then asks a running server to reload (SIGHUP to the pid in
+``state_dir/realtime.pid``, only while the server holds that file's lock).
 
 Secrets are printed once and stored only as argon2id hashes.  Notes go
 to stderr so that stdout carries just the ``client_id: ...`` /

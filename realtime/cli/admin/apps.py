@@ -12,9 +12,9 @@ from typing import Any
 
 import tomlkit
 
-from realtime.cli.admin.files import AdminError, Paths, check_value, notify
+from realtime.cli.admin.files import AdminError, Paths, check_value, notify, user_names
 from realtime.config.apps import redirect_uri, rsa_public_key
-from realtime.config.edit import atomic_write, load_toml
+from realtime.config.edit import atomic_write, load_toml, locked
 from realtime.config.fields import nonempty, scope
 from realtime.config.units import parse_duration
 from realtime.oauth.passwords import hash_secret
@@ -61,33 +61,36 @@ def cmd_app_add(args: argparse.Namespace) -> int:
     if args.public and "client_credentials" in grants:
         raise AdminError("client_credentials needs a confidential app (drop --public)")
 
-    doc = load_toml(paths.apps)
-    apps = _apps_of(doc, paths.apps)
-    taken = {t.get("client_id") for t in apps or () if isinstance(t, dict)}
-    while True:
-        client_id = f"{_slug(args.name)}-{secrets.token_hex(4)}"
-        if client_id not in taken:
-            break
-    table = tomlkit.table()
-    table["name"] = args.name
-    table["client_id"] = client_id
-    secret = None
-    if args.public:
-        table["public"] = True
-    else:
-        secret = secrets.token_urlsafe(32)
-        table["client_secret_hash"] = hash_secret(secret)
-    table["redirect_uris"] = uris
-    table["grant_types"] = grants
-    table["scopes"] = scopes
-    consumer = _oauth1_consumer(paths, table, rsa_pem) if args.oauth1 else None
-    if apps is None:
-        aot = tomlkit.aot()
-        aot.append(table)
-        doc["app"] = aot
-    else:
-        apps.append(table)
-    atomic_write(paths.apps, tomlkit.dumps(doc))
+    secret = None if args.public else secrets.token_urlsafe(32)
+    secret_hash = hash_secret(secret) if secret is not None else None  # argon2 before the lock
+    # A client_id never equals a user's name: a client token's sub is its client_id.
+    users = user_names(paths)
+    with locked(paths.apps):
+        doc = load_toml(paths.apps)
+        apps = _apps_of(doc, paths.apps)
+        taken = {str(t.get("client_id")).casefold() for t in apps or () if isinstance(t, dict)} | users
+        while True:
+            client_id = f"{_slug(args.name)}-{secrets.token_hex(4)}"
+            if client_id.casefold() not in taken:
+                break
+        table = tomlkit.table()
+        table["name"] = args.name
+        table["client_id"] = client_id
+        if secret_hash is None:
+            table["public"] = True
+        else:
+            table["client_secret_hash"] = secret_hash
+        table["redirect_uris"] = uris
+        table["grant_types"] = grants
+        table["scopes"] = scopes
+        consumer = _oauth1_consumer(paths, table, rsa_pem) if args.oauth1 else None
+        if apps is None:
+            aot = tomlkit.aot()
+            aot.append(table)
+            doc["app"] = aot
+        else:
+            apps.append(table)
+        atomic_write(paths.apps, tomlkit.dumps(doc))
     print(f"client_id: {client_id}")
     if secret is not None:
         print(f"client_secret: {secret}")
@@ -143,25 +146,27 @@ def cmd_app_rotate(args: argparse.Namespace) -> int:
         grace = parse_duration(args.grace)
     except ValueError as exc:
         raise AdminError(f"bad --grace: {exc}") from None
-    doc = load_toml(paths.apps)
-    apps, n = _find_app(doc, paths.apps, args.client_id)
-    table = apps[n]
-    if table.get("public") or "client_secret_hash" not in table:
-        raise AdminError(f"{paths.apps}: app {args.client_id!r} is public and has no secret")
-    now = time.time()
-    retired = tomlkit.array()
-    for item in table.get("retired_secrets", []):
-        if isinstance(item, dict) and float(item.get("expires_at", 0)) > now:
-            retired.append(_inline(hash=str(item["hash"]), expires_at=int(item["expires_at"])))
-    if grace > 0:
-        retired.append(_inline(hash=str(table["client_secret_hash"]), expires_at=int(now + grace + 0.999)))
     secret = secrets.token_urlsafe(32)
-    table["client_secret_hash"] = hash_secret(secret)
-    if len(retired):
-        table["retired_secrets"] = retired
-    elif "retired_secrets" in table:
-        del table["retired_secrets"]
-    atomic_write(paths.apps, tomlkit.dumps(doc))
+    secret_hash = hash_secret(secret)  # argon2 before the lock
+    with locked(paths.apps):
+        doc = load_toml(paths.apps)
+        apps, n = _find_app(doc, paths.apps, args.client_id)
+        table = apps[n]
+        if table.get("public") or "client_secret_hash" not in table:
+            raise AdminError(f"{paths.apps}: app {args.client_id!r} is public and has no secret")
+        now = time.time()
+        retired = tomlkit.array()
+        for item in table.get("retired_secrets", []):
+            if isinstance(item, dict) and float(item.get("expires_at", 0)) > now:
+                retired.append(_inline(hash=str(item["hash"]), expires_at=int(item["expires_at"])))
+        if grace > 0:
+            retired.append(_inline(hash=str(table["client_secret_hash"]), expires_at=int(now + grace + 0.999)))
+        table["client_secret_hash"] = secret_hash
+        if len(retired):
+            table["retired_secrets"] = retired
+        elif "retired_secrets" in table:
+            del table["retired_secrets"]
+        atomic_write(paths.apps, tomlkit.dumps(doc))
     print(f"client_id: {args.client_id}")
     print(f"client_secret: {secret}")
     if grace > 0:
@@ -178,10 +183,11 @@ def _inline(**values: Any) -> Any:
 
 def cmd_app_remove(args: argparse.Namespace) -> int:
     paths = Paths(args.config)
-    doc = load_toml(paths.apps)
-    apps, n = _find_app(doc, paths.apps, args.client_id)
-    del apps[n]
-    atomic_write(paths.apps, tomlkit.dumps(doc))
+    with locked(paths.apps):
+        doc = load_toml(paths.apps)
+        apps, n = _find_app(doc, paths.apps, args.client_id)
+        del apps[n]
+        atomic_write(paths.apps, tomlkit.dumps(doc))
     print(f"removed app {args.client_id}", file=sys.stderr)
     notify(paths)
     return 0

@@ -7,7 +7,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from realtime.config.edit import EditError
+from realtime.config.apps import DEFAULT_MIN_PASSWORD_LENGTH, password_length
+from realtime.config.edit import EditError, UserFile, load_toml
+from realtime.config.fields import parse_toml
 from realtime.net import pidfile
 
 DEFAULT_CONFIG = Path("conf/realtime.toml")
@@ -50,6 +52,10 @@ def notify_server(target: Any) -> bool:
     if outcome in ("no_pid_file", "gone"):
         print("note: no running server found; the change applies when it starts", file=sys.stderr)
         return False
+    if outcome == "stale":
+        print(f"note: stale pid file (pid {pid} is not a running server; not signalled); "
+              "the change applies when the server starts", file=sys.stderr)
+        return False
     if outcome == "denied":
         print(f"note: not allowed to signal pid {pid}; run `realtime reload`", file=sys.stderr)
         return False
@@ -63,6 +69,42 @@ def check_value(kind: str, value: str, check: Any) -> None:
         check(value)
     except ValueError as exc:
         raise AdminError(f"bad {kind}: {exc}") from None
+
+
+def min_password_length(paths: Paths) -> int:
+    """``[oauth] min_password_length`` from the raw config, checked as the loader does."""
+    raw = paths.oauth.get("min_password_length", DEFAULT_MIN_PASSWORD_LENGTH)
+    try:
+        return password_length(raw)
+    except ValueError as exc:
+        parsed = parse_toml(paths.config, [])
+        line = parsed[1].line(("oauth", "min_password_length")) if parsed else None
+        where = f"{paths.config}:{line}" if line else str(paths.config)
+        raise AdminError(f"{where}: oauth.min_password_length: {exc}") from None
+
+
+# Users and apps share one namespace of token subjects (a client_credentials
+# token's sub is its client_id).  These two readers are lenient: a file that
+# does not parse is left to `realtime check`, which refuses a collision too.
+
+
+def client_ids(paths: Paths) -> set[str]:
+    """The apps' client_ids, casefolded."""
+    try:
+        apps = load_toml(paths.apps).get("app")
+    except EditError:
+        return set()
+    tables = apps if isinstance(apps, list) else []
+    return {str(t.get("client_id")).casefold() for t in tables if isinstance(t, dict) and "client_id" in t}
+
+
+def user_names(paths: Paths) -> set[str]:
+    """The users' names, casefolded."""
+    try:
+        users = UserFile(paths.users).users
+    except EditError:
+        return set()
+    return {str(u.get("name")).casefold() for u in users if "name" in u}
 
 
 def notify(paths: Paths) -> None:

@@ -6,15 +6,15 @@ import argparse
 import getpass
 import sys
 
-from realtime.cli.admin.files import AdminError, Paths, check_value, notify
-from realtime.config.apps import email, user_name_with
-from realtime.config.edit import UserFile
+from realtime.cli.admin.files import AdminError, Paths, check_value, client_ids, min_password_length, notify
+from realtime.config.apps import email, password_policy, user_name_with
+from realtime.config.edit import UserFile, locked
 from realtime.config.fields import scope
 from realtime.config.providers import provider_names
 from realtime.oauth.passwords import hash_secret
 
 
-def _read_password(args: argparse.Namespace) -> str:
+def _read_password(args: argparse.Namespace, paths: Paths) -> str:
     if args.password_stdin:
         line = sys.stdin.readline()
         password = line[:-1] if line.endswith("\n") else line
@@ -26,6 +26,7 @@ def _read_password(args: argparse.Namespace) -> str:
             raise AdminError("the passwords do not match")
     if not password:
         raise AdminError("the password must not be empty")
+    check_value("password", password, password_policy(min_password_length(paths)))
     return password
 
 
@@ -41,13 +42,21 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         check_value("scope", s, scope)
     if args.email:
         check_value("e-mail", args.email, email)
-    users = UserFile(paths.users)
-    if users.exists(args.name):
+    # One namespace for token subjects: a client_credentials token has
+    # sub = client_id (RFC 9068 §2.2), so no user may carry that name.
+    if args.name.casefold() in client_ids(paths):
+        raise AdminError(f"{paths.apps}: {args.name!r} is the client_id of an app; "
+                         "a user cannot share it (token subjects would collide)")
+    if UserFile(paths.users).exists(args.name):  # early, before asking for a password
         raise AdminError(f"{paths.users}: a user named {args.name!r} exists already")
-    password_hash = hash_secret(_read_password(args)) if not provider_user or args.password_stdin else None
-    users.add_user(args.name, list(dict.fromkeys(args.scope or [])), password_hash=password_hash,
-                   display_name=args.display_name, email=args.email)
-    users.save()
+    password_hash = hash_secret(_read_password(args, paths)) if not provider_user or args.password_stdin else None
+    with locked(paths.users):  # argon2 ran outside: the lock is held for milliseconds
+        users = UserFile(paths.users)
+        if users.exists(args.name):
+            raise AdminError(f"{paths.users}: a user named {args.name!r} exists already")
+        users.add_user(args.name, list(dict.fromkeys(args.scope or [])), password_hash=password_hash,
+                       display_name=args.display_name, email=args.email)
+        users.save()
     print(f"added user {args.name}", file=sys.stderr)
     notify(paths)
     return 0
@@ -55,10 +64,12 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
     paths = Paths(args.config)
-    users = UserFile(paths.users)
-    user = users.find(args.name)
-    user["password_hash"] = hash_secret(_read_password(args))
-    users.save()
+    UserFile(paths.users).find(args.name)  # early, before asking for a password
+    password_hash = hash_secret(_read_password(args, paths))
+    with locked(paths.users):
+        users = UserFile(paths.users)
+        users.find(args.name)["password_hash"] = password_hash
+        users.save()
     print(f"password changed for {args.name}", file=sys.stderr)
     notify(paths)
     return 0
@@ -66,13 +77,14 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
 
 def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
     paths = Paths(args.config)
-    users = UserFile(paths.users)
-    user = users.find(args.name)
-    if disabled:
-        user["disabled"] = True
-    elif "disabled" in user:
-        del user["disabled"]
-    users.save()
+    with locked(paths.users):
+        users = UserFile(paths.users)
+        user = users.find(args.name)
+        if disabled:
+            user["disabled"] = True
+        elif "disabled" in user:
+            del user["disabled"]
+        users.save()
     print(f"{'disabled' if disabled else 'enabled'} user {args.name}", file=sys.stderr)
     notify(paths)
     return 0
