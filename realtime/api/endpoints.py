@@ -122,6 +122,16 @@ async def presence(request: Request, state: App) -> Response:
 
 
 async def metrics(request: Request, state: App) -> Response:
+    """GET /metrics: open (SPEC §3) unless ``[metrics] scope`` is set; then it
+    needs a bearer access token holding that scope (a scraper's
+    ``client_credentials`` token), as any protected resource (RFC 6750 §3)."""
+    scope = state.settings.metrics.scope
+    if scope is not None:
+        claims = _bearer_claims(request, state)
+        if isinstance(claims, Response):
+            return claims
+        if scope not in claims.scope:
+            return bearer_challenge(403, "insufficient_scope", f"the token lacks the {scope} scope", scope=scope)
     body, content_type = render(state.metrics_registry)
     return Response(200, (("content-type", content_type),), body)
 
