@@ -26,12 +26,15 @@ before.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 from prometheus_client import CollectorRegistry
 
 from realtime.api.metrics import build_registry
+from realtime.api.publish_limit import PrincipalLimit
 from realtime.config.settings import Settings
 from realtime.http.counters import Counters
 from realtime.hub import Hub
@@ -56,6 +59,10 @@ class App:
     # "trigger"[, "errors"]}, for /metrics and the tests.
     last_reload: dict[str, Any] = attrs.field(factory=dict)
     metrics_registry: CollectorRegistry = attrs.field(init=False)
+    # /api/publish buckets per principal ([api] publish_rate), built on first
+    # use and again when a reload changes the rate; time is injectable.
+    api_publish_limit: PrincipalLimit | None = None
+    monotonic: Callable[[], float] = time.monotonic
 
     def __attrs_post_init__(self) -> None:
         self.metrics_registry = build_registry(self)

@@ -9,6 +9,7 @@ from typing import Any
 from realtime.api import demo
 from realtime.api.app import App
 from realtime.api.metrics import render
+from realtime.api.publish_limit import PrincipalLimit, data_too_large
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response, bearer_challenge, error_response, json_response, text_response
 from realtime.http.router import Router
@@ -61,6 +62,12 @@ async def publish(request: Request, state: App) -> Response:
     channel = body["channel"]
     if not isinstance(channel, str):
         return error_response(400, "bad_channel", "channel must be a string")
+    refused = _over_publish_rate(state, claims)  # first: an oversized flood is refused cheaply too
+    if refused is not None:
+        return refused
+    limit = state.settings.websocket.max_message_bytes
+    if data_too_large(request.body, body.get("data"), limit):
+        return error_response(413, "too_large", f"data is over {limit} bytes once encoded as JSON")
     try:
         if state.hub.remote:
             result = await state.hub.publish_async(
@@ -72,6 +79,19 @@ async def publish(request: Request, state: App) -> Response:
     state.metrics.publishes += 1
     state.metrics.deliveries += result.delivered
     return json_response(200, {"delivered": result.delivered, "seq": result.seq})
+
+
+def _over_publish_rate(state: App, claims: Any) -> Response | None:
+    """429 past ``[api] publish_rate`` for this principal (sub + client_id)."""
+    spec = state.settings.api.publish_rate
+    limit = state.api_publish_limit
+    if limit is None or limit.spec != spec:  # first use, or a reload changed it
+        limit = state.api_publish_limit = PrincipalLimit(spec)
+    wait = limit.retry_after(claims.sub, getattr(claims, "client_id", "") or "", state.monotonic())
+    if not wait:
+        return None
+    return error_response(429, "rate_limited", f"over the publish rate ({spec}); retry later",
+                          (("retry-after", str(wait)),))
 
 
 def _unavailable(message: str) -> Response:
@@ -102,6 +122,16 @@ async def presence(request: Request, state: App) -> Response:
 
 
 async def metrics(request: Request, state: App) -> Response:
+    """GET /metrics: open (SPEC §3) unless ``[metrics] scope`` is set; then it
+    needs a bearer access token holding that scope (a scraper's
+    ``client_credentials`` token), as any protected resource (RFC 6750 §3)."""
+    scope = state.settings.metrics.scope
+    if scope is not None:
+        claims = _bearer_claims(request, state)
+        if isinstance(claims, Response):
+            return claims
+        if scope not in claims.scope:
+            return bearer_challenge(403, "insufficient_scope", f"the token lacks the {scope} scope", scope=scope)
     body, content_type = render(state.metrics_registry)
     return Response(200, (("content-type", content_type),), body)
 

@@ -10,6 +10,7 @@ registry is built once with the application object
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Iterator, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -46,8 +47,8 @@ class _StateCollector(Collector):
             fam.add_metric([result], n)
         yield fam
         fam = CounterMetricFamily("realtime_closes", "WebSocket closes by code", labels=["code"])
-        for code, n in sorted(c.closes.items()):
-            fam.add_metric([str(code)], n)
+        for label, n in close_labels(c.closes).items():
+            fam.add_metric([label], n)
         yield fam
         yield CounterMetricFamily("realtime_messages_in", "Client messages received", value=c.messages_in)
         yield CounterMetricFamily("realtime_publishes", "Messages published", value=c.publishes)
@@ -72,6 +73,26 @@ class _StateCollector(Collector):
                                     value=last.get("time", 0))
             yield GaugeMetricFamily("realtime_last_reload_success", "1 if the last reload applied",
                                     value=1 if last.get("result") == "ok" else 0)
+
+
+#: The close codes that get a label of their own: the ones SPEC §4 and
+#: RFC 6455 name (:class:`CloseCode`).  A peer may send any of ~4,000
+#: codes; one label per value would let a client grow every scrape.
+KNOWN_CLOSE_CODES = frozenset(int(code) for code in CloseCode)
+
+
+def close_labels(closes: Mapping[int, int]) -> dict[str, int]:
+    """Close counts by label: each known code, the rest summed as ``other``."""
+    out: dict[str, int] = {}
+    other = 0
+    for code, n in sorted(closes.items()):
+        if code in KNOWN_CLOSE_CODES:
+            out[str(code)] = n
+        else:
+            other += n
+    if other:
+        out["other"] = other
+    return out
 
 
 def build_registry(source: MetricsSource) -> CollectorRegistry:

@@ -59,6 +59,8 @@ from realtime.config.fields import (
     url_path,
 )
 from realtime.config.settings import (
+    ApiSettings,
+    MetricsSettings,
     App,
     BrokerSettings,
     ChannelRule,
@@ -188,6 +190,11 @@ WEBSOCKET_FIELDS: dict[str, Converter] = {
     "max_subscriptions": integer(1),
     "max_channel_name": integer(1),
     "max_presence_members": integer(1),
+    # Issue 18 limits
+    "message_rate": rate,
+    "join_leave_debounce": duration(),
+    "max_history_bytes": integer(0),
+    "max_idle_channels": integer(0),
 }
 CHANNEL_FIELDS: dict[str, Converter] = {
     "pattern": nonempty,
@@ -196,10 +203,15 @@ CHANNEL_FIELDS: dict[str, Converter] = {
     "history": integer(0, 1_000_000),
     "presence": boolean,
     "join_leave": boolean,
+    # Issue 18 limits
+    "history_bytes": integer(0),
 }
 BROKER_FIELDS: dict[str, Converter] = {"url": broker_url, "node_ttl": duration(positive=True)}
 DEMO_FIELDS: dict[str, Converter] = {"enabled": boolean}
-TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "demo")
+# Issue 18: [api] and [metrics]
+API_FIELDS: dict[str, Converter] = {"publish_rate": rate}
+METRICS_FIELDS: dict[str, Converter] = {"scope": scope}
+TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "demo", "api", "metrics")
 
 
 def load_settings(
@@ -289,6 +301,8 @@ def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | No
     websocket = _section(source, data, "websocket", WEBSOCKET_FIELDS, WebSocketSettings)
     broker = _section(source, data, "broker", BROKER_FIELDS, BrokerSettings)
     demo = _section(source, data, "demo", DEMO_FIELDS, DemoSettings)
+    api = _section(source, data, "api", API_FIELDS, ApiSettings)
+    metrics = _section(source, data, "metrics", METRICS_FIELDS, MetricsSettings)
     server = _check_tls(source, server)
     if websocket.echo_path is not None and websocket.echo_path == websocket.path:
         source.error(("websocket", "echo_path"), "must differ from websocket.path")
@@ -322,6 +336,8 @@ def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | No
         providers=providers,
         config_path=path,
         sources=tuple(sources),
+        api=api,
+        metrics=metrics,
     )
     return settings, source
 

@@ -89,6 +89,14 @@ class WebSocketSettings:
     max_subscriptions: int = 100
     max_channel_name: int = 200
     max_presence_members: int = 1000  # a presence answer lists at most this many ("truncated")
+    # Issue 18 limits: every client message passes this per-connection bucket
+    # (close 4008); a sub's leave is held this long and dropped with the
+    # join if it comes back; kept history across all channels (bytes, oldest
+    # evicted first); idle channels whose counter and history are kept.
+    message_rate: str = "100/s"
+    join_leave_debounce: float = 1.0
+    max_history_bytes: int = 64 * 1024 * 1024
+    max_idle_channels: int = 1000
 
 
 @attrs.frozen
@@ -117,6 +125,22 @@ class ChannelRule:
     history: int = 100
     presence: bool = False
     join_leave: bool = False
+    # Issue 18: kept history of this channel in bytes (frames), oldest first out.
+    history_bytes: int = 1024 * 1024
+
+
+@attrs.frozen
+class ApiSettings:
+    """``[api]``: the HTTP API (``/api/publish``)."""
+
+    publish_rate: str = "50/s"  # per principal (sub + client_id); 429 past it
+
+
+@attrs.frozen
+class MetricsSettings:
+    """``[metrics]``: who may read ``/metrics``."""
+
+    scope: str | None = None  # None: open; else a bearer token with this scope
 
 
 @attrs.frozen
@@ -177,6 +201,9 @@ class Settings:
     config_path: Path | None = None  # None: the embedded default
     # Every file the snapshot was read from, for `watch` and error messages.
     sources: tuple[Path, ...] = ()
+    # Issue 18: [api] (publish rate) and [metrics] (scrape access).
+    api: ApiSettings = ApiSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def issuer(self) -> str:

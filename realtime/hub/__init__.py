@@ -40,7 +40,9 @@ the kept messages with ``seq > since`` in order, already framed, and
 - ``True``: the replay is every message after ``since``; nothing missed.
   Also when ``since`` equals the newest ``seq`` (nothing to replay).
 - ``False``: messages after ``since`` were published but are no longer
-  kept (``since < oldest kept seq - 1``, or the channel keeps no history);
+  kept (``since < oldest kept seq - 1``, or the channel keeps no history;
+  the in-process broker also evicts by bytes: ``history_bytes`` per
+  channel, ``[websocket] max_history_bytes`` across channels);
   what is kept is still replayed.  Also ``False`` when ``since`` is *above*
   the newest ``seq``: this numbering never issued it, so the client's
   position is from before a server restart (or a forgotten idle channel)
@@ -67,7 +69,12 @@ The hub counts each channel's subscribed connections per ``sub``.  With
 ``join_leave = true`` it offers ``join`` to the other subscribers when a
 ``sub``'s first connection subscribes and ``leave`` when its last one goes
 (unsubscribe, close via :meth:`Hub.drop`, or :meth:`Hub.revalidate`).
-Joins and leaves have no ``seq`` and are not kept.  ``presence`` needs the
+Joins and leaves have no ``seq`` and are not kept.  A leave is held for
+``[websocket] join_leave_debounce`` (default 1 s; :mod:`realtime.hub.held`):
+if the same ``sub`` subscribes again within it, neither the leave nor the
+join is sent, so subscribe/unsubscribe churn costs the listeners nothing;
+otherwise it goes out when the window ends (:meth:`Hub.tick`), and until
+then ``presence`` still lists that ``sub``, with ``connections: 0``.  ``presence`` needs the
 channel's subscribe permission and ``presence = true`` (else code
 ``presence_disabled``).  A member list holds at most ``[websocket]
 max_presence_members`` entries (default 1000); past that the answer says

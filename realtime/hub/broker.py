@@ -102,7 +102,9 @@ class Broker(ChannelFeed, Protocol):
         """Register the local hub's delivery function (once, by the hub)."""
         ...
 
-    def publish(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
+    def publish(
+        self, channel: str, from_sub: str, data_json: bytes, keep: int, *, keep_bytes: int | None = None
+    ) -> tuple[int, int]:
         """Number a message, keep it, deliver it.
 
         Args:
@@ -112,6 +114,8 @@ class Broker(ChannelFeed, Protocol):
                 :func:`realtime.protocol.messages.encode_json`.
             keep: how many messages this channel keeps (its rule's
                 ``history``; 0 keeps none).
+            keep_bytes: how many bytes of frames it keeps (its rule's
+                ``history_bytes``); ``None``: only the broker's own budget.
 
         Returns:
             ``(seq, delivered)``: the message's ``seq`` and how many local

@@ -11,11 +11,13 @@ ones and merges presence across nodes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from realtime.config.settings import ChannelRule, WebSocketSettings
 from realtime.hub.broker import Broker, BrokerUnavailable, RemoteBroker, Replay
+from realtime.hub.held import HeldLeaves
 from realtime.hub.index import Connection, ConnectionIndex
 from realtime.hub.inprocess import InProcessBroker
 from realtime.hub.results import HubError, PublishResult, SubscribeResult
@@ -50,6 +52,8 @@ class Hub:
         broker: numbering, history and delivery; :class:`InProcessBroker`
             when ``None``.
         rule_cache_size: channel names whose rule lookup is remembered.
+        clock: monotonic seconds, for holding ``leave`` events (see
+            :meth:`tick`); tests pass their own.
     """
 
     def __init__(
@@ -59,12 +63,15 @@ class Hub:
         broker: Broker | RemoteBroker | None = None,
         *,
         rule_cache_size: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.connections = ConnectionIndex()
         self.rules = ChannelRules(rules, ws, rule_cache_size)
         self.tables = Tables()
         self._rule_cache_size = rule_cache_size
-        chosen: Broker | RemoteBroker = broker if broker is not None else InProcessBroker()
+        self._clock = clock
+        self.held = HeldLeaves()
+        chosen: Broker | RemoteBroker = broker if broker is not None else InProcessBroker.for_settings(ws)
         self.broker = chosen
         # Exactly one of the two is set: the paths are chosen here, once,
         # by the broker's tag (Literal[True] or Literal[False]).
@@ -96,7 +103,11 @@ class Hub:
         client with an ``error``.
         """
         self.rules = ChannelRules(rules, ws, self._rule_cache_size)
-        self.broker.retain(self.rules.history_for)
+        if isinstance(self.broker, InProcessBroker):
+            self.broker.set_limits(ws)
+            self.broker.retain(self.rules.history_for, self.rules.history_bytes_for)
+        else:
+            self.broker.retain(self.rules.history_for)
         return self.revalidate()
 
     def rule_for(self, channel: str) -> ChannelRule | None:
@@ -128,7 +139,7 @@ class Hub:
         """
         rule, data_json = self._prepare_publish(channel, data, scopes)
         broker = _serving(self._local, "a hub with a remote broker publishes through publish_async")
-        seq, delivered = broker.publish(channel, from_sub, data_json, rule.history)
+        seq, delivered = broker.publish(channel, from_sub, data_json, rule.history, keep_bytes=rule.history_bytes)
         return PublishResult(delivered, seq)
 
     async def publish_async(self, channel: str, data: Any, *, from_sub: str, scopes: frozenset[str]) -> PublishResult:
@@ -208,6 +219,7 @@ class Hub:
             HubError: ``bad_channel``, ``unknown_channel``, ``forbidden``,
                 ``too_many_subscriptions``.
         """
+        self.tick()  # a leave whose window is over goes before this join
         rule = self.rules.check_subscribe(channel, conn.sub, conn.scopes)
         limit = self.rules.ws.max_subscriptions
         mine = self.tables.channels_of(conn)
@@ -231,7 +243,10 @@ class Hub:
         if self._remote is not None:
             self._remote.report(channel, conn.sub)
         elif count == 0 and rule is not None and rule.join_leave:
-            self._announce(ch, replies.join(channel, conn.sub), skip=conn)
+            # The sub's leave still held (it left within the window): the
+            # listeners never saw it go, so they need no join either.
+            if not self.held.cancel(channel, conn.sub):
+                self._announce(ch, replies.join(channel, conn.sub), skip=conn)
         return SubscribeResult(replay.frames, replay.recovered, replay.last_seq, True)
 
     async def subscribe_async(self, conn: Connection, channel: str, since: int | None = None) -> SubscribeResult:
@@ -294,8 +309,27 @@ class Hub:
             self._remote.report(channel, sub)
         if not ch.subs:
             self.broker.unwatch(channel)
+            self.held.discard_channel(channel)  # nobody left to tell
         elif count == 0 and self._remote is None and self.rules.announces(channel):
-            self._announce(ch, replies.leave(channel, sub), skip=None)
+            window = self.rules.ws.join_leave_debounce
+            if window > 0:
+                self.held.hold(channel, sub, self._clock() + window)
+            else:
+                self._announce(ch, replies.leave(channel, sub), skip=None)
+
+    def tick(self) -> int:
+        """Send the held ``leave`` events whose window is over; returns how
+        many.  The hub calls it on each subscribe and presence; the server
+        also calls it a few times a second (``realtime.net``), so a leave
+        is late by at most the window plus that period."""
+        due = self.held.take_due(self._clock())
+        sent = 0
+        for channel, sub in due:
+            ch = self.tables.channels.get(channel)
+            if ch is not None:
+                self._announce(ch, replies.leave(channel, sub), skip=None)
+                sent += 1
+        return sent
 
     def subscriptions_of(self, conn: Connection) -> tuple[str, ...]:
         """``conn``'s channels in subscribe order."""
@@ -340,10 +374,19 @@ class Hub:
             HubError: what :meth:`ChannelRules.check_presence` raises.
         """
         self.rules.check_presence(channel, sub, scopes)
+        self.tick()
         ch = self.tables.channels.get(channel)
         if ch is None:
             return [], False
-        return ch.members_page(self.rules.presence_limit)
+        limit = self.rules.presence_limit
+        members, truncated = ch.members_page(limit)
+        # A held leave has not been sent: to the listeners that sub is still
+        # there, so it is listed (with no connection) until its leave goes.
+        for gone in self.held.subs_of(channel):
+            if len(members) >= limit:
+                return members, True
+            members.append((gone, 0))
+        return members, truncated
 
     def presence(self, channel: str, *, sub: str, scopes: frozenset[str]) -> list[tuple[str, int]]:
         """``(sub, connections)`` subscribed to ``channel``, in join order

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
+from realtime.config.settings import WebSocketSettings
 from realtime.hub.broker import DeliverFn, Replay
 from realtime.protocol.frames import encode_text_frame
 from realtime.protocol.replies import message_from_json
@@ -18,14 +19,31 @@ __all__ = ["InProcessBroker"]
 
 
 class ChannelLog:
-    """One channel's counter and kept frames."""
+    """One channel's counter and kept frames (``(stamp, frame)``, oldest
+    first; ``stamp`` orders every kept frame of the broker)."""
 
-    __slots__ = ("seq", "frames", "watched")
+    __slots__ = ("seq", "frames", "bytes", "watched")
 
     def __init__(self) -> None:
         self.seq = 0
-        self.frames: deque[bytes] = deque(maxlen=0)
+        self.frames: deque[tuple[int, bytes]] = deque()
+        self.bytes = 0  # sum of the kept frames' lengths
         self.watched = False
+
+    def drop_oldest(self) -> int:
+        """Forget the oldest kept frame; returns its size."""
+        size = len(self.frames.popleft()[1])
+        self.bytes -= size
+        return size
+
+    def trim(self, keep: int, keep_bytes: int) -> int:
+        """Keep at most ``keep`` frames and ``keep_bytes`` bytes; returns
+        the bytes freed."""
+        freed = 0
+        frames = self.frames
+        while frames and (len(frames) > keep or self.bytes > keep_bytes):
+            freed += self.drop_oldest()
+        return freed
 
 
 class InProcessBroker:
@@ -41,19 +59,47 @@ class InProcessBroker:
     A forgotten channel starts again at ``seq`` 1, which a later ``since``
     reports as ``recovered: false`` (see :mod:`realtime.hub`).
 
+    History is bounded in bytes too (issue 18, M4): each channel keeps at
+    most its rule's ``history_bytes`` of frames, and all channels together
+    at most ``max_history_bytes``; past that the oldest kept frames, of
+    whichever channels, go first.  A ``since`` before an evicted message is
+    ``recovered: false``, as when ``history`` (a count) overflows.
+
     Args:
         max_idle_channels: idle channels kept (counter and history).
+        max_history_bytes: kept frames of every channel together.
     """
 
     remote: Literal[False] = False
 
-    def __init__(self, max_idle_channels: int = 10_000) -> None:
-        if max_idle_channels < 0:
-            raise ValueError("max_idle_channels must be >= 0")
+    def __init__(self, max_idle_channels: int = 1000, max_history_bytes: int = 64 * 1024 * 1024) -> None:
+        if max_idle_channels < 0 or max_history_bytes < 0:
+            raise ValueError("max_idle_channels and max_history_bytes must be >= 0")
         self.max_idle_channels = max_idle_channels
+        self.max_history_bytes = max_history_bytes
         self._logs: dict[str, ChannelLog] = {}
         self._idle: dict[str, None] = {}  # insertion order = LRU order
         self._deliver: DeliverFn = _deliver_nowhere
+        # Every kept frame in publish order, as (stamp, log), so the global
+        # budget can find the oldest.  An entry whose frame a channel already
+        # dropped (its own limits, or the channel forgotten) is stale and is
+        # skipped; compaction keeps their number below the live ones'.
+        self._order: deque[tuple[int, ChannelLog]] = deque()
+        self._stamps = itertools.count()
+        self.history_bytes = 0  # kept across all channels
+        self._kept = 0  # kept frames across all channels
+
+    @classmethod
+    def for_settings(cls, ws: WebSocketSettings) -> "InProcessBroker":
+        return cls(ws.max_idle_channels, ws.max_history_bytes)
+
+    def set_limits(self, ws: WebSocketSettings) -> None:
+        """A reload's ``[websocket]`` limits, applied at once."""
+        self.max_idle_channels = ws.max_idle_channels
+        self.max_history_bytes = ws.max_history_bytes
+        while len(self._idle) > self.max_idle_channels:
+            self._forget(next(iter(self._idle)))
+        self._enforce_budget()
 
     def bind(self, deliver: DeliverFn) -> None:
         self._deliver = deliver
@@ -65,23 +111,61 @@ class InProcessBroker:
         idle.pop(channel, None)
         idle[channel] = None
         if len(idle) > self.max_idle_channels:
-            oldest = next(iter(idle))
-            del idle[oldest]
-            del self._logs[oldest]
+            self._forget(next(iter(idle)))
+
+    def _forget(self, channel: str) -> None:
+        del self._idle[channel]
+        log = self._logs.pop(channel)
+        self._count_dropped(len(log.frames), log.bytes)
+        log.frames.clear()  # its entries in _order are stale now
+        log.bytes = 0
+
+    # -- the byte budget ----------------------------------------------------
+
+    def _count_dropped(self, frames: int, size: int) -> None:
+        self._kept -= frames
+        self.history_bytes -= size
+
+    def _trim(self, log: ChannelLog, keep: int, keep_bytes: int) -> None:
+        before = len(log.frames)
+        freed = log.trim(keep, keep_bytes)
+        self._count_dropped(before - len(log.frames), freed)
+
+    def _enforce_budget(self) -> None:
+        order = self._order
+        while self.history_bytes > self.max_history_bytes and order:
+            stamp, log = order.popleft()
+            if log.frames and log.frames[0][0] == stamp:
+                self._count_dropped(1, log.drop_oldest())
+        if len(order) > 2 * self._kept + 64:
+            # A frame is still kept iff its stamp is at or after its
+            # channel's oldest kept one (channels drop only from the front).
+            self._order = deque((stamp, log) for stamp, log in order
+                                if log.frames and stamp >= log.frames[0][0])
 
     # -- Broker -------------------------------------------------------------
 
-    def publish(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
+    def publish(
+        self, channel: str, from_sub: str, data_json: bytes, keep: int, *, keep_bytes: int | None = None
+    ) -> tuple[int, int]:
         log = self._logs.get(channel)
         if log is None:
             log = self._logs[channel] = ChannelLog()
         seq = log.seq = log.seq + 1
         frame = encode_text_frame(message_from_json(channel, seq, from_sub, data_json))
-        frames = log.frames
-        if frames.maxlen != keep:
-            frames = log.frames = deque(frames, maxlen=max(keep, 0))
-        if keep > 0:
-            frames.append(frame)
+        limit = self.max_history_bytes if keep_bytes is None else min(keep_bytes, self.max_history_bytes)
+        if keep > 0 and len(frame) <= limit:
+            stamp = next(self._stamps)
+            log.frames.append((stamp, frame))
+            log.bytes += len(frame)
+            self._kept += 1
+            self.history_bytes += len(frame)
+            self._order.append((stamp, log))
+            self._trim(log, keep, limit)
+        else:
+            # Not kept: then nothing older may be replayed as if complete.
+            self._trim(log, 0, 0)
+        self._enforce_budget()
         if not log.watched:
             self._touch_idle(channel)
             return seq, 0
@@ -102,8 +186,8 @@ class InProcessBroker:
         frames = log.frames
         kept = len(frames)
         if wanted <= kept:
-            return Replay(list(itertools.islice(frames, kept - wanted, None)), True, last)
-        return Replay(list(frames), False, last)
+            return Replay([f for _, f in itertools.islice(frames, kept - wanted, None)], True, last)
+        return Replay([f for _, f in frames], False, last)
 
     def last_seq(self, channel: str) -> int:
         log = self._logs.get(channel)
@@ -128,11 +212,11 @@ class InProcessBroker:
         else:
             self._touch_idle(channel)
 
-    def retain(self, keep_for: Callable[[str], int]) -> None:
+    def retain(self, keep_for: Callable[[str], int], bytes_for: Callable[[str], int] | None = None) -> None:
         for channel, log in self._logs.items():
-            keep = max(keep_for(channel), 0)
-            if log.frames.maxlen != keep:
-                log.frames = deque(log.frames, maxlen=keep)
+            keep_bytes = self.max_history_bytes if bytes_for is None else bytes_for(channel)
+            self._trim(log, max(keep_for(channel), 0), max(keep_bytes, 0))
+        self._enforce_budget()
 
     # -- introspection (metrics, tests) -------------------------------------
 
@@ -140,6 +224,14 @@ class InProcessBroker:
         """Channels with a counter in memory (watched or idle)."""
         return len(self._logs)
 
+    def order_entries(self) -> int:
+        """Entries of the global eviction order (live and stale)."""
+        return len(self._order)
+
+    def kept_bytes(self, channel: str) -> int:
+        """Bytes of frames ``channel`` keeps."""
+        log = self._logs.get(channel)
+        return 0 if log is None else log.bytes
 
 
 def _deliver_nowhere(channel: str, frame: bytes) -> int:

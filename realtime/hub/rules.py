@@ -103,6 +103,11 @@ class ChannelRules:
         rule = self.rule_for(channel)
         return 0 if rule is None else max(rule.history, 0)
 
+    def history_bytes_for(self, channel: str) -> int:
+        """How many bytes of frames ``channel`` keeps (``history_bytes``)."""
+        rule = self.rule_for(channel)
+        return 0 if rule is None else max(rule.history_bytes, 0)
+
     def announces(self, channel: str) -> bool:
         """Does ``channel`` send ``join``/``leave`` (``join_leave = true``)?"""
         rule = self.rule_for(channel)

@@ -29,6 +29,7 @@ from realtime.config.settings import Addr, Settings
 from realtime.http.router import Router
 from realtime.hub import Hub
 from realtime.net import pidfile
+from realtime.net.hub_tick import hub_tick
 from realtime.net import reload as reloading
 from realtime.net import systemd
 from realtime.net.http_connection import HttpConnection
@@ -299,6 +300,7 @@ class Server:
                 parts = [f"{scheme}={getattr(self.bound, scheme)}" for _, scheme in listeners]
                 log.info("listening %s", " ".join(parts) if parts else "(no listeners)")
                 root.start_soon(reloading.housekeeping, state)
+                root.start_soon(hub_tick, state)  # held join/leave events (issue 18)
                 if self.broker is not None:
                     await root.start(self.broker.run)
                 if self.settings.server.watch:

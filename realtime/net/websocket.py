@@ -83,7 +83,7 @@ class Session:
 
     # Thousands live at once: slots instead of a per-instance dict.
     __slots__ = (
-        "conn_id", "transport", "state", "clock", "echo", "ws", "publish_limit", "close_code", "close_reason",
+        "conn_id", "transport", "state", "clock", "echo", "ws", "publish_limit", "message_limit", "close_code", "close_reason",
         "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
         "_partial", "_held", "_warn_at", "_ping_at", "_pong_due", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
     )
@@ -110,6 +110,7 @@ class Session:
         ws = state.settings.websocket
         self.ws = WSConnection(ConnectionType.SERVER, trailing_data=trailing_data)
         self.publish_limit = RateLimiter.from_spec(ws.publish_rate)
+        self.message_limit = RateLimiter.from_spec(ws.message_rate)
         self.close_code: int | None = None
         self.close_reason = ""
         self.peer_close: CloseConnection | None = None

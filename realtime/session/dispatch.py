@@ -42,7 +42,7 @@ from realtime.hub import Connection, HubError, SubscribeResult
 from realtime.protocol import frames
 from realtime.protocol import messages
 from realtime.protocol import replies
-from realtime.protocol.close import BINARY_REFUSED, RATE_LIMITED, Close
+from realtime.protocol.close import BINARY_REFUSED, RATE_LIMITED, Close, CloseCode
 from realtime.tokens.bearer import principal_problem
 from realtime.tokens.keyring import AccessClaims, TokenError
 
@@ -52,7 +52,12 @@ if TYPE_CHECKING:
     from realtime.session.ratelimit import RateLimiter
     from realtime.tokens.keyring import KeyRing, RevokedSet
 
-__all__ = ["App", "Metrics", "Peer", "Reply", "Dispatcher", "presence_answer"]
+__all__ = ["App", "MESSAGE_RATE_LIMITED", "Metrics", "Peer", "Reply", "Dispatcher", "presence_answer"]
+
+#: Past ``[websocket] message_rate``: any client message counts, so
+#: subscribe/unsubscribe churn (join/leave to every listener) is bounded
+#: like publishing is (issue 18, M5).
+MESSAGE_RATE_LIMITED = Close(CloseCode.RATE_LIMITED, "message rate limit")
 
 
 class Metrics(Protocol):
@@ -87,6 +92,7 @@ class Peer(Connection, Protocol):
 
     echo: bool  # the conformance echo endpoint: messages come straight back
     publish_limit: RateLimiter
+    message_limit: RateLimiter  # every client message ([websocket] message_rate)
 
     def adopt(self, claims: AccessClaims) -> None:
         """Take a refreshed token's identity (``sub`` ... ``scopes``, ``exp``)."""
@@ -138,7 +144,7 @@ class Dispatcher:
             data: the message as wsproto assembled it (text or binary).
             peer: the session it came on.
             app: the server's services.
-            now: the session's timer clock (for the publish rate limit).
+            now: the session's timer clock (for the rate limits).
 
         Returns:
             A :class:`Reply`, or, only for what a remote broker must answer,
@@ -149,6 +155,8 @@ class Dispatcher:
             if isinstance(data, str):
                 return _text(data.encode())
             return Reply([frames.encode_binary_frame(data)])
+        if not peer.message_limit.allow(now):
+            return Reply(close=MESSAGE_RATE_LIMITED)
         if isinstance(data, bytes):
             return Reply(close=BINARY_REFUSED)
         try:

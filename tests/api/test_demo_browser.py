@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import textwrap
 from pathlib import Path
 from typing import Any, Callable
@@ -286,3 +287,65 @@ def run_browser(sync_api: Any, origin: str, notify_token: str, cut_alice: Callab
             assert errors == [], errors
         finally:
             browser.close()
+
+
+# -- ?ws= names a path on this origin only (issue 18, I11) ----------------------
+
+
+async def test_demo_ws_parameter_cannot_point_the_socket_elsewhere(
+        sync_api: Any, nursery: trio.Nursery, settings: Settings) -> None:
+    probe = await Running.start(nursery, attrs.evolve(settings, server=attrs.evolve(settings.server, https=None)))
+    port = probe.server.bound.http.port
+    probe.stop()
+    await probe.stopped.wait()
+    origin = f"http://127.0.0.1:{port}"
+    settings = attrs.evolve(settings, apps={**settings.apps, "demo": demo_app(origin)},
+                            server=attrs.evolve(settings.server, http=Addr("127.0.0.1", port), https=None))
+    running = await Running.start(nursery, settings)
+    # Where a hostile link would send the socket (and its bearer token): a
+    # listener on another address, which must never see a connection.
+    decoy = socket.socket()
+    decoy.bind(("127.0.0.2", 0))
+    decoy.listen(8)
+    decoy.setblocking(False)
+    decoy_port = decoy.getsockname()[1]
+    hostile = [f"@127.0.0.2:{decoy_port}/", f"//127.0.0.2:{decoy_port}/", f"/\\127.0.0.2:{decoy_port}/"]
+    try:
+        urls = await trio.to_thread.run_sync(check_ws_parameter, sync_api, origin, hostile)
+        with pytest.raises(BlockingIOError):  # nothing ever connected to it
+            decoy.accept()
+    finally:
+        decoy.close()
+        running.stop()
+    assert urls == [f"ws://127.0.0.1:{port}/ws"] * (1 + len(hostile)), urls
+
+
+def check_ws_parameter(sync_api: Any, origin: str, hostile: list[str]) -> list[str]:
+    """Sign alice in, then reload the tab with each hostile ``?ws=``: the
+    page must connect to its own /ws each time.  Returns every socket URL."""
+    from urllib.parse import quote
+
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    urls: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_context().new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.on("websocket", lambda ws: urls.append(ws.url))
+            page.goto(origin + "/demo/")
+            page.click("#login")
+            page.fill("#username", "alice")
+            page.fill("#password", PASSWORDS["alice"])
+            page.click("button[type=submit]")
+            page.click("button[value=allow]")
+            expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+            for n, value in enumerate(hostile, start=2):
+                # A reload of this tab: the refresh token signs it in again.
+                page.goto(origin + "/demo/?ws=" + quote(value, safe=""))
+                expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+                assert len(urls) == n, urls
+        finally:
+            browser.close()
+    return urls

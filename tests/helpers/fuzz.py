@@ -326,7 +326,7 @@ def fuzz_settings(tmp: Path) -> Settings:
                               header_timeout=5.0, keepalive_timeout=60.0),
         oauth=OAuthSettings(),
         websocket=WebSocketSettings(ping_interval=0, echo_path=ECHO, max_message_bytes=4096,
-                                    publish_rate="100000/s"),
+                                    publish_rate="100000/s", message_rate="100000/s"),
         channels=CHANNELS,
         apps=dict(APPS),
         users=dict(USERS),

@@ -76,6 +76,9 @@ RULES = (
 
 
 def make_hub(rules: tuple[ChannelRule, ...] = RULES, **ws: Any) -> Hub:
+    """A hub; leaves go out at once unless ``join_leave_debounce`` is given
+    (the debounce has its own tests, with a clock)."""
+    ws.setdefault("join_leave_debounce", 0.0)
     return Hub(rules, WebSocketSettings(**ws))
 
 

@@ -52,10 +52,12 @@ class FakePeer:
     """The dispatcher's ``Peer``: what the hub offers it and how it was
     withdrawn are kept for the test to read."""
 
-    def __init__(self, claims: AccessClaims, publish_rate: str = "50/s", echo: bool = False) -> None:
+    def __init__(self, claims: AccessClaims, publish_rate: str = "50/s", echo: bool = False,
+                 message_rate: str = "100000/s") -> None:
         self.conn_id = next(_ids)
         self.echo = echo
         self.publish_limit = RateLimiter.from_spec(publish_rate)
+        self.message_limit = RateLimiter.from_spec(message_rate)
         self.offered: list[bytes] = []
         self.withdrawn: tuple[int, str] | None = None
         self.adopt(claims)

@@ -310,7 +310,8 @@ async def _close_at_exit(slow: RawClient) -> None:
 async def test_slow_consumer_closed_4009_while_fast_one_gets_everything(
         start_server, make_settings, client_ssl, tls) -> None:
     running = await start_server(make_settings(
-        websocket={"max_backlog_bytes": 64 * 1024, "ping_interval": 0, "publish_rate": "100000/s"}))
+        websocket={"max_backlog_bytes": 64 * 1024, "ping_interval": 0, "publish_rate": "100000/s",
+                   "message_rate": "100000/s"}))
     channel = "chat:firehose"
     payload = "x" * 8192
     sessions = running.server.sessions
@@ -370,7 +371,8 @@ async def test_paused_reader_catches_up_and_its_half_sent_message_survives(
     sockets): the reader steps out and back in, and neither the backlog nor
     a message the client had half sent at that moment is lost."""
     running = await start_server(make_settings(
-        websocket={"max_backlog_bytes": 8 << 20, "ping_interval": 0, "publish_rate": "100000/s"}))
+        websocket={"max_backlog_bytes": 8 << 20, "ping_interval": 0, "publish_rate": "100000/s",
+                   "message_rate": "100000/s"}))
     channel = "chat:burst"
     payload = "y" * 8192
     sessions = running.server.sessions
@@ -529,7 +531,9 @@ async def test_api_publish_bad_input(running: Running) -> None:
             assert answer.status_code == 200 and answer.json() == {"delivered": 0, "seq": 1}
 
 
-async def test_ten_thousand_subscribes_from_one_connection(running: Running) -> None:
+async def test_ten_thousand_subscribes_from_one_connection(start_server, make_settings) -> None:
+    # The message rate limit would end this flood; here it is the subscription cap under test.
+    running = await start_server(make_settings(websocket={"message_rate": "100000/s"}))
     limit = running.state.settings.websocket.max_subscriptions
     total = 10_000
     answers: dict[str, int] = {}

@@ -36,7 +36,8 @@ access_token_ttl = "5m"
 
 [websocket]
 ping_interval = 0
-publish_rate = "1000000/s"  # the load test measures rotation, not the limiter
+publish_rate = "1000000/s"  # the load test measures rotation, not the limiters
+message_rate = "1000000/s"
 
 [[channel]]
 pattern = "chat:*"

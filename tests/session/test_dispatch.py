@@ -176,3 +176,27 @@ def test_the_session_core_imports_no_trio() -> None:
     code = ("import sys; import realtime.session.dispatch, realtime.session.clock, realtime.session.ratelimit,"
             " realtime.protocol.close, realtime.protocol.upgrade; assert 'trio' not in sys.modules, 'trio'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- every message is rate-limited per connection (issue 18, M5) -----------------
+
+
+def test_any_message_past_message_rate_closes_4008(app: FakeApp) -> None:
+    listener = connect(app, "bob")
+    send(app, listener, {"type": "subscribe", "channel": "room:1"})
+    churner = connect(app, "mallory", "chat:read", message_rate="10/s")
+    for i in range(5):
+        assert send(app, churner, {"type": "subscribe", "channel": "room:1"}).close is None
+        assert send(app, churner, {"type": "unsubscribe", "channel": "room:1"}).close is None
+    reply = send(app, churner, {"type": "ping"})
+    assert reply.close == Close(CloseCode.RATE_LIMITED, "message rate limit")
+    assert reply.frames == []
+    # A second later the bucket has refilled.
+    assert send(app, churner, {"type": "ping"}, now=1.0).close is None
+
+
+def test_bad_messages_spend_the_message_bucket_too(app: FakeApp) -> None:
+    peer = connect(app, message_rate="3/s")
+    for _ in range(3):
+        assert send(app, peer, {"type": "nonsense"}).close is None
+    assert send(app, peer, {"type": "nonsense"}).close == Close(CloseCode.RATE_LIMITED, "message rate limit")

@@ -58,6 +58,7 @@ users = "users.json"
 [websocket]
 ping_interval = 0
 publish_rate = "1000000/s"
+message_rate = "1000000/s"
 max_backlog_bytes = 67108864
 
 [[channel]]

@@ -105,6 +105,7 @@ users = "users.json"
 [websocket]
 ping_interval = 0
 publish_rate = "100000/s"
+message_rate = "100000/s"
 
 [[channel]]
 pattern = "chat:*"

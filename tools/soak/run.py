@@ -101,6 +101,7 @@ expiry_warning = "{int(args.warning)}s"
 ping_interval = "25s"
 pong_timeout = "10s"
 publish_rate = "{max(50, int(args.rate * 2))}/s"
+message_rate = "{max(100, int(args.rate * 4))}/s"
 
 [[channel]]
 pattern = "soak:*"

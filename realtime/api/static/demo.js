@@ -4,11 +4,20 @@
 "use strict";
 
 (() => {
+  function sameOriginPath(p) {
+    if (typeof p !== "string" || !p.startsWith("/") || p.startsWith("//")) return null;
+    // A backslash is a slash to URL parsers; controls and spaces have no place in a path.
+    return /[\\\s\u0000-\u001f\u007f]/.test(p) ? null : p;
+  }
+
   const params = new URLSearchParams(location.search);
   const CLIENT_ID = params.get("client_id") || sessionStorage.getItem("rt.demo.client_id") || "demo";
   const REDIRECT_URI = location.origin + "/demo/callback";
   const SCOPE = "chat:read chat:write offline_access";
-  const WS_PATH = params.get("ws") || "/ws";
+  // ?ws= may only name a path on this origin: "@other.host/" or "//other.host/"
+  // would make scheme + "//" + location.host + WS_PATH point elsewhere and
+  // send the bearer subprotocol there.  Anything else falls back to /ws.
+  const WS_PATH = sameOriginPath(params.get("ws")) || "/ws";
   const HTTP_TIMEOUT_MS = 15000;
   const CONNECT_TIMEOUT_MS = 10000;
   const FLOW_KEY = "rt.demo.flow";        // {state, verifier, clientId} during the redirect

@@ -68,7 +68,9 @@ async def test_api_presence_scope_checks_and_cap(start_server: Any, make_setting
 
 
 async def test_dropped_client_leaves_within_keepalive_timeout(start_server: Any, make_settings: Any) -> None:
-    running = await start(start_server, make_settings, ping_interval=PING, pong_timeout=PONG)
+    debounce = 0.2  # [websocket] join_leave_debounce holds a leave this long (issue 18)
+    running = await start(start_server, make_settings, ping_interval=PING, pong_timeout=PONG,
+                          join_leave_debounce=debounce)
     with trio.fail_after(15):
         async with connect(running, "bob", "chat:read") as bob:
             assert (await call(bob, type="subscribe", id=1, channel="room:2"))["type"] == "ack"
@@ -81,7 +83,7 @@ async def test_dropped_client_leaves_within_keepalive_timeout(start_server: Any,
             silent_from = trio.current_time()
             # bob answers pings (trio-websocket does) so only the ghost goes.
             assert await recv(bob) == {"type": "leave", "channel": "room:2", "sub": "alice"}
-            assert trio.current_time() - silent_from <= PING + PONG + 0.5
+            assert trio.current_time() - silent_from <= PING + PONG + debounce + 0.5
             assert (await call(bob, type="presence", id=2, channel="room:2"))["members"] == [
                 {"sub": "bob", "connections": 1}]
             await trio.aclose_forcefully(ghost.stream)

@@ -1,0 +1,105 @@
+"""The join/leave debounce (issue 18, M5): a sub that leaves a
+``join_leave`` channel and comes back within ``[websocket]
+join_leave_debounce`` costs the listeners nothing; a leave that stands is
+sent when the window ends.  The hub's clock is injected."""
+
+from __future__ import annotations
+
+from realtime.config.settings import WebSocketSettings
+from realtime.hub import Hub
+from tests.helpers.hub import RULES, FakeConn
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def debounced_hub(window: float = 1.0) -> tuple[Hub, Clock]:
+    clock = Clock()
+    return Hub(RULES, WebSocketSettings(join_leave_debounce=window), clock=clock), clock
+
+
+def events(conn: FakeConn) -> list[tuple[str, str]]:
+    return [(m["type"], m["sub"]) for m in conn.take() if m["type"] in ("join", "leave")]
+
+
+def test_subscribe_unsubscribe_churn_sends_one_join_and_at_most_one_leave() -> None:
+    hub, clock = debounced_hub()
+    listener, churner = FakeConn("bob"), FakeConn("mallory")
+    hub.subscribe(listener, "room:1")
+    for _ in range(500):
+        hub.subscribe(churner, "room:1")
+        hub.unsubscribe(churner, "room:1")
+        clock.now += 0.001
+    assert events(listener) == [("join", "mallory")]
+    clock.now += 1.0
+    assert hub.tick() == 1
+    assert events(listener) == [("leave", "mallory")]
+    assert hub.tick() == 0
+
+
+def test_a_leave_is_held_for_the_window_then_sent() -> None:
+    hub, clock = debounced_hub(window=2.0)
+    listener, alice = FakeConn("bob"), FakeConn("alice")
+    hub.subscribe(listener, "room:1")
+    hub.subscribe(alice, "room:1")
+    assert events(listener) == [("join", "alice")]
+    hub.drop(alice)
+    clock.now += 1.9
+    hub.tick()
+    assert events(listener) == []
+    clock.now += 0.1
+    hub.tick()
+    assert events(listener) == [("leave", "alice")]
+
+
+def test_a_rejoin_after_the_window_gets_the_leave_then_the_join() -> None:
+    hub, clock = debounced_hub()
+    listener, alice = FakeConn("bob"), FakeConn("alice")
+    hub.subscribe(listener, "room:1")
+    hub.subscribe(alice, "room:1")
+    hub.unsubscribe(alice, "room:1")
+    clock.now += 1.5  # no tick in between: subscribe itself sends what is due
+    hub.subscribe(alice, "room:1")
+    assert events(listener) == [("join", "alice"), ("leave", "alice"), ("join", "alice")]
+
+
+def test_presence_lists_a_held_member_until_its_leave_goes() -> None:
+    hub, clock = debounced_hub()
+    listener, alice = FakeConn("bob"), FakeConn("alice")
+    hub.subscribe(listener, "room:1")
+    hub.subscribe(alice, "room:1")
+    hub.unsubscribe(alice, "room:1")
+    # The listeners were not told alice left: the answer agrees with them.
+    assert hub.presence("room:1", sub="bob", scopes=listener.scopes) == [("bob", 1), ("alice", 0)]
+    clock.now += 1.0
+    assert hub.presence("room:1", sub="bob", scopes=listener.scopes) == [("bob", 1)]
+    assert events(listener) == [("join", "alice"), ("leave", "alice")]
+
+
+def test_a_held_leave_is_forgotten_when_the_channel_empties() -> None:
+    hub, clock = debounced_hub()
+    listener, alice = FakeConn("bob"), FakeConn("alice")
+    hub.subscribe(listener, "room:1")
+    hub.subscribe(alice, "room:1")
+    hub.drop(alice)
+    hub.drop(listener)
+    assert len(hub.held) == 0
+    newcomer = FakeConn("carol")
+    hub.subscribe(newcomer, "room:1")
+    clock.now += 5
+    hub.tick()
+    assert events(newcomer) == []  # never told of a leave it had no join for
+
+
+def test_a_zero_window_sends_leaves_at_once() -> None:
+    hub, _ = debounced_hub(window=0.0)
+    listener, alice = FakeConn("bob"), FakeConn("alice")
+    hub.subscribe(listener, "room:1")
+    hub.subscribe(alice, "room:1")
+    hub.unsubscribe(alice, "room:1")
+    assert events(listener) == [("join", "alice"), ("leave", "alice")]
