@@ -4,9 +4,11 @@ A ``sub`` that leaves a ``join_leave`` channel and comes back within
 ``[websocket] join_leave_debounce`` should not cost every listener a
 ``leave`` and a ``join``: a subscribe/unsubscribe loop would otherwise be
 an N-fold broadcast open to anyone with the subscribe scope.  So the leave
-of a sub's last connection is held for the window; a rejoin inside it
-cancels the pair (nothing is sent), and otherwise the leave goes out when
-the window ends (:meth:`realtime.hub.Hub.tick`).
+of a sub that joined less than a window ago is held for the window; a
+rejoin inside it cancels the pair (nothing is sent), and otherwise the
+leave goes out when the window ends (:meth:`realtime.hub.Hub.tick`).  A
+member that stayed longer than the window is no churn: its leave goes out
+at once, as SPEC §5a describes.
 
 Pure bookkeeping with the time passed in: nothing here reads a clock.
 """
@@ -21,15 +23,31 @@ __all__ = ["HeldLeaves"]
 class HeldLeaves:
     """``(channel, sub)`` leaves not sent yet, with when each is due."""
 
-    __slots__ = ("_due", "_by_channel")
+    __slots__ = ("_due", "_by_channel", "_joined")
 
     def __init__(self) -> None:
         # Insertion order is (nearly) due order: one window for all.
         self._due: dict[tuple[str, str], float] = {}
         self._by_channel: dict[str, dict[str, None]] = {}
+        # When each present sub (last) joined each channel: a leave soon
+        # after a join is what churn looks like.
+        self._joined: dict[str, dict[str, float]] = {}
 
     def __len__(self) -> int:
         return len(self._due)
+
+    def joined(self, channel: str, sub: str, now: float) -> None:
+        """Note that ``sub``'s first connection joined ``channel`` at ``now``."""
+        self._joined.setdefault(channel, {})[sub] = now
+
+    def joined_within(self, channel: str, sub: str, now: float, window: float) -> bool:
+        """Whether ``sub`` (now gone from ``channel``) joined it less than
+        ``window`` ago; forgets the join either way."""
+        subs = self._joined.get(channel)
+        at = subs.pop(sub, None) if subs is not None else None
+        if subs is not None and not subs:
+            del self._joined[channel]
+        return at is not None and now - at < window
 
     def hold(self, channel: str, sub: str, due: float) -> None:
         self._due[channel, sub] = due
@@ -43,6 +61,7 @@ class HeldLeaves:
         return True
 
     def discard_channel(self, channel: str) -> None:
+        self._joined.pop(channel, None)
         for sub in self._by_channel.pop(channel, {}):
             del self._due[channel, sub]
 

@@ -247,6 +247,7 @@ class Hub:
             # listeners never saw it go, so they need no join either.
             if not self.held.cancel(channel, conn.sub):
                 self._announce(ch, replies.join(channel, conn.sub), skip=conn)
+            self.held.joined(channel, conn.sub, self._clock())
         return SubscribeResult(replay.frames, replay.recovered, replay.last_seq, True)
 
     async def subscribe_async(self, conn: Connection, channel: str, since: int | None = None) -> SubscribeResult:
@@ -311,9 +312,9 @@ class Hub:
             self.broker.unwatch(channel)
             self.held.discard_channel(channel)  # nobody left to tell
         elif count == 0 and self._remote is None and self.rules.announces(channel):
-            window = self.rules.ws.join_leave_debounce
-            if window > 0:
-                self.held.hold(channel, sub, self._clock() + window)
+            window, now = self.rules.ws.join_leave_debounce, self._clock()
+            if window > 0 and self.held.joined_within(channel, sub, now, window):
+                self.held.hold(channel, sub, now + window)
             else:
                 self._announce(ch, replies.leave(channel, sub), skip=None)
 

@@ -103,3 +103,16 @@ def test_a_zero_window_sends_leaves_at_once() -> None:
     hub.subscribe(alice, "room:1")
     hub.unsubscribe(alice, "room:1")
     assert events(listener) == [("join", "alice"), ("leave", "alice")]
+
+
+def test_a_member_that_stayed_longer_than_the_window_leaves_at_once() -> None:
+    # Only a leave soon after a join looks like churn; SPEC §5a's leave is
+    # otherwise not delayed.
+    hub, clock = debounced_hub()
+    listener, alice = FakeConn("bob"), FakeConn("alice")
+    hub.subscribe(listener, "room:1")
+    hub.subscribe(alice, "room:1")
+    clock.now += 1.0
+    hub.unsubscribe(alice, "room:1")
+    assert events(listener) == [("join", "alice"), ("leave", "alice")]
+    assert len(hub.held) == 0
