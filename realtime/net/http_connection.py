@@ -78,7 +78,7 @@ class HttpConnection:
                         break
             if self.upgraded is not None:
                 await self._run_session(self.upgraded)
-        except TransportClosed:
+        except (TransportClosed, BacklogOverflow):
             pass
         finally:
             self.transport.close()
