@@ -193,10 +193,11 @@ class Transport:
         self._charged = 0
         return dropped
 
-    async def send_some(self) -> int:
+    async def send_some(self, retry_every: float | None = None) -> int:
         """Move waiting bytes on: one ``send`` (after waiting for the socket
-        to become writable when the kernel is full).  Returns the bytes the
-        kernel took (0 after a wait).  Only one task sends at a time.
+        to become writable when the kernel is full, or at most
+        ``retry_every`` seconds).  Returns the bytes the kernel took (0
+        after a wait).  Only one task sends at a time.
         """
         if self.closed:
             raise TransportClosed
@@ -224,7 +225,11 @@ class Transport:
             self._mark_broken()
             raise TransportClosed from exc
         if sent is None:  # wait outside the except clause (see _recv_raw)
-            await trio.lowlevel.wait_writable(self.sock)
+            if retry_every is None:
+                await trio.lowlevel.wait_writable(self.sock)
+            else:
+                with trio.move_on_after(retry_every):
+                    await trio.lowlevel.wait_writable(self.sock)
             return 0
         self._wire_bytes -= sent
         if sent == len(view):
@@ -233,13 +238,13 @@ class Transport:
             self._wire[0] = view[sent:]
         return sent
 
-    async def drain(self) -> None:
+    async def drain(self, retry_every: float | None = None) -> None:
         """Write out the backlog; returns when it is empty.
 
         Only one task drains at a time (the writer); others wait for it.
         """
         while self._wire or self._queued:
-            await self.send_some()
+            await self.send_some(retry_every)
         await trio.lowlevel.checkpoint()
 
     # -- TLS ----------------------------------------------------------------

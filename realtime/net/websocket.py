@@ -54,6 +54,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("realtime.ws")
 
 CLOSE_WAIT = 2.0  # how long we wait for the peer's close frame after ours
+# While closing, try to send this often even without a writable event: the
+# kernel reports a socket writable only once a third of its (autotuned,
+# up to 4 MiB) buffer is free, which a slow reader may take many seconds
+# to read, though a small close frame would fit much sooner.
+CLOSE_RETRY = 0.05
 _ids = itertools.count(1)
 
 
@@ -286,7 +291,7 @@ class Session:
                     # The close handshake gets its usual time once our close
                     # frame is with the kernel, however long that took.
                     with trio.move_on_after(CLOSE_WAIT) as sending:
-                        await transport.drain()
+                        await transport.drain(retry_every=CLOSE_RETRY)
                     if not sending.cancelled_caught:
                         with trio.move_on_after(CLOSE_WAIT):
                             if self._parse_failed:
