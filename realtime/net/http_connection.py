@@ -126,6 +126,16 @@ class HttpConnection:
                 return False
             if not isinstance(event, h11.Request):
                 raise _Fail(error_response(400, "bad_request", "expected a request"))
+            # h11 enforces max_incomplete_event_size only while a head is
+            # incomplete; a head that came whole in one read is checked here.
+            if head_size(event) > server.max_header_bytes:
+                raise _Fail(error_response(431, "header_too_large", _REMOTE_ERRORS[431]))
+            if _has_header(event, b"content-length") and _has_header(event, b"transfer-encoding"):
+                # RFC 9112 §6.1: a request with both "MUST" be answered on a
+                # connection the server then closes; a proxy that framed it
+                # by Content-Length would read the rest as a new request.
+                raise _Fail(error_response(400, "bad_request",
+                                           "both Content-Length and Transfer-Encoding"))
             self.head_request = event.method == b"HEAD"
             request = await self._read_request(event)
         except h11.RemoteProtocolError as exc:
@@ -267,6 +277,19 @@ class HttpConnection:
             except TransportClosed:
                 return
             await self.transport.linger_close()
+
+
+def head_size(event: h11.Request) -> int:
+    """The size of a request head as sent, give or take the whitespace h11
+    strips: the request line and each header line with their CRLFs."""
+    size = len(event.method) + len(event.target) + len(b"  HTTP/1.1\r\n\r\n")
+    for name, value in event.headers.raw_items():
+        size += len(name) + len(value) + 4  # ": " and CRLF
+    return size
+
+
+def _has_header(event: h11.Request, name: bytes) -> bool:
+    return any(key == name for key, _ in event.headers)
 
 
 def _too_large(limit: int) -> Response:
