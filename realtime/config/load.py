@@ -16,6 +16,7 @@ expects.
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 import urllib.parse
 from pathlib import Path
@@ -109,6 +110,15 @@ def broker_url(value: Any) -> str:
     return value
 
 
+def network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A CIDR block like ``10.0.0.0/8`` or ``::1/128`` (an address alone is a
+    block of one)."""
+    try:
+        return ipaddress.ip_network(string(value))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR block like 10.0.0.0/8 or ::1/128 ({exc})") from None
+
+
 def _server_fields(base: Path) -> dict[str, Converter]:
     return {
         "http": address,
@@ -127,6 +137,9 @@ def _server_fields(base: Path) -> dict[str, Converter]:
         "max_connections": integer(1),
         "max_connections_per_ip": integer(1),
         "log_level": choice(*LOG_LEVELS),
+        # HTTPS (issue 18, I1)
+        "hsts_max_age": duration(),
+        "tls_termination_from": array(network),
     }
 
 

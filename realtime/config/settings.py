@@ -11,10 +11,14 @@ Durations are float seconds, sizes are int bytes.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 import attrs
 
 from realtime.config.login_provider import Provider
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @attrs.frozen
@@ -47,6 +51,13 @@ class ServerSettings:
     max_connections: int = 10_000
     max_connections_per_ip: int = 1_000
     log_level: str = "info"
+    # HTTPS (issue 18, I1): Strict-Transport-Security on HTTPS answers (0:
+    # off; never sent when public_url is a loopback host), and the peers
+    # whose plain-HTTP OAuth requests are trusted as TLS-terminated (a proxy
+    # on this host, local development); others are refused or redirected.
+    hsts_max_age: float = 365 * 86400.0
+    tls_termination_from: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 @attrs.frozen

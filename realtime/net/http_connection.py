@@ -16,6 +16,7 @@ import trio
 
 from realtime.http.request import Request
 from realtime.http.responses import SECURITY_HEADERS, REASONS, Response, error_response
+from realtime.http.transport_security import hsts_headers, refuse_plain_http
 from realtime.oauth1.resource import oauth1_principal
 from realtime.oauth1.signing import is_signed as oauth1_is_signed
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
@@ -199,6 +200,10 @@ class HttpConnection:
     async def _respond(self, request: Request) -> bool:
         ws = self.state.settings.websocket
         path = request.path
+        refusal = refuse_plain_http(request, self.state.settings.server)
+        if refusal is not None:
+            await self._send(refusal)
+            return self._keep_alive()
         if path == ws.path or (ws.echo_path and path == ws.echo_path):
             if is_upgrade(request):
                 return await self._upgrade(request, echo=path != ws.path)
@@ -255,6 +260,8 @@ class HttpConnection:
         # request; h11 refuses a body there, so leave it out (RFC 9110 §9.3.2).
         head = self.head_request
         headers = [SERVER_HEADER, *SECURITY_HEADERS, *response.headers]
+        if self.scheme == "https":
+            headers.extend(hsts_headers(self.state.settings.server))
         if self.shutting_down:
             headers.append(("connection", "close"))
         headers.append(("content-length", str(len(response.body))))
