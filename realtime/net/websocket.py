@@ -309,6 +309,7 @@ class Session:
         log.debug("ws %d closed code=%s reason=%s", self.conn_id, code, self.close_reason)
 
     async def _await_peer_close(self) -> None:
+        handled = 0
         while self.ws.state is not ConnectionState.CLOSED:
             data = await self.transport.receive_some()
             if not data:
@@ -317,6 +318,9 @@ class Session:
             for event in self.ws.events():
                 if isinstance(event, CloseConnection):
                     return
+                handled += 1
+                if handled % EVENTS_PER_CHECKPOINT == 0:  # a peer still flooding (see _reader)
+                    await trio.lowlevel.checkpoint()
 
     def _apply(self, reply: Reply) -> None:
         """Carry out the dispatcher's answer to one message.
