@@ -110,11 +110,11 @@ def broker_url(value: Any) -> str:
     return value
 
 
-def network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def network(value: Any) -> str:
     """A CIDR block like ``10.0.0.0/8`` or ``::1/128`` (an address alone is a
-    block of one)."""
+    block of one), normalised (``192.0.2.7`` becomes ``192.0.2.7/32``)."""
     try:
-        return ipaddress.ip_network(string(value))
+        return str(ipaddress.ip_network(string(value)))
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a CIDR block like 10.0.0.0/8 or ::1/128 ({exc})") from None
 

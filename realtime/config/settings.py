@@ -11,14 +11,10 @@ Durations are float seconds, sizes are int bytes.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 import attrs
 
 from realtime.config.login_provider import Provider
-
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @attrs.frozen
@@ -56,8 +52,7 @@ class ServerSettings:
     # whose plain-HTTP OAuth requests are trusted as TLS-terminated (a proxy
     # on this host, local development); others are refused or redirected.
     hsts_max_age: float = 365 * 86400.0
-    tls_termination_from: tuple[IPNetwork, ...] = (
-        ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    tls_termination_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # CIDR blocks, normalised
 
 
 @attrs.frozen

@@ -59,6 +59,11 @@ def needs_tls(path: str) -> bool:
     return path.startswith(TLS_ONLY_PREFIXES) or path.rstrip("/") in ("/oauth2", "/oauth1")
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(blocks: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(block) for block in blocks)
+
+
 def trusted_as_tls(address: str, server: ServerSettings) -> bool:
     """Whether a plain-HTTP peer is a TLS-terminating proxy (or local use)."""
     try:
@@ -67,7 +72,7 @@ def trusted_as_tls(address: str, server: ServerSettings) -> bool:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return any(ip in net for net in server.tls_termination_from)
+    return any(ip in net for net in _networks(server.tls_termination_from))
 
 
 def refuse_plain_http(request: Request, server: ServerSettings) -> Response | None:

@@ -24,7 +24,6 @@ tests drive every timer with trio's ``autojump_clock``.
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 import math
@@ -39,6 +38,7 @@ from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 from realtime.net.cork import CORK
+from realtime.net.inbound import Fragments
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.protocol import frames
 from realtime.protocol import replies
@@ -59,6 +59,7 @@ CLOSE_WAIT = 2.0  # how long we wait for the peer's close frame after ours
 # up to 4 MiB) buffer is free, which a slow reader may take many seconds
 # to read, though a small close frame would fit much sooner.
 CLOSE_RETRY = 0.05
+EVENTS_PER_CHECKPOINT = 64  # frames the reader handles between two checkpoints
 _ids = itertools.count(1)
 
 
@@ -127,7 +128,7 @@ class Session:
         self._writer_running = False
         self._writer_wanted = False
         self._timer: trio.CancelScope | None = None  # the reader's receive deadline
-        self._partial: _Fragments | None = None  # a message cut by that hand-over
+        self._partial: Fragments | None = None  # a message cut by that hand-over
         # Frames kept while the cork is held (net/cork.py), each with whether
         # it is charged to the slow-consumer limit (see offer and _apply).
         self._held: list[tuple[bytes, bool]] | None = None
@@ -425,7 +426,7 @@ class Session:
                         await trio.lowlevel.checkpoint()
                     if isinstance(event, (TextMessage, BytesMessage)):
                         if message is None:
-                            message = _Fragments(isinstance(event, TextMessage))
+                            message = Fragments(isinstance(event, TextMessage))
                         if not message.add(event.data, event.frame_finished, max_bytes):
                             self.withdraw(TOO_BIG.code, TOO_BIG.reason)
                             return False
@@ -464,53 +465,3 @@ class Session:
             finally:
                 if corked:
                     CORK.release()
-
-
-EVENTS_PER_CHECKPOINT = 64
-"""How many frames the reader handles between two checkpoints."""
-
-FRAME_COST = 64
-"""Bytes each continuation frame costs against ``max_message_bytes`` on
-top of its payload, so a run of empty or tiny fragments is a message too
-big (1009) after ``max_message_bytes / 64`` frames instead of growing
-without bound.  A message in one frame is limited by its payload alone.
-Autobahn's smallest fragments (64 bytes) cost twice their size."""
-
-
-class _Fragments:
-    """The message being received, joined into one buffer as its frames
-    come (not a list of pieces, which costs a slot per frame)."""
-
-    __slots__ = ("text", "data", "cost", "frames")
-
-    def __init__(self, is_text: bool) -> None:
-        self.text: io.StringIO | None = io.StringIO() if is_text else None
-        self.data = bytearray()
-        self.cost = 0  # payload bytes plus FRAME_COST per continuation frame
-        self.frames = 0  # frames finished so far
-
-    def add(self, chunk: str | bytes, frame_finished: bool, max_bytes: int) -> bool:
-        """Take one piece; False when the message is now over ``max_bytes``."""
-        if isinstance(chunk, str):
-            self.cost += _utf8_size(chunk)
-            if self.cost <= max_bytes:
-                assert self.text is not None
-                self.text.write(chunk)
-        else:
-            self.cost += len(chunk)
-            if self.cost <= max_bytes:
-                self.data += chunk
-        if frame_finished:
-            if self.frames:  # the first frame is limited by its payload alone
-                self.cost += FRAME_COST
-            self.frames += 1
-        return self.cost <= max_bytes
-
-    def whole(self) -> str | bytes:
-        return self.text.getvalue() if self.text is not None else bytes(self.data)
-
-
-def _utf8_size(text: str) -> int:
-    # Cheap bound first: most messages are far below the limit.
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-
