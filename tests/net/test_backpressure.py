@@ -46,6 +46,7 @@ class PacedReader:
         self.other: list[dict[str, Any]] = []
         self.close: CloseConnection | None = None
         self.received = 0
+        self._parts: list[str] = []  # the message being received
 
     @classmethod
     async def open(cls, running: Running, token: str, ssl_context: ssl.SSLContext | None = None) -> "PacedReader":
@@ -80,7 +81,8 @@ class PacedReader:
     async def send(self, **message: Any) -> None:
         await self.stream.send_all(self.ws.send(TextMessage(json.dumps(message))))
 
-    def _handle(self, events: list[Any], parts: list[str] = []) -> None:  # noqa: B006 - one message in flight
+    def _handle(self, events: list[Any]) -> None:
+        parts = self._parts
         for event in events:
             if isinstance(event, TextMessage):
                 parts.append(event.data)
@@ -114,6 +116,15 @@ class PacedReader:
                 await self.stream.send_all(self.ws.send(self.close.response()))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
+
+
+async def _read_to_eof(stream: trio.abc.Stream) -> None:
+    with trio.fail_after(20):
+        try:
+            while await stream.receive_some(65536):
+                pass
+        except (trio.BrokenResourceError, ssl.SSLError):
+            pass  # reset after the close: still the end of the stream
 
 
 async def _close_at_exit(stream: trio.abc.Stream) -> None:
@@ -155,9 +166,10 @@ async def test_slow_reader_under_a_flood_reads_4009(start_server, make_settings,
     # Whole messages, in order, with no gap: only a tail was dropped.
     assert slow.seqs == list(range(1, len(slow.seqs) + 1)), slow.seqs
     assert len(slow.seqs) < seq
-    with trio.fail_after(10):
-        while running.state.metrics.closes[4009] != 1:
-            await trio.sleep(0.01)  # bounded poll: the server counts the close after the handshake
+    # The server closes the socket after our close reply and counts the
+    # close in the same step: after EOF the counter must show it.
+    await _read_to_eof(slow.stream)
+    assert running.state.metrics.closes[4009] == 1
 
 
 # -- M4: a since replay is paced, not charged --------------------------------------
@@ -249,8 +261,9 @@ async def test_ping_flood_without_reading_is_a_slow_consumer(start_server, make_
             except trio.BrokenResourceError:
                 break
             sent += 64
-        while running.state.metrics.closes[4009] != 1:
-            assert not running.state.metrics.closes[1000], running.state.metrics.closes
-            await trio.sleep(0.01)  # bounded poll: the close is counted after its handshake times out
+        # Read at last: the pongs, the 4009 close, then EOF once the server
+        # has closed the socket, which it does in the step that counts the close.
+        await _read_to_eof(peer.stream)
+    assert running.state.metrics.closes == {4009: 1}, running.state.metrics.closes
     assert session.close_code == 4009
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
