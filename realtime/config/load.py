@@ -17,6 +17,7 @@ expects.
 from __future__ import annotations
 
 import logging
+import ipaddress
 import ssl
 import urllib.parse
 from pathlib import Path
@@ -130,6 +131,13 @@ def reuse_grace(value: Any) -> float:
     if seconds > MAX_REUSE_GRACE:
         raise ValueError("must be at most 5m: a replayed refresh token inside the grace is not detected")
     return seconds
+def network(value: Any) -> str:
+    """A CIDR block like ``10.0.0.0/8`` or ``::1/128`` (an address alone is a
+    block of one), normalised (``192.0.2.7`` becomes ``192.0.2.7/32``)."""
+    try:
+        return str(ipaddress.ip_network(string(value)))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR block like 10.0.0.0/8 or ::1/128 ({exc})") from None
 
 
 def _server_fields(base: Path) -> dict[str, Converter]:
@@ -152,6 +160,9 @@ def _server_fields(base: Path) -> dict[str, Converter]:
         "log_level": choice(*LOG_LEVELS),
         # Operations (issue 18)
         "log_format": choice("text", "json"),
+        # HTTPS (issue 18, I1)
+        "hsts_max_age": duration(),
+        "tls_termination_from": array(network),
     }
 
 

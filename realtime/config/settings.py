@@ -49,6 +49,12 @@ class ServerSettings:
     log_level: str = "info"
     # Operations (issue 18): "text" or "json" (one object a line on stderr).
     log_format: str = "text"
+    # HTTPS (issue 18, I1): Strict-Transport-Security on HTTPS answers (0:
+    # off; never sent when public_url is a loopback host), and the peers
+    # whose plain-HTTP OAuth requests are trusted as TLS-terminated (a proxy
+    # on this host, local development); others are refused or redirected.
+    hsts_max_age: float = 365 * 86400.0
+    tls_termination_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # CIDR blocks, normalised
 
 
 @attrs.frozen

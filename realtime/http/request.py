@@ -71,6 +71,10 @@ class Request:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError):
             raise BadRequest("body is not valid JSON") from None
+        except RecursionError:
+            # json's C parser recurses per nesting level; a body of a few
+            # thousand brackets is bad input, not a server error.
+            raise BadRequest("body is nested too deeply") from None
 
     def cookies(self) -> dict[str, str]:
         jar: dict[str, str] = {}

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 REASONS = {
-    200: "OK", 201: "Created", 204: "No Content", 302: "Found", 303: "See Other",
+    200: "OK", 201: "Created", 204: "No Content", 302: "Found", 303: "See Other", 308: "Permanent Redirect",
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large",
     415: "Unsupported Media Type", 426: "Upgrade Required", 429: "Too Many Requests",

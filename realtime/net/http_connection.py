@@ -16,6 +16,7 @@ import trio
 
 from realtime.http.request import Request
 from realtime.http.responses import SECURITY_HEADERS, REASONS, Response, error_response
+from realtime.http.transport_security import hsts_headers, refuse_plain_http
 from realtime.oauth1.resource import oauth1_principal
 from realtime.oauth1.signing import is_signed as oauth1_is_signed
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
@@ -78,7 +79,7 @@ class HttpConnection:
                         break
             if self.upgraded is not None:
                 await self._run_session(self.upgraded)
-        except TransportClosed:
+        except (TransportClosed, BacklogOverflow):
             pass
         finally:
             self.transport.close()
@@ -126,6 +127,16 @@ class HttpConnection:
                 return False
             if not isinstance(event, h11.Request):
                 raise _Fail(error_response(400, "bad_request", "expected a request"))
+            # h11 enforces max_incomplete_event_size only while a head is
+            # incomplete; a head that came whole in one read is checked here.
+            if head_size(event) > server.max_header_bytes:
+                raise _Fail(error_response(431, "header_too_large", _REMOTE_ERRORS[431]))
+            if _has_header(event, b"content-length") and _has_header(event, b"transfer-encoding"):
+                # RFC 9112 §6.1: a request with both "MUST" be answered on a
+                # connection the server then closes; a proxy that framed it
+                # by Content-Length would read the rest as a new request.
+                raise _Fail(error_response(400, "bad_request",
+                                           "both Content-Length and Transfer-Encoding"))
             self.head_request = event.method == b"HEAD"
             request = await self._read_request(event)
         except h11.RemoteProtocolError as exc:
@@ -189,6 +200,10 @@ class HttpConnection:
     async def _respond(self, request: Request) -> bool:
         ws = self.state.settings.websocket
         path = request.path
+        refusal = refuse_plain_http(request, self.state.settings.server)
+        if refusal is not None:
+            await self._send(refusal)
+            return self._keep_alive()
         if path == ws.path or (ws.echo_path and path == ws.echo_path):
             if is_upgrade(request):
                 return await self._upgrade(request, echo=path != ws.path)
@@ -245,6 +260,8 @@ class HttpConnection:
         # request; h11 refuses a body there, so leave it out (RFC 9110 §9.3.2).
         head = self.head_request
         headers = [SERVER_HEADER, *SECURITY_HEADERS, *response.headers]
+        if self.scheme == "https":
+            headers.extend(hsts_headers(self.state.settings.server))
         if self.shutting_down:
             headers.append(("connection", "close"))
         headers.append(("content-length", str(len(response.body))))
@@ -267,6 +284,19 @@ class HttpConnection:
             except TransportClosed:
                 return
             await self.transport.linger_close()
+
+
+def head_size(event: h11.Request) -> int:
+    """The size of a request head as sent, give or take the whitespace h11
+    strips: the request line and each header line with their CRLFs."""
+    size = len(event.method) + len(event.target) + len(b"  HTTP/1.1\r\n\r\n")
+    for name, value in event.headers.raw_items():
+        size += len(name) + len(value) + 4  # ": " and CRLF
+    return size
+
+
+def _has_header(event: h11.Request, name: bytes) -> bool:
+    return any(key == name for key, _ in event.headers)
 
 
 def _too_large(limit: int) -> Response:

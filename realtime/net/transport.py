@@ -43,13 +43,23 @@ class Transport:
         sock: an accepted, connected stdlib socket; it is made non-blocking.
         ssl_context: when given, the connection is TLS (call :meth:`handshake`
             first).
-        max_backlog: bytes allowed to wait for a slow reader; past it
-            :meth:`write` raises :class:`BacklogOverflow`.
+        max_backlog: bytes of charged writes allowed to wait for a slow
+            reader; past it :meth:`write` raises :class:`BacklogOverflow`.
+
+    What waits for the kernel is kept in two parts, so a slow consumer can
+    still be told why it is dropped (issue 18, item 3):
+
+    - the *wire*: bytes already committed to the stream, never dropped: the
+      unsent tail of a write the kernel half took, and on TLS every byte
+      already encrypted (the record stream cannot skip a record);
+    - the *queue*: whole writes (frames) not started yet, kept as plaintext
+      and encrypted only when the wire is empty.  :meth:`discard_queued`
+      drops them and the stream stays valid.
     """
 
     # Thousands live at once: slots instead of a per-instance dict.
-    __slots__ = ("sock", "max_backlog", "closed", "_backlog", "_backlog_bytes", "on_backlog",
-                 "_tls", "_tls_in", "_tls_out")
+    __slots__ = ("sock", "max_backlog", "closed", "_wire", "_wire_bytes", "_queued", "_queued_bytes",
+                 "_charged", "on_backlog", "_tls", "_tls_in", "_tls_out")
 
     def __init__(
         self,
@@ -65,10 +75,13 @@ class Transport:
         self.sock = sock
         self.max_backlog = max_backlog
         self.closed = False
-        # Created on the first short write: most sockets never need one, and
+        # Created on the first short write: most sockets never need them, and
         # an empty deque is ~0.7 KB per idle connection.
-        self._backlog: deque[memoryview] | None = None
-        self._backlog_bytes = 0
+        self._wire: deque[memoryview] | None = None
+        self._wire_bytes = 0
+        self._queued: deque[tuple[bytes, bool]] | None = None  # (data, charged)
+        self._queued_bytes = 0
+        self._charged = 0  # bytes of charged writes in the queue
         # Called (synchronously) when a backlog first forms, so the owner can
         # start its writer task: no task exists while the socket keeps up.
         self.on_backlog: Callable[[], None] | None = None
@@ -87,7 +100,18 @@ class Transport:
 
     @property
     def backlog_bytes(self) -> int:
-        return self._backlog_bytes
+        """Every byte waiting for the kernel (wire and queue)."""
+        return self._wire_bytes + self._queued_bytes
+
+    @property
+    def charged_bytes(self) -> int:
+        """Queued bytes of charged writes: what ``max_backlog`` limits."""
+        return self._charged
+
+    @property
+    def paced_bytes(self) -> int:
+        """Queued bytes of paced (uncharged) writes."""
+        return self._queued_bytes - self._charged
 
     def peer(self) -> tuple[str, int]:
         try:
@@ -117,12 +141,14 @@ class Transport:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return data
 
-    def _send_raw_now(self, data: bytes | memoryview) -> None:
-        """Write what the kernel takes now; queue the rest. Never blocks."""
-        if self.closed:
-            raise TransportClosed
-        if self._backlog:
-            self._queue(memoryview(data))
+    def _commit(self, data: bytes | memoryview) -> None:
+        """Put bytes on the wire: what the kernel takes now, the rest kept
+        (in order, never dropped).  Never blocks."""
+        if not data:
+            return
+        if self._wire:
+            self._wire.append(memoryview(data))
+            self._wire_bytes += len(data)
             return
         try:
             sent = self.sock.send(data)
@@ -132,55 +158,105 @@ class Transport:
             self._mark_broken()
             raise TransportClosed from exc
         if sent < len(data):
-            self._queue(memoryview(data)[sent:])
+            if self._wire is None:
+                self._wire = deque()
+            self._wire.append(memoryview(data)[sent:])
+            self._wire_bytes += len(data) - sent
+            if not self._queued and self.on_backlog is not None:
+                self.on_backlog()
 
-    def _queue(self, view: memoryview) -> None:
-        if self._backlog is None:
-            self._backlog = deque()
-        first = not self._backlog
-        self._backlog.append(view)
-        self._backlog_bytes += len(view)
-        if self._backlog_bytes > self.max_backlog:
-            raise BacklogOverflow
-        if first and self.on_backlog is not None:
-            self.on_backlog()
+    def _encrypt(self, data: bytes) -> bytes:
+        assert self._tls is not None and self._tls_out is not None
+        try:
+            self._tls.write(data)
+        except ssl.SSLError as exc:
+            raise TransportClosed(f"TLS error: {exc.reason}") from exc
+        return self._tls_out.read()
 
     def _mark_broken(self) -> None:
-        self._backlog = None
-        self._backlog_bytes = 0
+        self._wire = None
+        self._wire_bytes = 0
+        self._queued = None
+        self._queued_bytes = 0
+        self._charged = 0
 
-    async def drain(self) -> None:
+    def discard_queued(self) -> int:
+        """Drop every queued write not started yet; return the bytes dropped.
+
+        What is left (the wire) ends on a write boundary, so a frame written
+        next (a close frame) is read whole by the peer.
+        """
+        dropped = self._queued_bytes
+        if self._queued:
+            self._queued.clear()
+        self._queued_bytes = 0
+        self._charged = 0
+        return dropped
+
+    async def send_some(self, retry_every: float | None = None) -> int:
+        """Move waiting bytes on: one ``send`` (after waiting for the socket
+        to become writable when the kernel is full, or at most
+        ``retry_every`` seconds).  Returns the bytes the kernel took (0
+        after a wait).  Only one task sends at a time.
+        """
+        if self.closed:
+            raise TransportClosed
+        if not self._wire:
+            if not self._queued:
+                return 0
+            data, charged = self._queued.popleft()
+            self._queued_bytes -= len(data)
+            if charged:
+                self._charged -= len(data)
+            out = self._encrypt(data) if self._tls is not None else data
+            if self._wire is None:
+                self._wire = deque()
+            if out:
+                self._wire.append(memoryview(out))
+                self._wire_bytes += len(out)
+            if not self._wire:
+                return 0
+        view = self._wire[0]
+        try:
+            sent: int | None = self.sock.send(view)
+        except BlockingIOError:
+            sent = None
+        except OSError as exc:
+            self._mark_broken()
+            raise TransportClosed from exc
+        if sent is None:  # wait outside the except clause (see _recv_raw)
+            if retry_every is None:
+                await trio.lowlevel.wait_writable(self.sock)
+            else:
+                with trio.move_on_after(retry_every):
+                    await trio.lowlevel.wait_writable(self.sock)
+            return 0
+        self._wire_bytes -= sent
+        if sent == len(view):
+            self._wire.popleft()
+        else:
+            self._wire[0] = view[sent:]
+        return sent
+
+    async def drain(self, retry_every: float | None = None) -> None:
         """Write out the backlog; returns when it is empty.
 
         Only one task drains at a time (the writer); others wait for it.
         """
-        while self._backlog:
-            if self.closed:
-                raise TransportClosed
-            view = self._backlog[0]
-            try:
-                sent: int | None = self.sock.send(view)
-            except BlockingIOError:
-                sent = None
-            except OSError as exc:
-                self._mark_broken()
-                raise TransportClosed from exc
-            if sent is None:  # wait outside the except clause (see _recv_raw)
-                await trio.lowlevel.wait_writable(self.sock)
-                continue
-            self._backlog_bytes -= sent
-            if sent == len(view):
-                self._backlog.popleft()
-            else:
-                self._backlog[0] = view[sent:]
+        while self._wire or self._queued:
+            await self.send_some(retry_every)
         await trio.lowlevel.checkpoint()
 
     # -- TLS ----------------------------------------------------------------
     def _flush_tls(self) -> None:
+        """Send what the TLS object produced by itself (handshake, alerts,
+        key updates): it is committed, in the record stream's order."""
         assert self._tls_out is not None
+        if self.closed:
+            raise TransportClosed
         pending = self._tls_out.read()
         if pending:
-            self._send_raw_now(pending)
+            self._commit(pending)
 
     async def handshake(self) -> None:
         """Run the TLS handshake (no-op on plain TCP). Raises TransportClosed."""
@@ -255,21 +331,36 @@ class Transport:
             size += len(more)
         return b"".join(chunks) if len(chunks) > 1 else first
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, *, charged: bool = True) -> None:
         """Send ``data`` without awaiting (encrypting first on TLS).
+
+        While anything waits, ``data`` joins the queue whole (plaintext), so
+        order holds and it can still be dropped by :meth:`discard_queued`.
+
+        Args:
+            charged: counts against ``max_backlog`` (fan-out the peer did not
+                ask for).  False for writes the owner paces itself: it stops
+                asking for more until they drain (a ``since`` replay, a
+                close frame).
 
         Raises:
             TransportClosed: the socket is gone.
-            BacklogOverflow: the peer is not reading and the backlog is full.
+            BacklogOverflow: the peer is not reading and the queue is full;
+                ``data`` was not queued.
         """
-        if self._tls is None:
-            self._send_raw_now(data)
+        if self.closed:
+            raise TransportClosed
+        if self._wire or self._queued:
+            if charged and self._charged + len(data) > self.max_backlog:
+                raise BacklogOverflow
+            if self._queued is None:
+                self._queued = deque()
+            self._queued.append((data, charged))
+            self._queued_bytes += len(data)
+            if charged:
+                self._charged += len(data)
             return
-        try:
-            self._tls.write(data)
-        except ssl.SSLError as exc:
-            raise TransportClosed(f"TLS error: {exc.reason}") from exc
-        self._flush_tls()
+        self._commit(self._encrypt(data) if self._tls is not None else data)
 
     async def send_all(self, data: bytes) -> None:
         """Write ``data`` and wait until the kernel has all of it."""
@@ -305,8 +396,16 @@ class Transport:
         if self.closed:
             return
         self.closed = True
-        self._backlog = None
-        self._backlog_bytes = 0
+        self._mark_broken()
+        # Input left unread makes close() send RST, and RST throws away what
+        # the kernel still holds for the peer (a 4009 close frame behind a
+        # slow reader's buffer): read what has arrived first.
+        for _ in range(16):
+            try:
+                if not self.sock.recv(RECV_SIZE):
+                    break
+            except OSError:
+                break
         try:
             trio.lowlevel.notify_closing(self.sock)
         except (RuntimeError, OSError):

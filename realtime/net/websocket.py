@@ -38,6 +38,7 @@ from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 from realtime.net.cork import CORK
+from realtime.net.inbound import Fragments
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.protocol import frames
 from realtime.protocol import replies
@@ -53,6 +54,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("realtime.ws")
 
 CLOSE_WAIT = 2.0  # how long we wait for the peer's close frame after ours
+# While closing, try to send this often even without a writable event: the
+# kernel reports a socket writable only once a third of its (autotuned,
+# up to 4 MiB) buffer is free, which a slow reader may take many seconds
+# to read, though a small close frame would fit much sooner.
+CLOSE_RETRY = 0.05
+EVENTS_PER_CHECKPOINT = 64  # frames the reader handles between two checkpoints
 _ids = itertools.count(1)
 
 
@@ -85,7 +92,7 @@ class Session:
     __slots__ = (
         "conn_id", "transport", "state", "clock", "echo", "ws", "publish_limit", "message_limit", "close_code", "close_reason",
         "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
-        "_partial", "_held", "_warn_at", "_ping_at", "_pong_due", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
+        "_partial", "_held", "_room", "_warn_at", "_ping_at", "_pong_due", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
     )
 
     #: Stateless and shared: composing it costs an idle socket nothing.
@@ -122,8 +129,13 @@ class Session:
         self._writer_running = False
         self._writer_wanted = False
         self._timer: trio.CancelScope | None = None  # the reader's receive deadline
-        self._partial: tuple[list[str | bytes | bytearray], int] | None = None  # a message cut by that hand-over
-        self._held: list[bytes] | None = None  # frames kept while the cork is held (net/cork.py)
+        self._partial: Fragments | None = None  # a message cut by that hand-over
+        # Frames kept while the cork is held (net/cork.py), each with whether
+        # it is charged to the slow-consumer limit (see offer and _apply).
+        self._held: list[tuple[bytes, bool]] | None = None
+        # Set by the writer when paced answers have drained enough for the
+        # reader, which stopped reading messages, to go on (see _reader).
+        self._room: trio.Event | None = None
         # Timers live in the reader's receive deadline, not in tasks of their
         # own: a task per idle socket costs memory and handshake time.
         self._warn_at = math.inf  # trio time to send token_expiring
@@ -144,42 +156,51 @@ class Session:
 
     # -- the hub-facing, synchronous side -------------------------------------
     def offer(self, frame: bytes) -> None:
-        """Queue one prepared frame; never blocks, never awaits."""
+        """Queue one prepared frame; never blocks, never awaits.
+
+        Charged to the slow-consumer limit (``max_backlog_bytes``): fan-out
+        and everything else the peer did not ask for in the message being
+        handled.
+        """
+        self._write(frame, charged=True)
+
+    def _write(self, frame: bytes, *, charged: bool) -> None:
         if self.close_code is not None:
             return
         if CORK.active:
             held = self._held
             if held is None:
-                self._held = [frame]
+                self._held = [(frame, charged)]
                 CORK.held.append(self)
             else:
-                held.append(frame)
+                held.append((frame, charged))
             return
         try:
-            self.transport.write(frame)
+            self.transport.write(frame, charged=charged)
         except (BacklogOverflow, TransportClosed) as exc:
             self._write_failed(exc)
 
     def release_held(self) -> None:
-        """Write the frames kept under the cork as one chunk.  They were
-        accepted before any withdraw in the same batch (an ack before a
-        4008), so they go out even if the session is closing now."""
+        """Write the frames kept under the cork, each run of frames with the
+        same charge as one chunk.  They were accepted before any withdraw in
+        the same batch (an ack before a 4008), so they go out even if the
+        session is closing now."""
         held, self._held = self._held, None
         if not held:
             return
         try:
-            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+            for charged, run in itertools.groupby(held, key=lambda item: item[1]):
+                chunk = [frame for frame, _ in run]
+                self.transport.write(chunk[0] if len(chunk) == 1 else b"".join(chunk), charged=charged)
         except (BacklogOverflow, TransportClosed) as exc:
             self._write_failed(exc)
 
     def _write_failed(self, exc: BacklogOverflow | TransportClosed) -> None:
         # Each error names its close (4009 slow consumer, or 1006: the peer
-        # is gone).  On overflow the backlog is kept: it may start with the
-        # tail of a frame the kernel has half sent (and on TLS every queued
-        # byte belongs to the record stream), so dropping it would garble
-        # the stream and the client could never read the 4009 close frame
-        # that _close queues after it.  The backlog ends on a frame
-        # boundary: the frame that overflowed it was queued whole.
+        # is gone).  On overflow, _close drops the queued frames not started
+        # yet and sends the 4009 after what is already on the wire, so a
+        # peer that reads, however slowly, learns why it was dropped and
+        # can come back with `since`.
         self.withdraw(exc.close_code, exc.close_reason)
 
     def withdraw(self, code: int, reason: str) -> None:
@@ -202,13 +223,22 @@ class Session:
                 self._timer.cancel()
 
     async def _writer(self) -> None:
+        transport = self.transport
         try:
-            while self.transport.backlog_bytes:
-                await self.transport.drain()
+            while transport.backlog_bytes:
+                if await transport.send_some():
+                    # The peer's TCP takes our bytes: it is alive even if a
+                    # long paced answer keeps its own pong queued behind.
+                    self._pong_due = math.inf
+                    room = self._room
+                    if room is not None and transport.paced_bytes <= transport.max_backlog:
+                        room.set()
         except TransportClosed as exc:
             self.withdraw(exc.close_code, exc.close_reason)
         finally:
             self._writer_running = False
+            if self._room is not None:
+                self._room.set()
 
     def send_obj(self, payload: bytes) -> None:
         """Send one JSON message (already encoded) to this client only."""
@@ -244,38 +274,44 @@ class Session:
 
     async def _close(self) -> None:
         code = self.close_code if self.close_code is not None else CloseCode.NORMAL
+        transport = self.transport
         with trio.CancelScope(shield=True):
-            with trio.move_on_after(CLOSE_WAIT):
-                try:
-                    if code != CloseCode.ABORT and not self.transport.closed:
-                        reply = self.peer_close
-                        if reply is not None and code == CloseCode.NORMAL:
-                            code = reply.code if reply.code not in (CloseCode.NO_STATUS, CloseCode.ABORT) else CloseCode.NORMAL
-                        if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-                            # A slow consumer's backlog is already past its
-                            # limit: let the close frame join it, not fail.
-                            self.transport.max_backlog = max(
-                                self.transport.max_backlog, self.transport.backlog_bytes + 512
-                            )
-                            self.transport.write(
-                                self.ws.send(CloseConnection(code=code, reason=self.close_reason[:100]))
-                            )
-                        await self.transport.drain()
-                        if self._parse_failed:
-                            # wsproto's parser is dead after a protocol error
-                            # and would never see the peer's close: RFC 6455
-                            # §7.1.7 "Fail the WebSocket Connection" — our close
-                            # is out, so half-close and drop what still comes.
-                            await self.transport.linger_close(CLOSE_WAIT)
-                        elif self.ws.state is ConnectionState.LOCAL_CLOSING:
-                            await self._await_peer_close()
-                except (TransportClosed, BacklogOverflow):
-                    pass
-            self.transport.close()
+            try:
+                if code != CloseCode.ABORT and not transport.closed:
+                    reply = self.peer_close
+                    if reply is not None and code == CloseCode.NORMAL:
+                        code = reply.code if reply.code not in (CloseCode.NO_STATUS, CloseCode.ABORT) else CloseCode.NORMAL
+                    if code == CloseCode.SLOW_CONSUMER:
+                        # Frames not started yet are dropped: a slow reader
+                        # reads the 4009 after the wire's tail, not after a
+                        # whole backlog it cannot read in time.
+                        transport.discard_queued()
+                    if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                        # Not charged: a slow consumer's queue is past its limit.
+                        transport.write(self.ws.send(CloseConnection(code=code, reason=self.close_reason[:100])),
+                                        charged=False)
+                    # The close handshake gets its usual time once our close
+                    # frame is with the kernel, however long that took.
+                    with trio.move_on_after(CLOSE_WAIT) as sending:
+                        await transport.drain(retry_every=CLOSE_RETRY)
+                    if not sending.cancelled_caught:
+                        with trio.move_on_after(CLOSE_WAIT):
+                            if self._parse_failed:
+                                # wsproto's parser is dead after a protocol error
+                                # and would never see the peer's close: RFC 6455
+                                # §7.1.7 "Fail the WebSocket Connection" — our close
+                                # is out, so half-close and drop what still comes.
+                                await transport.linger_close(CLOSE_WAIT)
+                            elif self.ws.state is ConnectionState.LOCAL_CLOSING:
+                                await self._await_peer_close()
+            except (TransportClosed, BacklogOverflow):
+                pass
+            transport.close()
         self.state.metrics.closes[int(code)] += 1
         log.debug("ws %d closed code=%s reason=%s", self.conn_id, code, self.close_reason)
 
     async def _await_peer_close(self) -> None:
+        handled = 0
         while self.ws.state is not ConnectionState.CLOSED:
             data = await self.transport.receive_some()
             if not data:
@@ -284,11 +320,23 @@ class Session:
             for event in self.ws.events():
                 if isinstance(event, CloseConnection):
                     return
+                handled += 1
+                if handled % EVENTS_PER_CHECKPOINT == 0:  # a peer still flooding (see _reader)
+                    await trio.lowlevel.checkpoint()
 
     def _apply(self, reply: Reply) -> None:
-        """Carry out the dispatcher's answer to one message."""
+        """Carry out the dispatcher's answer to one message.
+
+        The answer's frames (an ack, a ``since`` replay of up to a whole
+        history) are paced, not charged to the slow-consumer limit: the peer
+        asked for them, and while more than ``max_backlog_bytes`` of them
+        wait the reader reads no further message (_reader), so TCP holds the
+        peer back instead of a 4009 cutting off a recovering subscriber.
+        Queued frames are references to the hub's prepared frames, so a
+        replay costs no copy.
+        """
         for frame in reply.frames:
-            self.offer(frame)
+            self._write(frame, charged=False)
         if reply.claims is not None:  # a good refresh moves the deadline
             self._scope.deadline = self.clock.deadline(reply.claims.exp)
             self._aim_warning()
@@ -322,19 +370,29 @@ class Session:
         or until a backlog first needs the writer task and there is no
         nursery for it yet (True: run() opens one and calls again)."""
         max_bytes = self.state.settings.websocket.max_message_bytes
-        parts, size = self._partial or ([], 0)
+        message = self._partial
         self._partial = None
         while True:
             if self._writer_wanted and self._nursery is None:
-                self._partial = (parts, size) if parts else None
+                self._partial = message
                 return True
+            transport = self.transport
+            # Paced answers past the limit wait for the peer to read them:
+            # read no new message meanwhile (see _apply).
+            paused = transport.paced_bytes > transport.max_backlog and self._writer_running
+            data: bytes | None = None
             with trio.move_on_at(min(self._warn_at, self._ping_at, self._pong_due)) as timer:
                 self._timer = timer
-                try:
-                    data = await self.transport.receive_some()
-                except TransportClosed:
-                    data = b""
+                if paused:
+                    self._room = trio.Event()
+                    await self._room.wait()
+                else:
+                    try:
+                        data = await transport.receive_some()
+                    except TransportClosed:
+                        data = b""
             self._timer = None
+            self._room = None
             if timer.cancelled_caught:
                 if self._writer_wanted and self._nursery is None:
                     continue  # handed over above; a due timer fires on the next pass
@@ -342,24 +400,39 @@ class Session:
                 if self.close_code is not None:
                     return False
                 continue
+            if data is None:  # room for more: read again
+                continue
             self._pong_due = math.inf  # any bytes at all prove the peer is alive
             self.ws.receive_data(data if data else None)
-            events = list(self.ws.events())
+            # Parsed lazily, one frame per step: a read full of tiny frames
+            # is handled with checkpoints between them (below).
+            events = self.ws.events()
+            event = next(events, None)
             # Several messages in one read: hold their frames and write each
             # recipient's share as one chunk (net/cork.py).
-            corked = len(events) > 1 and CORK.hold()
+            corked = False
+            handled = 0
             try:
-                for event in events:
+                while event is not None:
+                    following = next(events, None)
+                    if following is not None and not corked:
+                        corked = CORK.hold()
+                    handled += 1
+                    if handled % EVENTS_PER_CHECKPOINT == 0:
+                        # A flood of small frames must not hold up every other
+                        # connection (SPEC §7): let the loop run.
+                        if corked:  # never hold frames across an await
+                            CORK.release()
+                            corked = False
+                        await trio.lowlevel.checkpoint()
                     if isinstance(event, (TextMessage, BytesMessage)):
-                        chunk = event.data
-                        size += _utf8_size(chunk) if isinstance(chunk, str) else len(chunk)
-                        if size > max_bytes:
+                        if message is None:
+                            message = Fragments(isinstance(event, TextMessage))
+                        if not message.add(event.data, event.frame_finished, max_bytes):
                             self.withdraw(TOO_BIG.code, TOO_BIG.reason)
                             return False
-                        parts.append(chunk)
                         if event.message_finished:
-                            whole = "".join(parts) if isinstance(chunk, str) else b"".join(parts)  # type: ignore[arg-type]
-                            parts, size = [], 0
+                            whole, message = message.whole(), None
                             reply = self.dispatcher.receive(whole, self, self.state, self.clock.now())
                             if not isinstance(reply, Reply):  # a remote broker's round trip
                                 if corked:  # never hold frames across an await
@@ -370,12 +443,14 @@ class Session:
                             if self.close_code is not None:
                                 return False
                     elif isinstance(event, Ping):
-                        # The whole read is parsed before it is handled, so a
-                        # Close later in it has already moved wsproto on: a
-                        # closing connection need not answer pings (RFC 6455
+                        # A closing connection need not answer pings (RFC 6455
                         # §5.5.2 asks for a Pong only "as soon as practical").
+                        # The pong is charged like any other frame: a peer that
+                        # pings and never reads is a slow consumer (4009).
                         if self.ws.state is ConnectionState.OPEN:
-                            self.transport.write(self.ws.send(event.response()))
+                            self.offer(self.ws.send(event.response()))
+                            if self.close_code is not None:
+                                return False
                     elif isinstance(event, CloseConnection):
                         if not data:  # end of stream, no close frame: the peer is gone
                             self.withdraw(TransportClosed.close_code, TransportClosed.close_reason)
@@ -387,12 +462,7 @@ class Session:
                         return False
                     elif isinstance(event, Pong):
                         pass
+                    event = following
             finally:
                 if corked:
                     CORK.release()
-
-
-def _utf8_size(text: str) -> int:
-    # Cheap bound first: most messages are far below the limit.
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-

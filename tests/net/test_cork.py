@@ -31,9 +31,9 @@ async def test_a_batch_of_publishes_reaches_each_subscriber_in_one_write_and_in_
     writes: Counter[int] = Counter()
     original = Transport.write
 
-    def counting_write(self: Transport, data: bytes) -> None:
+    def counting_write(self: Transport, data: bytes, **kw: Any) -> None:
         writes[id(self)] += 1
-        original(self, data)
+        original(self, data, **kw)
 
     with trio.fail_after(10):
         async with connect(running, "carol", "chat:read") as subscriber:
@@ -69,9 +69,9 @@ async def test_a_single_message_is_written_at_once(start_server, make_settings, 
     held_during_write: list[bool] = []
     original = Transport.write
 
-    def watching_write(self: Transport, data: bytes) -> None:
+    def watching_write(self: Transport, data: bytes, **kw: Any) -> None:
         held_during_write.append(CORK.active)
-        original(self, data)
+        original(self, data, **kw)
 
     with trio.fail_after(10):
         async with connect(running) as ws:

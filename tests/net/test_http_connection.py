@@ -7,6 +7,7 @@ import ssl
 
 import httpx
 import trio
+import trio.testing
 
 from tests.helpers.server import Running
 
@@ -152,3 +153,62 @@ async def test_client_that_never_reads_does_not_hold_up_others(start_server, mak
         async with httpx.AsyncClient() as client:
             for _ in range(5):
                 assert (await client.get(server.url("/healthz"))).status_code == 200
+
+
+# -- issue 18: L7, L8, L9 ---------------------------------------------------------
+
+
+def _head_of(size: int) -> bytes:
+    """A GET /healthz head of exactly ``size`` bytes."""
+    start = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: "
+    end = b"\r\n\r\n"
+    return start + b"a" * (size - len(start) - len(end)) + end
+
+
+async def test_head_over_max_header_bytes_gets_431_whole_or_split(running: Running) -> None:
+    """h11 checks its limit only on a head still incomplete: a 20,000-byte
+    head in one write passed the default 16 KiB before (L7)."""
+    assert running.state.settings.server.max_header_bytes == 16 * 1024
+    head = _head_of(20_000)
+    response = await raw_exchange(running, head)  # one write: one read on the server
+    assert status_of(response) == 431, response[:200]
+    assert body_of(response)["error"] == "header_too_large"
+    assert b"connection: close" in response.lower()
+    stream = await trio.open_tcp_stream(running.http.host, running.http.port)
+    async with stream:
+        for i in range(0, len(head), 1000):
+            await stream.send_all(head[i:i + 1000])
+            await trio.testing.wait_all_tasks_blocked(cushion=0.001)
+        data = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    assert status_of(data) == 431
+    # A head under the limit is served.
+    response = await raw_exchange(running, _head_of(16_000), read_until_close=False)
+    assert status_of(response) == 200
+
+
+async def test_content_length_with_transfer_encoding_is_answered_and_closed(running: Running) -> None:
+    """RFC 9112 §6.1: the server MUST close the connection after such a
+    request; the pipelined request behind it is never answered (L8)."""
+    smuggled = (b"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = await raw_exchange(running, smuggled)
+    assert status_of(response) == 400
+    assert b"connection: close" in response.lower()
+    assert response.count(b"HTTP/1.1 ") == 1, response
+    assert body_of(response)["error"] == "bad_request"
+
+
+async def test_deeply_nested_json_gets_400_not_500(running: Running, caplog) -> None:
+    """L9: json recursion is bad input, not a server error."""
+    caplog.set_level("WARNING")
+    async with httpx.AsyncClient() as client:
+        r = await client.post(running.url("/api/publish"), content=b"[" * 100_000,
+                              headers={"content-type": "application/json",
+                                       "authorization": f"Bearer {running.mint()}"})
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": "invalid_request", "error_description": "body is nested too deeply"}
+    assert not [rec for rec in caplog.records if rec.levelname in ("ERROR", "CRITICAL")], caplog.text
