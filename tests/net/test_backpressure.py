@@ -142,7 +142,8 @@ async def _close_at_exit(stream: trio.abc.Stream) -> None:
 async def test_slow_reader_under_a_flood_reads_4009(start_server, make_settings, client_ssl, tls) -> None:
     # The default 1 MiB limit: kept whole before the close frame, it took a
     # 64 KB/s reader 16 s to read, and the server gave up after 2 s (1006).
-    running = await start_server(make_settings(websocket={"ping_interval": 0, "publish_rate": "100000/s"}))
+    running = await start_server(make_settings(websocket={
+        "ping_interval": 0, "publish_rate": "100000/s", "message_rate": "100000/s"}))
     assert running.state.settings.websocket.max_backlog_bytes == 1 << 20
     channel = "chat:flood"
     pad = "x" * 8192
@@ -179,7 +180,8 @@ async def test_since_replay_bigger_than_the_backlog_limit_is_delivered(start_ser
     limit = 64 * 1024
     channels = (ChannelRule("chat:*", subscribe_scope="chat:read", publish_scope="chat:write", history=1000),)
     running = await start_server(make_settings(
-        websocket={"max_backlog_bytes": limit, "ping_interval": 0, "publish_rate": "100000/s"},
+        websocket={"max_backlog_bytes": limit, "ping_interval": 0, "publish_rate": "100000/s",
+                   "message_rate": "100000/s"},
         channels=channels))
     channel = "chat:history"
     pad = "h" * 4000
