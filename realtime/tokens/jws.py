@@ -221,7 +221,10 @@ def check_times(claims: dict[str, Any], now: float, leeway: float) -> None:
     # RFC 9068 §4: "The current time MUST be before the time represented by
     # the "exp" claim. Implementers MAY provide for some small leeway,
     # usually no more than a few minutes, to account for clock skew."
-    if now >= claims["exp"] + leeway:
+    # We issue and verify on the same clock, so skew can only make a token
+    # look issued in the future: the leeway widens iat/nbf, never exp (an
+    # expired token must not open a socket or call an API for 5 s more).
+    if now >= claims["exp"]:
         raise TokenError("expired")
     nbf = claims.get("nbf")
     if nbf is not None and not _is_number(nbf):

@@ -16,9 +16,9 @@ class RevokedSet:
     """Revoked ``jti``s, in memory, for the O(1) check on the hot path.
 
     The store keeps the durable copy (DESIGN.md §6) and fills this set at
-    startup.  An entry is kept ``grace`` seconds past its ``exp`` because
-    :meth:`KeyRing.verify` accepts a token until ``exp + leeway``; dropping
-    it at ``exp`` would let a revoked token back in for the leeway.
+    startup.  An entry is kept ``grace`` seconds past its ``exp``: verify
+    refuses a token from ``exp`` on (the leeway only widens iat/nbf), so
+    the grace is a margin for a peer node's clock, not a necessity.
     """
 
     __slots__ = ("_exp", "_heap", "grace")

@@ -392,13 +392,15 @@ def test_wrong_issuer_and_audience(ring: KeyRing) -> None:
     assert reason(ring, forge(ring, hdr, good_claims(aud=[]))) == "wrong_audience"
 
 
-def test_expiry_with_leeway_edges(ring: KeyRing) -> None:
+def test_exp_is_final_whatever_the_leeway(ring: KeyRing) -> None:
     token = forge(ring, good_header(ring), good_claims(exp=int(NOW) + 60))
     exp = int(NOW) + 60
     assert verify(ring, token, now=exp - 0.001, leeway=0).exp == exp
     assert reason(ring, token, now=exp, leeway=0) == "expired"  # "MUST be before" exp
-    assert verify(ring, token, now=exp + 4.999, leeway=5).exp == exp
-    assert reason(ring, token, now=exp + 5, leeway=5) == "expired"
+    # The leeway is for iat/nbf clock skew; it never lengthens a token's life.
+    assert verify(ring, token, now=exp - 0.001, leeway=5).exp == exp
+    assert reason(ring, token, now=exp, leeway=5) == "expired"
+    assert reason(ring, token, now=exp + 1.5, leeway=5) == "expired"
 
 
 def test_not_yet_valid(ring: KeyRing) -> None:
