@@ -184,6 +184,10 @@ def _oauth_fields(base: Path) -> dict[str, Converter]:
         "refresh_family_ttl": duration(positive=True),
         # Issue 18 (operator files)
         "min_password_length": password_length,
+        # Issue 18 (M1, M2): brute force and unauthenticated argon2 work.
+        "login_user_rate": rate,
+        "client_auth_rate": rate,
+        "hash_queue": integer(0),
     }
 
 

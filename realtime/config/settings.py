@@ -66,9 +66,9 @@ class OAuthSettings:
     refresh_token_ttl: float = 30 * 86400.0
     code_ttl: float = 60.0
     signing_alg: str = "RS256"  # RS256 | ES256 | EdDSA
-    leeway: float = 5.0  # clock skew tolerated on exp/iat
+    leeway: float = 5.0  # clock skew tolerated on iat/nbf (never extends exp)
     audience: str | None = None  # None: public_url
-    login_rate: str = "10/m"  # failed logins per user and per address
+    login_rate: str = "10/m"  # failed logins per (user, address) and per address
     # Refresh-token families (issue 18): a used token presented again by its
     # client within refresh_reuse_grace of its rotation gets a fresh pair, at
     # most refresh_reuse_count times (0s: off, reuse revokes the family); a
@@ -78,6 +78,10 @@ class OAuthSettings:
     refresh_family_ttl: float = 90 * 86400.0
     # Issue 18 (operator files): the shortest password `realtime user add|passwd` accepts.
     min_password_length: int = 12
+    # Issue 18 (M1, M2): brute force and unauthenticated argon2 work.
+    login_user_rate: str = "30/m"  # failed logins per user from all addresses together
+    client_auth_rate: str = "20/m"  # failed client authentications per address and per client_id
+    hash_queue: int = 32  # argon2 checks waiting per limiter (logins, clients); more: 503
 
 
 @attrs.frozen

@@ -37,7 +37,7 @@ from realtime.net.provider_http import PROVIDER_HTTP
 from realtime.net.tls import build_tls_context
 from realtime.net.transport import Transport
 from realtime.net.websocket import Session
-from realtime.net.workers import ARGON2_THREADS, thread_offload
+from realtime.net.workers import ARGON2_THREADS, CLIENT_ARGON2_THREADS, thread_offload
 from realtime.oauth import services as oauth
 from realtime.oauth.passwords import Hasher
 from realtime.oauth1 import credentials as oauth1
@@ -110,7 +110,8 @@ def compose_app(settings: Settings, keyring: KeyRing, store: AsyncStore, revoked
     at once; the users file: one writer) and the provider HTTP client."""
     services = oauth.build_services(
         settings, store, oauth_key,
-        hasher=Hasher(thread_offload(trio.CapacityLimiter(ARGON2_THREADS))),
+        hasher=Hasher(thread_offload(trio.CapacityLimiter(ARGON2_THREADS), settings.oauth.hash_queue)),
+        client_hasher=Hasher(thread_offload(trio.CapacityLimiter(CLIENT_ARGON2_THREADS), settings.oauth.hash_queue)),
         provider_http=PROVIDER_HTTP,
         users_offload=thread_offload(trio.CapacityLimiter(1)),
     )

@@ -20,18 +20,22 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 from typing import TYPE_CHECKING, Mapping
 from urllib.parse import unquote_plus
 
 import attrs
 
-from realtime.oauth.errors import InvalidClientError, InvalidRequestError
+from realtime.oauth.errors import ClientThrottledError, InvalidClientError, InvalidRequestError, TemporarilyUnavailableError
+from realtime.oauth.offload import OffloadBusy
 from realtime.config.settings import App
 
 if TYPE_CHECKING:
     from realtime.http.request import Request
     from realtime.oauth.services import OAuthServices
     from realtime.config.settings import Settings
+
+log = logging.getLogger("realtime.oauth")
 
 METHODS = ("client_secret_basic", "client_secret_post", "none")
 MAX_CREDENTIAL = 512
@@ -124,10 +128,37 @@ async def authenticate_client(
 
     assert secret is not None
     hashes = valid_hashes(app, now) if app is not None and not app.public else []
-    if app is not None and hashes and services.secret_cache.lookup(client_id, secret, hashes):
+    if app is None or not hashes:
+        # RFC 6749 §2.2: the client identifier "is not a secret", so an
+        # unknown one (or one with no secret) is refused at once, with no
+        # dummy hash to spend argon2 on (issue 18 M2).
+        raise InvalidClientError("client authentication failed", used_basic=used_basic)
+    if services.secret_cache.lookup(client_id, secret, hashes):
         return AuthenticatedClient(app, method)
-    matched = await services.hasher.verify_any(hashes, secret)
-    if app is None or matched is None:
+    matched = await _verify_secret(request, services, client_id, secret, hashes)
+    if matched is None:
         raise InvalidClientError("client authentication failed", used_basic=used_basic)
     services.secret_cache.remember(client_id, secret, matched)
     return AuthenticatedClient(app, method)
+
+
+async def _verify_secret(request: "Request", services: "OAuthServices", client_id: str, secret: str,
+                         hashes: list[str]) -> str | None:
+    """The argon2 check of a client secret, throttled before the hash per
+    address and per ``client_id`` (reserved first, refunded on success, as
+    for logins) and refused with 503 when the clients' argon2 queue is full."""
+    throttle = services.client_throttle
+    address = request.client_host or "-"
+    wait = throttle.reserve(client_id, address, services.clock())
+    if wait > 0:
+        raise ClientThrottledError(wait)
+    try:
+        matched = await services.secret_hasher.verify_any(hashes, secret)
+    except OffloadBusy as exc:
+        throttle.refund(client_id, address, services.clock())
+        raise TemporarilyUnavailableError(exc.retry_after) from None
+    if matched is None:
+        log.info("failed client authentication (client_id=%s, address=%s)", client_id, address)
+    else:
+        throttle.refund(client_id, address, services.clock())
+    return matched

@@ -178,5 +178,41 @@ class TooManyAttemptsError(InvalidGrantError):
         return NO_STORE + (("retry-after", retry_after_value(self.retry_after)),)
 
 
+class ClientThrottledError(InvalidClientError):
+    """Too many failed client authentications from this address or for
+    this ``client_id`` (issue 18 M2): refused before any argon2 check.
+    Still ``invalid_client``, with 429 and ``Retry-After`` (RFC 6585 §4)."""
+
+    status_code = 429
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many failed client authentications, retry later")
+        self.retry_after = retry_after
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return super().headers() + (("retry-after", retry_after_value(self.retry_after)),)
+
+
+class TemporarilyUnavailableError(OAuthError):
+    """The argon2 wait queue is full (issue 18 M2): 503 with ``Retry-After``.
+
+    RFC 6749 §4.1.2.1 defines ``temporarily_unavailable`` ("The
+    authorization server is currently unable to handle the request due to
+    a temporary overloading") for the authorization endpoint; the token,
+    revocation and introspection endpoints use the same code, since §5.2
+    has none for overload.
+    """
+
+    error = "temporarily_unavailable"
+    status_code = 503
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("the server is busy, retry later")
+        self.retry_after = retry_after
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return NO_STORE + (("retry-after", retry_after_value(self.retry_after)),)
+
+
 def retry_after_value(seconds: float) -> str:
     return str(max(1, int(seconds + 0.999)))

@@ -44,6 +44,7 @@ from realtime.oauth.errors import (
     InvalidScopeError,
     OAuthError,
     ServerError,
+    TemporarilyUnavailableError,
     TooManyAttemptsError,
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
@@ -55,6 +56,7 @@ from realtime.oauth.families import (
     may_retry,
     refresh_expiry,
 )
+from realtime.oauth.login import MAX_PASSWORD, MAX_USERNAME, Busy, Throttled, log_failed_login, verify_login
 from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import App, Settings
 from realtime.store import IssuedTokens, RefreshRecord, token_hash
@@ -321,15 +323,16 @@ async def password(ctx: GrantContext) -> dict:
     username = _required(ctx.form, "username")
     secret = _required(ctx.form, "password")
     requested = parse_scope(ctx.form.get("scope"))
-    throttle = ctx.services.throttle
+    if len(username) > MAX_USERNAME or len(secret) > MAX_PASSWORD:
+        raise InvalidGrantError("invalid username or password")
     address = ctx.request.client_host or "-"
-    wait = throttle.retry_after(username, address, ctx.now)
-    if wait > 0:
-        raise TooManyAttemptsError(wait)
-    user = ctx.settings.users.get(username)
-    ok = await ctx.services.hasher.verify(user.password_hash if user else None, secret)
-    if not ok or user is None or user.disabled:
-        throttle.failed(username, address, ctx.now)
+    user = await verify_login(ctx.services, ctx.settings.users, username, secret, address)
+    if isinstance(user, Throttled):
+        raise TooManyAttemptsError(user.retry_after)
+    if isinstance(user, Busy):
+        raise TemporarilyUnavailableError(user.retry_after)
+    if user is None:
+        log_failed_login("password grant", ctx.app.client_id, address, username)
         raise InvalidGrantError("invalid username or password")
     scopes = grant_scopes(requested, ctx.app, user)
     refresh = wants_refresh(ctx.app, scopes)

@@ -17,3 +17,16 @@ class Offload(Protocol):
     """``await offload(fn)``: ``fn()`` run in a worker thread; its result."""
 
     def __call__(self, fn: Callable[[], T], /) -> Awaitable[T]: ...
+
+
+class OffloadBusy(Exception):
+    """The offload's wait queue is full: the work was not started.
+
+    Raised instead of queueing without bound (issue 18 M2), so a flood of
+    argon2 checks answers 503 with ``Retry-After`` rather than making every
+    later check wait behind it.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("busy, retry later")
+        self.retry_after = retry_after

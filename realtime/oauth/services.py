@@ -35,7 +35,7 @@ from realtime.oauth.offload import Offload
 from realtime.oauth.passwords import Hasher, SecretCache
 from realtime.oauth.providers.pending import ProviderLogins
 from realtime.oauth.providers.outbound import ProviderHttp
-from realtime.oauth.throttle import LoginThrottle
+from realtime.oauth.throttle import ClientAuthThrottle, LoginThrottle
 from realtime.tokens.keyring import KeyRing, RevokedSet
 from realtime.store.calls import StoreCalls
 
@@ -107,15 +107,24 @@ class Session:
 class OAuthServices:
     store: StoreCalls
     key: bytes
-    hasher: Hasher
+    hasher: Hasher  # user passwords
     provider_http: ProviderHttp  # outbound HTTP of provider logins
     users_offload: Offload  # one writer of the users file (a provider's first login)
     logins: ProviderLogins = attrs.field(factory=ProviderLogins)  # pending provider logins
     secret_cache: SecretCache = attrs.field(factory=SecretCache)
-    throttle: LoginThrottle = attrs.field(factory=lambda: LoginThrottle(10 / 60, 10))
+    throttle: LoginThrottle = attrs.field(factory=lambda: LoginThrottle(10 / 60, 10, 30 / 60, 30))
+    # Client secrets get their own argon2 limiter and queue (issue 18 M2);
+    # None: share ``hasher`` (tests that build services by hand).
+    client_hasher: Hasher | None = None
+    client_throttle: ClientAuthThrottle = attrs.field(factory=lambda: ClientAuthThrottle(20 / 60, 20))
     clock: Callable[[], float] = time.time
     last_sweep: float = 0.0
     sweep_every: float = 600.0
+
+    @property
+    def secret_hasher(self) -> Hasher:
+        """The hasher for client secrets."""
+        return self.client_hasher or self.hasher
 
     # -- sessions -----------------------------------------------------------
 
@@ -194,15 +203,24 @@ class OAuthApp(Protocol):
     def revoke_access(self, jti: str, exp: float, *, share: bool = True) -> int: ...
 
 
+def _rate(text: str, fallback: tuple[float, int]) -> tuple[float, int]:
+    try:
+        return parse_rate(text)
+    except ValueError:
+        return fallback
+
+
 def build_services(settings: Settings, store: StoreCalls, key: bytes, *, hasher: Hasher,
-                   provider_http: ProviderHttp, users_offload: Offload, **overrides: Any) -> OAuthServices:
+                   provider_http: ProviderHttp, users_offload: Offload,
+                   client_hasher: Hasher | None = None, **overrides: Any) -> OAuthServices:
     """The services for ``settings`` (``key``: :func:`load_or_create_key`).
 
     Keyword overrides (``clock``, ``secret_cache``, ...) are for tests.
     """
-    try:
-        rate, burst = parse_rate(settings.oauth.login_rate)
-    except ValueError:
-        rate, burst = 10 / 60, 10
+    rate, burst = _rate(settings.oauth.login_rate, (10 / 60, 10))
+    user_rate, user_burst = _rate(settings.oauth.login_user_rate, (30 / 60, 30))
+    client_rate, client_burst = _rate(settings.oauth.client_auth_rate, (20 / 60, 20))
+    overrides.setdefault("throttle", LoginThrottle(rate, burst, user_rate, user_burst))
+    overrides.setdefault("client_throttle", ClientAuthThrottle(client_rate, client_burst))
     return OAuthServices(store=store, key=key, hasher=hasher, provider_http=provider_http,
-                         users_offload=users_offload, throttle=LoginThrottle(rate, burst), **overrides)
+                         users_offload=users_offload, client_hasher=client_hasher, **overrides)

@@ -1,10 +1,18 @@
-"""Login brute-force throttling: token buckets per user and per address.
+"""Brute-force throttling: token buckets for failed logins and failed
+client authentications.
 
-Only *failed* attempts spend tokens, so a user who types the password
-right is never slowed down; ``[oauth] login_rate`` (``10/m``) is both the
-burst and the refill.  A request is refused before the password is even
-checked while either its user's or its address's bucket is empty, with
-the time until one token is back (for ``Retry-After``).
+A try *reserves* one token from each of its buckets before the argon2
+check and gets it back when the check succeeds, so only failures cost
+anything, and N guesses sent at once cannot all pass a check made before
+any of them was charged (issue 18 M1): at most ``burst`` are in flight
+per key.  A request is refused without any hashing while one of its
+buckets is empty, with the time until a token is back (``Retry-After``).
+
+Logins are charged per (user, address) at ``[oauth] login_rate``, per
+address at the same rate, and per user at the looser ``login_user_rate``:
+one attacker address locks out only itself, and locking a user out
+everywhere takes several addresses (the per-user bucket is what stops a
+guessing campaign spread over many addresses).
 
 RFC 6749 §10.10: "the authorization server MUST protect ... against
 brute force attacks"; RFC 9700 §4.x recommends rate limiting of
@@ -59,6 +67,14 @@ class KeyedBuckets:
             bucket = self._buckets[key] = _Bucket(float(self.burst), now)
         bucket.tokens = max(0.0, bucket.tokens - 1)
 
+    def give_back(self, key: str, now: float) -> None:
+        """Undo one :meth:`spend` (a bucket already full again is gone)."""
+        bucket = self._refill(key, now)
+        if bucket is not None:
+            bucket.tokens = min(float(self.burst), bucket.tokens + 1)
+            if bucket.tokens >= self.burst:
+                del self._buckets[key]
+
     def _evict(self, now: float) -> None:
         for key in list(self._buckets):
             self._refill(key, now)
@@ -68,16 +84,61 @@ class KeyedBuckets:
             self._buckets = dict(keep)
 
 
+Charge = tuple[KeyedBuckets, str]
+
+
+def reserve(charges: list[Charge], now: float) -> float:
+    """Spend one token of every bucket if each has one and answer 0; else
+    spend nothing and answer the seconds until all of them have one."""
+    wait = max(buckets.retry_after(key, now) for buckets, key in charges)
+    if wait > 0:
+        return wait
+    for buckets, key in charges:
+        buckets.spend(key, now)
+    return 0.0
+
+
+def refund(charges: list[Charge], now: float) -> None:
+    for buckets, key in charges:
+        buckets.give_back(key, now)
+
+
 class LoginThrottle:
-    """Failed-login limits per user name and per client address."""
+    """Failed-login limits per (user, address), per address and per user."""
+
+    def __init__(self, rate: float, burst: int, user_rate: float | None = None,
+                 user_burst: int | None = None) -> None:
+        self.pairs = KeyedBuckets(rate, burst)
+        self.addresses = KeyedBuckets(rate, burst)
+        self.users = KeyedBuckets(user_rate or rate, user_burst or burst)
+
+    def _charges(self, user: str, address: str) -> list[Charge]:
+        name = user.casefold()
+        return [(self.pairs, f"{name}\0{address}"), (self.addresses, address), (self.users, name)]
+
+    def reserve(self, user: str, address: str, now: float) -> float:
+        """0 and one try spent, or the seconds to wait (nothing spent)."""
+        return reserve(self._charges(user, address), now)
+
+    def refund(self, user: str, address: str, now: float) -> None:
+        """The try succeeded (or was never checked): give its tokens back."""
+        refund(self._charges(user, address), now)
+
+
+class ClientAuthThrottle:
+    """Failed client authentications per address and per ``client_id``
+    (issue 18 M2): each costs an argon2 check, so they are limited before
+    the hash, like logins."""
 
     def __init__(self, rate: float, burst: int) -> None:
-        self.users = KeyedBuckets(rate, burst)
         self.addresses = KeyedBuckets(rate, burst)
+        self.clients = KeyedBuckets(rate, burst)
 
-    def retry_after(self, user: str, address: str, now: float) -> float:
-        return max(self.users.retry_after(user.casefold(), now), self.addresses.retry_after(address, now))
+    def _charges(self, client_id: str, address: str) -> list[Charge]:
+        return [(self.addresses, address), (self.clients, client_id)]
 
-    def failed(self, user: str, address: str, now: float) -> None:
-        self.users.spend(user.casefold(), now)
-        self.addresses.spend(address, now)
+    def reserve(self, client_id: str, address: str, now: float) -> float:
+        return reserve(self._charges(client_id, address), now)
+
+    def refund(self, client_id: str, address: str, now: float) -> None:
+        refund(self._charges(client_id, address), now)

@@ -196,7 +196,7 @@ async def test_disabled_user_cannot_log_in(env: Env) -> None:
     assert resp.status == 400 and "rt_session" not in env.jar
 
 
-async def test_login_brute_force_throttled_per_user(env: Env) -> None:
+async def test_login_brute_force_throttled_per_user_and_address(env: Env) -> None:
     resp = await env.get("/oauth2/authorize", base())
     fields = hidden_fields(resp)
     for _ in range(5):  # login_rate = 5/m
@@ -204,12 +204,25 @@ async def test_login_brute_force_throttled_per_user(env: Env) -> None:
         assert resp.status == 400
     resp = await env.post("/oauth2/authorize", dict(fields, username="alice", password=PASSWORDS["alice"]))
     assert resp.status == 429 and int(header(resp, "retry-after")) >= 1
-    # From another address the user is still throttled...
+    # One address cannot lock the user out everywhere: from another one
+    # the right password works (the per-user bucket is looser).
     env.address = "203.0.113.9"
     resp = await env.post("/oauth2/authorize", dict(fields, username="alice", password=PASSWORDS["alice"]))
+    assert resp.status == 200 and "rt_session" in env.jar
+
+
+async def test_login_brute_force_throttled_per_user_across_addresses(env: Env) -> None:
+    resp = await env.get("/oauth2/authorize", base())
+    fields = hidden_fields(resp)
+    for n in range(6):  # 6 addresses x 5 failures = login_user_rate (30/m)
+        env.address = f"203.0.113.{n}"
+        for _ in range(5):
+            resp = await env.post("/oauth2/authorize", dict(fields, username="alice", password="wrong"))
+            assert resp.status == 400
+    env.address = "203.0.113.99"
+    resp = await env.post("/oauth2/authorize", dict(fields, username="alice", password=PASSWORDS["alice"]))
     assert resp.status == 429
-    # ...and after the refill the right password works.
-    env.advance(15)
+    env.advance(3)  # 30/m: one try back every 2 s
     resp = await env.post("/oauth2/authorize", dict(fields, username="alice", password=PASSWORDS["alice"]))
     assert resp.status == 200 and "rt_session" in env.jar
 

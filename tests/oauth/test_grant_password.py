@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from tests.helpers.oauth import PASSWORDS, PW_SECRET, SVC_SECRET, Env, body_json, header
 
 AUTH = ("pw", PW_SECRET)
@@ -54,3 +57,19 @@ async def test_brute_force_is_throttled(env: Env) -> None:
 async def test_missing_fields(env: Env) -> None:
     resp = await env.token({"grant_type": "password", "username": "alice"}, auth=AUTH)
     assert body_json(resp)["error"] == "invalid_request"
+
+
+async def test_failed_password_grant_is_logged_without_the_password(env: Env, caplog: Any) -> None:
+    caplog.set_level(logging.INFO, logger="realtime.oauth")
+    await env.token(pw("alice", "Hunter2-secret-guess"), auth=AUTH)
+    await env.token(pw("ghost", "Hunter2-secret-guess"), auth=AUTH)
+    lines = [r.getMessage() for r in caplog.records if "failed login" in r.getMessage()]
+    assert len(lines) == 2
+    assert all("password grant" in line and "client_id=pw" in line and f"address={env.address}" in line
+               for line in lines)
+    assert "user='alice'" in lines[0] and "user='ghost'" in lines[1]
+    assert "Hunter2" not in caplog.text
+    # A success logs no failure.
+    caplog.clear()
+    await env.token(pw("bob", PASSWORDS["bob"]), auth=AUTH)
+    assert "failed login" not in caplog.text
