@@ -8,6 +8,8 @@ by the access token. The resource server SHOULD respond with the HTTP 403
 (Forbidden) status code" — answered for a token that stands for no user
 (``client_credentials``).
 
+Which claims a token may read depends on its scope: :func:`claims_for_scope`.
+
 RFC 6750 §2: the token comes in the ``Authorization: Bearer`` header or,
 on POST, as the ``access_token`` form field (§2.2); "Clients MUST NOT use
 more than one method to transmit the token in each request."  The query
@@ -24,6 +26,7 @@ from realtime.oauth.common import scope_string, single
 from realtime.oauth.services import OAuthApp
 from realtime.oauth.errors import NO_STORE, InvalidRequestError
 from realtime.tokens.bearer import verify_bearer
+from realtime.config.settings import User
 
 
 def _token(request: Request) -> str | None:
@@ -63,11 +66,31 @@ async def userinfo_endpoint(request: Request, state: OAuthApp) -> Response:
     user = settings.users.get(claims.sub)
     if user is None:
         return bearer_challenge(403, "insufficient_scope", "the token does not stand for a user")
-    body: dict[str, Any] = {"sub": user.name, "name": user.display_name or user.name,
-                            "preferred_username": user.name}
-    if user.display_name:
-        body["display_name"] = user.display_name
-    if user.email:
-        body["email"] = user.email
+    body = claims_for_scope(user, claims.scope)
     body["scope"] = scope_string(claims.scope)
     return json_response(200, body, NO_STORE)
+
+
+def claims_for_scope(user: User, scope: frozenset[str]) -> dict[str, Any]:
+    """The profile a token of ``scope`` may read (SPEC §8, OpenID Connect
+    Core §5.4): ``sub`` always; ``profile`` adds ``name`` and
+    ``preferred_username`` (and, for clients written against the older
+    answer, ``display_name`` when the user has one); ``email`` adds
+    ``email`` and ``email_verified``.  A ``chat:read``-only token learns
+    nothing but who it stands for (issue 18 I6).
+
+    ``email_verified`` is false: the address comes from the users file or
+    an external provider's profile, and this server never proved that the
+    user receives mail there (Core §5.1: true only when "the End-User's
+    e-mail address was verified").
+    """
+    body: dict[str, Any] = {"sub": user.name}
+    if "profile" in scope:
+        body["name"] = user.display_name or user.name
+        body["preferred_username"] = user.name
+        if user.display_name:
+            body["display_name"] = user.display_name
+    if "email" in scope and user.email:
+        body["email"] = user.email
+        body["email_verified"] = False
+    return body

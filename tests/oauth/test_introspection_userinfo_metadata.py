@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import attrs
 
+from realtime.tokens.keyring import issue_access_token
+
 from tests.helpers.oauth import (
     ISSUER,
     SVC_SECRET,
@@ -117,3 +119,26 @@ async def test_jwks(env: Env) -> None:
     keys = body_json(resp)["keys"]
     assert keys and all("kid" in k for k in keys)
     assert not any("d" in k for k in keys)  # never a private part
+
+
+def signed(env: Env, scope: str, sub: str = "alice") -> list[tuple[str, str]]:
+    token, _ = issue_access_token(env.state.keyring, issuer=ISSUER, audience=ISSUER, sub=sub, client_id="web",
+                                  scope=scope.split(), ttl=60, now=env.now)
+    return [("authorization", "Bearer " + token)]
+
+
+async def test_userinfo_claims_follow_the_scope(env: Env) -> None:
+    """SPEC §8: ``sub`` always; ``profile`` adds name and preferred_username
+    (and the older display_name); ``email`` adds email and email_verified."""
+    resp = await env.get("/oauth2/userinfo", headers=signed(env, "chat:read"))
+    assert body_json(resp) == {"sub": "alice", "scope": "chat:read"}
+    resp = await env.get("/oauth2/userinfo", headers=signed(env, "chat:read profile"))
+    assert body_json(resp) == {"sub": "alice", "name": "Alice A.", "preferred_username": "alice",
+                               "display_name": "Alice A.", "scope": "chat:read profile"}
+    resp = await env.get("/oauth2/userinfo", headers=signed(env, "email"))
+    assert body_json(resp) == {"sub": "alice", "email": "alice@example.com", "email_verified": False,
+                               "scope": "email"}
+    # A user without a display name or an address: the name stands in, no email.
+    resp = await env.get("/oauth2/userinfo", headers=signed(env, "profile email", sub="bob"))
+    assert body_json(resp) == {"sub": "bob", "name": "bob", "preferred_username": "bob",
+                               "scope": "email profile"}

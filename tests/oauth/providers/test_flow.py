@@ -77,7 +77,7 @@ def definition(name: str, host: str, **extra: Any) -> dict[str, Any]:
         "authorize_path": "/oauth2/authorize",
         "token_path": "/oauth2/token",
         "resource_host": host,
-        "oauth2_scope": "profile",
+        "oauth2_scope": "profile email",
         "oauth2_bearer": "{AccessToken}",
         "getProfileInfo": "/oauth2/userinfo",
         "ProfileIdVariable": "sub",
@@ -133,8 +133,8 @@ async def sites(tmp_path: Path, start_server: Callable[..., Any], make_settings:
         server={"state_dir": tmp_path / "p-state", "public_url": "https://provider.test", "https": None},
         apps={"realtime-login": App(name="Realtime chat", client_id="realtime-login",
                                     client_secret_hash=CHEAP.hash(SECRET), redirect_uris=callbacks,
-                                    scopes=("profile",))},
-        users={"alice": User(name="alice", password_hash=CHEAP.hash(P_PASSWORD), scopes=("profile",),
+                                    scopes=("profile", "email"))},
+        users={"alice": User(name="alice", password_hash=CHEAP.hash(P_PASSWORD), scopes=("profile", "email"),
                              display_name="Alice P.", email="alice@provider.test")},
     ))
     root = tmp_path / "s"
@@ -257,7 +257,7 @@ async def test_login_through_provider_then_token_and_websocket(sites: Sites, bro
     assert asked["client_id"] == "realtime-login" and asked["response_type"] == "code"
     assert asked["redirect_uri"] == f"{PUBLIC}/oauth2/callback/corp"
     assert asked["code_challenge_method"] == "S256" and pkce.valid_challenge(asked["code_challenge"])
-    assert asked["scope"] == "profile" and len(asked["state"]) >= 32
+    assert asked["scope"] == "profile email" and len(asked["state"]) >= 32
 
     back = await sign_in_at_p(browser, to_p)
     assert back.headers["location"].startswith(f"{PUBLIC}/oauth2/callback/corp?")
@@ -285,7 +285,8 @@ async def test_login_through_provider_then_token_and_websocket(sites: Sites, bro
         assert token.status_code == 200, token.text
         access = token.json()["access_token"]
         info = await client.get(sites.s.url("/oauth2/userinfo"), headers={"authorization": f"Bearer {access}"})
-        assert info.json()["sub"] == "corp:alice" and info.json()["email"] == "alice@provider.test"
+        # A chat-only token reads no profile claims (SPEC §8).
+        assert info.json() == {"sub": "corp:alice", "scope": "chat:read chat:write"}
     assert token.json()["scope"] == "chat:read chat:write"
 
     async with open_websocket_url(sites.s.url("/ws", "ws"),
