@@ -32,7 +32,7 @@ from realtime.http import pages
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response, redirect
 from realtime.oauth import pkce
-from realtime.oauth.common import active_user, grant_scopes, parse_scope, single
+from realtime.oauth.common import active_user, consent_may_be_remembered, grant_scopes, parse_scope, single
 from realtime.oauth.login import LoginRefused, check_password
 from realtime.oauth.providers.flow import start_provider_login
 from realtime.oauth.errors import (
@@ -242,7 +242,8 @@ class _Flow:
         except OAuthError as exc:
             return self.fail(exc)
         remembered = await self.services.store.get_consent(user.name, authz.app.client_id)
-        if remembered is not None and granted <= remembered and not force_consent:
+        if (remembered is not None and granted <= remembered and not force_consent
+                and consent_may_be_remembered(authz.app, authz.redirect_uri)):
             return await self.issue_code(user, granted)
         if "none" in authz.prompt:
             return self.fail(ConsentRequiredError("consent is required"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Iterable, Mapping
+from urllib.parse import urlsplit
 
 from realtime.http.request import BadRequest, Request
 from realtime.oauth.errors import InvalidRequestError, InvalidScopeError
@@ -118,3 +119,23 @@ def wants_refresh(app: App, scopes: frozenset[str]) -> bool:
     if "refresh_token" not in app.grant_types:
         return False
     return not app.public or OFFLINE_ACCESS in scopes
+
+
+def https_redirect(uri: str) -> bool:
+    """Is ``uri`` an https URL, the only kind of redirect whose owner the
+    server can trust to be who registered it?"""
+    return urlsplit(uri).scheme.lower() == "https"
+
+
+def consent_may_be_remembered(app: App, redirect_uri: str) -> bool:
+    """May a stored consent issue a code without showing a page?
+
+    RFC 8252 §8.6: "If the authorization server is unable to verify the
+    identity of the client (e.g., the client is a native app using a custom
+    URI scheme or a loopback redirect), it SHOULD NOT process the request
+    automatically ... as if no previous request had been approved."  So a
+    public client with a custom-scheme or loopback redirect always gets the
+    consent page (issue 18 L5); a confidential one, or an https redirect,
+    may skip it.
+    """
+    return not app.public or https_redirect(redirect_uri)

@@ -27,7 +27,7 @@ from realtime.http import pages
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response
 from realtime.oauth.authorize import redirect_to
-from realtime.oauth.common import active_user, grant_scopes, parse_scope
+from realtime.oauth.common import active_user, grant_scopes, https_redirect, parse_scope
 from realtime.oauth.login import LoginRefused, check_password
 from realtime.oauth.errors import OAuthError
 from realtime.oauth.services import (
@@ -233,7 +233,12 @@ class _Flow:
     async def proceed(self, user: User, sid: str) -> Response:
         granted = grant_scopes(self.record.scope, self.app, user)
         remembered = await self.services.store.get_consent(user.name, self.app.client_id)
-        if remembered is not None and granted <= remembered:
+        # RFC 8252 §8.6, as for OAuth 2 (issue 18 L5): a consumer whose
+        # callback is a custom scheme or loopback is a native app whose
+        # consumer secret proves nothing, so it is asked every time.  An oob
+        # verifier is shown to the user, which is interaction enough.
+        proven = self.redirect_uri is None or https_redirect(self.redirect_uri)
+        if remembered is not None and granted <= remembered and proven:
             return await self.approve(user, granted)
         # oob: the user stays here and copies a code into the application.
         where = urlsplit(self.record.callback).netloc if self.redirect_uri else "this page, with a code to copy"

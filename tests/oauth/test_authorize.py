@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import attrs
 import pytest
+
+from realtime.config.settings import App
 
 from tests.helpers.oauth import (
     ISSUER,
@@ -274,3 +277,26 @@ async def test_http_listener_cookies_are_not_secure(env: Env) -> None:
     env.scheme = "http"
     resp = await env.get("/oauth2/authorize", base())
     assert "Secure" not in header(resp, "set-cookie")
+
+
+@pytest.mark.parametrize("redirect_uri", ["com.example.app:/cb", "http://127.0.0.1:7777/cb", "http://[::1]/cb"])
+async def test_remembered_consent_is_asked_again_for_native_public_clients(env: Env, redirect_uri: str) -> None:
+    """RFC 8252 §8.6: a public client with a custom-scheme or loopback
+    redirect cannot prove who it is, so a stored consent never issues a
+    code silently to it (issue 18 L5); https public clients may skip."""
+    native = App(name="Native", client_id="native", public=True, redirect_uris=(redirect_uri,),
+                 grant_types=("authorization_code",), scopes=("chat:read",))
+    env.state.settings = attrs.evolve(env.state.settings, apps={**env.state.settings.apps, "native": native})
+    pkce = new_pkce()
+    resp = await authorize(env, client_id="native", redirect_uri=redirect_uri, scope="chat:read", challenge=pkce)
+    assert resp.status == 302 and await env.store.get_consent("alice", "native") == frozenset({"chat:read"})
+    params = {"response_type": "code", "client_id": "native", "redirect_uri": redirect_uri, "scope": "chat:read",
+              "code_challenge": pkce.challenge, "code_challenge_method": "S256"}
+    resp = await env.get("/oauth2/authorize", params)
+    assert resp.status == 200 and b"Allow" in resp.body  # the page again, no code
+    resp = await env.get("/oauth2/authorize", params | {"prompt": "none"})
+    assert location_params(resp)["error"] == "consent_required"
+    # An https public client (the SPA) with a stored consent goes straight on.
+    await authorize(env, client_id="spa", redirect_uri=SPA_CB, scope="chat:read", challenge=pkce)
+    resp = await env.get("/oauth2/authorize", params | {"client_id": "spa", "redirect_uri": SPA_CB})
+    assert resp.status == 302 and "code" in location_params(resp)

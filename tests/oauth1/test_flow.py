@@ -18,6 +18,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 
 from realtime.net.reload import withdraw_lost_access, withdraw_retired_keys
 from realtime.oauth1.resource import OAUTH1_KID, withdraw_oauth1
+from tests.helpers.oauth import PASSWORDS, hidden
 from tests.helpers.server import Running
 from tests.helpers.ws import next_of_type
 from tests.helpers.oauth1 import (
@@ -207,3 +208,21 @@ async def test_authlib_sees_errors(o1: Running) -> None:
         with pytest.raises(OAuthError) as exc:
             await client.fetch_request_token(o1.url("/oauth1/request_token"))
         assert "signature_invalid" in str(exc.value)
+
+
+async def test_remembered_consent_is_asked_again_for_a_loopback_callback(o1: Running) -> None:
+    """RFC 8252 §8.6 (issue 18 L5): the consumer's callback is loopback,
+    so a stored consent and a live session still show the consent page."""
+    base = o1.url("")
+    async with httpx.AsyncClient(base_url=base) as browser:
+        for round_ in range(2):
+            async with AsyncOAuth1Client(CONSUMER_KEY, CONSUMER_SECRET, redirect_uri=CALLBACK) as client:
+                await client.fetch_request_token(base + "/oauth1/request_token")
+                resp = await browser.get(client.create_authorization_url(base + "/oauth1/authorize"))
+            if round_ == 0:
+                assert 'value="login"' in resp.text
+                resp = await browser.post("/oauth1/authorize",
+                                          data=hidden(resp.text) | {"username": "alice", "password": PASSWORDS["alice"]})
+            assert resp.status_code == 200 and 'value="consent"' in resp.text  # never a silent 302
+            resp = await browser.post("/oauth1/authorize", data=hidden(resp.text) | {"decision": "allow"})
+            assert resp.status_code == 302 and resp.headers["location"].startswith(CALLBACK + "?")
