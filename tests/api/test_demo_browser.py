@@ -228,7 +228,10 @@ def run_browser(sync_api: Any, origin: str, notify_token: str, cut_alice: Callab
             expect(bob.locator("#notice")).to_contain_text("state parameter differs")
             expect(bob.locator("#conn")).to_have_attribute("data-state", "idle")
 
-            bob.click("#login")  # consent is remembered now: straight back with a code
+            # The consent is remembered, but Demo is a public client with a
+            # loopback redirect: RFC 8252 §8.6, it is asked again (issue 18 L5).
+            bob.click("#login")
+            bob.click("button[value=allow]")
             expect(bob.locator("#conn")).to_have_attribute("data-state", "open")
             expect(bob.locator("#who")).to_have_text("signed in as bob")
 
