@@ -32,7 +32,7 @@ from realtime.http import pages
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response, redirect
 from realtime.oauth import pkce
-from realtime.oauth.common import active_user, consent_may_be_remembered, grant_scopes, parse_scope, single
+from realtime.oauth.common import consent_may_be_remembered, grant_scopes, parse_scope, single
 from realtime.oauth.login import LoginRefused, check_password
 from realtime.oauth.providers.flow import start_provider_login
 from realtime.oauth.errors import (
@@ -45,7 +45,7 @@ from realtime.oauth.errors import (
     UnsupportedResponseTypeError,
 )
 from realtime.oauth.services import (
-    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthApp, OAuthServices, Session, csrf_binding, set_cookie,
+    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthApp, OAuthServices, Session, read_cookie, set_cookie,
 )
 from realtime.config.settings import App, Settings, User
 from realtime.store import token_hash
@@ -191,15 +191,13 @@ class _Flow:
         self.settings = settings
         self.authz = authz
         self.now = now
-        cookies = request.cookies()
         self.set_cookies: list[tuple[str, str]] = []
-        binding = csrf_binding(cookies)
-        self.binding = binding
-        self.session_cookie = cookies.get(SESSION_COOKIE)
+        self.binding = services.read_binding(request)  # "" unless the server issued it
+        self.session_cookie = read_cookie(request, SESSION_COOKIE)
 
     def ensure_binding(self) -> str:
         if not self.binding:
-            self.binding = secrets.token_urlsafe(24)
+            self.binding = self.services.new_binding()
             self.set_cookies.append(set_cookie(CSRF_COOKIE, self.binding, self.request, int(CSRF_TTL)))
         return self.binding
 
@@ -274,7 +272,7 @@ def _current_user(flow: _Flow) -> tuple[User, Session] | None:
     session = flow.services.read_session(flow.session_cookie, flow.now)
     if session is None:
         return None
-    user = active_user(flow.settings, session.sub)
+    user = flow.services.session_user(session, flow.settings)
     return (user, session) if user is not None else None
 
 
@@ -296,7 +294,7 @@ async def _login(flow: _Flow, form: Mapping[str, str]) -> Response:
                                 client_id=flow.authz.app.client_id, protocol="oauth2")
     if isinstance(user, LoginRefused):
         return flow.login(user.status, user.message, user.username, *user.headers)
-    cookie = flow.services.make_session(user.name, flow.now)
+    cookie = flow.services.make_session(user, flow.now)
     flow.set_cookies.append(set_cookie(SESSION_COOKIE, cookie, flow.request, int(SESSION_TTL)))
     session = flow.services.read_session(cookie, flow.now)
     assert session is not None
@@ -393,7 +391,7 @@ async def resume_login(request: Request, state: OAuthApp, params: Mapping[str, s
         if isinstance(parsed, Response):
             return parsed
         flow = _Flow(request, state, services, settings, parsed, services.clock())
-        cookie = services.make_session(user.name, flow.now)
+        cookie = services.make_session(user, flow.now)
         flow.set_cookies.append(set_cookie(SESSION_COOKIE, cookie, request, int(SESSION_TTL)))
         session = services.read_session(cookie, flow.now)
         assert session is not None

@@ -36,7 +36,7 @@ from realtime.oauth.errors import InvalidRequestError
 from realtime.oauth.providers.pending import digest
 from realtime.oauth.providers.flow import CALLBACK_PREFIX, append_user, new_user
 from realtime.oauth.providers.outbound import ProviderTimeout, ProviderUnreachable
-from realtime.oauth.services import CSRF_COOKIE, OAuthApp
+from realtime.oauth.services import OAuthApp
 
 log = logging.getLogger("realtime.oauth.providers")
 
@@ -62,7 +62,7 @@ async def callback_endpoint(request: Request, state: OAuthApp) -> Response:
     now = services.clock()
     given = params.get("state", "")
     pending = services.logins.take(given, now) if 0 < len(given) <= 200 else None
-    binding = request.cookies().get(CSRF_COOKIE, "")
+    binding = services.read_binding(request)
     if (pending is None or pending.provider != name or not binding
             or not hmac.compare_digest(digest(binding), pending.binding)):
         log.warning("provider callback refused: unknown, expired, used or foreign state (provider=%s)", name)

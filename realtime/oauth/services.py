@@ -27,7 +27,7 @@ from typing import Any, Callable, Protocol
 
 import attrs
 
-from realtime.config.settings import Settings
+from realtime.config.settings import Settings, User
 from realtime.config.units import parse_rate
 from realtime.http.counters import Counters
 from realtime.http.request import Request
@@ -81,19 +81,33 @@ def load_or_create_key(state_dir: Path) -> bytes:
 
 
 
+#: RFC 6265bis §4.1.3.2: a ``__Host-`` cookie must be ``Secure``, have
+#: ``Path=/`` and no ``Domain``, so neither a sibling subdomain nor the
+#: plain-HTTP listener nor an on-path attacker can set or overwrite it
+#: (cookie tossing, issue 18 L4).  Used on HTTPS; plain HTTP keeps the bare
+#: names (browsers refuse ``__Host-`` without ``Secure``), and the HTTPS
+#: side never reads a bare name.
+HOST_PREFIX = "__Host-"
+
+
+def cookie_name(base: str, request: Request) -> str:
+    """The name of the login-flow cookie ``base`` for this request."""
+    return HOST_PREFIX + base if request.scheme == "https" else base
+
+
+def read_cookie(request: Request, base: str) -> str | None:
+    return request.cookies().get(cookie_name(base, request))
+
+
 def set_cookie(name: str, value: str, request: Request, max_age: int, path: str = "/oauth2") -> tuple[str, str]:
-    """A ``Set-Cookie`` for the login flows: HttpOnly, SameSite=Lax, and
-    Secure whenever the request came over HTTPS."""
-    text = f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+    """A ``Set-Cookie`` for the login flows: HttpOnly, SameSite=Lax; over
+    HTTPS ``__Host-`` prefixed, ``Secure`` and ``Path=/`` (``path`` then
+    does not apply)."""
     if request.scheme == "https":
-        text += "; Secure"
-    return ("set-cookie", text)
+        return ("set-cookie", f"{HOST_PREFIX}{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; "
+                              "SameSite=Lax")
+    return ("set-cookie", f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax")
 
-
-def csrf_binding(cookies: dict[str, str]) -> str:
-    """The browser's CSRF binding cookie if it is well-formed, else ``""``."""
-    binding = cookies.get(CSRF_COOKIE, "")
-    return binding if 16 <= len(binding) <= 100 else ""
 
 @attrs.frozen
 class Session:
@@ -101,6 +115,7 @@ class Session:
     iat: float
     exp: float
     sid: str
+    cred: str = ""  # credential_mark() of the user when the session began
 
 
 @attrs.define
@@ -132,12 +147,30 @@ class OAuthServices:
         msg = "\x1f".join(parts).encode("utf-8", "surrogatepass")
         return _b64(hmac.new(self.key, msg, hashlib.sha256).digest())
 
-    def make_session(self, sub: str, now: float, ttl: float = SESSION_TTL) -> str:
+    def credential_mark(self, user: User) -> str:
+        """An HMAC of the user's current password hash: it changes with the
+        password and reveals nothing about it (the hash itself never goes
+        into a cookie)."""
+        return self._mac("credential", user.name, user.password_hash or "")[:22]
+
+    def make_session(self, user: User, now: float, ttl: float = SESSION_TTL) -> str:
         payload = _b64(json.dumps(
-            {"sub": sub, "iat": int(now), "exp": int(now + ttl), "sid": secrets.token_urlsafe(16)},
+            {"sub": user.name, "iat": int(now), "exp": int(now + ttl), "sid": secrets.token_urlsafe(16),
+             "cred": self.credential_mark(user)},
             separators=(",", ":"),
         ).encode())
         return f"{payload}.{self._mac('session', payload)}"
+
+    def session_user(self, session: Session, settings: Settings) -> User | None:
+        """The session's user if it may still act: present, enabled, and
+        with the password the session was started with (issue 18 L3: a
+        password change, a disabled or removed user ends every session)."""
+        user = settings.users.get(session.sub)
+        if user is None or user.disabled:
+            return None
+        if not hmac.compare_digest(session.cred.encode(), self.credential_mark(user).encode()):
+            return None
+        return user
 
     def read_session(self, cookie: str | None, now: float) -> Session | None:
         if not cookie or cookie.count(".") != 1 or len(cookie) > 2048:
@@ -147,7 +180,8 @@ class OAuthServices:
             return None
         try:
             data = json.loads(_unb64(payload))
-            session = Session(str(data["sub"]), float(data["iat"]), float(data["exp"]), str(data["sid"]))
+            session = Session(str(data["sub"]), float(data["iat"]), float(data["exp"]), str(data["sid"]),
+                              str(data.get("cred", "")))
         except (ValueError, KeyError, TypeError):
             return None
         if session.exp <= now:
@@ -155,6 +189,25 @@ class OAuthServices:
         return session
 
     # -- CSRF ---------------------------------------------------------------
+
+    def new_binding(self) -> str:
+        """A fresh CSRF binding cookie value: ``random.HMAC(key, random)``.
+
+        Only values the server issued verify (:meth:`read_binding`), so a
+        cookie of an attacker's choosing is ignored and replaced.
+        """
+        nonce = secrets.token_urlsafe(18)
+        return f"{nonce}.{self._mac('binding', nonce)[:22]}"
+
+    def read_binding(self, request: Request) -> str:
+        """The browser's binding cookie if the server issued it, else ``""``."""
+        value = read_cookie(request, CSRF_COOKIE) or ""
+        if len(value) > 100 or value.count(".") != 1:
+            return ""
+        nonce, mac = value.split(".")
+        if not nonce or not hmac.compare_digest(mac.encode(), self._mac("binding", nonce)[:22].encode()):
+            return ""
+        return value
 
     def csrf_token(self, purpose: str, binding: str, flow: str, now: float) -> str:
         """A token for one form: bound to the browser (``rt_csrf`` cookie and

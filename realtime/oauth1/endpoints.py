@@ -31,7 +31,7 @@ from realtime.oauth.common import active_user, grant_scopes, https_redirect, par
 from realtime.oauth.login import LoginRefused, check_password
 from realtime.oauth.errors import OAuthError
 from realtime.oauth.services import (
-    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices, csrf_binding, set_cookie,
+    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices, read_cookie, set_cookie,
 )
 from realtime.oauth1.credentials import Kind, OAuth1App, OAuth1Services, authenticate
 from realtime.oauth1.errors import FORM, NO_STORE, OAuth1Error
@@ -193,9 +193,8 @@ class _Flow:
         self.app = app
         self.token = token
         self.now = services.clock()
-        cookies = request.cookies()
-        self.binding = csrf_binding(cookies)
-        self.session_cookie = cookies.get(SESSION_COOKIE)
+        self.binding = services.read_binding(request)  # "" unless the server issued it
+        self.session_cookie = read_cookie(request, SESSION_COOKIE)
         self.set_cookies: list[tuple[str, str]] = []
         self.flow = hashlib.sha256(("oauth1|" + record.token_hash).encode()).hexdigest()
 
@@ -205,7 +204,7 @@ class _Flow:
 
     def hidden(self, purpose: str, sid: str = "") -> dict[str, str]:
         if not self.binding:
-            self.binding = secrets.token_urlsafe(24)
+            self.binding = self.services.new_binding()
             self.set_cookies.append(set_cookie(CSRF_COOKIE, self.binding, self.request, int(CSRF_TTL), COOKIE_PATH))
         csrf = self.services.csrf_token(purpose, f"{self.binding}|{sid}", self.flow, self.now)
         return {"oauth_token": self.token, "csrf_token": csrf}
@@ -227,7 +226,7 @@ class _Flow:
         session = self.services.read_session(self.session_cookie, self.now)
         if session is None:
             return None
-        user = active_user(self.state.settings, session.sub)
+        user = self.services.session_user(session, self.state.settings)
         return (user, session.sid) if user is not None else None
 
     async def proceed(self, user: User, sid: str) -> Response:
@@ -281,9 +280,11 @@ async def _login(flow: _Flow, form: Mapping[str, str]) -> Response:
                                 client_id=flow.app.client_id, protocol="oauth1")
     if isinstance(user, LoginRefused):
         return flow.login(user.status, user.message, user.username, *user.headers)
-    cookie = flow.services.make_session(user.name, flow.now)
+    cookie = flow.services.make_session(user, flow.now)
     for path in (COOKIE_PATH, "/oauth2"):
-        flow.set_cookies.append(set_cookie(SESSION_COOKIE, cookie, flow.request, int(SESSION_TTL), path))
+        header = set_cookie(SESSION_COOKIE, cookie, flow.request, int(SESSION_TTL), path)
+        if header not in flow.set_cookies:  # over HTTPS both paths are Path=/
+            flow.set_cookies.append(header)
     session = flow.services.read_session(cookie, flow.now)
     assert session is not None
     return await flow.proceed(user, session.sid)

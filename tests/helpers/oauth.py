@@ -38,6 +38,10 @@ WEIRD_ID = "we:ird+id%"
 WEIRD_SECRET = "se:cr et+%&="
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "dave": "dave-password"}
 
+#: The login-flow cookies as an HTTPS browser (Env's default) holds them.
+SESSION = "__Host-rt_session"
+CSRF = "__Host-rt_csrf"
+
 WEB_CB = "https://client.example/cb"
 SPA_CB = "https://spa.example/cb?keep=1"
 

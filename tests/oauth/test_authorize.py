@@ -12,6 +12,7 @@ from realtime.config.settings import App
 from tests.helpers.oauth import (
     ISSUER,
     PASSWORDS,
+    SESSION,
     SPA_CB,
     WEB_CB,
     Env,
@@ -109,11 +110,11 @@ async def test_login_csrf_forged_or_missing_cookie(env: Env) -> None:
     fields.update(username="alice", password=PASSWORDS["alice"])
     forged = dict(fields, csrf_token=fields["csrf_token"][:-2] + "AA")
     resp = await env.post("/oauth2/authorize", forged)
-    assert resp.status == 403 and "rt_session" not in env.jar
+    assert resp.status == 403 and SESSION not in env.jar
     # The token is bound to the browser cookie: another browser cannot use it.
     env.jar.clear()
     resp = await env.post("/oauth2/authorize", fields)
-    assert resp.status == 403 and "rt_session" not in env.jar
+    assert resp.status == 403 and SESSION not in env.jar
 
 
 async def test_login_csrf_bound_to_the_request(env: Env) -> None:
@@ -196,7 +197,7 @@ async def test_disabled_user_cannot_log_in(env: Env) -> None:
     resp = await env.get("/oauth2/authorize", base())
     fields = hidden_fields(resp)
     resp = await env.post("/oauth2/authorize", dict(fields, username="dave", password=PASSWORDS["dave"]))
-    assert resp.status == 400 and "rt_session" not in env.jar
+    assert resp.status == 400 and SESSION not in env.jar
 
 
 async def test_login_brute_force_throttled_per_user_and_address(env: Env) -> None:
@@ -211,7 +212,7 @@ async def test_login_brute_force_throttled_per_user_and_address(env: Env) -> Non
     # the right password works (the per-user bucket is looser).
     env.address = "203.0.113.9"
     resp = await env.post("/oauth2/authorize", dict(fields, username="alice", password=PASSWORDS["alice"]))
-    assert resp.status == 200 and "rt_session" in env.jar
+    assert resp.status == 200 and SESSION in env.jar
 
 
 async def test_login_brute_force_throttled_per_user_across_addresses(env: Env) -> None:
@@ -227,7 +228,7 @@ async def test_login_brute_force_throttled_per_user_across_addresses(env: Env) -
     assert resp.status == 429
     env.advance(3)  # 30/m: one try back every 2 s
     resp = await env.post("/oauth2/authorize", dict(fields, username="alice", password=PASSWORDS["alice"]))
-    assert resp.status == 200 and "rt_session" in env.jar
+    assert resp.status == 200 and SESSION in env.jar
 
 
 async def test_login_brute_force_throttled_per_address(env: Env) -> None:

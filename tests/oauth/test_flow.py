@@ -31,8 +31,8 @@ async def test_full_flow(env: Env) -> None:
     assert resp.status == 200
     assert b"Sign in" in resp.body and b"Web &lt;App&gt;" in resp.body  # escaped
     cookie = header(resp, "set-cookie")
-    assert cookie and "rt_csrf=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
-    assert "Secure" in cookie
+    assert cookie and cookie.startswith("__Host-rt_csrf=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" in cookie and "; Path=/;" in cookie and "Domain" not in cookie
     assert WEB_CB.split("/cb")[0] in header(resp, "content-security-policy")
     fields = hidden_fields(resp)
     assert fields["csrf_token"] and fields["client_id"] == "web"
@@ -42,7 +42,7 @@ async def test_full_flow(env: Env) -> None:
     resp = await env.post("/oauth2/authorize", fields)
     assert resp.status == 200, resp.body
     assert b"chat:read" in resp.body and b"chat:write" in resp.body and b"Allow" in resp.body
-    session_cookie = [v for k, v in resp.headers if k == "set-cookie" and v.startswith("rt_session=")]
+    session_cookie = [v for k, v in resp.headers if k == "set-cookie" and v.startswith("__Host-rt_session=")]
     assert session_cookie and "HttpOnly" in session_cookie[0]
 
     # 3. Allow: redirect with code, state and iss.
