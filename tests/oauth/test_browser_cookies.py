@@ -120,3 +120,27 @@ async def test_password_change_ends_the_browser_session(tmp_path: Path, start_se
         assert await running.server.reload("test") is True
         resp = await browser.get("/oauth2/authorize", params=FORM)
         assert resp.status_code == 200 and 'value="login"' in resp.text
+
+
+async def test_full_login_over_real_tls_with_host_cookies(start_server: Callable[..., Any],
+                                                          make_settings: Callable[..., Any],
+                                                          hashes: dict[str, str], tmp_path: Path,
+                                                          client_ssl: Any) -> None:
+    """A browser over HTTPS keeps and sends back the ``__Host-`` cookies:
+    sign-in, consent, code, and a second authorization from the session."""
+    import time
+
+    from tests.helpers.oauth import build_settings
+
+    mine = build_settings(tmp_path, hashes, time.time())
+    running = await start_server(make_settings(apps=mine.apps, users=mine.users, oauth={"signing_alg": "ES256"}))
+    async with httpx.AsyncClient(base_url=running.url("", "https"), verify=client_ssl) as browser:
+        resp = await browser.get("/oauth2/authorize", params=FORM)
+        assert resp.status_code == 200 and CSRF in browser.cookies
+        resp = await browser.post("/oauth2/authorize", data=hidden(resp.text) | {
+            "username": "alice", "password": PASSWORDS["alice"]})
+        assert resp.status_code == 200 and SESSION in browser.cookies
+        resp = await browser.post("/oauth2/authorize", data=hidden(resp.text) | {"decision": "allow"})
+        assert resp.status_code == 302 and "code=" in resp.headers["location"]
+        resp = await browser.get("/oauth2/authorize", params=FORM)
+        assert resp.status_code == 302 and "code=" in resp.headers["location"]
