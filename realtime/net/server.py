@@ -111,7 +111,8 @@ def compose_app(settings: Settings, keyring: KeyRing, store: AsyncStore, revoked
     services = oauth.build_services(
         settings, store, oauth_key,
         hasher=Hasher(thread_offload(trio.CapacityLimiter(ARGON2_THREADS), settings.oauth.hash_queue)),
-        client_hasher=Hasher(thread_offload(trio.CapacityLimiter(CLIENT_ARGON2_THREADS), settings.oauth.hash_queue)),
+        client_hasher=Hasher(thread_offload(trio.CapacityLimiter(CLIENT_ARGON2_THREADS),
+                                            settings.oauth.hash_queue)),
         provider_http=PROVIDER_HTTP,
         users_offload=thread_offload(trio.CapacityLimiter(1)),
     )

@@ -26,7 +26,12 @@ from urllib.parse import unquote_plus
 
 import attrs
 
-from realtime.oauth.errors import ClientThrottledError, InvalidClientError, InvalidRequestError, TemporarilyUnavailableError
+from realtime.oauth.errors import (
+    ClientThrottledError,
+    InvalidClientError,
+    InvalidRequestError,
+    TemporarilyUnavailableError,
+)
 from realtime.oauth.offload import OffloadBusy
 from realtime.config.settings import App
 
