@@ -158,9 +158,8 @@ def _server_fields(base: Path) -> dict[str, Converter]:
         "max_connections": integer(1),
         "max_connections_per_ip": integer(1),
         "log_level": choice(*LOG_LEVELS),
-        # Operations (issue 18)
         "log_format": choice("text", "json"),
-        # HTTPS (issue 18, I1)
+        # HTTPS
         "hsts_max_age": duration(),
         "tls_termination_from": array(network),
     }
@@ -178,13 +177,12 @@ def _oauth_fields(base: Path) -> dict[str, Converter]:
         "leeway": duration(),
         "audience": nonempty,
         "login_rate": rate,
-        # refresh-token families (issue 18)
+        # refresh-token families
         "refresh_reuse_grace": reuse_grace,
         "refresh_reuse_count": integer(1, 100),
         "refresh_family_ttl": duration(positive=True),
-        # Issue 18 (operator files)
         "min_password_length": password_length,
-        # Issue 18 (M1, M2): brute force and unauthenticated argon2 work.
+        # brute force and unauthenticated argon2 work
         "login_user_rate": rate,
         "client_auth_rate": rate,
         "hash_queue": integer(0),
@@ -205,7 +203,6 @@ WEBSOCKET_FIELDS: dict[str, Converter] = {
     "max_subscriptions": integer(1),
     "max_channel_name": integer(1),
     "max_presence_members": integer(1),
-    # Issue 18 limits
     "message_rate": rate,
     "join_leave_debounce": duration(),
     "max_history_bytes": integer(0),
@@ -218,12 +215,10 @@ CHANNEL_FIELDS: dict[str, Converter] = {
     "history": integer(0, 1_000_000),
     "presence": boolean,
     "join_leave": boolean,
-    # Issue 18 limits
     "history_bytes": integer(0),
 }
 BROKER_FIELDS: dict[str, Converter] = {"url": broker_url, "node_ttl": duration(positive=True)}
 DEMO_FIELDS: dict[str, Converter] = {"enabled": boolean}
-# Issue 18: [api] and [metrics]
 API_FIELDS: dict[str, Converter] = {"publish_rate": rate}
 METRICS_FIELDS: dict[str, Converter] = {"scope": scope}
 TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "demo", "api", "metrics")

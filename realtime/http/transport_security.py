@@ -1,4 +1,4 @@
-"""HTTPS rules that do not depend on a socket (issue 18, I1).
+"""HTTPS rules that do not depend on a socket.
 
 - **HSTS** (RFC 6797): every answer on the HTTPS listener carries
   ``Strict-Transport-Security: max-age=N`` (``[server] hsts_max_age``),

@@ -1,4 +1,4 @@
-"""Held ``leave`` events: the join/leave debounce (issue 18, M5).
+"""Held ``leave`` events: the join/leave debounce.
 
 A ``sub`` that leaves a ``join_leave`` channel and comes back within
 ``[websocket] join_leave_debounce`` should not cost every listener a

@@ -59,7 +59,7 @@ class InProcessBroker:
     A forgotten channel starts again at ``seq`` 1, which a later ``since``
     reports as ``recovered: false`` (see :mod:`realtime.hub`).
 
-    History is bounded in bytes too (issue 18, M4): each channel keeps at
+    History is bounded in bytes too: each channel keeps at
     most its rule's ``history_bytes`` of frames, and all channels together
     at most ``max_history_bytes``; past that the oldest kept frames, of
     whichever channels, go first.  A ``since`` before an evicted message is

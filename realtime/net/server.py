@@ -302,7 +302,7 @@ class Server:
                 parts = [f"{scheme}={getattr(self.bound, scheme)}" for _, scheme in listeners]
                 log.info("listening %s", " ".join(parts) if parts else "(no listeners)")
                 root.start_soon(reloading.housekeeping, state)
-                root.start_soon(hub_tick, state)  # held join/leave events (issue 18)
+                root.start_soon(hub_tick, state)  # held join/leave events
                 if self.broker is not None:
                     await root.start(self.broker.run)
                 if self.settings.server.watch:

@@ -136,7 +136,7 @@ async def authenticate_client(
     if app is None or not hashes:
         # RFC 6749 §2.2: the client identifier "is not a secret", so an
         # unknown one (or one with no secret) is refused at once, with no
-        # dummy hash to spend argon2 on (issue 18 M2).
+        # dummy hash to spend argon2 on.
         raise InvalidClientError("client authentication failed", used_basic=used_basic)
     if services.secret_cache.lookup(client_id, secret, hashes):
         return AuthenticatedClient(app, method)

@@ -135,7 +135,7 @@ def consent_may_be_remembered(app: App, redirect_uri: str) -> bool:
     URI scheme or a loopback redirect), it SHOULD NOT process the request
     automatically ... as if no previous request had been approved."  So a
     public client with a custom-scheme or loopback redirect always gets the
-    consent page (issue 18 L5); a confidential one, or an https redirect,
+    consent page; a confidential one, or an https redirect,
     may skip it.
     """
     return not app.public or https_redirect(redirect_uri)

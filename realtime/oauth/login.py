@@ -39,7 +39,7 @@ class LoginRefused:
 
 def log_failed_login(protocol: str, client_id: str, address: str, username: str) -> None:
     """One line per failed password check: who tried which name, from
-    where, through which client; never the password (issue 18 L6)."""
+    where, through which client; never the password."""
     log.info("failed login (%s, client_id=%s, address=%s, user=%r)",
              protocol, client_id, address, username[:64])
 
@@ -89,7 +89,7 @@ async def verify_login(services: OAuthServices, users: Mapping[str, User], usern
     ``password`` grant: the user, or None for a wrong name or password.
 
     One try is reserved from the throttle *before* argon2 and refunded on
-    success (issue 18 M1), so concurrent guesses cannot all be checked
+    success, so concurrent guesses cannot all be checked
     against a bucket none of them has charged yet.
     """
     throttle = services.throttle

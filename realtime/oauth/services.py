@@ -84,7 +84,7 @@ def load_or_create_key(state_dir: Path) -> bytes:
 #: RFC 6265bis §4.1.3.2: a ``__Host-`` cookie must be ``Secure``, have
 #: ``Path=/`` and no ``Domain``, so neither a sibling subdomain nor the
 #: plain-HTTP listener nor an on-path attacker can set or overwrite it
-#: (cookie tossing, issue 18 L4).  Used on HTTPS; plain HTTP keeps the bare
+#: (cookie tossing).  Used on HTTPS; plain HTTP keeps the bare
 #: names (browsers refuse ``__Host-`` without ``Secure``), and the HTTPS
 #: side never reads a bare name.
 HOST_PREFIX = "__Host-"
@@ -128,7 +128,7 @@ class OAuthServices:
     logins: ProviderLogins = attrs.field(factory=ProviderLogins)  # pending provider logins
     secret_cache: SecretCache = attrs.field(factory=SecretCache)
     throttle: LoginThrottle = attrs.field(factory=lambda: LoginThrottle(10 / 60, 10, 30 / 60, 30))
-    # Client secrets get their own argon2 limiter and queue (issue 18 M2);
+    # Client secrets get their own argon2 limiter and queue;
     # None: share ``hasher`` (tests that build services by hand).
     client_hasher: Hasher | None = None
     client_throttle: ClientAuthThrottle = attrs.field(factory=lambda: ClientAuthThrottle(20 / 60, 20))
@@ -163,7 +163,7 @@ class OAuthServices:
 
     def session_user(self, session: Session, settings: Settings) -> User | None:
         """The session's user if it may still act: present, enabled, and
-        with the password the session was started with (issue 18 L3: a
+        with the password the session was started with (a
         password change, a disabled or removed user ends every session)."""
         user = settings.users.get(session.sub)
         if user is None or user.disabled:

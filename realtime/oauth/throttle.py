@@ -4,7 +4,7 @@ client authentications.
 A try *reserves* one token from each of its buckets before the argon2
 check and gets it back when the check succeeds, so only failures cost
 anything, and N guesses sent at once cannot all pass a check made before
-any of them was charged (issue 18 M1): at most ``burst`` are in flight
+any of them was charged: at most ``burst`` are in flight
 per key.  A request is refused without any hashing while one of its
 buckets is empty, with the time until a token is back (``Retry-After``).
 
@@ -127,7 +127,7 @@ class LoginThrottle:
 
 class ClientAuthThrottle:
     """Failed client authentications per address and per ``client_id``
-    (issue 18 M2): each costs an argon2 check, so they are limited before
+   : each costs an argon2 check, so they are limited before
     the hash, like logins."""
 
     def __init__(self, rate: float, burst: int) -> None:

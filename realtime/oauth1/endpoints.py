@@ -232,7 +232,7 @@ class _Flow:
     async def proceed(self, user: User, sid: str) -> Response:
         granted = grant_scopes(self.record.scope, self.app, user)
         remembered = await self.services.store.get_consent(user.name, self.app.client_id)
-        # RFC 8252 §8.6, as for OAuth 2 (issue 18 L5): a consumer whose
+        # RFC 8252 §8.6, as for OAuth 2: a consumer whose
         # callback is a custom scheme or loopback is a native app whose
         # consumer secret proves nothing, so it is asked every time.  An oob
         # verifier is shown to the user, which is interaction enough.

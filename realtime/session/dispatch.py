@@ -56,7 +56,7 @@ __all__ = ["App", "MESSAGE_RATE_LIMITED", "Metrics", "Peer", "Reply", "Dispatche
 
 #: Past ``[websocket] message_rate``: any client message counts, so
 #: subscribe/unsubscribe churn (join/leave to every listener) is bounded
-#: like publishing is (issue 18, M5).
+#: like publishing is.
 MESSAGE_RATE_LIMITED = Close(CloseCode.RATE_LIMITED, "message rate limit")
 
 
