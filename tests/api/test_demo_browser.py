@@ -229,7 +229,7 @@ def run_browser(sync_api: Any, origin: str, notify_token: str, cut_alice: Callab
             expect(bob.locator("#conn")).to_have_attribute("data-state", "idle")
 
             # The consent is remembered, but Demo is a public client with a
-            # loopback redirect: RFC 8252 §8.6, it is asked again (issue 18 L5).
+            # loopback redirect: RFC 8252 §8.6, it is asked again.
             bob.click("#login")
             bob.click("button[value=allow]")
             expect(bob.locator("#conn")).to_have_attribute("data-state", "open")
@@ -292,7 +292,7 @@ def run_browser(sync_api: Any, origin: str, notify_token: str, cut_alice: Callab
             browser.close()
 
 
-# -- ?ws= names a path on this origin only (issue 18, I11) ----------------------
+# -- ?ws= names a path on this origin only ----------------------
 
 
 async def test_demo_ws_parameter_cannot_point_the_socket_elsewhere(

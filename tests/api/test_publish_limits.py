@@ -1,4 +1,4 @@
-"""``/api/publish`` limits with a real server (issue 18, L1): the rate per
+"""``/api/publish`` limits with a real server: the rate per
 principal (429, ``Retry-After``, a JSON error) and the ``data`` cap (413);
 and the issue's new config keys, read from a real file."""
 

@@ -1,4 +1,4 @@
-"""History bounded in bytes (issue 18, M4): per channel (``[[channel]]
+"""History bounded in bytes: per channel (``[[channel]]
 history_bytes``) and across channels (``[websocket] max_history_bytes``,
 oldest evicted first), idle channels capped by ``[websocket]
 max_idle_channels``; a ``since`` that reaches past an eviction is

@@ -1,4 +1,4 @@
-"""The join/leave debounce (issue 18, M5): a sub that leaves a
+"""The join/leave debounce: a sub that leaves a
 ``join_leave`` channel and comes back within ``[websocket]
 join_leave_debounce`` costs the listeners nothing; a leave that stands is
 sent when the window ends.  The hub's clock is injected."""

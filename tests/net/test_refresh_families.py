@@ -1,4 +1,4 @@
-"""Refresh families through a real server (issue 18): retries within the
+"""Refresh families through a real server: retries within the
 reuse grace racing over HTTP, the lost answer's access token at the
 WebSocket gate, the family's absolute lifetime, and a password change
 with ``realtime user passwd`` and the reload it triggers."""

@@ -1,5 +1,5 @@
 """Through a real server: the login throttle under concurrent guesses
-(issue 18 M1) and the limits on unauthenticated argon2 work (M2): the
+ and the limits on unauthenticated argon2 work (M2): the
 client-authentication throttle, no hash for an unknown ``client_id``,
 separate argon2 limiters for logins and clients, and the bounded wait
 queue answering 503.

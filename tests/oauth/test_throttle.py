@@ -1,5 +1,5 @@
 """The brute-force buckets, without a server: reserve before the check,
-refund on success (issue 18 M1), and which buckets a try is charged to."""
+refund on success, and which buckets a try is charged to."""
 
 from __future__ import annotations
 

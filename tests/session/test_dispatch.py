@@ -178,7 +178,7 @@ def test_the_session_core_imports_no_trio() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-# -- every message is rate-limited per connection (issue 18, M5) -----------------
+# -- every message is rate-limited per connection -----------------
 
 
 def test_any_message_past_message_rate_closes_4008(app: FakeApp) -> None:
