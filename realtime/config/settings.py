@@ -80,7 +80,7 @@ class OAuthSettings:
     min_password_length: int = 12
     # Brute force and unauthenticated argon2 work.
     login_user_rate: str = "30/m"  # failed logins per user from all addresses together
-    client_auth_rate: str = "20/m"  # failed client authentications per address and per client_id
+    client_auth_rate: str = "20/m"  # failed client authentications per address (x10 per client_id)
     hash_queue: int = 32  # argon2 checks waiting per limiter (logins, clients); more: 503
 
 
