@@ -92,7 +92,7 @@ HOST_PREFIX = "__Host-"
 
 def cookie_name(base: str, request: Request) -> str:
     """The name of the login-flow cookie ``base`` for this request."""
-    return HOST_PREFIX + base if request.scheme == "https" else base
+    return HOST_PREFIX + base if request.effective_scheme == "https" else base
 
 
 def read_cookie(request: Request, base: str) -> str | None:
@@ -101,9 +101,9 @@ def read_cookie(request: Request, base: str) -> str | None:
 
 def set_cookie(name: str, value: str, request: Request, max_age: int, path: str = "/oauth2") -> tuple[str, str]:
     """A ``Set-Cookie`` for the login flows: HttpOnly, SameSite=Lax; over
-    HTTPS ``__Host-`` prefixed, ``Secure`` and ``Path=/`` (``path`` then
+    HTTPS (the listener's, or a trusted proxy's) ``__Host-`` prefixed, ``Secure`` and ``Path=/`` (``path`` then
     does not apply)."""
-    if request.scheme == "https":
+    if request.effective_scheme == "https":
         return ("set-cookie", f"{HOST_PREFIX}{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; "
                               "SameSite=Lax")
     return ("set-cookie", f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax")
