@@ -133,6 +133,8 @@ def reuse_grace(value: Any) -> float:
     if seconds > MAX_REUSE_GRACE:
         raise ValueError("must be at most 5m: a replayed refresh token inside the grace is not detected")
     return seconds
+
+
 def network(value: Any) -> str:
     """A CIDR block like ``10.0.0.0/8`` or ``::1/128`` (an address alone is a
     block of one), normalised (``192.0.2.7`` becomes ``192.0.2.7/32``)."""
