@@ -32,7 +32,7 @@ from realtime.config.units import parse_rate
 from realtime.http.counters import Counters
 from realtime.http.request import Request
 from realtime.oauth.offload import Offload
-from realtime.oauth.passwords import Hasher, SecretCache
+from realtime.oauth.passwords import Hasher, SecretCache, credential_hmac
 from realtime.oauth.providers.pending import ProviderLogins
 from realtime.oauth.providers.outbound import ProviderHttp
 from realtime.oauth.throttle import ClientAuthThrottle, LoginThrottle
@@ -151,7 +151,7 @@ class OAuthServices:
         """An HMAC of the user's current password hash: it changes with the
         password and reveals nothing about it (the hash itself never goes
         into a cookie)."""
-        return self._mac("credential", user.name, user.password_hash or "")[:22]
+        return _b64(credential_hmac(self.key, "credential", user.name, user.password_hash or ""))[:22]
 
     def make_session(self, user: User, now: float, ttl: float = SESSION_TTL) -> str:
         payload = _b64(json.dumps(
