@@ -37,6 +37,7 @@ from realtime.config.apps import (
     readable_secrets_warnings,
 )
 from realtime.config.providers import read_providers
+from realtime.config.redact import redact_url
 from realtime.config.fields import (
     ConfigError,
     ConfigIssue,
@@ -94,16 +95,17 @@ def public_url(value: Any) -> str:
     """The issuer (RFC 8414 §2: "https" scheme, no query or fragment); http is
     allowed for local development behind a proxy."""
     parts = urllib.parse.urlsplit(string(value))
+    shown = redact_url(value)
     try:
         parts.port
     except ValueError:
-        raise ValueError(f"{value!r} has a bad port") from None
+        raise ValueError(f"{shown!r} has a bad port") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or not value.startswith(parts.scheme + "://"):
-        raise ValueError(f"must be an absolute http(s) URL like https://example.com, got {value!r}")
+        raise ValueError(f"must be an absolute http(s) URL like https://example.com, got {shown!r}")
     if "?" in value or "#" in value:
-        raise ValueError(f"must not have a query or fragment, got {value!r}")
+        raise ValueError(f"must not have a query or fragment, got {shown!r}")
     if parts.username is not None or parts.password is not None or any(c.isspace() for c in value):
-        raise ValueError(f"must not contain spaces, a user name or a password, got {value!r}")
+        raise ValueError(f"must not contain spaces, a user name or a password, got {shown!r}")
     return value
 
 
@@ -118,7 +120,7 @@ def origin(value: Any) -> str:
 def broker_url(value: Any) -> str:
     parts = urllib.parse.urlsplit(string(value))
     if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
-        raise ValueError(f"must be a redis://HOST:PORT/DB URL, got {value!r}")
+        raise ValueError(f"must be a redis://HOST:PORT/DB URL, got {redact_url(value)!r}")
     return value
 
 
@@ -131,6 +133,8 @@ def reuse_grace(value: Any) -> float:
     if seconds > MAX_REUSE_GRACE:
         raise ValueError("must be at most 5m: a replayed refresh token inside the grace is not detected")
     return seconds
+
+
 def network(value: Any) -> str:
     """A CIDR block like ``10.0.0.0/8`` or ``::1/128`` (an address alone is a
     block of one), normalised (``192.0.2.7`` becomes ``192.0.2.7/32``)."""

@@ -21,6 +21,15 @@ class Request:
     body: bytes = b""
     client_host: str = ""
     scheme: str = "http"  # "http" or "https": which listener it came in on
+    # A trusted TLS-terminating proxy forwarded it with X-Forwarded-Proto:
+    # https (set by realtime.http.transport_security.behind_tls_proxy).
+    via_tls_proxy: bool = False
+
+    @property
+    def effective_scheme(self) -> str:
+        """``https`` when the browser used TLS: the HTTPS listener, or a
+        trusted proxy that terminated it; else the listener's scheme."""
+        return "https" if self.via_tls_proxy else self.scheme
 
     @property
     def path(self) -> str:

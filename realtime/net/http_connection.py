@@ -16,7 +16,7 @@ import trio
 
 from realtime.http.request import Request
 from realtime.http.responses import SECURITY_HEADERS, REASONS, Response, error_response
-from realtime.http.transport_security import hsts_headers, refuse_plain_http
+from realtime.http.transport_security import behind_tls_proxy, hsts_headers, refuse_plain_http
 from realtime.oauth1.resource import oauth1_principal
 from realtime.oauth1.signing import is_signed as oauth1_is_signed
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
@@ -52,6 +52,7 @@ class HttpConnection:
         )
         self.idle = True  # waiting for a request head: safe to drop on shutdown
         self.head_request = False  # the current request is HEAD: answers carry no body
+        self.tls = scheme == "https"  # the current request came over TLS (here or at a trusted proxy)
         self.shutting_down = False
         self.scope = trio.CancelScope()
         self.upgraded: Session | None = None
@@ -111,6 +112,7 @@ class HttpConnection:
             # Idle until the first byte, then the head must arrive in time.
             self.idle = True
             self.head_request = False
+            self.tls = self.scheme == "https"
             with trio.move_on_after(idle_timeout) as idle:
                 event = await self._receive_first()
             if idle.cancelled_caught:
@@ -188,14 +190,16 @@ class HttpConnection:
         except UnicodeDecodeError:
             raise _Fail(error_response(400, "bad_request", "request target is not ASCII")) from None
         host, _ = self.transport.peer()
-        return Request(
+        request = behind_tls_proxy(Request(
             method=event.method.decode("ascii", "replace"),
             target=target,
             headers=headers,
             body=bytes(body),
             client_host=host,
             scheme=self.scheme,
-        )
+        ), self.state.settings.server)
+        self.tls = request.effective_scheme == "https"
+        return request
 
     async def _respond(self, request: Request) -> bool:
         ws = self.state.settings.websocket
@@ -260,7 +264,7 @@ class HttpConnection:
         # request; h11 refuses a body there, so leave it out (RFC 9110 §9.3.2).
         head = self.head_request
         headers = [SERVER_HEADER, *SECURITY_HEADERS, *response.headers]
-        if self.scheme == "https":
+        if self.tls:
             headers.extend(hsts_headers(self.state.settings.server))
         if self.shutting_down:
             headers.append(("connection", "close"))

@@ -290,7 +290,7 @@ async def _start(flow: _Flow) -> Response:
 async def _login(flow: _Flow, form: Mapping[str, str]) -> Response:
     if not flow.csrf_ok(form.get("csrf_token"), "login"):
         return flow.login(403, "The form has expired. Please sign in again.")
-    user = await check_password(flow.services, flow.settings.users, flow.request, form, flow.now,
+    user = await check_password(flow.services, flow.settings.users, flow.request, form,
                                 client_id=flow.authz.app.client_id, protocol="oauth2")
     if isinstance(user, LoginRefused):
         return flow.login(user.status, user.message, user.username, *user.headers)

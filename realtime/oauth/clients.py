@@ -150,8 +150,8 @@ async def authenticate_client(
 async def _verify_secret(request: "Request", services: "OAuthServices", client_id: str, secret: str,
                          hashes: list[str]) -> str | None:
     """The argon2 check of a client secret, throttled before the hash per
-    address and per ``client_id`` (reserved first, refunded on success, as
-    for logins) and refused with 503 when the clients' argon2 queue is full."""
+    (``client_id``, address), per address and, more loosely, per
+    ``client_id`` (reserved first, refunded on success, as for logins) and refused with 503 when the clients' argon2 queue is full."""
     throttle = services.client_throttle
     address = request.client_host or "-"
     wait = throttle.reserve(client_id, address, services.clock())

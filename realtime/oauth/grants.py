@@ -280,8 +280,11 @@ async def refresh_token(ctx: GrantContext) -> dict:
         )
         if lost is not None:
             _revoke_live(ctx.state, lost)
-            log.info("refresh token retried within the reuse grace; the earlier answer is revoked (client_id=%s)",
-                     ctx.app.client_id)
+            # A warning: a replayed stolen token inside the grace looks the
+            # same and takes the family over (the real client is signed out).
+            log.warning("refresh token retried within the reuse grace; the earlier answer is revoked "
+                        "(client_id=%s, sub=%s, address=%s)",
+                        ctx.app.client_id, record.sub, ctx.request.client_host or "-")
             return body
     raise await _revoke_replayed(ctx, record)
 

@@ -49,13 +49,13 @@ async def check_password(
     users: Mapping[str, User],
     request: Request,
     form: Mapping[str, str],
-    now: float,
     *,
     client_id: str,
     protocol: str = "oauth2",
 ) -> User | LoginRefused:
-    """``now`` is the request's time; the throttle reads the clock itself
-    when it charges, so time spent queued for argon2 is no refill."""
+    """The user a login form's name and password identify, or how to show
+    the form again.  The throttle reads the clock itself when it charges,
+    so time spent queued for argon2 is no refill."""
     username = form.get("username", "")
     secret = form.get("password", "")
     if not username or not secret or len(username) > MAX_USERNAME or len(secret) > MAX_PASSWORD:

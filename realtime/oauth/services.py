@@ -32,7 +32,7 @@ from realtime.config.units import parse_rate
 from realtime.http.counters import Counters
 from realtime.http.request import Request
 from realtime.oauth.offload import Offload
-from realtime.oauth.passwords import Hasher, SecretCache
+from realtime.oauth.passwords import Hasher, SecretCache, credential_hmac
 from realtime.oauth.providers.pending import ProviderLogins
 from realtime.oauth.providers.outbound import ProviderHttp
 from realtime.oauth.throttle import ClientAuthThrottle, LoginThrottle
@@ -92,7 +92,7 @@ HOST_PREFIX = "__Host-"
 
 def cookie_name(base: str, request: Request) -> str:
     """The name of the login-flow cookie ``base`` for this request."""
-    return HOST_PREFIX + base if request.scheme == "https" else base
+    return HOST_PREFIX + base if request.effective_scheme == "https" else base
 
 
 def read_cookie(request: Request, base: str) -> str | None:
@@ -101,9 +101,9 @@ def read_cookie(request: Request, base: str) -> str | None:
 
 def set_cookie(name: str, value: str, request: Request, max_age: int, path: str = "/oauth2") -> tuple[str, str]:
     """A ``Set-Cookie`` for the login flows: HttpOnly, SameSite=Lax; over
-    HTTPS ``__Host-`` prefixed, ``Secure`` and ``Path=/`` (``path`` then
+    HTTPS (the listener's, or a trusted proxy's) ``__Host-`` prefixed, ``Secure`` and ``Path=/`` (``path`` then
     does not apply)."""
-    if request.scheme == "https":
+    if request.effective_scheme == "https":
         return ("set-cookie", f"{HOST_PREFIX}{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; "
                               "SameSite=Lax")
     return ("set-cookie", f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax")
@@ -151,7 +151,7 @@ class OAuthServices:
         """An HMAC of the user's current password hash: it changes with the
         password and reveals nothing about it (the hash itself never goes
         into a cookie)."""
-        return self._mac("credential", user.name, user.password_hash or "")[:22]
+        return _b64(credential_hmac(self.key, "credential", user.name, user.password_hash or ""))[:22]
 
     def make_session(self, user: User, now: float, ttl: float = SESSION_TTL) -> str:
         payload = _b64(json.dumps(

@@ -276,7 +276,7 @@ class _Flow:
 async def _login(flow: _Flow, form: Mapping[str, str]) -> Response:
     if not flow.csrf_ok(form.get("csrf_token"), "oauth1-login"):
         return flow.login(403, "The form has expired. Please sign in again.")
-    user = await check_password(flow.services, flow.state.settings.users, flow.request, form, flow.now,
+    user = await check_password(flow.services, flow.state.settings.users, flow.request, form,
                                 client_id=flow.app.client_id, protocol="oauth1")
     if isinstance(user, LoginRefused):
         return flow.login(user.status, user.message, user.username, *user.headers)
