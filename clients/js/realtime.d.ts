@@ -17,6 +17,8 @@ export class RealtimeError extends Error {
   closeCode?: number;
   reason?: string;
   channel?: string;
+  /** token_unavailable: getToken threw an error with `final: true`, so the client stopped. */
+  final?: boolean;
   constructor(code: string, message: string, extra?: Record<string, unknown>);
 }
 
@@ -28,6 +30,9 @@ export interface TokenRequest {
 }
 
 export interface RealtimeOptions {
+  /** Returns (a promise of) an access token.  Throw an error with
+   *  `final: true` when no token will ever come (sign in again): the
+   *  client stops; any other error is retried with backoff. */
   getToken: (info: TokenRequest) => string | Promise<string>;
   /** The constructor where there is no global WebSocket (e.g. `ws` on Node 20). */
   WebSocket?: unknown;

@@ -176,13 +176,14 @@ export class Realtime {
       if (typeof token !== "string" || !token) throw new Error("getToken() gave no token");
     } catch (e) {
       if (this.state === "closed") return;
-      const err = new RealtimeError("token_unavailable", "cannot get an access token: " + (e && e.message), { cause: e });
-      this._emit("error", err);
-      if (e && e.final) {
+      const err = new RealtimeError("token_unavailable", "cannot get an access token: " + (e && e.message),
+        { cause: e, final: !!(e && e.final) });
+      if (err.final) {
         // The app says no token will ever come (e.g. the refresh token was refused).
         this._stop({ code: null, reason: err.message }, err);
         return;
       }
+      this._emit("error", err);
       this._scheduleReconnect({ code: null, reason: err.message }, false);
       return;
     }
@@ -433,8 +434,10 @@ export class Realtime {
         token = await this.getToken({ reason: "expiring", expiresAt });
         if (typeof token !== "string" || !token) throw new Error("getToken() gave no token");
       } catch (e) {
-        this._emit("error", new RealtimeError("token_unavailable", "cannot refresh the token: " + (e && e.message), { cause: e }));
-        if (e && e.final) { this._stop({ code: null, reason: e.message }, e); return; }
+        const err = new RealtimeError("token_unavailable", "cannot refresh the token: " + (e && e.message),
+          { cause: e, final: !!(e && e.final) });
+        if (err.final) { this._stop({ code: null, reason: err.message }, err); return; }
+        this._emit("error", err);
         // Retry while the token lasts; past it the server's 4001 makes us reconnect.
         if (this._conn !== conn || expiresAt - Date.now() / 1000 < 2) return;
         await new Promise((r) => this._later(r, 1000));
