@@ -258,3 +258,47 @@ test("4003 when the user is disabled: the client stops and says why", async (t) 
   await assert.rejects(rt.connect(), (e) => e.code === "access_withdrawn");
   assert.deepEqual(asked, ["connect"], "no reconnect after 4003");
 });
+
+test("a refresh the server refuses (another sub): a new socket with a fresh token, nothing lost", async (t) => {
+  const srv = await server(t, { accessTtl: "5s", expiryWarning: "3s" });
+  let swapped = false;
+  const { rt, asked } = client(t, srv.url, srv);
+  const getToken = rt.getToken;
+  rt.getToken = async (info) => {
+    if (info.reason === "expiring" && !swapped) {
+      swapped = true;
+      return srv.appToken(); // valid, but for another sub: the server must refuse it in-band
+    }
+    return getToken(info);
+  };
+  const errors = [];
+  rt.on("error", (e) => errors.push(e.code));
+  const c = collector();
+  await rt.connect();
+  await rt.subscribe("chat:lobby", { onMessage: c.onMessage });
+  await waitFor(rt, "state", (s) => s === "open" && rt.stats.connects === 2, 20000);
+  await rt.publish("chat:lobby", { text: "on the new socket" });
+  await c.until((g) => texts(g).includes("on the new socket"));
+  assert.ok(errors.length >= 1, "the refusal was reported: " + errors);
+  assert.ok(asked.includes("rejected"), "asked: " + asked);
+  assert.equal(rt.lastClose.code, 4000);
+});
+
+test("getToken failing for good stops the client with that reason; close() stops it too", async () => {
+  const rt = new Realtime("ws://127.0.0.1:9/ws", {
+    WebSocket,
+    getToken: async () => { throw Object.assign(new Error("refresh token revoked"), { final: true }); },
+  });
+  const states = [];
+  rt.on("state", (s, info) => states.push([s, info.error && info.error.code]));
+  await assert.rejects(rt.connect(), (e) => e.code === "token_unavailable" && e.final && /refresh token revoked/.test(e.message));
+  assert.deepEqual(states, [["connecting", undefined], ["closed", "token_unavailable"]]);
+
+  let calls = 0;
+  const other = new Realtime("ws://127.0.0.1:9/ws", { WebSocket, getToken: () => { calls += 1; return "t"; }, minBackoff: 10 });
+  const pending = other.connect();
+  other.close();
+  await assert.rejects(pending, (e) => e.code === "closed");
+  assert.equal(other.state, "closed");
+  assert.ok(calls <= 1);
+});
