@@ -206,7 +206,7 @@ export class RealtimeServer {
 /**
  * A TCP relay in front of a server, to cut the network under a live
  * socket: `cut()` destroys every relayed connection (the client sees 1006,
- * no close frame), `refuse()` / `accept()` turn new connections away or
+ * no close frame), `freeze()` silences them without a close, `refuse()` / `accept()` turn new connections away or
  * let them through.
  */
 export class Relay {
@@ -228,6 +228,10 @@ export class Relay {
   }
 
   cut() { for (const s of this.sockets) s.destroy(); }
+  /** A pulled cable: live connections stay open but carry nothing more. */
+  freeze() {
+    for (const s of this.sockets) { s.unpipe(); s.removeAllListeners("data"); s.on("data", () => {}); }
+  }
   refuse() { this.refusing = true; }
   accept() { this.refusing = false; }
   close() { this.cut(); return new Promise((ok) => this.server.close(ok)); }

@@ -302,3 +302,23 @@ test("getToken failing for good stops the client with that reason; close() stops
   assert.equal(other.state, "closed");
   assert.ok(calls <= 1);
 });
+
+test("a silent dead connection (no pong) is noticed and replaced, with recovery", async (t) => {
+  const srv = await server(t);
+  const relay = await Relay.start(srv.port);
+  t.after(() => relay.close());
+  const { rt } = client(t, relay.url, srv, { pingInterval: 300, pingTimeout: 500 });
+  const c = collector();
+  await rt.connect();
+  await rt.subscribe("chat:lobby", { onMessage: c.onMessage });
+  await rt.publish("chat:lobby", { text: "before" });
+  await c.until((g) => g.length === 1);
+  relay.freeze();
+  await srv.publish("chat:lobby", { text: "sent into the void" });
+  const [info] = await waitFor(rt, "close", () => true, 10000);
+  assert.equal(info.reason, "no pong");
+  assert.equal(info.willReconnect, true);
+  await waitFor(rt, "state", (s) => s === "open", 20000);
+  await c.until((g) => texts(g).includes("sent into the void"));
+  assert.deepEqual(c.got.map((m) => m.seq), [1, 2]);
+});

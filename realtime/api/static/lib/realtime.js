@@ -327,7 +327,7 @@ export class Realtime {
   }
 
   /** Send `obj` with a fresh id; resolves with the reply, rejects on `error`. */
-  _request(obj) {
+  _request(obj, timeout = this.options.requestTimeout) {
     return new Promise((resolve, reject) => {
       const id = this._nextId++;
       if (!this._send(Object.assign({ id }, obj))) {
@@ -336,8 +336,8 @@ export class Realtime {
       }
       const timer = this._later(() => {
         this._pending.delete(id);
-        reject(new RealtimeError("timeout", "no answer from the server within " + this.options.requestTimeout + " ms"));
-      }, this.options.requestTimeout);
+        reject(new RealtimeError("timeout", "no answer from the server within " + timeout + " ms"));
+      }, timeout);
       this._pending.set(id, { resolve, reject, timer, kind: obj.type, channel: obj.channel });
     });
   }
@@ -463,7 +463,7 @@ export class Realtime {
     this._pingTimer = this._later(async () => {
       if (this._conn !== conn) return;
       try {
-        await this._request({ type: "ping" });
+        await this._request({ type: "ping" }, this.options.pingTimeout);
       } catch (e) {
         if (e.code === "timeout" && this._conn === conn) {
           // A server that stopped answering (a pulled cable): reconnect now.
