@@ -45,7 +45,7 @@ from realtime.oauth.errors import (
     UnsupportedResponseTypeError,
 )
 from realtime.oauth.services import (
-    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthApp, OAuthServices, Session, read_cookie, set_cookie,
+    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, OAuthApp, OAuthServices, Session, read_cookie, set_cookie,
 )
 from realtime.config.settings import App, Settings, User
 from realtime.store import token_hash
@@ -56,7 +56,10 @@ log = logging.getLogger("realtime.oauth")
 AUTHZ_PARAMS = (
     "response_type", "client_id", "redirect_uri", "scope", "state",
     "code_challenge", "code_challenge_method", "prompt",
+    "nonce", "max_age", "login_hint",  # OpenID Connect Core §3.1.2.1
 )
+MAX_NONCE = 512  # characters; longer is invalid_request (it is echoed in every id_token)
+MAX_LOGIN_HINT = 256
 PROMPTS = {"none", "login", "consent"}
 
 
@@ -70,6 +73,9 @@ class AuthzRequest:
     code_challenge: str | None
     prompt: frozenset[str]
     params: dict[str, str]  # the request as received, for the forms
+    nonce: str | None = None  # OIDC: echoed exactly in the id_token
+    max_age: int | None = None  # OIDC: sign in again when the last sign-in is older (seconds)
+    login_hint: str = ""  # OIDC: prefills the user name
 
     def flow(self) -> str:
         """A digest binding a CSRF token to this very request."""
@@ -174,9 +180,20 @@ def parse_request(multi: Mapping[str, list[str]], settings: Settings) -> AuthzRe
     prompt = frozenset((params.get("prompt") or "").split())
     if not prompt <= PROMPTS or ("none" in prompt and len(prompt) > 1):
         raise fail(InvalidRequestError("unsupported prompt value"))
+    nonce = params.get("nonce")
+    if nonce is not None and not 0 < len(nonce) <= MAX_NONCE:
+        raise fail(InvalidRequestError(f"nonce must be 1 to {MAX_NONCE} characters"))
+    max_age_text = params.get("max_age")
+    max_age = None
+    if max_age_text is not None:
+        # OIDC Core §3.1.2.1: "Specifies the allowable elapsed time in seconds".
+        if not max_age_text.isascii() or not max_age_text.isdigit() or len(max_age_text) > 10:
+            raise fail(InvalidRequestError("max_age must be a whole number of seconds"))
+        max_age = int(max_age_text)
     return AuthzRequest(
         app=app, redirect_uri=redirect_uri, redirect_given=bool(given), scope=scope, state=state,
-        code_challenge=challenge, prompt=prompt, params=params,
+        code_challenge=challenge, prompt=prompt, params=params, nonce=nonce, max_age=max_age,
+        login_hint=(params.get("login_hint") or "")[:MAX_LOGIN_HINT],
     )
 
 
@@ -219,6 +236,7 @@ class _Flow:
 
     def login(self, status: int = 200, error: str | None = None, username: str = "",
               *headers: tuple[str, str]) -> Response:
+        username = username or self.authz.login_hint
         providers = tuple(self.settings.providers.values())  # "Log in with X" (realtime.oauth.providers.flow)
         html = pages.login_page(app_name=self.authz.app.name, hidden=self.hidden("login"),
                                 username=username, error=error,
@@ -242,7 +260,7 @@ class _Flow:
         remembered = await self.services.store.get_consent(user.name, authz.app.client_id)
         if (remembered is not None and granted <= remembered and not force_consent
                 and consent_may_be_remembered(authz.app, authz.redirect_uri)):
-            return await self.issue_code(user, granted)
+            return await self.issue_code(user, granted, session)
         if "none" in authz.prompt:
             return self.fail(ConsentRequiredError("consent is required"))
         host = urlsplit(authz.redirect_uri).netloc or authz.redirect_uri
@@ -251,7 +269,7 @@ class _Flow:
                                   redirect_host=host)
         return self.page(200, html)
 
-    async def issue_code(self, user: User, granted: frozenset[str]) -> Response:
+    async def issue_code(self, user: User, granted: frozenset[str], session: Session) -> Response:
         """RFC 6749 §4.1.2: "The authorization code MUST expire shortly after
         it is issued ... A maximum authorization code lifetime of 10 minutes
         is RECOMMENDED." Ours: ``[oauth] code_ttl`` (60 s), single use."""
@@ -264,21 +282,44 @@ class _Flow:
             sub=user.name,
             scope=granted,
             expires_at=self.now + self.settings.oauth.code_ttl,
+            sid=session.sid,
+            nonce=self.authz.nonce,
+            auth_time=session.auth_time,
         )
         return self.back({"code": code})
 
 
-def _current_user(flow: _Flow) -> tuple[User, Session] | None:
-    session = flow.services.read_session(flow.session_cookie, flow.now)
+async def _current_user(flow: _Flow) -> tuple[User, Session] | None:
+    session = await flow.services.read_session(flow.session_cookie, flow.now)
     if session is None:
         return None
     user = flow.services.session_user(session, flow.settings)
     return (user, session) if user is not None else None
 
 
+async def _start_session(flow: _Flow, user: User) -> Session:
+    """A sign-in: a new session cookie (the old one, if any, ends: no fixation)."""
+    ttl = flow.settings.oauth.session_ttl
+    cookie = await flow.services.make_session(user, flow.now, ttl, replacing=flow.session_cookie)
+    flow.set_cookies.append(flow.services.session_cookie(cookie, flow.request, int(ttl)))
+    flow.session_cookie = cookie
+    session = await flow.services.read_session(cookie, flow.now)
+    if session is None:  # just written; only a store failure gets here
+        raise RuntimeError("the new login session could not be read back")
+    return session
+
+
+def _too_old(flow: _Flow, session: Session) -> bool:
+    """OIDC Core §3.1.2.1 max_age: "If the elapsed time is greater than this
+    value, the OP MUST attempt to actively re-authenticate the End-User"."""
+    return flow.authz.max_age is not None and flow.now - session.auth_time > flow.authz.max_age
+
+
 async def _start(flow: _Flow) -> Response:
     """A fresh authorization request: login form, consent page or code."""
-    current = None if "login" in flow.authz.prompt else _current_user(flow)
+    current = None if "login" in flow.authz.prompt else await _current_user(flow)
+    if current is not None and _too_old(flow, current[1]):
+        current = None
     if current is None:
         if "none" in flow.authz.prompt:
             return flow.fail(LoginRequiredError("the user is not signed in"))
@@ -294,15 +335,12 @@ async def _login(flow: _Flow, form: Mapping[str, str]) -> Response:
                                 client_id=flow.authz.app.client_id, protocol="oauth2")
     if isinstance(user, LoginRefused):
         return flow.login(user.status, user.message, user.username, *user.headers)
-    cookie = flow.services.make_session(user, flow.now)
-    flow.set_cookies.append(set_cookie(SESSION_COOKIE, cookie, flow.request, int(SESSION_TTL)))
-    session = flow.services.read_session(cookie, flow.now)
-    assert session is not None
+    session = await _start_session(flow, user)
     return await flow.proceed(user, session, force_consent="consent" in flow.authz.prompt)
 
 
 async def _consent(flow: _Flow, form: Mapping[str, str]) -> Response:
-    current = _current_user(flow)
+    current = await _current_user(flow)
     if current is None:
         return flow.login(200, "Please sign in again.")
     user, session = current
@@ -318,7 +356,7 @@ async def _consent(flow: _Flow, form: Mapping[str, str]) -> Response:
     except OAuthError as exc:
         return flow.fail(exc)
     await flow.services.store.save_consent(user.name, flow.authz.app.client_id, granted, flow.now)
-    return await flow.issue_code(user, granted)
+    return await flow.issue_code(user, granted, session)
 
 
 def _provider_login(flow: _Flow, form: Mapping[str, str]) -> Response:
@@ -391,10 +429,7 @@ async def resume_login(request: Request, state: OAuthApp, params: Mapping[str, s
         if isinstance(parsed, Response):
             return parsed
         flow = _Flow(request, state, services, settings, parsed, services.clock())
-        cookie = services.make_session(user, flow.now)
-        flow.set_cookies.append(set_cookie(SESSION_COOKIE, cookie, request, int(SESSION_TTL)))
-        session = services.read_session(cookie, flow.now)
-        assert session is not None
+        session = await _start_session(flow, user)
         return await flow.proceed(user, session, force_consent="consent" in parsed.prompt)
     except _Redirect as exc:
         return redirect_to(exc.redirect_uri, _redirect_params(settings, exc.state, exc.error.params()))
