@@ -33,7 +33,7 @@ from realtime.config.settings import App, Settings
 from realtime.http import pages
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response
-from realtime.oauth.authorize import redirect_to
+from realtime.oauth.authz_request import redirect_to
 from realtime.oauth.common import single
 from realtime.oauth.errors import InvalidRequestError
 from realtime.oauth.idtoken import IdTokenHint, verify_hint
