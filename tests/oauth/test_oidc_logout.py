@@ -176,3 +176,17 @@ async def test_open_redirects_and_bad_hints_are_refused(server: Any, tmp_path: A
                 assert resp.status_code == 400, (params, resp.status_code)
                 assert "location" not in resp.headers and "Logout refused" in resp.text
         assert await still_signed_in(http)
+
+
+async def test_over_https_logout_clears_the_host_prefixed_cookie(server: Any, client_ssl: Any) -> None:
+    async with httpx.AsyncClient(base_url=server.url("", "https"), verify=client_ssl) as http:
+        got = await Browser(http, "").code(scope=SCOPE)
+        assert "__Host-rt_session" in http.cookies
+        tokens = await exchange(http, got["code"])
+        resp = await http.post("/oauth2/logout", data={"id_token_hint": tokens["id_token"]})
+        assert resp.status_code == 200
+        cleared = [c for c in resp.headers.get_list("set-cookie") if c.startswith("__Host-rt_session=")]
+        assert cleared and "Max-Age=0" in cleared[0] and "Secure" in cleared[0] and "Path=/;" in cleared[0]
+        assert "__Host-rt_session" not in http.cookies
+        resp = await Browser(http, "").authorize(prompt="none", scope=SCOPE)
+        assert query(resp.headers["location"])["error"] == "login_required"
