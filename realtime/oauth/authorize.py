@@ -150,6 +150,7 @@ async def _start_session(flow: _Flow, user: User) -> Session:
     ttl = flow.settings.oauth.session_ttl
     cookie = await flow.services.make_session(user, flow.now, ttl, replacing=flow.session_cookie)
     flow.set_cookies.append(flow.services.session_cookie(cookie, flow.request, int(ttl)))
+    flow.set_cookies.extend(flow.services.legacy_session_cookie_removals(flow.request))
     flow.session_cookie = cookie
     session = await flow.services.read_session(cookie, flow.now)
     if session is None:  # just written; only a store failure gets here

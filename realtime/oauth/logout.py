@@ -131,11 +131,11 @@ async def logout_endpoint(request: Request, state: OAuthApp) -> Response:
                 closed += state.revoke_access(jti, exp)
         log.info("logout (client_id=%s, sessions=%d, connections closed=%d)",
                  logout.app.client_id if logout.app else "-", len(sids), closed)
-        clear = services.session_cookie("", request, 0)
+        clear = (services.session_cookie("", request, 0), *services.legacy_session_cookie_removals(request))
         if logout.redirect_uri is not None:
             params = {"state": logout.state} if logout.state is not None else {}
-            return redirect_to(logout.redirect_uri, params).with_headers(clear)
-        return pages.page_response(200, pages.error_page("Signed out", "You are signed out."), None, (clear,))
+            return redirect_to(logout.redirect_uri, params).with_headers(*clear)
+        return pages.page_response(200, pages.error_page("Signed out", "You are signed out."), None, clear)
     except Exception:
         log.exception("logout failed")
         return pages.page_response(500, pages.error_page("Server error", "Something went wrong. Please try again."))

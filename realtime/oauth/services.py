@@ -214,6 +214,16 @@ class OAuthServices:
         sees the one session.  ``max_age=0`` deletes it."""
         return set_cookie(SESSION_COOKIE, value, request, max_age, path="/")
 
+    @staticmethod
+    def legacy_session_cookie_removals(request: Request) -> tuple[tuple[str, str], ...]:
+        """Plain HTTP only: delete the session cookies older servers set on
+        ``Path=/oauth2`` and ``/oauth1``.  A browser sends the more specific
+        path first and the first value wins, so a stale one would hide the
+        new ``Path=/`` session until it expired."""
+        if request.scheme == "https":
+            return ()
+        return tuple(set_cookie(SESSION_COOKIE, "", request, 0, path=p) for p in ("/oauth2", "/oauth1"))
+
     # -- CSRF ---------------------------------------------------------------
 
     def new_binding(self) -> str:

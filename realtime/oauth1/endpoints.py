@@ -283,6 +283,7 @@ async def _login(flow: _Flow, form: Mapping[str, str]) -> Response:
     ttl = flow.state.settings.oauth.session_ttl
     cookie = await flow.services.make_session(user, flow.now, ttl, replacing=flow.session_cookie)
     flow.set_cookies.append(flow.services.session_cookie(cookie, flow.request, int(ttl)))
+    flow.set_cookies.extend(flow.services.legacy_session_cookie_removals(flow.request))
     session = await flow.services.read_session(cookie, flow.now)
     assert session is not None
     return await flow.proceed(user, session.sid)

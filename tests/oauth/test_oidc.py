@@ -206,7 +206,7 @@ async def test_sign_in_rotates_the_session_cookie(oidc_server: Any) -> None:
         resp = await browser.authorize()
         resp = await browser.sign_in(resp)
         first = resp.headers.get("set-cookie", "")
-        fresh = [c for c in resp.headers.get_list("set-cookie") if c.startswith("rt_session=")]
+        fresh = [c for c in resp.headers.get_list("set-cookie") if c.startswith("rt_session=") and "Path=/;" in c]
         assert len(fresh) == 1 and "HttpOnly" in fresh[0] and "Path=/;" in fresh[0], first
         cookie = fresh[0].split(";")[0].split("=", 1)[1]
         assert cookie != planted and len(cookie) >= 43
@@ -220,7 +220,7 @@ async def test_sign_in_rotates_the_session_cookie(oidc_server: Any) -> None:
         http.cookies.set("rt_session", cookie, domain="127.0.0.1", path="/")
         resp = await browser.authorize(prompt="login")
         resp = await browser.sign_in(resp)
-        rotated = [c for c in resp.headers.get_list("set-cookie") if c.startswith("rt_session=")]
+        rotated = [c for c in resp.headers.get_list("set-cookie") if c.startswith("rt_session=") and "Path=/;" in c]
         new_cookie = rotated[0].split(";")[0].split("=", 1)[1]
         assert new_cookie != cookie
         async with httpx.AsyncClient(base_url=oidc_server.url("")) as old:
@@ -274,3 +274,17 @@ def test_session_ttl_key(tmp_path: Any) -> None:
     conf.write_text('[server]\npublic_url = "https://x.example"\n[oauth]\nsession_ttl = "soon"\n')
     with pytest.raises(ConfigError, match=r"realtime.toml:4: .*session_ttl"):
         load_settings(conf)
+
+
+async def test_a_stale_cookie_on_the_old_path_does_not_hide_the_new_session(oidc_server: Any) -> None:
+    """Older servers set the plain-HTTP session cookie on Path=/oauth2; a
+    browser sends that one first, so a sign-in deletes it."""
+    async with httpx.AsyncClient(base_url=oidc_server.url("")) as http:
+        http.cookies.set("rt_session", "stale.value-from-an-older-server", domain="127.0.0.1", path="/oauth2")
+        browser = Browser(http, "")
+        resp = await browser.sign_in(await browser.authorize())
+        removals = [c for c in resp.headers.get_list("set-cookie") if "Path=/oauth2" in c]
+        assert removals and all("Max-Age=0" in c for c in removals)
+        resp = await browser.submit(resp, decision="allow")
+        resp = await browser.authorize(prompt="none")
+        assert "code" in query(resp.headers["location"])
