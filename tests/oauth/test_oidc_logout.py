@@ -190,3 +190,18 @@ async def test_over_https_logout_clears_the_host_prefixed_cookie(server: Any, cl
         assert "__Host-rt_session" not in http.cookies
         resp = await Browser(http, "").authorize(prompt="none", scope=SCOPE)
         assert query(resp.headers["location"])["error"] == "login_required"
+
+
+async def test_bad_input_gets_a_clear_page(server: Any) -> None:
+    async with httpx.AsyncClient(base_url=server.url("")) as http:
+        cases = [
+            ("POST", {"content": b'{"id_token_hint": "x"}', "headers": {"content-type": "application/json"}}),
+            ("POST", {"content": b"\xff\xfe=%zz", "headers": {"content-type": "application/x-www-form-urlencoded"}}),
+            ("GET", {"params": {"client_id": "rp", "state": "s" * 5000}}),
+            ("GET", {"params": {"id_token_hint": "a" * 10_000}}),
+            ("GET", {"params": {"id_token_hint": "e30.e30.", "client_id": "rp"}}),  # alg-less, unsigned
+        ]
+        for method, kw in cases:
+            resp = await http.request(method, "/oauth2/logout", **kw)
+            assert resp.status_code == 400, (kw, resp.status_code, resp.text[:200])
+            assert resp.headers["content-type"].startswith("text/html") and "location" not in resp.headers
