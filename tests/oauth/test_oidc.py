@@ -15,7 +15,7 @@ import pytest
 from authlib.integrations.base_client.async_openid import AsyncOpenIDMixin
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from tests.helpers.oidc import ALICE_PW, BOB_PW, OIDC_SECRET, RP_CB, Browser, exchange, oidc_settings, query
+from tests.helpers.oidc import BOB_PW, OIDC_SECRET, RP_CB, RP_LOGOUT, Browser, exchange, oidc_settings, query
 
 
 @pytest.fixture
@@ -110,6 +110,14 @@ async def test_authlib_validates_the_id_token_of_a_code_flow_and_its_refresh(oid
         second = await exchange(http, params["code"])
         decoded = jwt.decode(second["id_token"], options={"verify_signature": False})
         assert decoded["nonce"] == "second" and decoded["sid"] == claims["sid"]
+
+        # RP-initiated logout as Authlib builds it (end_session_endpoint from discovery).
+        logout = await rp.create_logout_url(post_logout_redirect_uri=RP_LOGOUT, id_token_hint=token["id_token"])
+        resp = await http.get(logout["url"].replace("https://localhost", base))
+        assert resp.status_code == 302
+        assert resp.headers["location"] == RP_LOGOUT + "?state=" + logout["state"]
+        resp = await browser.authorize(prompt="none")
+        assert query(resp.headers["location"])["error"] == "login_required"
 
 
 async def test_no_id_token_without_openid_and_an_app_must_allow_openid(oidc_server: Any) -> None:
