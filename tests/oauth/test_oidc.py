@@ -7,14 +7,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import time
 from typing import Any, Callable
 
+import attrs
 import httpx
 import jwt
 import pytest
 from authlib.integrations.base_client.async_openid import AsyncOpenIDMixin
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
+from realtime.config.fields import ConfigError
+from realtime.config.load import load_settings
+from tests.helpers.oauth import CHEAP
 from tests.helpers.oidc import BOB_PW, OIDC_SECRET, RP_CB, RP_LOGOUT, Browser, exchange, oidc_settings, query
 
 
@@ -184,7 +189,7 @@ async def test_prompt_max_age_and_login_hint(oidc_server: Any) -> None:
         first_auth = await _auth_time(http, browser)
         resp = await browser.authorize(max_age="3600")
         assert resp.status_code == 302
-        oidc_server.state.oauth.clock = lambda: __import__("time").time() + 120
+        oidc_server.state.oauth.clock = lambda: time.time() + 120
         resp = await browser.authorize(max_age="60", prompt="none")
         assert query(resp.headers["location"])["error"] == "login_required"
         resp = await browser.authorize(max_age="60")
@@ -258,14 +263,11 @@ async def test_session_survives_a_restart(start_server: Callable[..., Any], make
 
 
 async def test_a_password_change_ends_the_session(oidc_server: Any) -> None:
-    import attrs
-
     async with httpx.AsyncClient(base_url=oidc_server.url("")) as http:
         browser = Browser(http, "")
         assert "code" in await browser.code()
         state = oidc_server.state
         alice = state.settings.users["alice"]
-        from tests.helpers.oauth import CHEAP
         state.settings = attrs.evolve(state.settings, users={
             **state.settings.users, "alice": attrs.evolve(alice, password_hash=CHEAP.hash("another-password-1"))})
         resp = await browser.authorize(prompt="none")
@@ -273,9 +275,6 @@ async def test_a_password_change_ends_the_session(oidc_server: Any) -> None:
 
 
 def test_session_ttl_key(tmp_path: Any) -> None:
-    from realtime.config.load import load_settings
-    from realtime.config.fields import ConfigError
-
     conf = tmp_path / "realtime.toml"
     conf.write_text('[server]\npublic_url = "https://x.example"\n[oauth]\nsession_ttl = "2h"\n')
     assert load_settings(conf).oauth.session_ttl == 7200.0
