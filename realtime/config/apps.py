@@ -162,6 +162,7 @@ APP_FIELDS = {
     "consumer_secret_enc": consumer_secret_enc,
     "rsa_public_key": rsa_public_key,
     "oauth1_token_ttl": duration(positive=True),
+    "post_logout_redirect_uris": array(redirect_uri),  # OIDC RP-initiated logout (exact match)
 }
 OAUTH1_KEYS = ("consumer_key", "consumer_secret_enc", "rsa_public_key", "oauth1_token_ttl")
 RETIRED_FIELDS = {"hash": argon2_hash, "expires_at": timestamp}

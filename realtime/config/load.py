@@ -190,6 +190,8 @@ def _oauth_fields(base: Path) -> dict[str, Converter]:
         "login_user_rate": rate,
         "client_auth_rate": rate,
         "hash_queue": integer(0),
+        # Issue 19 (OIDC): the browser login session's lifetime.
+        "session_ttl": duration(positive=True),
     }
 
 

@@ -83,6 +83,8 @@ class OAuthSettings:
     login_user_rate: str = "30/m"  # failed logins per user from all addresses together
     client_auth_rate: str = "20/m"  # failed client authentications per address (x10 per client_id)
     hash_queue: int = 32  # argon2 checks waiting per limiter (logins, clients); more: 503
+    # Issue 19 (OIDC): how long a browser login session lasts after its sign-in.
+    session_ttl: float = 12 * 3600.0
 
 
 @attrs.frozen
@@ -183,6 +185,8 @@ class App:
     consumer_secret_enc: str | None = None
     rsa_public_key: str | None = None
     oauth1_token_ttl: float | None = None  # None: tokens live until revoked
+    # OIDC RP-initiated logout: where /oauth2/logout may send the browser (exact match).
+    post_logout_redirect_uris: tuple[str, ...] = ()
 
 
 @attrs.frozen

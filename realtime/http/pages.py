@@ -136,3 +136,17 @@ def error_page(title: str, message: str, link: tuple[str, str] | None = None) ->
     """``link``: (href, text), e.g. back to the sign-in page after a provider error."""
     more = f'<p><a href="{escape(link[0])}">{escape(link[1])}</a></p>' if link else ""
     return _page(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>{more}")
+
+
+def logout_page(*, hidden: Mapping[str, str], app_name: str | None, user: str | None,
+                form_action: str = "/oauth2/logout") -> str:
+    """The sign-out question of OIDC RP-Initiated Logout §2, as a CSRF-bound form."""
+    who = f"<p>Signed in as <strong>{escape(user)}</strong>.</p>" if user else ""
+    asked = f" {escape(app_name)} asks you to sign out." if app_name else ""
+    return _page(
+        "Sign out",
+        f"<h1>Sign out?</h1>{who}<p>This ends your session here and closes the live connections "
+        f"of the applications you signed in to in it.{asked}</p>"
+        f'<form method="post" action="{escape(form_action)}">{_hidden(hidden)}'
+        '<button type="submit" name="action" value="logout">Sign out</button></form>',
+    )

@@ -12,6 +12,7 @@ from realtime.config.settings import App, Settings, User
 
 #: Asked for by public clients that want a refresh token; not an app scope.
 OFFLINE_ACCESS = "offline_access"
+OPENID = "openid"
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
@@ -90,7 +91,9 @@ def grant_scopes(requested: frozenset[str] | None, app: App, user: User | None) 
         raise InvalidScopeError("the client may not request one of these scopes")
     granted = requested & allowed
     if user is not None:
-        granted &= frozenset(user.scopes)
+        # ``openid`` (OIDC) asks for an id_token, no permission of the user's:
+        # the app's list alone decides it, as for offline_access.
+        granted &= frozenset(user.scopes) | {OPENID}
     if OFFLINE_ACCESS in requested:
         granted |= {OFFLINE_ACCESS}
     return granted

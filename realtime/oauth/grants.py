@@ -60,6 +60,7 @@ from realtime.oauth.login import MAX_PASSWORD, MAX_USERNAME, Busy, Throttled, lo
 from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import App, Settings
 from realtime.store import IssuedTokens, RefreshRecord, token_hash
+from realtime.oauth.idtoken import OPENID, issue_id_token
 from realtime.tokens.keyring import issue_access_token
 
 log = logging.getLogger("realtime.oauth")
@@ -149,9 +150,22 @@ async def _issue(
 
 
 def _still_allowed(scopes: frozenset[str], app: App, user_scopes: tuple[str, ...]) -> frozenset[str]:
-    """Re-apply the current app's and user's scopes (the files may have changed)."""
-    keep = (frozenset(app.scopes) & frozenset(user_scopes)) | {OFFLINE_ACCESS}
+    """Re-apply the current app's and user's scopes (the files may have changed).
+    ``openid`` needs only the app's (as in :func:`grant_scopes`)."""
+    keep = (frozenset(app.scopes) & (frozenset(user_scopes) | {OPENID})) | {OFFLINE_ACCESS}
     return scopes & keep
+
+
+def _add_id_token(ctx: GrantContext, body: dict, sub: str, scopes: frozenset[str], *,
+                  sid: str | None, auth_time: float | None, nonce: str | None) -> None:
+    """OIDC Core §3.1.3.3: a grant whose scope holds ``openid`` answers an ``id_token`` too."""
+    if OPENID not in scopes:
+        return
+    body["id_token"] = issue_id_token(
+        ctx.state.keyring, issuer=ctx.settings.issuer, client_id=ctx.app.client_id, sub=sub,
+        access_token=body["access_token"], auth_time=auth_time, sid=sid, nonce=nonce,
+        ttl=access_ttl(ctx.settings, ctx.app), now=ctx.now,
+    )
 
 
 # -- authorization_code ------------------------------------------------------
@@ -214,6 +228,9 @@ async def authorization_code(ctx: GrantContext) -> dict:
     scopes = _still_allowed(record.scope, ctx.app, user.scopes)
     refresh = wants_refresh(ctx.app, scopes)
     body, issued = await _issue(ctx, record.sub, scopes, refresh=refresh)
+    # The family remembers its login session: a logout there revokes it.
+    issued = attrs.evolve(issued, sid=record.sid, auth_time=record.auth_time)
+    _add_id_token(ctx, body, record.sub, scopes, sid=record.sid, auth_time=record.auth_time, nonce=record.nonce)
     if not await store.redeem_code(code_hash, ctx.now, issued):
         # Lost a race with a concurrent exchange of the same code: a replay.
         _revoke_live(ctx.state, await store.revoke_code_grant(code_hash, ctx.now))
@@ -269,6 +286,8 @@ async def refresh_token(ctx: GrantContext) -> dict:
         ctx, record.sub, scopes, refresh=True, family_id=record.family_id, refresh_scope=record.scope,
         family_started=record.family_created_at,
     )
+    # OIDC Core §12.2: a new ID Token on refresh, without a nonce.
+    _add_id_token(ctx, body, record.sub, scopes, sid=record.sid, auth_time=record.auth_time, nonce=None)
     if record.used_at is None and await store.rotate_refresh(old_hash, ctx.now, issued):
         return body
     # Used already (or just now, by a concurrent request): a retry if the

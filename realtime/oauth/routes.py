@@ -12,7 +12,8 @@ from realtime.http.router import Router
 from realtime.oauth.authorize import authorize_endpoint
 from realtime.oauth.grants import token_endpoint
 from realtime.oauth.introspection import introspect_endpoint
-from realtime.oauth.metadata import jwks_endpoint, metadata_endpoint
+from realtime.oauth.logout import logout_endpoint
+from realtime.oauth.metadata import jwks_endpoint, metadata_endpoint, openid_configuration_endpoint
 from realtime.oauth.callback import callback_endpoint
 from realtime.oauth.providers.flow import CALLBACK_PREFIX
 from realtime.oauth.revocation import revoke_endpoint
@@ -29,4 +30,7 @@ def register(router: Router) -> None:
     router.add("POST", "/oauth2/introspect", introspect_endpoint)
     router.add("GET", "/oauth2/userinfo", userinfo_endpoint)
     router.add("POST", "/oauth2/userinfo", userinfo_endpoint)
+    router.add("GET", "/.well-known/openid-configuration", openid_configuration_endpoint)  # OIDC Discovery
+    router.add("GET", "/oauth2/logout", logout_endpoint)  # OIDC RP-Initiated Logout
+    router.add("POST", "/oauth2/logout", logout_endpoint)
     router.add_prefix("GET", CALLBACK_PREFIX, callback_endpoint)  # /oauth2/callback/NAME (login providers)

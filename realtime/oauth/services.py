@@ -7,10 +7,10 @@ endpoints read.  ``OAuthApp`` is a Protocol so that oauth names what it
 needs without importing the concrete application type
 (:class:`realtime.api.app.App`) from the layer above.
 
-Also the browser-side secrets: the login session cookie and the CSRF
-tokens of the login and consent forms, both HMAC-SHA256 under a server
-key kept in ``state_dir/oauth.key`` (mode 0600) so sessions survive a
-restart.  Nothing here holds a password or a client secret.
+Also the browser side: the login session (a row in the store behind a
+cookie holding a random id) and the CSRF tokens of the forms, HMAC-SHA256
+under a server key kept in ``state_dir/oauth.key`` (mode 0600) so they
+survive a restart.  Nothing here holds a password or a client secret.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import os
 import secrets
 import time
@@ -37,22 +36,19 @@ from realtime.oauth.providers.pending import ProviderLogins
 from realtime.oauth.providers.outbound import ProviderHttp
 from realtime.oauth.throttle import ClientAuthThrottle, LoginThrottle
 from realtime.tokens.keyring import KeyRing, RevokedSet
+from realtime.store import LoginSession, token_hash
 from realtime.store.calls import StoreCalls
 
 
 SESSION_COOKIE = "rt_session"
 CSRF_COOKIE = "rt_csrf"
-SESSION_TTL = 8 * 3600.0
+SESSION_TTL = 12 * 3600.0  # the default of [oauth] session_ttl
 CSRF_TTL = 3600.0
 KEY_FILE = "oauth.key"
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def load_or_create_key(state_dir: Path) -> bytes:
@@ -111,11 +107,22 @@ def set_cookie(name: str, value: str, request: Request, max_age: int, path: str 
 
 @attrs.frozen
 class Session:
+    """A live login session as the pages see it (the store's
+    :class:`~realtime.store.LoginSession`, by cookie)."""
+
     sub: str
-    iat: float
+    iat: float  # when the user signed in
     exp: float
-    sid: str
+    sid: str  # public id: the id_token's ``sid``, recorded with codes and families
     cred: str = ""  # credential_mark() of the user when the session began
+
+    @property
+    def auth_time(self) -> float:
+        return self.iat
+
+
+#: Longest cookie value read (ours are 43 characters); longer is ignored unhashed.
+MAX_SESSION_COOKIE = 100
 
 
 @attrs.define
@@ -142,6 +149,10 @@ class OAuthServices:
         return self.client_hasher or self.hasher
 
     # -- sessions -----------------------------------------------------------
+    # A login session lives in the store (so it survives a restart and is
+    # shared by nodes on a shared store); the cookie holds a random id whose
+    # SHA-256 is the row's key.  A sign-in always draws a new id (no session
+    # fixation); a password change, a disabled or removed user ends it.
 
     def _mac(self, *parts: str) -> str:
         msg = "\x1f".join(parts).encode("utf-8", "surrogatepass")
@@ -150,16 +161,23 @@ class OAuthServices:
     def credential_mark(self, user: User) -> str:
         """An HMAC of the user's current password hash: it changes with the
         password and reveals nothing about it (the hash itself never goes
-        into a cookie)."""
+        into a cookie or the store)."""
         return _b64(credential_hmac(self.key, "credential", user.name, user.password_hash or ""))[:22]
 
-    def make_session(self, user: User, now: float, ttl: float = SESSION_TTL) -> str:
-        payload = _b64(json.dumps(
-            {"sub": user.name, "iat": int(now), "exp": int(now + ttl), "sid": secrets.token_urlsafe(16),
-             "cred": self.credential_mark(user)},
-            separators=(",", ":"),
-        ).encode())
-        return f"{payload}.{self._mac('session', payload)}"
+    async def make_session(self, user: User, now: float, ttl: float = SESSION_TTL, *,
+                           replacing: str | None = None) -> str:
+        """Start a session for ``user`` signed in at ``now``; returns the new
+        cookie value.  ``replacing``: the browser's current cookie, whose
+        session ends in the same transaction; if it was ``user``'s, its
+        ``sid`` carries over (one logout still finds every token of it)."""
+        old = await self.read_session(replacing, now) if replacing else None
+        sid = old.sid if old is not None and old.sub == user.name else secrets.token_urlsafe(16)
+        cookie = secrets.token_urlsafe(32)
+        record = LoginSession(id_hash=token_hash(cookie), sid=sid, sub=user.name,
+                              credential=self.credential_mark(user), auth_time=now, expires_at=now + ttl)
+        replaced = token_hash(replacing) if replacing and len(replacing) <= MAX_SESSION_COOKIE else None
+        await self.store.save_login_session(record, replaced)
+        return cookie
 
     def session_user(self, session: Session, settings: Settings) -> User | None:
         """The session's user if it may still act: present, enabled, and
@@ -172,21 +190,39 @@ class OAuthServices:
             return None
         return user
 
-    def read_session(self, cookie: str | None, now: float) -> Session | None:
-        if not cookie or cookie.count(".") != 1 or len(cookie) > 2048:
+    async def read_session(self, cookie: str | None, now: float) -> Session | None:
+        """The live session of a cookie value, or None."""
+        if not cookie or len(cookie) > MAX_SESSION_COOKIE:
             return None
-        payload, mac = cookie.split(".")
-        if not hmac.compare_digest(mac, self._mac("session", payload)):
+        found = await self.store.get_login_session(token_hash(cookie), now)
+        if found is None:
             return None
-        try:
-            data = json.loads(_unb64(payload))
-            session = Session(str(data["sub"]), float(data["iat"]), float(data["exp"]), str(data["sid"]),
-                              str(data.get("cred", "")))
-        except (ValueError, KeyError, TypeError):
+        return Session(found.sub, found.auth_time, found.expires_at, found.sid, found.credential)
+
+    async def signed_in(self, request: Request, settings: Settings, now: float) -> tuple[User, Session] | None:
+        """The signed-in user of ``request`` and their session, or None."""
+        session = await self.read_session(read_cookie(request, SESSION_COOKIE), now)
+        if session is None:
             return None
-        if session.exp <= now:
-            return None
-        return session
+        user = self.session_user(session, settings)
+        return (user, session) if user is not None else None
+
+    @staticmethod
+    def session_cookie(value: str, request: Request, max_age: int) -> tuple[str, str]:
+        """The session's ``Set-Cookie``: ``Path=/`` on both schemes, so every
+        page of the server (``/oauth2``, ``/oauth1``, ``/device``, ``/account``)
+        sees the one session.  ``max_age=0`` deletes it."""
+        return set_cookie(SESSION_COOKIE, value, request, max_age, path="/")
+
+    @staticmethod
+    def legacy_session_cookie_removals(request: Request) -> tuple[tuple[str, str], ...]:
+        """Plain HTTP only: delete the session cookies older servers set on
+        ``Path=/oauth2`` and ``/oauth1``.  A browser sends the more specific
+        path first and the first value wins, so a stale one would hide the
+        new ``Path=/`` session until it expired."""
+        if request.scheme == "https":
+            return ()
+        return tuple(set_cookie(SESSION_COOKIE, "", request, 0, path=p) for p in ("/oauth2", "/oauth1"))
 
     # -- CSRF ---------------------------------------------------------------
 

@@ -95,6 +95,10 @@ class StoreCalls:
     save_consent = Awaited(Store.save_consent)
     forget_consent = Awaited(Store.forget_consent)
 
+    save_login_session = Awaited(Store.save_login_session)
+    get_login_session = Awaited(Store.get_login_session)
+    end_login_session = Awaited(Store.end_login_session)
+
     oauth1_use_nonce = Awaited(Store.oauth1_use_nonce)
     oauth1_save_request_token = Awaited(Store.oauth1_save_request_token)
     oauth1_get_request_token = Awaited(Store.oauth1_get_request_token)

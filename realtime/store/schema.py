@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -27,7 +27,10 @@ CREATE TABLE IF NOT EXISTS codes (
     used_at        REAL,
     family_id      TEXT,
     access_jti     TEXT,
-    access_exp     REAL
+    access_exp     REAL,
+    sid            TEXT,  -- the login session it was issued in (3)
+    nonce          TEXT,  -- OIDC nonce of the authorization request (3)
+    auth_time      REAL   -- when that session's user signed in (3)
 );
 CREATE TABLE IF NOT EXISTS families (
     family_id  TEXT PRIMARY KEY,
@@ -35,7 +38,9 @@ CREATE TABLE IF NOT EXISTS families (
     sub        TEXT NOT NULL,
     created_at REAL NOT NULL,
     revoked    INTEGER NOT NULL DEFAULT 0,
-    credential TEXT  -- fingerprint of the user's password when the family began (2)
+    credential TEXT,  -- fingerprint of the user's password when the family began (2)
+    sid        TEXT,  -- the login session its code was issued in (3)
+    auth_time  REAL   -- when that session's user signed in (3)
 );
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     token_hash TEXT PRIMARY KEY,
@@ -97,7 +102,25 @@ CREATE TABLE IF NOT EXISTS oauth1_nonces (
     PRIMARY KEY (consumer_key, token, nonce, timestamp)
 );
 CREATE INDEX IF NOT EXISTS oauth1_nonces_expiry ON oauth1_nonces(expires_at);
+-- Browser login sessions (OIDC, issue 19): the cookie holds a random id,
+-- stored here only as its SHA-256; sid is the public id (id_token "sid").
+CREATE TABLE IF NOT EXISTS login_sessions (
+    id_hash    TEXT PRIMARY KEY,
+    sid        TEXT NOT NULL UNIQUE,
+    sub        TEXT NOT NULL,
+    credential TEXT NOT NULL,
+    auth_time  REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_sessions_expiry ON login_sessions(expires_at);
 """
+
+#: Indexes on columns a migration adds: made after the migration steps,
+#: since :data:`SCHEMA` runs first and an old file lacks those columns.
+LATE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS codes_by_sid ON codes(sid)",
+    "CREATE INDEX IF NOT EXISTS families_by_sid ON families(sid)",
+)
 
 #: The steps from each version to the next: ``MIGRATIONS[n]`` takes a
 #: file from ``n - 1`` to ``n``.  Columns only ever get added, with
@@ -109,6 +132,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE refresh_tokens ADD COLUMN successor TEXT",
         "ALTER TABLE refresh_tokens ADD COLUMN retries INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE refresh_tokens ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0",
+    ),
+    3: (
+        # OIDC login sessions (issue 19); the login_sessions table itself is
+        # in SCHEMA (IF NOT EXISTS).  NULL: issued before sessions, in none.
+        "ALTER TABLE codes ADD COLUMN sid TEXT",
+        "ALTER TABLE codes ADD COLUMN nonce TEXT",
+        "ALTER TABLE codes ADD COLUMN auth_time REAL",
+        "ALTER TABLE families ADD COLUMN sid TEXT",
+        "ALTER TABLE families ADD COLUMN auth_time REAL",
     ),
 }
 
@@ -141,6 +173,7 @@ def _migrate(conn: sqlite3.Connection, name: str) -> int:
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     if row is None:  # a new file: SCHEMA made the newest layout
         conn.execute("INSERT INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        _late_indexes(conn)
         return SCHEMA_VERSION
     found = int(row[0])
     if found > SCHEMA_VERSION:
@@ -150,6 +183,24 @@ def _migrate(conn: sqlite3.Connection, name: str) -> int:
         )
     for version in range(found + 1, SCHEMA_VERSION + 1):
         for statement in MIGRATIONS[version]:
-            conn.execute(statement)
+            if not _column_exists(conn, statement):
+                conn.execute(statement)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+    _late_indexes(conn)
     return found
+
+
+def _column_exists(conn: sqlite3.Connection, statement: str) -> bool:
+    """Whether ``ALTER TABLE t ADD COLUMN c ...`` would add a column that is
+    there already: a table missing from an old file was just made whole by
+    :data:`SCHEMA`, so the steps that add its newer columns are skipped."""
+    words = statement.split()
+    if words[:2] != ["ALTER", "TABLE"] or words[3:5] != ["ADD", "COLUMN"]:
+        return False
+    table, column = words[2], words[5]
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def _late_indexes(conn: sqlite3.Connection) -> None:
+    for statement in LATE_INDEXES:
+        conn.execute(statement)

@@ -22,7 +22,7 @@ import types
 from pathlib import Path
 from typing import Callable, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from realtime.store import consents, grants, oauth1, revoked
+from realtime.store import consents, grants, oauth1, revoked, sessions
 from realtime.store.database import Database
 
 __all__ = ["Store", "TableCall"]
@@ -105,6 +105,11 @@ class Store:
     save_consent = TableCall(consents.save_consent)
     forget_consent = TableCall(consents.forget_consent)
 
+    # -- login sessions (OIDC) ----------------------------------------------
+    save_login_session = TableCall(sessions.save_login_session)
+    get_login_session = TableCall(sessions.get_login_session)
+    end_login_session = TableCall(sessions.end_login_session)
+
     # -- OAuth 1.0a ---------------------------------------------------------
     oauth1_use_nonce = TableCall(oauth1.oauth1_use_nonce)
     oauth1_save_request_token = TableCall(oauth1.oauth1_save_request_token)
@@ -121,7 +126,7 @@ class Store:
     def sweep(self, now: float) -> dict[str, int]:
         """Delete OAuth 2 rows that can no longer matter, in one transaction;
         returns counts per table (the OAuth 1 tables: :meth:`oauth1_sweep`)."""
-        return self.db.write(lambda c: {**grants.sweep(c, now), **revoked.sweep(c, now)})
+        return self.db.write(lambda c: {**grants.sweep(c, now), **revoked.sweep(c, now), **sessions.sweep(c, now)})
 
     def counts(self) -> dict[str, int]:
         out = {}
