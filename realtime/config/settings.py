@@ -104,7 +104,7 @@ class WebSocketSettings:
     # join if it comes back; kept history across all channels (bytes, oldest
     # evicted first); idle channels whose counter and history are kept.
     message_rate: str = "100/s"
-    join_leave_debounce: float = 1.0
+    join_leave_debounce: float = 0.5
     max_history_bytes: int = 64 * 1024 * 1024
     max_idle_channels: int = 1000
 
