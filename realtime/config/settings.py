@@ -103,11 +103,12 @@ class WebSocketSettings:
     max_channel_name: int = 200
     max_presence_members: int = 1000  # a presence answer lists at most this many ("truncated")
     # Every client message passes this per-connection bucket
-    # (close 4008); a sub's leave is held this long and dropped with the
-    # join if it comes back; kept history across all channels (bytes, oldest
-    # evicted first); idle channels whose counter and history are kept.
+    # (close 4008; burst at least 2 * max_subscriptions); a sub's leave is
+    # held this long and dropped with the join if it comes back; kept
+    # history across all channels (bytes; the largest channel's oldest
+    # frame evicted first); idle channels whose counter and history are kept.
     message_rate: str = "100/s"
-    join_leave_debounce: float = 1.0
+    join_leave_debounce: float = 0.5
     max_history_bytes: int = 64 * 1024 * 1024
     max_idle_channels: int = 1000
 

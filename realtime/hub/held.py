@@ -15,8 +15,6 @@ Pure bookkeeping with the time passed in: nothing here reads a clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 __all__ = ["HeldLeaves"]
 
 
@@ -64,11 +62,6 @@ class HeldLeaves:
         self._joined.pop(channel, None)
         for sub in self._by_channel.pop(channel, {}):
             del self._due[channel, sub]
-
-    def subs_of(self, channel: str) -> Iterator[str]:
-        """The subs whose leave from ``channel`` is held, oldest first (a
-        lazy walk: a caller that stops early pays only for what it read)."""
-        return iter(self._by_channel.get(channel, ()))
 
     def take_due(self, now: float) -> list[tuple[str, str]]:
         """Remove and return the leaves due at ``now``, oldest first."""

@@ -132,7 +132,7 @@ class HttpConnection:
             # h11 enforces max_incomplete_event_size only while a head is
             # incomplete; a head that came whole in one read is checked here.
             if head_size(event) > server.max_header_bytes:
-                raise _Fail(error_response(431, "header_too_large", _REMOTE_ERRORS[431]))
+                raise _Fail(error_response(431, *_REMOTE_ERRORS[431]))
             if _has_header(event, b"content-length") and _has_header(event, b"transfer-encoding"):
                 # RFC 9112 §6.1: a request with both "MUST" be answered on a
                 # connection the server then closes; a proxy that framed it
@@ -145,7 +145,11 @@ class HttpConnection:
             status = exc.error_status_hint
             if status == 431 or "too long" in str(exc).lower():
                 status = 431
-            await self._fail(error_response(status, "bad_request" if status == 400 else "header_too_large", _REMOTE_ERRORS.get(status, "malformed request")))
+            # h11 rejects a Transfer-Encoding other than one "chunked" (501)
+            # while parsing the head, so such a request never reaches the
+            # Content-Length + Transfer-Encoding check above; either way the
+            # connection closes after the answer, as RFC 9112 §6.1 requires.
+            await self._fail(error_response(status, *_REMOTE_ERRORS.get(status, _REMOTE_ERRORS[400])))
             return False
         except _Fail as fail:
             await self._fail(fail.response)
@@ -309,8 +313,10 @@ def _too_large(limit: int) -> Response:
 
 _HANDSHAKE_RESULTS = {401: "unauthorized", 403: "forbidden"}
 
+#: h11's ``error_status_hint`` -> (error code, description).
 _REMOTE_ERRORS = {
-    400: "malformed request",
-    431: "request header too large",
-    505: "HTTP version not supported",
+    400: ("bad_request", "malformed request"),
+    431: ("header_too_large", "request header too large"),
+    501: ("not_implemented", "only Transfer-Encoding: chunked is supported"),
+    505: ("http_version_not_supported", "HTTP version not supported"),
 }

@@ -117,7 +117,7 @@ class Session:
         ws = state.settings.websocket
         self.ws = WSConnection(ConnectionType.SERVER, trailing_data=trailing_data)
         self.publish_limit = RateLimiter.from_spec(ws.publish_rate)
-        self.message_limit = RateLimiter.from_spec(ws.message_rate)
+        self.message_limit = RateLimiter.for_messages(ws.message_rate, ws.max_subscriptions)
         self.close_code: int | None = None
         self.close_reason = ""
         self.peer_close: CloseConnection | None = None
