@@ -12,7 +12,30 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+#: Device authorization grant (RFC 8628, schema 3): one row per request,
+#: by SHA-256 of the device code and of the normalised user code
+#: (realtime.store.devices).
+DEVICE_TABLES = """
+CREATE TABLE IF NOT EXISTS device_codes (
+    device_hash TEXT PRIMARY KEY,
+    user_hash   TEXT NOT NULL UNIQUE,
+    client_id   TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL,
+    interval    REAL NOT NULL,
+    last_poll   REAL,
+    status      TEXT NOT NULL,
+    sub         TEXT,
+    decided_at  REAL,
+    family_id   TEXT,
+    access_jti  TEXT,
+    access_exp  REAL
+);
+CREATE INDEX IF NOT EXISTS device_codes_by_sub ON device_codes(sub, client_id);
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -97,7 +120,7 @@ CREATE TABLE IF NOT EXISTS oauth1_nonces (
     PRIMARY KEY (consumer_key, token, nonce, timestamp)
 );
 CREATE INDEX IF NOT EXISTS oauth1_nonces_expiry ON oauth1_nonces(expires_at);
-"""
+""" + DEVICE_TABLES
 
 #: The steps from each version to the next: ``MIGRATIONS[n]`` takes a
 #: file from ``n - 1`` to ``n``.  Columns only ever get added, with
@@ -110,6 +133,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE refresh_tokens ADD COLUMN retries INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE refresh_tokens ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0",
     ),
+    3: tuple(statement.strip() for statement in DEVICE_TABLES.split(";") if statement.strip()),
 }
 
 
