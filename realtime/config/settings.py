@@ -82,6 +82,8 @@ class OAuthSettings:
     login_user_rate: str = "30/m"  # failed logins per user from all addresses together
     client_auth_rate: str = "20/m"  # failed client authentications per address and per client_id
     hash_queue: int = 32  # argon2 checks waiting per limiter (logins, clients); more: 503
+    # Issue 19, device grant (RFC 8628 §5.1): wrong user codes per address.
+    user_code_rate: str = "10/m"
 
 
 @attrs.frozen

@@ -35,7 +35,7 @@ from realtime.oauth.offload import Offload
 from realtime.oauth.passwords import Hasher, SecretCache
 from realtime.oauth.providers.pending import ProviderLogins
 from realtime.oauth.providers.outbound import ProviderHttp
-from realtime.oauth.throttle import ClientAuthThrottle, LoginThrottle
+from realtime.oauth.throttle import ClientAuthThrottle, KeyedBuckets, LoginThrottle
 from realtime.tokens.keyring import KeyRing, RevokedSet
 from realtime.store.calls import StoreCalls
 
@@ -135,6 +135,8 @@ class OAuthServices:
     clock: Callable[[], float] = time.time
     last_sweep: float = 0.0
     sweep_every: float = 600.0
+    # Wrong user codes per address at /device (RFC 8628 §5.1; [oauth] user_code_rate).
+    user_code_throttle: KeyedBuckets = attrs.field(factory=lambda: KeyedBuckets(10 / 60, 10))
 
     @property
     def secret_hasher(self) -> Hasher:
@@ -275,5 +277,7 @@ def build_services(settings: Settings, store: StoreCalls, key: bytes, *, hasher:
     client_rate, client_burst = _rate(settings.oauth.client_auth_rate, (20 / 60, 20))
     overrides.setdefault("throttle", LoginThrottle(rate, burst, user_rate, user_burst))
     overrides.setdefault("client_throttle", ClientAuthThrottle(client_rate, client_burst))
+    code_rate, code_burst = _rate(settings.oauth.user_code_rate, (10 / 60, 10))
+    overrides.setdefault("user_code_throttle", KeyedBuckets(code_rate, code_burst))
     return OAuthServices(store=store, key=key, hasher=hasher, provider_http=provider_http,
                          users_offload=users_offload, client_hasher=client_hasher, **overrides)
