@@ -26,7 +26,7 @@ STYLESHEET = """
 --bad-bg:#fdecee;--ok-bg:#e9f6ee;--ok:#1f6b3a;--bg:#f4f5f7;--card:#fff}
 *{box-sizing:border-box}
 body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;background:var(--bg);color:var(--ink);margin:0}
-header{max-width:34rem;margin:2.5rem auto 0;padding:0 1rem;font-weight:600;color:var(--brand);letter-spacing:.02em}
+header{max-width:34rem;margin:2.5rem auto 0;padding:0 .2rem;font-weight:600;color:var(--brand);letter-spacing:.02em}
 main{max-width:34rem;margin:.8rem auto 3rem;background:var(--card);padding:2rem;border-radius:10px;
 border:1px solid var(--line);box-shadow:0 1px 3px rgba(0,0,0,.06)}
 h1{font-size:1.35rem;line-height:1.3;margin:0 0 1rem}
@@ -49,6 +49,7 @@ ul.scopes{padding-left:1.2rem}code{background:#eef0f3;padding:0 .25rem;border-ra
 table{width:100%;border-collapse:collapse;margin:.8rem 0}
 th,td{text-align:left;padding:.55rem .4rem;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-size:.85rem;color:var(--muted);font-weight:600}
+body.wide header,body.wide main{max-width:52rem}td.when{white-space:nowrap}
 """
 
 #: The CSP source that allows :data:`STYLESHEET` and nothing else.
@@ -57,12 +58,13 @@ STYLE_SOURCE = "'sha256-" + base64.b64encode(hashlib.sha256(STYLESHEET.encode())
 PRODUCT = "realtime"
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, *, wide: bool = False) -> str:
+    body_tag = '<body class="wide">' if wide else "<body>"
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{escape(title)}</title><style>{STYLESHEET}</style></head>"
-        f"<body><header>{PRODUCT}</header><main>{body}</main></body></html>\n"
+        f"{body_tag}<header>{PRODUCT}</header><main>{body}</main></body></html>\n"
     )
 
 
@@ -207,7 +209,7 @@ def account_page(*, user: str, apps: Iterable[tuple[str, str, Iterable[str], str
         scope_list = " ".join(f"<code>{escape(s)}</code>" for s in sorted(scopes)) or '<span class="muted">none</span>'
         rows.append(
             f"<tr><td><strong>{escape(name)}</strong><br><span class=\"muted\">{escape(client_id)}</span></td>"
-            f"<td>{scope_list}</td><td>{escape(when)}</td><td>{live}</td>"
+            f"<td>{scope_list}</td><td class=\"when\">{escape(when)}</td><td>{live}</td>"
             f'<td><form method="post" action="{escape(form_action)}" class="inline">{_hidden(hidden)}'
             f'<input type="hidden" name="client_id" value="{escape(client_id)}">'
             f'<button type="submit" class="danger">Withdraw</button></form></td></tr>'
@@ -224,7 +226,7 @@ def account_page(*, user: str, apps: Iterable[tuple[str, str, Iterable[str], str
                   '<p class="muted">Withdrawing ends the app\'s tokens and closes its live connections at once.</p>')
     return _page("Your account",
                  f"<h1>Apps with access to your account</h1>{note}"
-                 f"<p>Signed in as <strong>{escape(user)}</strong>.</p>{listing}{everywhere}")
+                 f"<p>Signed in as <strong>{escape(user)}</strong>.</p>{listing}{everywhere}", wide=True)
 
 
 def error_page(title: str, message: str, link: tuple[str, str] | None = None) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import attrs
 
-from realtime.config.settings import App
+from realtime.config.settings import App, Settings, User
 from realtime.http.responses import Response
-from tests.helpers.oauth import PASSWORDS, WEB_SECRET, Env, body_json, hidden_fields
+from tests.helpers.oauth import PASSWORDS, WEB_SECRET, Env, body_json, hidden, hidden_fields
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -62,3 +62,33 @@ async def enter_code(env: Env, user_code: str) -> Response:
 async def decide(env: Env, consent: Response, decision: str = "allow") -> Response:
     assert consent.status == 200 and b'value="consent"' in consent.body, consent.body
     return await env.post("/device", hidden_fields(consent) | {"decision": decision})
+
+
+def device_settings(base: Settings, password: str) -> Settings:
+    """``base`` (the make_settings fixture's) with alice's password and the
+    public device app ``tv`` (``offline_access`` allowed)."""
+    from realtime.oauth.passwords import hash_secret
+
+    users = dict(base.users)
+    users["alice"] = User(name="alice", password_hash=hash_secret(password), scopes=("chat:read", "chat:write"),
+                          display_name="Alice Liddell")
+    apps = dict(base.apps)
+    apps["tv"] = App(name="Living-room TV", client_id="tv", public=True, grant_types=(DEVICE_GRANT, "refresh_token"),
+                     scopes=("chat:read", "chat:write", "offline_access"))
+    return attrs.evolve(base, users=users, apps=apps)
+
+
+async def approve_over_http(origin: str, user_code: str, password: str, decision: str = "allow",
+                            user: str = "alice") -> str:
+    """A person at /device with a plain HTTP client: arrive with the code,
+    sign in, allow or deny; the final page's text."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=origin) as browser:
+        page = await browser.get("/device", params={"user_code": user_code})
+        assert page.status_code == 200 and 'value="login"' in page.text, page.text
+        consent = await browser.post("/device", data=hidden(page.text) | {"username": user, "password": password})
+        assert consent.status_code == 200 and 'value="consent"' in consent.text, consent.text
+        done = await browser.post("/device", data=hidden(consent.text) | {"decision": decision})
+        assert done.status_code == 200, done.text
+        return done.text
