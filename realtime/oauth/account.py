@@ -80,7 +80,7 @@ async def account_endpoint(request: Request, state: AccountApp) -> Response:
             if isinstance(signed_in, Response):
                 return signed_in
             return redirect(ACCOUNT_PATH, 303).with_headers(*page.set_cookies)
-        current = page.current()
+        current = await page.current()
         if current is None:
             return page.login_form()
         user, session = current
@@ -102,7 +102,7 @@ async def revoke_endpoint(request: Request, state: AccountApp) -> Response:
         form = page.form()
         if form is None:
             return page.error(400, "Invalid request", "The form could not be read.")
-        current = page.current()
+        current = await page.current()
         if current is None:
             return redirect(ACCOUNT_PATH, 303)
         user, session = current

@@ -124,7 +124,7 @@ async def device_page_endpoint(request: Request, state: OAuthApp) -> Response:
     try:
         if request.method != "POST":
             typed = (request.query.get("user_code") or [""])[0][:MAX_CODE_INPUT]
-            current = page.current()
+            current = await page.current()
             if current is None:
                 return page.login_form(keep={"user_code": typed} if typed else None)
             user, session = current
@@ -144,7 +144,7 @@ async def device_page_endpoint(request: Request, state: OAuthApp) -> Response:
             if typed:
                 return await _show_consent(page, user, session, typed)
             return _code_form(page, user, session)
-        current = page.current()
+        current = await page.current()
         if current is None:
             return page.login_form(error="Please sign in again.", keep={"user_code": typed} if typed else None)
         user, session = current

@@ -15,7 +15,8 @@ these pages live outside ``/oauth2``.
 
 from __future__ import annotations
 
-from typing import Mapping
+import inspect
+from typing import Awaitable, Mapping, TypeVar
 
 from realtime.config.settings import Settings, User
 from realtime.http import pages
@@ -29,6 +30,20 @@ from realtime.oauth.services import (
 )
 
 LOGIN = "login"
+
+T = TypeVar("T")
+
+
+async def resolved(value: T | Awaitable[T]) -> T:
+    """``value``, awaited if it is awaitable.
+
+    The session functions are plain calls while the session is a signed
+    cookie and coroutines once sessions live in the store (issue 19's
+    OpenID Connect half); this module works with either.
+    """
+    if inspect.isawaitable(value):
+        return await value
+    return value
 
 
 class BrowserPage:
@@ -52,9 +67,9 @@ class BrowserPage:
         except (BadRequest, InvalidRequestError):
             return None
 
-    def current(self) -> tuple[User, Session] | None:
+    async def current(self) -> tuple[User, Session] | None:
         """The signed-in user, as the authorization endpoint reads it."""
-        session = self.services.read_session(read_cookie(self.request, SESSION_COOKIE), self.now)
+        session = await resolved(self.services.read_session(read_cookie(self.request, SESSION_COOKIE), self.now))
         if session is None:
             return None
         user = self.services.session_user(session, self.settings)
@@ -106,8 +121,8 @@ class BrowserPage:
         if isinstance(user, LoginRefused):
             return self.login_form(status=user.status, error=user.message, username=user.username, keep=keep,
                                    headers=user.headers)
-        cookie = self.services.make_session(user, self.now)  # a new session id: no fixation
+        cookie = await resolved(self.services.make_session(user, self.now))  # a new session id: no fixation
         self.set_cookies.append(set_cookie(SESSION_COOKIE, cookie, self.request, int(SESSION_TTL), path="/"))
-        session = self.services.read_session(cookie, self.now)
+        session = await resolved(self.services.read_session(cookie, self.now))
         assert session is not None
         return user, session

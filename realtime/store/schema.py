@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS device_codes (
 );
 CREATE INDEX IF NOT EXISTS device_codes_by_sub ON device_codes(sub, client_id);
 """
+#: Schema 3's device statements as migration steps (no-ops after SCHEMA made them).
+DEVICE_STEPS = tuple(statement.strip() for statement in DEVICE_TABLES.split(";") if statement.strip())
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -133,7 +135,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE refresh_tokens ADD COLUMN retries INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE refresh_tokens ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0",
     ),
-    3: tuple(statement.strip() for statement in DEVICE_TABLES.split(";") if statement.strip()),
+    3: DEVICE_STEPS,
 }
 
 
