@@ -89,7 +89,7 @@ async def account_endpoint(request: Request, state: AccountApp) -> Response:
         hidden = {"csrf_token": page.csrf(REVOKE, session.sid, target=REVOKE_PATH)}
         html = pages.account_page(user=user.display_name or user.name, apps=await _listing(page, state, user.name),
                                   hidden=hidden, notice=notice, form_action=REVOKE_PATH)
-        return page.page(200, html, ("cache-control", "no-store"))
+        return page.page(200, html)  # no-store, as every page
     except Exception:
         log.exception("account page failed")
         return page.error(500, "Server error", "Something went wrong. Please try again.")

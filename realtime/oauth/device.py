@@ -31,6 +31,7 @@ from realtime.oauth.errors import (
     OAuthError,
     ServerError,
     UnauthorizedClientError,
+    retry_after_value,
 )
 from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import Settings
@@ -70,6 +71,22 @@ class DeviceAccessDeniedError(OAuthError):
     browser)."""
 
     error = "access_denied"
+
+
+class TooManyDeviceRequestsError(OAuthError):
+    """Too many device authorization requests from one address: each one
+    stores a row for ten minutes.  429 with ``Retry-After`` (RFC 6585 §4);
+    ``slow_down`` is the RFC 8628 code a device already knows to back off on."""
+
+    error = "slow_down"
+    status_code = 429
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many device authorization requests, retry later")
+        self.retry_after = retry_after
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return NO_STORE + (("retry-after", retry_after_value(self.retry_after)),)
 
 
 class ExpiredTokenError(OAuthError):
@@ -129,6 +146,11 @@ async def device_authorization_endpoint(request: Request, state: OAuthApp) -> Re
         if DEVICE_GRANT not in client.app.grant_types:
             raise UnauthorizedClientError("the client may not use the device authorization grant")
         scope = grant_scopes(parse_scope(form.get("scope")), client.app, None)
+        address = request.client_host or "-"
+        wait = services.device_request_throttle.retry_after(address, now)
+        if wait > 0:
+            raise TooManyDeviceRequestsError(wait)
+        services.device_request_throttle.spend(address, now)
         body = await _new_request(services, settings, client, scope, now)
     except OAuthError as exc:
         return exc.to_response()

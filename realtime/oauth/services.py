@@ -137,6 +137,8 @@ class OAuthServices:
     sweep_every: float = 600.0
     # Wrong user codes per address at /device (RFC 8628 §5.1; [oauth] user_code_rate).
     user_code_throttle: KeyedBuckets = attrs.field(factory=lambda: KeyedBuckets(10 / 60, 10))
+    # New device codes per address (each is a stored row): 60 a minute, bursts of 30.
+    device_request_throttle: KeyedBuckets = attrs.field(factory=lambda: KeyedBuckets(1.0, 30))
 
     @property
     def secret_hasher(self) -> Hasher:

@@ -231,3 +231,15 @@ async def test_box_confidential_client(denv: Env) -> None:
     wrong = await denv.token({"grant_type": DEVICE_GRANT, "device_code": grant["device_code"]},
                              auth=("box", WEB_SECRET + "x"))
     assert wrong.status == 401
+
+
+async def test_device_requests_are_limited_per_address(denv: Env) -> None:
+    for _ in range(30):
+        await start(denv)
+    resp = await denv.post("/oauth2/device_authorization", {"client_id": "tv"})
+    assert resp.status == 429 and body_json(resp)["error"] == "slow_down" and header(resp, "retry-after") == "1"
+    denv.address = "203.0.113.5"
+    assert (await denv.post("/oauth2/device_authorization", {"client_id": "tv"})).status == 200
+    denv.address = "198.51.100.7"
+    denv.advance(1)
+    assert (await denv.post("/oauth2/device_authorization", {"client_id": "tv"})).status == 200
