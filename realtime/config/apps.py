@@ -45,7 +45,8 @@ from realtime.config.locate import KeyPath
 from realtime.config.sealed import SecretError, unpack
 from realtime.config.settings import App, RetiredSecret, User
 
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", "password")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", "password",
+               "urn:ietf:params:oauth:grant-type:device_code")  # RFC 8628 (issue 19)
 
 
 def argon2_hash(value: Any) -> str:

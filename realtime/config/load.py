@@ -190,8 +190,10 @@ def _oauth_fields(base: Path) -> dict[str, Converter]:
         "login_user_rate": rate,
         "client_auth_rate": rate,
         "hash_queue": integer(0),
-        # Issue 19 (OIDC): the browser login session's lifetime.
+        # the browser login session's lifetime.
         "session_ttl": duration(positive=True),
+        # Device grant (RFC 8628 §5.1): wrong user codes per address.
+        "user_code_rate": rate,
     }
 
 

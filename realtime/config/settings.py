@@ -83,8 +83,10 @@ class OAuthSettings:
     login_user_rate: str = "30/m"  # failed logins per user from all addresses together
     client_auth_rate: str = "20/m"  # failed client authentications per address (x10 per client_id)
     hash_queue: int = 32  # argon2 checks waiting per limiter (logins, clients); more: 503
-    # Issue 19 (OIDC): how long a browser login session lasts after its sign-in.
+    # How long a browser login session lasts after its sign-in.
     session_ttl: float = 12 * 3600.0
+    # Device grant (RFC 8628 §5.1): wrong user codes per address.
+    user_code_rate: str = "10/m"
 
 
 @attrs.frozen

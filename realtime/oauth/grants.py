@@ -27,6 +27,7 @@ from realtime.http.request import Request
 from realtime.http.responses import Response, json_response
 from realtime.oauth import pkce
 from realtime.oauth.clients import AuthenticatedClient, authenticate_client
+from realtime.oauth.device import DEVICE_GRANT, approved_device_code
 from realtime.oauth.common import (
     OFFLINE_ACCESS,
     access_ttl,
@@ -364,11 +365,30 @@ async def password(ctx: GrantContext) -> dict:
     return body
 
 
+# -- urn:ietf:params:oauth:grant-type:device_code (RFC 8628 §3.4) ------------------
+
+
+async def device_code(ctx: GrantContext) -> dict:
+    """The device's poll: the polling rules are :mod:`realtime.oauth.device`'s;
+    the tokens go out once, to the poll that wins the store's redemption."""
+    record = await approved_device_code(ctx.services, ctx.form.get("device_code"), ctx.client, ctx.now)
+    assert record.sub is not None
+    user = active_user(ctx.settings, record.sub)
+    if user is None:
+        raise InvalidGrantError("the user may not sign in")
+    scopes = _still_allowed(record.scope, ctx.app, user.scopes)
+    body, issued = await _issue(ctx, record.sub, scopes, refresh=wants_refresh(ctx.app, scopes))
+    if not await ctx.services.store.redeem_device_code(record.device_hash, ctx.now, issued):
+        raise InvalidGrantError("the device code was already used")  # a concurrent poll won
+    return body
+
+
 GRANTS: dict[str, Grant] = {
     "authorization_code": authorization_code,
     "refresh_token": refresh_token,
     "client_credentials": client_credentials,
     "password": password,
+    DEVICE_GRANT: device_code,
 }
 
 

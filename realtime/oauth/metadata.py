@@ -15,10 +15,11 @@ from typing import Any
 from realtime.http.request import Request
 from realtime.http.responses import Response, json_response
 from realtime.oauth.common import OFFLINE_ACCESS, OPENID
+from realtime.oauth.device import DEVICE_GRANT
 from realtime.oauth.services import OAuthApp
 from realtime.config.settings import Settings
 
-GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials", "password"]
+GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials", "password", DEVICE_GRANT]
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
 
@@ -33,6 +34,7 @@ def metadata(settings: Settings, signing_alg: str | None = None) -> dict[str, An
         "revocation_endpoint": f"{base}/oauth2/revoke",
         "introspection_endpoint": f"{base}/oauth2/introspect",
         "userinfo_endpoint": f"{base}/oauth2/userinfo",
+        "device_authorization_endpoint": f"{base}/oauth2/device_authorization",  # RFC 8628 §4
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": GRANT_TYPES,

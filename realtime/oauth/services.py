@@ -34,7 +34,7 @@ from realtime.oauth.offload import Offload
 from realtime.oauth.passwords import Hasher, SecretCache, credential_hmac
 from realtime.oauth.providers.pending import ProviderLogins
 from realtime.oauth.providers.outbound import ProviderHttp
-from realtime.oauth.throttle import ClientAuthThrottle, LoginThrottle
+from realtime.oauth.throttle import ClientAuthThrottle, KeyedBuckets, LoginThrottle
 from realtime.tokens.keyring import KeyRing, RevokedSet
 from realtime.store import LoginSession, token_hash
 from realtime.store.calls import StoreCalls
@@ -142,6 +142,10 @@ class OAuthServices:
     clock: Callable[[], float] = time.time
     last_sweep: float = 0.0
     sweep_every: float = 600.0
+    # Wrong user codes per address at /device (RFC 8628 §5.1; [oauth] user_code_rate).
+    user_code_throttle: KeyedBuckets = attrs.field(factory=lambda: KeyedBuckets(10 / 60, 10))
+    # New device codes per address (each is a stored row): 60 a minute, bursts of 30.
+    device_request_throttle: KeyedBuckets = attrs.field(factory=lambda: KeyedBuckets(1.0, 30))
 
     @property
     def secret_hasher(self) -> Hasher:
@@ -311,5 +315,7 @@ def build_services(settings: Settings, store: StoreCalls, key: bytes, *, hasher:
     client_rate, client_burst = _rate(settings.oauth.client_auth_rate, (20 / 60, 20))
     overrides.setdefault("throttle", LoginThrottle(rate, burst, user_rate, user_burst))
     overrides.setdefault("client_throttle", ClientAuthThrottle(client_rate, client_burst))
+    code_rate, code_burst = _rate(settings.oauth.user_code_rate, (10 / 60, 10))
+    overrides.setdefault("user_code_throttle", KeyedBuckets(code_rate, code_burst))
     return OAuthServices(store=store, key=key, hasher=hasher, provider_http=provider_http,
                          users_offload=users_offload, client_hasher=client_hasher, **overrides)

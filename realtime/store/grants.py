@@ -290,3 +290,44 @@ def sweep(c: sqlite3.Connection, now: float) -> dict[str, int]:
         " AND family_id NOT IN (SELECT family_id FROM codes WHERE family_id IS NOT NULL)",
     ).rowcount
     return counts
+
+
+# -- for the other table modules and the account page ------------------------
+def insert_issue(c: sqlite3.Connection, now: float, issued: IssuedTokens) -> str | None:
+    """Record what a grant issued inside a caller's transaction (a device
+    code's redemption, :mod:`realtime.store.devices`); the family id."""
+    return _record_issue(c, now, issued)
+
+
+def live_families_of(db: Database, sub: str, now: float) -> list[tuple[str, str, float]]:
+    """``(client_id, family_id, created_at)`` of every unrevoked refresh
+    family of ``sub`` that still has an unexpired refresh token."""
+    rows = db.read(
+        "SELECT f.client_id, f.family_id, f.created_at FROM families f WHERE f.sub = ? AND f.revoked = 0"
+        " AND EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.family_id = f.family_id AND r.expires_at > ?"
+        "             AND r.used_at IS NULL)"
+        " ORDER BY f.client_id, f.created_at",
+        (sub, now),
+    )
+    return [(r[0], r[1], float(r[2])) for r in rows]
+
+
+def revoke_grants_of(c: sqlite3.Connection, sub: str, client_id: str | None, now: float) -> list[tuple[str, float]]:
+    """Inside a caller's transaction: revoke every refresh family of
+    ``sub`` (for ``client_id``, or every client) and return the live
+    access tokens they and the user's authorization codes issued."""
+    sql = "SELECT family_id FROM families WHERE sub = ? AND revoked = 0"
+    args: tuple = (sub,)
+    if client_id is not None:
+        sql += " AND client_id = ?"
+        args += (client_id,)
+    pairs: set[tuple[str, float]] = set()
+    for (family_id,) in c.execute(sql, args).fetchall():
+        pairs.update(_revoke_family(c, family_id, now))
+    sql = "SELECT access_jti, access_exp FROM codes WHERE sub = ? AND access_jti IS NOT NULL AND access_exp > ?"
+    args = (sub, now - REVOKED_GRACE)
+    if client_id is not None:
+        sql += " AND client_id = ?"
+        args += (client_id,)
+    pairs.update((j, float(e)) for j, e in c.execute(sql, args))
+    return sorted(pairs)

@@ -14,6 +14,31 @@ import sqlite3
 
 SCHEMA_VERSION = 3
 
+#: Device authorization grant (RFC 8628, schema 3): one row per request,
+#: by SHA-256 of the device code and of the normalised user code
+#: (realtime.store.devices).
+DEVICE_TABLES = """
+CREATE TABLE IF NOT EXISTS device_codes (
+    device_hash TEXT PRIMARY KEY,
+    user_hash   TEXT NOT NULL UNIQUE,
+    client_id   TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL,
+    interval    REAL NOT NULL,
+    last_poll   REAL,
+    status      TEXT NOT NULL,
+    sub         TEXT,
+    decided_at  REAL,
+    family_id   TEXT,
+    access_jti  TEXT,
+    access_exp  REAL
+);
+CREATE INDEX IF NOT EXISTS device_codes_by_sub ON device_codes(sub, client_id);
+"""
+#: Schema 3's device statements as migration steps (no-ops after SCHEMA made them).
+DEVICE_STEPS = tuple(statement.strip() for statement in DEVICE_TABLES.split(";") if statement.strip())
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS codes (
@@ -102,7 +127,7 @@ CREATE TABLE IF NOT EXISTS oauth1_nonces (
     PRIMARY KEY (consumer_key, token, nonce, timestamp)
 );
 CREATE INDEX IF NOT EXISTS oauth1_nonces_expiry ON oauth1_nonces(expires_at);
--- Browser login sessions (OIDC, issue 19): the cookie holds a random id,
+-- Browser login sessions (OIDC): the cookie holds a random id,
 -- stored here only as its SHA-256; sid is the public id (id_token "sid").
 CREATE TABLE IF NOT EXISTS login_sessions (
     id_hash    TEXT PRIMARY KEY,
@@ -113,7 +138,7 @@ CREATE TABLE IF NOT EXISTS login_sessions (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS login_sessions_expiry ON login_sessions(expires_at);
-"""
+""" + DEVICE_TABLES
 
 #: Indexes on columns a migration adds: made after the migration steps,
 #: since :data:`SCHEMA` runs first and an old file lacks those columns.
@@ -134,13 +159,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE refresh_tokens ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0",
     ),
     3: (
-        # OIDC login sessions (issue 19); the login_sessions table itself is
-        # in SCHEMA (IF NOT EXISTS).  NULL: issued before sessions, in none.
+        # OIDC login sessions: the login_sessions table itself is in SCHEMA
+        # (IF NOT EXISTS).  NULL: issued before sessions, in none.
         "ALTER TABLE codes ADD COLUMN sid TEXT",
         "ALTER TABLE codes ADD COLUMN nonce TEXT",
         "ALTER TABLE codes ADD COLUMN auth_time REAL",
         "ALTER TABLE families ADD COLUMN sid TEXT",
         "ALTER TABLE families ADD COLUMN auth_time REAL",
+        # Device codes (also in SCHEMA: no-ops by then, kept so the step
+        # names every table version 3 brings).
+        *DEVICE_STEPS,
     ),
 }
 
