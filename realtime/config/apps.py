@@ -46,7 +46,7 @@ from realtime.config.sealed import SecretError, unpack
 from realtime.config.settings import App, RetiredSecret, User
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", "password",
-               "urn:ietf:params:oauth:grant-type:device_code")  # RFC 8628 (issue 19)
+               "urn:ietf:params:oauth:grant-type:device_code")  # RFC 8628
 
 
 def argon2_hash(value: Any) -> str:

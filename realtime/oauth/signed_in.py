@@ -3,10 +3,10 @@
 signing in, and CSRF tokens.
 
 The login session and its cookie are the authorization endpoint's: the
-same :meth:`OAuthServices.read_session` / :meth:`~OAuthServices.session_user`
-read the user, :meth:`~OAuthServices.make_session` starts a session,
+same :meth:`OAuthServices.signed_in` reads the user,
+:meth:`~OAuthServices.make_session` starts a session (ending the old one),
 :func:`realtime.oauth.login.check_password` checks the password (with
-the issue-18 throttles) and :func:`realtime.http.pages.login_page` draws
+the brute-force throttles) and :func:`realtime.http.pages.login_page` draws
 the form.  So signing in here signs in for ``/oauth2/authorize`` too.
 
 The cookies are set for ``Path=/`` (``__Host-`` on HTTPS already is):
@@ -15,8 +15,7 @@ these pages live outside ``/oauth2``.
 
 from __future__ import annotations
 
-import inspect
-from typing import Awaitable, Mapping, TypeVar
+from typing import Mapping
 
 from realtime.config.settings import Settings, User
 from realtime.http import pages
@@ -26,24 +25,10 @@ from realtime.oauth.common import single
 from realtime.oauth.errors import InvalidRequestError
 from realtime.oauth.login import LoginRefused, check_password
 from realtime.oauth.services import (
-    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthApp, OAuthServices, Session, read_cookie, set_cookie,
+    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, OAuthApp, OAuthServices, Session, read_cookie, set_cookie,
 )
 
 LOGIN = "login"
-
-T = TypeVar("T")
-
-
-async def resolved(value: T | Awaitable[T]) -> T:
-    """``value``, awaited if it is awaitable.
-
-    The session functions are plain calls while the session is a signed
-    cookie and coroutines once sessions live in the store (issue 19's
-    OpenID Connect half); this module works with either.
-    """
-    if inspect.isawaitable(value):
-        return await value
-    return value
 
 
 class BrowserPage:
@@ -69,11 +54,7 @@ class BrowserPage:
 
     async def current(self) -> tuple[User, Session] | None:
         """The signed-in user, as the authorization endpoint reads it."""
-        session = await resolved(self.services.read_session(read_cookie(self.request, SESSION_COOKIE), self.now))
-        if session is None:
-            return None
-        user = self.services.session_user(session, self.settings)
-        return (user, session) if user is not None else None
+        return await self.services.signed_in(self.request, self.settings, self.now)
 
     # -- CSRF -----------------------------------------------------------------
 
@@ -116,13 +97,17 @@ class BrowserPage:
         """``action=login``: a new session for the user, or the form again."""
         if not self.csrf_ok(form.get("csrf_token"), LOGIN):
             return self.login_form(status=403, error="The form has expired. Please sign in again.", keep=keep)
-        user = await check_password(self.services, self.settings.users, self.request, form, self.now,
+        user = await check_password(self.services, self.settings.users, self.request, form,
                                     client_id=self.path, protocol="account")
         if isinstance(user, LoginRefused):
             return self.login_form(status=user.status, error=user.message, username=user.username, keep=keep,
                                    headers=user.headers)
-        cookie = await resolved(self.services.make_session(user, self.now))  # a new session id: no fixation
-        self.set_cookies.append(set_cookie(SESSION_COOKIE, cookie, self.request, int(SESSION_TTL), path="/"))
-        session = await resolved(self.services.read_session(cookie, self.now))
+        # A new session id (no fixation); the browser's old session ends with it.
+        ttl = self.settings.oauth.session_ttl
+        cookie = await self.services.make_session(user, self.now, ttl,
+                                                  replacing=read_cookie(self.request, SESSION_COOKIE))
+        self.set_cookies.append(self.services.session_cookie(cookie, self.request, int(ttl)))
+        self.set_cookies.extend(self.services.legacy_session_cookie_removals(self.request))
+        session = await self.services.read_session(cookie, self.now)
         assert session is not None
         return user, session

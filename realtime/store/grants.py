@@ -323,7 +323,7 @@ def revoke_grants_of(c: sqlite3.Connection, sub: str, client_id: str | None, now
         args += (client_id,)
     pairs: set[tuple[str, float]] = set()
     for (family_id,) in c.execute(sql, args).fetchall():
-        pairs.update(_revoke_family(c, family_id, now))
+        pairs.update(revoke_family_in(c, family_id, now))
     sql = "SELECT access_jti, access_exp FROM codes WHERE sub = ? AND access_jti IS NOT NULL AND access_exp > ?"
     args = (sub, now - REVOKED_GRACE)
     if client_id is not None:
