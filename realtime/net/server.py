@@ -150,6 +150,9 @@ async def build_state(settings: Settings) -> Started:
     await app.oauth.start()
     if broker is not None:
         broker.on_revoke = lambda jti, exp: app.revoke_access(jti, exp, share=False)
+        from realtime.net.redis.tickets import RedisTickets
+
+        app.tickets = RedisTickets(broker.state)  # single use across nodes (SPEC §13)
     return Started(app, broker, ssl_context)
 
 

@@ -60,7 +60,9 @@ CLOSE_WAIT = 2.0  # how long we wait for the peer's close frame after ours
 # to read, though a small close frame would fit much sooner.
 CLOSE_RETRY = 0.05
 EVENTS_PER_CHECKPOINT = 64  # frames the reader handles between two checkpoints
-_ids = itertools.count(1)
+#: Connection ids, unique in the process across transports (the hub keys
+#: its tables by them; SSE streams draw from the same counter).
+next_conn_id = itertools.count(1).__next__
 
 
 @attrs.frozen
@@ -108,7 +110,7 @@ class Session:
         echo: bool = False,
         clock: Clock = TRIO_CLOCK,
     ) -> None:
-        self.conn_id = next(_ids)
+        self.conn_id = next_conn_id()
         self.transport = transport
         self.state = state
         self.clock = clock
