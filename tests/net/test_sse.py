@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any, Callable
 
 import httpx
@@ -107,3 +109,157 @@ async def test_shutdown_sends_close_1001(running: Running) -> None:
         running.stop()
         close = await stream.next()
         assert close.data == {"code": CloseCode.GOING_AWAY}
+
+
+async def _ticket(client: httpx.AsyncClient, running: Running, token: str) -> str:
+    answer = await client.post(running.url("/api/ticket"), headers={"authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert set(body) == {"ticket", "expires_in"} and body["expires_in"] == 30
+    assert answer.headers["cache-control"] == "no-store"
+    return str(body["ticket"])
+
+
+async def test_a_ticket_opens_one_stream_once(running: Running) -> None:
+    token = running.mint()
+    async with httpx.AsyncClient() as client:
+        ticket = await _ticket(client, running, token)
+        async with open_stream(running, "chat:a", ticket=ticket, client=client) as stream:
+            welcome = await stream.next()
+            assert welcome.data["sub"] == "alice"
+            assert welcome.data["expires_at"] == running.state.keyring.verify(
+                token, issuer=running.state.settings.issuer, audience=running.state.settings.audience).exp
+        again = await client.get(sse_url(running, "chat:a", ticket=ticket))
+        assert again.status_code == 401 and again.json()["error"] == "invalid_token"
+        # No ticket without a good bearer token; a ticket is not a bearer token.
+        assert (await client.post(running.url("/api/ticket"))).status_code == 401
+        other = await _ticket(client, running, token)
+        refused = await client.get(sse_url(running, "chat:a"), headers={"authorization": f"Bearer {other}"})
+        assert refused.status_code == 401
+
+
+async def test_a_ticket_never_outlives_its_token(running: Running) -> None:
+    token = running.mint(ttl=10)
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(running.url("/api/ticket"), headers={"authorization": f"Bearer {token}"})
+        assert answer.status_code == 200 and 8 <= answer.json()["expires_in"] <= 10
+
+
+async def test_a_ticket_of_a_revoked_token_is_refused(running: Running) -> None:
+    token = running.mint()
+    async with httpx.AsyncClient() as client:
+        ticket = await _ticket(client, running, token)
+        claims = running.state.keyring.verify(token, issuer=running.state.settings.issuer,
+                                              audience=running.state.settings.audience)
+        running.state.revoke_access(claims.jti, claims.exp)
+        answer = await client.get(sse_url(running, "chat:a", ticket=ticket))
+        assert answer.status_code == 401 and "revoked" in answer.json()["error_description"]
+
+
+async def test_a_ticket_opens_a_websocket_once(running: Running) -> None:
+    from trio_websocket import HandshakeError, open_websocket_url
+
+    token = running.mint()
+    async with httpx.AsyncClient() as client:
+        ticket = await _ticket(client, running, token)
+    url = running.url(f"/ws?ticket={ticket}", "ws")
+    async with open_websocket_url(url) as ws:
+        welcome = json.loads(await ws.get_message())
+        assert welcome["type"] == "welcome" and welcome["sub"] == "alice"
+    with pytest.raises(HandshakeError) as refused:
+        async with open_websocket_url(url):
+            pass
+    assert getattr(refused.value, "status_code", 401) == 401
+
+
+async def test_refresh_moves_the_deadline_and_the_stream_outlives_its_first_token(
+        start_server: Callable[..., Any], make_settings: Callable[..., Any]) -> None:
+    running = await start_server(make_settings(websocket={"expiry_warning": 0.5, "ping_interval": 0}))
+    first = running.mint(ttl=2)
+    async with open_stream(running, "chat:a", token=first) as stream, httpx.AsyncClient() as client:
+        welcome = await stream.next()
+        stream_id = welcome.data["stream"]
+        url = running.url(f"/api/streams/{stream_id}/refresh")
+        # Another user's token, a bad token, a bad body, an unknown stream: refused.
+        foreign = await client.post(url, json={"token": running.mint(sub="bob", scope="chat:read")})
+        assert foreign.status_code == 403 and foreign.json()["error"] == "invalid_token"
+        assert (await client.post(url, json={"token": "x.y.z"})).status_code == 401
+        assert (await client.post(url, json={"tok": first})).status_code == 400
+        unknown = await client.post(running.url("/api/streams/nope/refresh"), json={"token": first})
+        assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_stream"
+        later = running.mint(ttl=60)
+        answer = await client.post(url, json={"token": later})
+        assert answer.status_code == 200
+        expires_at = answer.json()["expires_at"]
+        refreshed = await stream.next()
+        assert refreshed.name == "refreshed" and refreshed.data["expires_at"] == expires_at
+        # Wait past the first token's exp (2 s): the stream still delivers.
+        await trio.sleep(2.5)
+        assert (await api_publish(running, "chat:a", "still here", later)).status_code == 200
+        message = await stream.next()
+        assert message.name == "message" and message.data["data"] == "still here"
+
+
+async def test_the_stream_ends_with_4001_at_its_tokens_exp(start_server: Callable[..., Any],
+                                                            make_settings: Callable[..., Any]) -> None:
+    running = await start_server(make_settings(websocket={"expiry_warning": 1.0, "ping_interval": 0}))
+    token = running.mint(ttl=2)
+    async with open_stream(running, "chat:a", token=token) as stream:
+        welcome = await stream.next()
+        with trio.fail_after(5):
+            warning = await stream.next()
+            assert warning.name == "token_expiring" and warning.data["expires_at"] == welcome.data["expires_at"]
+            close = await stream.next()
+        assert close.name == "close" and close.data == {"code": CloseCode.TOKEN_EXPIRED}
+        assert time.time() >= welcome.data["expires_at"] - 0.05
+
+
+async def test_last_event_id_resumes_without_gap_or_repeat(running: Running) -> None:
+    token = running.mint()
+    async with open_stream(running, "chat:a", "chat:b", token=token) as stream:
+        await stream.next()
+        for n in range(3):
+            await api_publish(running, "chat:a" if n % 2 else "chat:b", n, token)
+        seen = [await stream.next() for _ in range(3)]
+        last_id = seen[-1].id
+    assert last_id == "chat:a=1,chat:b=2"
+    for n in range(3, 7):
+        await api_publish(running, "chat:a" if n % 2 else "chat:b", n, token)
+    for how in ("header", "query"):
+        extra: dict[str, Any] = {"headers": {"last-event-id": last_id}} if how == "header" else {"last_event_id": last_id}
+        async with open_stream(running, "chat:a", "chat:b", token=token, **extra) as stream:
+            assert (await stream.next()).name == "welcome"
+            recovered = await stream.next()
+            assert recovered.name == "recovered" and recovered.data == {"recovered": True}
+            replayed = [await stream.next() for _ in range(4)]
+            # Each channel in order, nothing missed, nothing twice.
+            by_channel = {c: [e.data["data"] for e in replayed if e.data["channel"] == c] for c in ("chat:a", "chat:b")}
+            assert by_channel == {"chat:a": [3, 5], "chat:b": [4, 6]}
+            assert replayed[-1].id == "chat:a=3,chat:b=4"
+            if how == "query":
+                await api_publish(running, "chat:a", "live", token)
+                live = await stream.next()
+                assert live.data["data"] == "live" and live.data["seq"] == 4 and live.id == "chat:a=4,chat:b=4"
+
+
+async def test_a_position_past_the_history_says_not_recovered(running: Running) -> None:
+    token = running.mint(scope="news:read news:write chat:read")
+    async with httpx.AsyncClient() as client:
+        for n in range(8):  # news:* keeps 5
+            await client.post(running.url("/api/publish"), json={"channel": "news:x", "data": n},
+                              headers={"authorization": f"Bearer {running.mint(scope='news:write')}"})
+    async with open_stream(running, "news:x", token=token, last_event_id="news:x=1") as stream:
+        await stream.next()
+        assert (await stream.next()).data == {"recovered": False}
+        kept = [await stream.next() for _ in range(5)]
+        assert [event.data["seq"] for event in kept] == [4, 5, 6, 7, 8]
+
+
+async def test_sse_over_tls(running: Running, client_ssl: Any) -> None:
+    token = running.mint()
+    async with httpx.AsyncClient(verify=client_ssl) as client:
+        async with open_stream(running, "chat:a", token=token, client=client, scheme="https") as stream:
+            assert (await stream.next()).name == "welcome"
+            assert stream.response.headers["x-content-type-options"] == "nosniff"
+            await api_publish(running, "chat:a", "over tls", token)
+            assert (await stream.next()).data["data"] == "over tls"
