@@ -152,7 +152,7 @@ def decode_positions(text: str) -> dict[str, int]:
         return positions
     for part in text.strip().split(","):
         channel, sep, seq = part.rpartition("=")
-        if not sep or not channel or not seq.isascii() or not seq.isdigit() or len(seq) > 18:
+        if not sep or not channel or not seq.isascii() or not seq.isdigit() or len(seq) > 19:
             raise PositionError("Last-Event-ID is not a list of CHANNEL=SEQ")
         positions[unquote(channel)] = int(seq)
     return positions

@@ -263,3 +263,63 @@ async def test_sse_over_tls(running: Running, client_ssl: Any) -> None:
             assert stream.response.headers["x-content-type-options"] == "nosniff"
             await api_publish(running, "chat:a", "over tls", token)
             assert (await stream.next()).data["data"] == "over tls"
+
+
+def _events(raw: bytes) -> list[tuple[str, Any]]:
+    """(name, data) of every whole event in a raw response body."""
+    out = []
+    for block in raw.split(b"\n\n"):
+        fields = dict(line.split(b": ", 1) for line in block.split(b"\n") if b": " in line and not line.startswith(b":"))
+        if b"event" in fields:
+            out.append((fields[b"event"].decode(), json.loads(fields[b"data"])))
+    return out
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+async def test_a_slow_reader_gets_close_4009_after_whole_events(start_server: Callable[..., Any],
+                                                                 make_settings: Callable[..., Any],
+                                                                 client_ssl: Any, tls: bool) -> None:
+    import socket
+
+    running = await start_server(make_settings(websocket={
+        "ping_interval": 0, "max_backlog_bytes": 64 * 1024, "publish_rate": "100000/s",
+        "message_rate": "100000/s"}))
+    addr = running.https if tls else running.http
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1400)  # a real link's segments, as test_backpressure
+    await sock.connect((addr.host, addr.port))
+    stream: Any = trio.SocketStream(sock)
+    if tls:
+        stream = trio.SSLStream(stream, client_ssl, server_hostname="localhost", https_compatible=True)
+    token = running.mint("bob", "chat:read")
+    await stream.send_all(f"GET /sse?channel=chat:flood HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n"
+                          f"authorization: Bearer {token}\r\n\r\n".encode())
+    raw = await stream.receive_some(65536)
+    while b"event: welcome" not in raw:
+        raw += await stream.receive_some(65536)
+    session = next(s for s in running.server.sessions if s.sub == "bob")
+    publisher = running.mint(scope="chat:write")
+    pad = "x" * 8192
+    with trio.fail_after(60):
+        async with httpx.AsyncClient() as client:
+            seq = 0
+            while session.close_code is None:  # bob reads nothing meanwhile
+                seq += 1
+                assert seq <= 5000, "the slow consumer was never closed"
+                await client.post(running.url("/api/publish"), json={"channel": "chat:flood", "data": pad},
+                                  headers={"authorization": f"Bearer {publisher}"})
+        while True:
+            try:
+                more = await stream.receive_some(65536)
+            except (trio.BrokenResourceError, Exception):  # noqa: BLE001 - a reset after the close is the end too
+                break
+            if not more:
+                break
+            raw += more
+            await trio.sleep(len(more) / (32 * 1024))  # the pace of a slow link, not a synchronisation
+    events = _events(raw)
+    assert events[0][0] == "welcome"
+    seqs = [data["seq"] for name, data in events if name == "message"]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) < seq  # whole events, in order, a tail dropped
+    assert events[-1] == ("close", {"code": CloseCode.SLOW_CONSUMER})
