@@ -26,7 +26,6 @@ end of stream is all the reader waits for), and ``: ping`` comments.
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING
 
 import trio
@@ -41,6 +40,7 @@ from realtime.protocol.close import CloseCode
 from realtime.protocol.upgrade import StreamRequest
 from realtime.session.clock import Clock
 from realtime.session.streams import Streams
+from realtime.session.timers import Timers
 from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
@@ -71,8 +71,8 @@ class SseSession:
     __slots__ = (
         "conn_id", "stream_id", "transport", "state", "clock", "request", "claims", "sub", "client_id", "kid",
         "jti", "scopes", "exp", "close_code", "close_reason", "positions", "recovered", "_pending",
-        "_pending_bytes", "_scope", "_nursery", "_writer_running", "_timer", "_warn_at", "_ping_at",
-        "_started", "_extra_head",
+        "_pending_bytes", "_scope", "_nursery", "_writer_running", "_timer",
+        "_started", "_extra_head", "timers",
     )
 
     def __init__(self, transport: Transport, request: StreamRequest, state: "App", *,
@@ -95,8 +95,7 @@ class SseSession:
         self._nursery: trio.Nursery | None = None
         self._writer_running = False
         self._timer: trio.CancelScope | None = None
-        self._warn_at = math.inf
-        self._ping_at = math.inf
+        self.timers = Timers()  # the warning and the keep-alive, as on the WebSocket
         self._started = False
         self._extra_head = extra_head
 
@@ -155,7 +154,7 @@ class SseSession:
         if self.close_code is not None:
             return
         self._scope.deadline = self.clock.deadline(claims.exp)
-        self._aim_warning()
+        self.timers.aim_warning(self._scope.deadline, self.state.settings.websocket.expiry_warning)
         if self._timer is not None:
             self._timer.cancel()  # the reader re-aims its wait at the new warning
         self._event("refreshed", replies.refreshed(claims.exp))
@@ -215,10 +214,8 @@ class SseSession:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     self._begin()
-                    self._aim_warning()
-                    interval = state.settings.websocket.ping_interval
-                    if interval > 0:
-                        self._ping_at = self.clock.now() + interval
+                    ws = state.settings.websocket
+                    self.timers.start(self.clock.now(), self._scope.deadline, ws.expiry_warning, ws.ping_interval)
                     if self.close_code is None:
                         await self._reader()
                     nursery.cancel_scope.cancel()
@@ -281,22 +278,19 @@ class SseSession:
         log.debug("sse %d closed code=%s reason=%s", self.conn_id, code, self.close_reason)
 
     # -- timers and the (silent) client -------------------------------------------
-    def _aim_warning(self) -> None:
-        self._warn_at = self._scope.deadline - self.state.settings.websocket.expiry_warning
-
     def _on_timer(self, now: float) -> None:
-        if now >= self._warn_at:
-            self._warn_at = math.inf  # once per deadline; a refresh re-aims it
+        ws = self.state.settings.websocket
+        due = self.timers.due(now, ws.ping_interval, None)  # no pong on SSE: a dead peer fails its writes
+        if due.warn:
             self._event("token_expiring", replies.token_expiring(self.exp))
-        if now >= self._ping_at:
+        if due.ping:
             self._write(sse.PING, charged=True)
-            self._ping_at = now + self.state.settings.websocket.ping_interval
 
     async def _reader(self) -> None:
         """Wait for the client's end of stream, running timers meanwhile."""
         received = 0
         while True:
-            with trio.move_on_at(min(self._warn_at, self._ping_at)) as timer:
+            with trio.move_on_at(self.timers.next_wake()) as timer:
                 self._timer = timer
                 try:
                     data = await self.transport.receive_some()
