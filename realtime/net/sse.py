@@ -86,7 +86,7 @@ class SseSession:
         self.adopt(request.claims)
         self.close_code: int | None = None
         self.close_reason = ""
-        self.positions: dict[str, int] = {}  # channel -> seq last sent (the event id)
+        self.positions = sse.Positions()  # channel -> seq last sent (the event id)
         self.recovered = True
         # Frames offered before the response head went out, in order.
         self._pending: list[tuple[bytes, bool]] | None = []
@@ -130,10 +130,10 @@ class SseSession:
             self._write(event.chunk + b"\n", charged=charged)
             return
         positions = self.positions
-        if event.seq <= positions.get(channel, 0):
+        if event.seq <= positions.seqs.get(channel, 0):
             return  # already sent (a replay overlapping live delivery): never twice
-        positions[channel] = event.seq
-        self._write(event.chunk + sse.id_line(positions), charged=charged)
+        positions.set(channel, event.seq)
+        self._write(event.chunk + positions.line(), charged=charged)
 
     def _write(self, data: bytes, *, charged: bool) -> None:
         try:
@@ -159,7 +159,7 @@ class SseSession:
             self._timer.cancel()  # the reader re-aims its wait at the new warning
         self._event("refreshed", replies.refreshed(claims.exp))
         for channel in lost:
-            self.positions.pop(channel, None)
+            self.positions.drop(channel)
             self._event("error", replies.error(None, "subscription_revoked", f"token no longer allows {channel}"))
 
     def _event(self, name: str, data: bytes, *, charged: bool = True) -> None:
@@ -182,9 +182,9 @@ class SseSession:
                     result = hub.subscribe(self, channel, since)
                 if since is not None:
                     self.recovered = self.recovered and result.recovered
-                    self.positions[channel] = min(since, result.seq)
+                    self.positions.set(channel, min(since, result.seq))
                 else:
-                    self.positions[channel] = result.seq
+                    self.positions.set(channel, result.seq)
                 assert self._pending is not None
                 self._pending.extend((frame, False) for frame in result.replay)
         except HubError as exc:
@@ -233,7 +233,7 @@ class SseSession:
         pending, self._pending = self._pending or [], None
         welcome = replies.encode_json({"sub": self.sub, "expires_at": self.exp, "stream": self.stream_id})
         head = HEAD + self._extra_head + b"\r\n"
-        self._write(head + sse.encode_event("welcome", welcome, sse.encode_positions(self.positions)),
+        self._write(head + sse.encode_event("welcome", welcome, self.positions.text()),
                     charged=False)
         if self.request.positions is not None:
             self._write(sse.encode_event("recovered", replies.encode_json({"recovered": self.recovered})),

@@ -58,3 +58,13 @@ def test_an_empty_last_event_id_is_no_position() -> None:
                        st.integers(min_value=0, max_value=2**63 - 1), max_size=8))
 def test_any_positions_round_trip(positions: dict[str, int]) -> None:
     assert sse.decode_positions(sse.encode_positions(positions)) == positions
+
+
+def test_positions_object_writes_the_same_id() -> None:
+    positions = sse.Positions()
+    positions.set("a,b", 1)
+    positions.set("user:x", 7)
+    positions.set("a,b", 2)
+    assert positions.line() == sse.id_line({"a,b": 2, "user:x": 7})
+    positions.drop("a,b")
+    assert positions.text() == "user:x=7"
