@@ -30,7 +30,7 @@ from realtime.hub import BrokerUnavailable
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response, bearer_challenge, error_response, json_response
 from realtime.http.router import Router
-from realtime.session.refresh import Refused, refresh
+from realtime.session.refresh import ANOTHER_PRINCIPAL, Refused, refresh, verify_refresh
 from realtime.session.streams import TICKET_TTL
 from realtime.tokens.bearer import header_token, verify_bearer
 
@@ -79,16 +79,49 @@ async def refresh_stream(request: Request, state: App) -> Response:
         return error_response(400, "invalid_request", 'expected {"token": "..."}')
     stream = state.streams.get(stream_id)
     if stream is None:
-        return error_response(404, "unknown_stream", "no live stream with this id on this node")
+        return await _refresh_elsewhere(stream_id, body["token"], state)
     refused = _over_rate("refresh", state, stream.sub, stream.client_id)
     if refused is not None:
         return refused
     outcome = refresh(body["token"], stream, state)
     if isinstance(outcome, Refused):
-        status = 403 if outcome.message == "token is for another subject or client" else 401
-        return bearer_challenge(status, "invalid_token", outcome.message)
+        return _refused(outcome)
     stream.refreshed(outcome.claims, outcome.lost)
-    return json_response(200, {"expires_at": outcome.claims.exp}, headers=(("cache-control", "no-store"),))
+    return _moved(outcome.claims.exp)
+
+
+async def _refresh_elsewhere(stream_id: str, token: str, state: App) -> Response:
+    """A stream of another node (with a broker): check the token here
+    against the directory's entry, then hand the claims to its node."""
+    unknown = error_response(404, "unknown_stream", "no live stream with this id")
+    directory = state.stream_directory
+    if directory is None:
+        return unknown
+    try:
+        entry = await directory.lookup(stream_id)
+        if entry is None:
+            return unknown
+        refused = _over_rate("refresh", state, entry.sub, entry.client_id)
+        if refused is not None:
+            return refused
+        claims = verify_refresh(token, entry.sub, entry.client_id, state)
+        if isinstance(claims, Refused):
+            return _refused(claims)
+        if not await directory.forward(stream_id, claims):
+            return unknown
+    except BrokerUnavailable as exc:
+        return error_response(503, "unavailable", f"the stream directory is unreachable: {exc}",
+                              (("retry-after", "1"),))
+    return _moved(claims.exp)
+
+
+def _refused(refused: Refused) -> Response:
+    status = 403 if refused.message == ANOTHER_PRINCIPAL else 401
+    return bearer_challenge(status, "invalid_token", refused.message)
+
+
+def _moved(exp: int) -> Response:
+    return json_response(200, {"expires_at": exp}, headers=(("cache-control", "no-store"),))
 
 
 def register(router: Router) -> None:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from realtime.hub import HubError
+from realtime.hub import BrokerUnavailable, HubError
 from realtime.http.responses import Response, error_response
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.net.websocket import CLOSE_RETRY, CLOSE_WAIT, TRIO_CLOCK, next_conn_id
@@ -39,6 +39,7 @@ from realtime.protocol import sse
 from realtime.protocol.close import CloseCode
 from realtime.protocol.upgrade import StreamRequest
 from realtime.session.clock import Clock
+from realtime.session.refresh import apply_refresh
 from realtime.session.streams import Streams
 from realtime.session.timers import Timers
 from realtime.tokens.keyring import AccessClaims
@@ -158,6 +159,8 @@ class SseSession:
         if self._timer is not None:
             self._timer.cancel()  # the reader re-aims its wait at the new warning
         self._event("refreshed", replies.refreshed(claims.exp))
+        if self._nursery is not None and self.state.stream_directory is not None:
+            self._nursery.start_soon(self._register)  # the directory entry follows the deadline
         for channel in lost:
             self.positions.drop(channel)
             self._event("error", replies.error(None, "subscription_revoked", f"token no longer allows {channel}"))
@@ -197,7 +200,29 @@ class SseSession:
             hub.drop(self)
             return error_response(503 if self.close_code == CloseCode.SLOW_CONSUMER else 401,
                                   "stream_refused", self.close_reason or "stream ended before it began")
+        await self._register()
         return None
+
+    async def _register(self) -> None:
+        """File this stream in the shared directory (with a broker), so a
+        refresh sent to another node reaches it; without it, only here."""
+        directory = self.state.stream_directory
+        if directory is None:
+            return
+        try:
+            await directory.register(self.stream_id, self.sub, self.client_id, self.exp)
+        except BrokerUnavailable:
+            log.warning("sse %d: the broker is unreachable; its refresh must reach this node", self.conn_id)
+
+    async def _unregister(self) -> None:
+        directory = self.state.stream_directory
+        if directory is None:
+            return
+        with trio.move_on_after(CLOSE_WAIT):
+            try:
+                await directory.forget(self.stream_id)
+            except BrokerUnavailable:
+                pass  # the entry expires by itself
 
     # -- lifecycle ---------------------------------------------------------------
     async def run(self) -> None:
@@ -261,6 +286,7 @@ class SseSession:
         code = self.close_code if self.close_code is not None else CloseCode.NORMAL
         transport = self.transport
         with trio.CancelScope(shield=True):
+            await self._unregister()  # before the close event: a client that read it finds the id gone
             try:
                 if code != CloseCode.ABORT and not transport.closed and self._started:
                     if code == CloseCode.SLOW_CONSUMER:
@@ -311,6 +337,18 @@ class SseSession:
                 return
 
 
+def refresh_from_another_node(app: "App", message: tuple[str, AccessClaims] | None) -> None:
+    """Claims another node verified for one of our SSE streams (SPEC §13)."""
+    if message is None:
+        return
+    stream_id, claims = message
+    stream = app.streams.get(stream_id)
+    if stream is None or (claims.sub, claims.client_id) != (stream.sub, stream.client_id):
+        return  # not ours (every node hears every refresh), or no longer the same principal
+    outcome = apply_refresh(claims, stream, app)
+    stream.refreshed(outcome.claims, outcome.lost)
+
+
 def _refusal(exc: HubError) -> Response:
     """A channel the stream may not have, as an HTTP answer before the head."""
     if exc.code == "unavailable":
@@ -319,4 +357,4 @@ def _refusal(exc: HubError) -> Response:
     return error_response(status, exc.code, exc.message)
 
 
-__all__ = ["HEAD", "MAX_INBOUND", "SseSession"]
+__all__ = ["HEAD", "MAX_INBOUND", "SseSession", "refresh_from_another_node"]

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from realtime.hub import Hub
     from realtime.tokens.keyring import KeyRing, RevokedSet
 
-__all__ = ["RefreshApp", "Refreshable", "Refused", "Refreshed", "refresh"]
+__all__ = ["ANOTHER_PRINCIPAL", "RefreshApp", "Refreshable", "Refused", "Refreshed", "apply_refresh", "refresh",
+           "verify_refresh"]
+
+ANOTHER_PRINCIPAL = "token is for another subject or client"
 
 
 class _RefreshCounters(Protocol):
@@ -71,8 +74,9 @@ class Refreshed:
     lost: tuple[str, ...]
 
 
-def refresh(token: str, peer: Refreshable, app: RefreshApp) -> Refreshed | Refused:
-    """Replace ``peer``'s token with ``token`` if it may (see the module)."""
+def verify_refresh(token: str, sub: str, client_id: str, app: RefreshApp) -> AccessClaims | Refused:
+    """The claims of ``token`` if it may replace the token of a session of
+    ``sub`` and ``client_id`` (also where the session lives on another node)."""
     settings = app.settings
     try:
         claims = app.keyring.verify(
@@ -85,11 +89,16 @@ def refresh(token: str, peer: Refreshable, app: RefreshApp) -> Refreshed | Refus
     except TokenError as exc:
         app.metrics.refreshes["error"] += 1
         return Refused(str(exc))
-    if claims.sub != peer.sub or claims.client_id != peer.client_id:
-        return Refused("token is for another subject or client")
+    if claims.sub != sub or claims.client_id != client_id:
+        return Refused(ANOTHER_PRINCIPAL)
     problem = principal_problem(claims, settings)
     if problem is not None:
         return Refused(problem)
+    return claims
+
+
+def apply_refresh(claims: AccessClaims, peer: Refreshable, app: RefreshApp) -> Refreshed:
+    """Make verified ``claims`` ``peer``'s identity; drop what they no longer allow."""
     old = (peer.sub, peer.client_id, peer.kid, peer.jti)
     peer.adopt(claims)
     app.hub.connections.reindex(peer, *old)
@@ -97,3 +106,11 @@ def refresh(token: str, peer: Refreshable, app: RefreshApp) -> Refreshed | Refus
     # The new token may hold fewer scopes: drop what it no longer allows.
     lost = tuple(channel for _conn, channel in app.hub.revalidate(peer))
     return Refreshed(claims, lost)
+
+
+def refresh(token: str, peer: Refreshable, app: RefreshApp) -> Refreshed | Refused:
+    """Replace ``peer``'s token with ``token`` if it may (see the module)."""
+    claims = verify_refresh(token, peer.sub, peer.client_id, app)
+    if isinstance(claims, Refused):
+        return claims
+    return apply_refresh(claims, peer, app)

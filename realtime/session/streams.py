@@ -26,6 +26,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import attrs
+
 from realtime.session.refresh import Refreshable
 from realtime.tokens.keyring import AccessClaims
 
@@ -33,6 +35,8 @@ __all__ = [
     "MAX_TICKETS",
     "TICKET_TTL",
     "Stream",
+    "StreamDirectory",
+    "StreamEntry",
     "Streams",
     "TicketBook",
     "TicketStore",
@@ -54,6 +58,35 @@ class Stream(Refreshable, Protocol):
 
     def refreshed(self, claims: AccessClaims, lost: tuple[str, ...]) -> None:
         """The stream's token was replaced: move its deadline, tell the client."""
+        ...
+
+
+@attrs.frozen
+class StreamEntry:
+    """Where a stream lives and whose it is (the shared directory's entry)."""
+
+    node: str
+    sub: str
+    client_id: str
+
+
+class StreamDirectory(Protocol):
+    """Streams of every node, so a refresh reaching another node than the
+    stream's is forwarded (only with a broker:
+    :class:`realtime.net.redis.streams.RedisStreams`)."""
+
+    async def register(self, stream_id: str, sub: str, client_id: str, exp: float) -> None:
+        """File a live stream of this node until a little past ``exp``."""
+        ...
+
+    async def forget(self, stream_id: str) -> None:
+        ...
+
+    async def lookup(self, stream_id: str) -> StreamEntry | None:
+        ...
+
+    async def forward(self, stream_id: str, claims: AccessClaims) -> int:
+        """Hand verified refresh claims to the stream's node; how many nodes heard it."""
         ...
 
 

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from realtime.config.settings import BrokerSettings, Settings
+from realtime.protocol.close import CloseCode
 from tests.helpers.redis import RedisServer
 from tests.helpers.server import Running
 from tests.helpers.sse import open_stream, sse_url
@@ -93,3 +94,31 @@ async def test_a_ticket_is_single_use_across_nodes(start_server: Callable[..., A
         for node in (a, b):
             spent = await client.get(sse_url(node, "chat:t", ticket=ticket))
             assert spent.status_code == 401, spent.text
+
+
+async def test_a_refresh_sent_to_the_other_node_reaches_the_stream(
+        start_server: Callable[..., Any], node_settings: Callable[..., Settings]) -> None:
+    a = await start_server(node_settings())
+    b = await start_server(node_settings())
+    first = a.mint(ttl=60)
+    with trio.fail_after(30):
+        async with open_stream(a, "chat:f", token=first) as stream, httpx.AsyncClient() as client:
+            welcome = await stream.next()
+            url = b.url(f"/api/streams/{welcome.data['stream']}/refresh")  # the stream lives on a
+            foreign = await client.post(url, json={"token": b.mint(sub="bob", scope="chat:read")})
+            assert foreign.status_code == 403, foreign.text
+            later = b.mint(ttl=600)
+            answer = await client.post(url, json={"token": later})
+            assert answer.status_code == 200, answer.text
+            refreshed = await stream.next()
+            assert refreshed.name == "refreshed" and refreshed.data["expires_at"] == answer.json()["expires_at"]
+            (conn,) = a.state.hub.connections.by_sub("alice")
+            assert conn.exp == answer.json()["expires_at"] > welcome.data["expires_at"]
+            conn.withdraw(CloseCode.GOING_AWAY, "test")
+            assert (await stream.next()).data == {"code": CloseCode.GOING_AWAY}
+        # Once the stream is gone, its id is unknown on every node.
+        for node in (a, b):
+            async with httpx.AsyncClient() as client:
+                gone = await client.post(node.url(f"/api/streams/{welcome.data['stream']}/refresh"),
+                                         json={"token": later})
+            assert gone.status_code == 404, gone.text
