@@ -25,7 +25,8 @@ from realtime.hub import BrokerUnavailable
 from realtime.net.sse import SseSession
 from realtime.net.websocket import Session
 from realtime.protocol.upgrade import (
-    Accept, StreamRequest, check_stream, check_upgrade, is_upgrade, ticket_of, ticket_principal,
+    Accept, StreamRequest, check_stream, check_upgrade, handshake_problem, is_upgrade, stream_problem, ticket_of,
+    ticket_principal,
 )
 from realtime.tokens.keyring import AccessClaims
 
@@ -253,6 +254,10 @@ class HttpConnection:
         """``GET /sse`` (SPEC §13): the gate, then the subscriptions, then
         (only if all went through) the stream takes the connection."""
         state = self.state
+        problem = stream_problem(request, state.settings)  # before a ticket is spent on it
+        if problem is not None:
+            await self._send(problem)
+            return self._keep_alive()
         principal = await self._ticket(request)
         decision = check_stream(request, state.settings, state.keyring, state.revoked,
                                 state.hub.allows_any_channel, principal=principal)
@@ -277,7 +282,7 @@ class HttpConnection:
         hub = self.state.hub
         # An OAuth 1.0a signed upgrade needs the store (token, nonce): checked here, with I/O.
         principal = await oauth1_principal(request, self.state) if oauth1_is_signed(request) else None
-        if principal is None:
+        if principal is None and handshake_problem(request) is None:  # a ticket is not spent on a bad handshake
             principal = await self._ticket(request)
         decision = check_upgrade(
             request,

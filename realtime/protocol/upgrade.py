@@ -54,6 +54,11 @@ def is_upgrade(request: Request) -> bool:
     return upgrade == "websocket" and "upgrade" in tokens
 
 
+def handshake_problem(request: Request) -> Response | None:
+    """What is wrong with the upgrade itself (before any credential), or None."""
+    return _handshake_problem(request)
+
+
 def _handshake_problem(request: Request) -> Response | None:
     if request.method != "GET":
         return error_response(405, "method_not_allowed", "WebSocket upgrades use GET", (("allow", "GET"),))
@@ -224,15 +229,9 @@ def check_stream(
     (token), 403 (a token that may use no channel, a foreign ``Origin``).
     Whether each channel is allowed is the hub's answer at subscribe time.
     """
-    if request.method != "GET":
-        return error_response(405, "method_not_allowed", "an event stream is opened with GET", (("allow", "GET"),))
-    accept = request.header("accept")
-    if accept is not None and not _accepts_event_stream(accept):
-        return error_response(406, "not_acceptable", f"this endpoint answers {sse.CONTENT_TYPE}")
-    allowed = settings.websocket.allowed_origins
-    origin = request.header("origin")
-    if allowed and origin is not None and origin not in allowed:
-        return error_response(403, "forbidden_origin", "Origin not allowed")
+    problem = stream_problem(request, settings)
+    if problem is not None:
+        return problem
     query = request.query
     raw_channels = query.get("channel", [])
     if len(raw_channels) > settings.websocket.max_subscriptions:
@@ -260,6 +259,21 @@ def check_stream(
         return bearer_challenge(403, "insufficient_scope", "token allows no channel")
     channels = tuple(dict.fromkeys(raw_channels)) or (f"user:{result.sub}",)
     return StreamRequest(claims=result, channels=channels, positions=positions)
+
+
+def stream_problem(request: Request, settings: Settings) -> Response | None:
+    """What is wrong with a ``GET /sse`` before any credential (so a ticket
+    is not spent on it), or None."""
+    if request.method != "GET":
+        return error_response(405, "method_not_allowed", "an event stream is opened with GET", (("allow", "GET"),))
+    accept = request.header("accept")
+    if accept is not None and not _accepts_event_stream(accept):
+        return error_response(406, "not_acceptable", f"this endpoint answers {sse.CONTENT_TYPE}")
+    allowed = settings.websocket.allowed_origins
+    origin = request.header("origin")
+    if allowed and origin is not None and origin not in allowed:
+        return error_response(403, "forbidden_origin", "Origin not allowed")
+    return None
 
 
 def _accepts_event_stream(accept: str) -> bool:

@@ -138,6 +138,19 @@ async def test_a_ticket_opens_one_stream_once(running: Running) -> None:
         assert refused.status_code == 401
 
 
+async def test_a_ticket_is_not_spent_on_a_malformed_request(running: Running) -> None:
+    token = running.mint()
+    async with httpx.AsyncClient() as client:
+        ticket = await _ticket(client, running, token)
+        wrong = await client.get(sse_url(running, "chat:a", ticket=ticket), headers={"accept": "application/json"})
+        assert wrong.status_code == 406
+        not_ws = await client.get(running.url(f"/ws?ticket={ticket}"),
+                                  headers={"upgrade": "websocket", "connection": "Upgrade"})
+        assert not_ws.status_code in (400, 426)  # no Sec-WebSocket-Version/Key
+        async with open_stream(running, "chat:a", ticket=ticket, client=client) as stream:
+            assert (await stream.next()).name == "welcome"
+
+
 async def test_a_ticket_never_outlives_its_token(running: Running) -> None:
     token = running.mint(ttl=10)
     async with httpx.AsyncClient() as client:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import trio
-
 from realtime.session.streams import TicketBook, claims_from_json, claims_to_json
 from realtime.tokens.keyring import AccessClaims
 
@@ -43,4 +41,3 @@ async def test_the_book_is_bounded() -> None:
 def test_claims_survive_json_and_junk_is_none() -> None:
     assert claims_from_json(claims_to_json(CLAIMS)) == CLAIMS
     assert claims_from_json("{}") is None and claims_from_json(b"\xff") is None and claims_from_json("[1]") is None
-    trio  # noqa: B018 - the async tests run on trio (conftest)
