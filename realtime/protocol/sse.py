@@ -94,18 +94,20 @@ def frame_payload(frame: bytes) -> bytes:
     return frame[4:] if n == 126 else frame[10:]
 
 
-_last_frame: bytes | None = None
-_last_event: SseEvent | None = None
+# (frame, its event): one tuple, read and replaced whole, so servers running
+# in several threads of one process never pair a frame with another's event.
+_last: tuple[bytes, SseEvent] | None = None
 
 
 def from_frame(frame: bytes) -> SseEvent:
     """The SSE form of one prepared WebSocket text frame; converted once
     per frame object (see the module), so a fan-out shares the chunk."""
-    global _last_frame, _last_event
-    if frame is _last_frame and _last_event is not None:
-        return _last_event
+    global _last
+    last = _last
+    if last is not None and last[0] is frame:
+        return last[1]
     event = _convert(frame_payload(frame))
-    _last_frame, _last_event = frame, event
+    _last = (frame, event)
     return event
 
 
