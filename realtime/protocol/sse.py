@@ -117,7 +117,10 @@ def _convert(payload: bytes) -> SseEvent:
         # decoding ``data`` (which may be large).
         decoder = json.JSONDecoder()
         text = payload[: 4096 + len(_MESSAGE_PREFIX)].decode("utf-8", "replace")
-        channel, end = decoder.raw_decode(text, len(_MESSAGE_PREFIX))
+        try:
+            channel, end = decoder.raw_decode(text, len(_MESSAGE_PREFIX))
+        except ValueError:
+            channel, end = None, 0
         rest = text[end:]
         if isinstance(channel, str) and rest.startswith(',"seq":'):
             digits = rest[7:].split(",", 1)[0]

@@ -68,3 +68,8 @@ def test_positions_object_writes_the_same_id() -> None:
     assert positions.line() == sse.id_line({"a,b": 2, "user:x": 7})
     positions.drop("a,b")
     assert positions.text() == "user:x=7"
+
+
+def test_a_malformed_message_payload_is_still_an_event() -> None:
+    event = sse.from_frame(frames.encode_text_frame(b'{"type":"message","channel":\x01'))
+    assert event.channel is None and event.chunk.startswith(b"event: message\n")
