@@ -134,7 +134,10 @@ class SseSession:
         if event.seq <= positions.seqs.get(channel, 0):
             return  # already sent (a replay overlapping live delivery): never twice
         positions.set(channel, event.seq)
-        self._write(event.chunk + positions.line(), charged=charged)
+        if len(positions.seqs) == 1:  # one channel: the shared whole event fits this stream too
+            self._write(event.whole, charged=charged)
+        else:
+            self._write(event.chunk + positions.line(), charged=charged)
 
     def _write(self, data: bytes, *, charged: bool) -> None:
         try:

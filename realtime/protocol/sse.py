@@ -71,11 +71,16 @@ class SseEvent:
             blank line that ends the event (see :func:`id_line`).
         channel: the channel of a ``message``; ``None`` for other events.
         seq: the ``message``'s ``seq`` (0 for other events).
+        whole: for a ``message``, the whole event as a stream on that one
+            channel sends it (its id names only that channel), so the most
+            common stream writes one shared bytes object, as a WebSocket
+            subscriber does.
     """
 
     chunk: bytes
     channel: str | None = None
     seq: int = 0
+    whole: bytes = b""
 
 
 def encode_event(name: str, data: bytes, event_id: str | None = None) -> bytes:
@@ -125,7 +130,9 @@ def _convert(payload: bytes) -> SseEvent:
         if isinstance(channel, str) and rest.startswith(',"seq":'):
             digits = rest[7:].split(",", 1)[0]
             if digits.isdigit():
-                return SseEvent(b"event: message\ndata: " + payload + b"\n", channel, int(digits))
+                chunk = b"event: message\ndata: " + payload + b"\n"
+                whole = chunk + b"id: " + quote(channel, safe=":@").encode("ascii") + b"=" + digits.encode() + b"\n\n"
+                return SseEvent(chunk, channel, int(digits), whole)
     try:
         name = json.loads(payload).get("type", "message")
     except (ValueError, AttributeError):

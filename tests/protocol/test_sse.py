@@ -21,6 +21,7 @@ def test_a_message_frame_becomes_its_event_once(size: int) -> None:
     event = sse.from_frame(frame)
     assert event.channel == "chat:a,b=c" and event.seq == 42
     assert event.chunk == b"event: message\ndata: " + payload + b"\n"
+    assert event.whole == event.chunk + sse.id_line({"chat:a,b=c": 42})
     assert sse.from_frame(frame) is event  # the same frame object: converted once, shared
     copy = frame[:1] + frame[1:]
     assert sse.from_frame(copy) is not event  # another object is converted again
