@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from realtime.api import demo
+from realtime.api import streams
 from realtime.api.app import App
 from realtime.api.metrics import render
 from realtime.api.publish_limit import PrincipalLimit, data_too_large
@@ -141,6 +142,7 @@ def register(router: Router) -> None:
     router.add("POST", "/api/publish", publish)
     router.add("GET", "/api/presence", presence)
     router.add("GET", "/metrics", metrics)
+    streams.register(router)  # SSE tickets and stream refresh (SPEC §13)
     oauth_routes.register(router)
     oauth1_routes.register(router)
     demo.register(router)  # answers 404 unless [demo] enabled = true

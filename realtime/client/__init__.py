@@ -30,6 +30,10 @@ Recovery starts from the first message received on a channel.  Pass
 ``history=True`` to also get the messages the server keeps at subscribe
 time; the position is then known from the start.
 
+**SSE mode** (``connect(..., transport="sse")``, :class:`SseClient`): the
+same stream over ``GET /sse`` where a WebSocket cannot go, with refresh
+through ``POST /api/streams/ID/refresh`` and resume by ``Last-Event-ID``.
+
 The HTTP calls (token endpoint, ``/api/publish``) use httpx, which runs on
 trio; the client needs nothing beyond the server's own dependencies.
 """
@@ -48,6 +52,7 @@ from realtime.client.http_client import MAX_RESPONSE_BYTES as MAX_RESPONSE_BYTES
 from realtime.client.http_client import HttpResponse, http_request
 from realtime.client.publish import publish_http
 from realtime.client.session import Client, connect
+from realtime.client.sse import SseClient
 from realtime.client.token_providers import (
     ClientCredentials,
     RefreshToken,
@@ -71,6 +76,7 @@ __all__ = [
     "Message",
     "PublishError",
     "RefreshToken",
+    "SseClient",
     "StaticToken",
     "TokenProvider",
     "TransportError",

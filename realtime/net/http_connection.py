@@ -9,6 +9,7 @@ Exception text never reaches the client.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import h11
@@ -20,14 +21,22 @@ from realtime.http.transport_security import behind_tls_proxy, hsts_headers, ref
 from realtime.oauth1.resource import oauth1_principal
 from realtime.oauth1.signing import is_signed as oauth1_is_signed
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
+from realtime.hub import BrokerUnavailable
+from realtime.net.sse import SseSession
 from realtime.net.websocket import Session
-from realtime.protocol.upgrade import Accept, check_upgrade, is_upgrade
+from realtime.protocol.upgrade import (
+    Accept, StreamRequest, check_stream, check_upgrade, handshake_problem, is_upgrade, stream_problem, ticket_of,
+    ticket_principal,
+)
+from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
     from realtime.http.router import Router
     from realtime.api.app import App
 
 log = logging.getLogger("realtime.http")
+
+SSE_PATH = "/sse"  # SPEC §13
 
 SERVER_HEADER = ("server", "realtime")
 
@@ -41,7 +50,7 @@ class _Fail(Exception):
 
 class HttpConnection:
     def __init__(self, transport: Transport, state: "App", router: "Router", scheme: str,
-                 sessions: set[Session]) -> None:
+                 sessions: set[Session | SseSession]) -> None:
         self.transport = transport
         self.sessions = sessions  # the server's live WebSockets (told 1001 at shutdown)
         self.state = state
@@ -55,7 +64,7 @@ class HttpConnection:
         self.tls = scheme == "https"  # the current request came over TLS (here or at a trusted proxy)
         self.shutting_down = False
         self.scope = trio.CancelScope()
-        self.upgraded: Session | None = None
+        self.upgraded: Session | SseSession | None = None
 
     def shutdown(self) -> None:
         """Stop after the current response; drop at once when idle."""
@@ -85,7 +94,7 @@ class HttpConnection:
         finally:
             self.transport.close()
 
-    async def _run_session(self, session: Session) -> None:
+    async def _run_session(self, session: Session | SseSession) -> None:
         # The HTTP side is done: drop h11's state and the request (its headers
         # hold the bearer token) so an idle socket keeps only what it needs.
         self.conn = None  # type: ignore[assignment]
@@ -217,6 +226,8 @@ class HttpConnection:
                 return await self._upgrade(request, echo=path != ws.path)
             await self._send(error_response(426, "upgrade_required", "this endpoint speaks WebSocket", (("upgrade", "websocket"),)))
             return self._keep_alive()
+        if path == SSE_PATH:
+            return await self._event_stream(request)
         try:
             response = await self.router.dispatch(request, self.state)
         except Exception:  # noqa: BLE001 - last resort: log, answer 500, keep serving
@@ -234,10 +245,53 @@ class HttpConnection:
             return False
         return True
 
+    async def _ticket(self, request: Request) -> AccessClaims | Response | None:
+        """A ``?ticket=`` redeemed (a store round trip, so here, with I/O)."""
+        ticket = ticket_of(request)
+        if ticket is None or isinstance(ticket, Response):
+            return ticket
+        state = self.state
+        try:
+            claims = await state.tickets.redeem(ticket)
+        except BrokerUnavailable:
+            return error_response(503, "unavailable", "the ticket store is unreachable; try again",
+                                  (("retry-after", "1"),))
+        return ticket_principal(claims, state.settings, state.keyring, state.revoked, time.time())
+
+    async def _event_stream(self, request: Request) -> bool:
+        """``GET /sse`` (SPEC §13): the gate, then the subscriptions, then
+        (only if all went through) the stream takes the connection."""
+        state = self.state
+        problem = stream_problem(request, state.settings)  # before a ticket is spent on it
+        if problem is not None:
+            await self._send(problem)
+            return self._keep_alive()
+        principal = await self._ticket(request)
+        decision = check_stream(request, state.settings, state.keyring, state.revoked,
+                                state.hub.allows_any_channel, principal=principal)
+        if not isinstance(decision, StreamRequest):
+            await self._send(decision)
+            return self._keep_alive()
+        extra = b"".join(f"{name}: {value}\r\n".encode("latin-1")
+                         for name, value in (*SECURITY_HEADERS, *self._hsts()))
+        session = SseSession(self.transport, decision, state, extra_head=extra)
+        refusal = await session.start()
+        if refusal is not None:
+            await self._send(refusal)
+            return self._keep_alive()
+        self.idle = False
+        self.upgraded = session  # run() sends the head and the events
+        return False
+
+    def _hsts(self) -> list[tuple[str, str]]:
+        return list(hsts_headers(self.state.settings.server)) if self.scheme == "https" else []
+
     async def _upgrade(self, request: Request, echo: bool) -> bool:
         hub = self.state.hub
         # An OAuth 1.0a signed upgrade needs the store (token, nonce): checked here, with I/O.
         principal = await oauth1_principal(request, self.state) if oauth1_is_signed(request) else None
+        if principal is None and handshake_problem(request) is None:  # a ticket is not spent on a bad handshake
+            principal = await self._ticket(request)
         decision = check_upgrade(
             request,
             self.state.settings,

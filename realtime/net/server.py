@@ -150,6 +150,13 @@ async def build_state(settings: Settings) -> Started:
     await app.oauth.start()
     if broker is not None:
         broker.on_revoke = lambda jti, exp: app.revoke_access(jti, exp, share=False)
+        from realtime.net.redis.streams import RedisStreams, RedisTickets, parse_refresh
+        from realtime.net.sse import refresh_from_another_node
+
+        # SSE (SPEC §13): tickets single use across nodes; refreshes reach the stream's node.
+        app.tickets = RedisTickets(broker.state)
+        app.stream_directory = RedisStreams(broker.state)
+        broker.state.on_stream_refresh = lambda data: refresh_from_another_node(app, parse_refresh(data))
     return Started(app, broker, ssl_context)
 
 
