@@ -1,6 +1,6 @@
 import type { Transport } from "./transports.js";
 
-export { webSocketTransport, SUBPROTOCOL, Transport, Connection } from "./transports.js";
+export { webSocketTransport, sseTransport, fallbackTransport, SUBPROTOCOL, Transport, Connection } from "./transports.js";
 export { PkceClient, AuthError, createPkcePair, jwtClaims, PkceOptions, TokenStorage, TokenResponse } from "./pkce.js";
 
 export const CloseCodes: {
@@ -36,8 +36,14 @@ export interface RealtimeOptions {
   getToken: (info: TokenRequest) => string | Promise<string>;
   /** The constructor where there is no global WebSocket (e.g. `ws` on Node 20). */
   WebSocket?: unknown;
-  /** Replaces the WebSocket transport (the seam for SSE). */
+  /** Replaces the WebSocket transport (e.g. `sseTransport()`). */
   transport?: Transport;
+  /** A fallback list, e.g. `[webSocketTransport(), sseTransport()]`: the next is
+   *  used after `fallbackAfter` failures in a row with no welcome, or at once
+   *  when one is unavailable here. Ignored when `transport` is given. */
+  transports?: Transport[];
+  /** Failures without a welcome before moving to the next of `transports` (default 2). */
+  fallbackAfter?: number;
   /** Used when `url` has no path; default "/ws". */
   path?: string;
   minBackoff?: number;

@@ -207,19 +207,43 @@ export class RealtimeServer {
  * A TCP relay in front of a server, to cut the network under a live
  * socket: `cut()` destroys every relayed connection (the client sees 1006,
  * no close frame), `freeze()` silences them without a close, `refuse()` / `accept()` turn new connections away or
- * let them through.
+ * let them through, `blockUpgrades()` answers WebSocket handshakes 403 and relays the rest.
  */
 export class Relay {
   static async start(targetPort) {
     const r = new Relay();
     r.sockets = new Set();
     r.refusing = false;
-    r.server = createServer((c) => {
-      if (r.refusing) { c.destroy(); return; }
+    r.blocking = false;
+    r.upgradesRefused = 0;
+    const relay = (c, head) => {
       const s = tcpConnect(targetPort, "127.0.0.1");
       for (const x of [c, s]) { r.sockets.add(x); x.on("close", () => r.sockets.delete(x)); x.on("error", () => {}); }
+      if (head) s.write(head);
       c.pipe(s); s.pipe(c);
       c.on("close", () => s.destroy()); s.on("close", () => c.destroy());
+    };
+    r.server = createServer((c) => {
+      if (r.refusing) { c.destroy(); return; }
+      if (!r.blocking) { relay(c, null); return; }
+      // Read the request head: a WebSocket upgrade gets 403, the rest is relayed.
+      let head = Buffer.alloc(0);
+      c.on("error", () => {});
+      const onData = (chunk) => {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf("\r\n\r\n");
+        if (end < 0 && head.length < 16384) return;
+        c.off("data", onData);
+        c.pause();
+        if (/^upgrade:\s*websocket/im.test(head.subarray(0, end < 0 ? head.length : end).toString("latin1"))) {
+          r.upgradesRefused += 1;
+          c.end("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+          return;
+        }
+        relay(c, head);
+        c.resume();
+      };
+      c.on("data", onData);
     });
     await new Promise((ok) => r.server.listen(0, "127.0.0.1", ok));
     r.port = r.server.address().port;
@@ -232,6 +256,8 @@ export class Relay {
   freeze() {
     for (const s of this.sockets) { s.unpipe(); s.removeAllListeners("data"); s.on("data", () => {}); }
   }
+  /** A proxy that refuses WebSocket upgrades (403) and relays plain HTTP. */
+  blockUpgrades() { this.blocking = true; }
   refuse() { this.refusing = true; }
   accept() { this.refusing = false; }
   close() { this.cut(); return new Promise((ok) => this.server.close(ok)); }

@@ -8,9 +8,9 @@
 // delivered, and drops replayed duplicates by seq.  A 4003 (access
 // withdrawn) or close() stops it for good.
 
-import { webSocketTransport } from "./transports.js";
+import { webSocketTransport, fallbackTransport } from "./transports.js";
 
-export { webSocketTransport, SUBPROTOCOL } from "./transports.js";
+export { webSocketTransport, sseTransport, fallbackTransport, SUBPROTOCOL } from "./transports.js";
 
 /** Close codes of SPEC §4 the client acts on. */
 export const CloseCodes = Object.freeze({
@@ -56,14 +56,20 @@ export class Realtime {
   /**
    * @param {string} url `wss://host/ws`, or the server's base `https://host`
    * @param {object} options `getToken` (required), `WebSocket`, `transport`
-   *   and the timing knobs of DEFAULTS.
+   *   (one transport) or `transports` (a fallback list, e.g.
+   *   `[webSocketTransport(), sseTransport()]`, moving on after
+   *   `fallbackAfter` (default 2) failures without a welcome) and the
+   *   timing knobs of DEFAULTS.
    */
   constructor(url, options = {}) {
     if (typeof options.getToken !== "function") throw new TypeError("options.getToken must be a function returning an access token");
     this.options = Object.assign({}, DEFAULTS, options);
     this.url = socketUrl(url, this.options.path);
     this.getToken = options.getToken;
-    this.transport = options.transport || webSocketTransport({ WebSocket: options.WebSocket });
+    this.transport = options.transport
+      || (options.transports ? fallbackTransport(options.transports, { after: options.fallbackAfter })
+        : webSocketTransport({ WebSocket: options.WebSocket }));
+    if (this.transport.available === false) throw new TypeError(this.transport.reason || "this transport is not available here");
     this.state = "idle";          // idle, connecting, open, reconnecting, closed
     this.sub = null;
     this.expiresAt = 0;           // epoch seconds of the connection's deadline
