@@ -48,7 +48,9 @@ FILES: dict[str, tuple[str, str]] = {
 
 # The page talks to its own origin only: fetch() to /oauth2/token and
 # /oauth2/userinfo, and the WebSocket (CSP 3: 'self' covers ws:/wss: on the
-# same host).  No inline script or style, no frames; the scripts are ES
+# same host), or with ?transport=sse (or when WebSockets fail) an
+# EventSource on /sse and fetch() to /api/ticket, /api/publish,
+# /api/presence and /api/streams/ID/refresh.  No inline script or style, no frames; the scripts are ES
 # modules from this origin, which script-src 'self' allows.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "

@@ -357,3 +357,80 @@ def check_ws_parameter(sync_api: Any, origin: str, hostile: list[str]) -> list[s
         finally:
             browser.close()
     return urls
+
+
+# -- ?transport=sse: the same page over Server-Sent Events ------------------
+
+
+async def test_demo_over_sse_in_chromium(sync_api: Any, nursery: trio.Nursery, settings: Settings) -> None:
+    """``?transport=sse``: the page signs in, connects with a ticket and
+    Chromium's own EventSource (no WebSocket at all), receives a message
+    sent with ``/api/publish`` and sends one, under the page's CSP."""
+    probe = await Running.start(nursery, attrs.evolve(settings, server=attrs.evolve(settings.server, https=None)))
+    port = probe.server.bound.http.port
+    probe.stop()
+    await probe.stopped.wait()
+    origin = f"http://127.0.0.1:{port}"
+    settings = attrs.evolve(settings, apps={**settings.apps, "demo": demo_app(origin)},
+                            server=attrs.evolve(settings.server, http=Addr("127.0.0.1", port), https=None))
+    running = await Running.start(nursery, settings)
+    state = running.server.state
+    assert state is not None
+    app_token, _ = issue_access_token(state.keyring, issuer=settings.issuer, audience=settings.audience,
+                                      sub="chat-app", client_id="chat-app", scope=["chat:write"], ttl=600)
+    try:
+        seen = await trio.to_thread.run_sync(run_sse_browser, sync_api, origin, app_token)
+    finally:
+        running.stop()
+    sse = [u for u in seen["requests"] if u.startswith(origin + "/sse?")]
+    assert sse and all("ticket=" in u and "access_token" not in u for u in sse), seen
+    assert any("channel=chat%3Alobby" in u for u in sse), sse
+    assert seen["websockets"] == [], seen
+    assert origin + "/api/ticket" in seen["requests"], seen
+
+
+def run_sse_browser(sync_api: Any, origin: str, app_token: str) -> dict[str, list[str]]:
+    import httpx
+
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    errors: list[str] = []
+    requests: list[str] = []
+    websockets: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_context().new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # A CSP refusal is only a console message: count those as errors too.
+            page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
+            page.on("request", lambda req: requests.append(req.url))
+            page.on("websocket", lambda ws: websockets.append(ws.url))
+            page.goto(origin + "/demo/?transport=sse")
+            page.click("#login")
+            page.fill("#username", "alice")
+            page.fill("#password", PASSWORDS["alice"])
+            page.click("button[type=submit]")
+            page.click("button[value=allow]")
+            expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+            expect(page.locator("#who")).to_have_text("signed in as alice")
+            st = page.evaluate("window.rtDemo.state")
+            assert st["transport"] == "sse" and st["open"], st
+            # Both channels joined (one reopened stream): wait until the lobby is live.
+            page.wait_for_function("window.rtDemo.state.lastSeq['chat:lobby'] !== undefined")
+
+            resp = httpx.post(origin + "/api/publish", headers={"authorization": f"Bearer {app_token}"},
+                              json={"channel": "chat:lobby", "data": {"text": "hello over sse"}})
+            assert resp.status_code == 200 and resp.json()["delivered"] == 1, resp.text
+            expect(page.locator("#messages li").filter(has_text="hello over sse")).to_contain_text("chat-app")
+
+            page.fill("#text", "sent from the sse page")
+            page.press("#text", "Enter")
+            expect(page.locator("#messages li").filter(has_text="sent from the sse page")).to_contain_text("alice:")
+            st = page.evaluate("window.rtDemo.state")
+            assert st["lastSeq"]["chat:lobby"] == 2 and st["connects"] == 1 and st["gaps"] == 0, st
+            assert errors == [], errors
+        finally:
+            browser.close()
+    return {"requests": requests, "websockets": websockets}

@@ -4,7 +4,7 @@
 // reconnects with `since`; this file only draws what it reports.
 // Plain JS modules, no build step, talks only to the origin that served it.
 
-import { Realtime, PkceClient } from "./lib/realtime.js";
+import { Realtime, PkceClient, webSocketTransport, sseTransport } from "./lib/realtime.js";
 
 function sameOriginPath(p) {
   if (typeof p !== "string" || !p.startsWith("/") || p.startsWith("//")) return null;
@@ -22,6 +22,13 @@ const SCOPE = "chat:read chat:write offline_access";
 const WS_PATH = sameOriginPath(params.get("ws")) || "/ws";
 const WS_URL = (location.protocol === "https:" ? "wss:" : "ws:") + "//" + location.host + WS_PATH;
 sessionStorage.setItem("rt.demo.client_id", CLIENT_ID);
+// ?transport=sse: Server-Sent Events only (EventSource with a ticket);
+// otherwise WebSocket first, and SSE when two handshakes in a row fail
+// without a welcome (a proxy that refuses upgrades) or there is no WebSocket.
+// Kept in this tab's sessionStorage so it survives the sign-in redirect;
+// ?transport=auto goes back to the default.
+const TRANSPORT = (params.get("transport") || sessionStorage.getItem("rt.demo.transport")) === "sse" ? "sse" : "auto";
+sessionStorage.setItem("rt.demo.transport", TRANSPORT);
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -47,6 +54,7 @@ window.rtDemo = {
       sub: rt ? rt.sub : auth.sub, exp: auth.expiresAt, open: !!rt && rt.state === "open", channel,
       refreshes: rt ? rt.stats.refreshes : 0, connects: rt ? rt.stats.connects : 0, gaps: rt ? rt.stats.gaps : 0,
       lastSeq, lastClose: rt && rt.lastClose ? rt.lastClose.code : null,
+      transport: rt ? rt.transport.current || rt.transport.kind : null,
     };
   },
 };
@@ -197,7 +205,10 @@ function sessionOver(why) {
 }
 
 function start() {
-  const client = new Realtime(WS_URL, { getToken: (info) => auth.getToken(info) });
+  const options = { getToken: (info) => auth.getToken(info) };
+  if (TRANSPORT === "sse") options.transport = sseTransport();
+  else options.transports = [webSocketTransport(), sseTransport()];
+  const client = new Realtime(WS_URL, options);
   rt = client;
   client.on("state", (state, info) => {
     if (rt !== client) return;
@@ -208,7 +219,7 @@ function start() {
       setConn("open", "open");
       setSignedIn(true);
       ui.noteChannel.textContent = "user:" + client.sub;
-      log("socket open");
+      log("connected over " + (client.transport.current || client.transport.kind));
       if (client.stats.connects > 1) notice("Reconnected.", false);
       else if (!ui.notice.classList.contains("error")) notice("");
     } else if (state === "closed" && info.error) {
