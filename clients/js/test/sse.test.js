@@ -92,7 +92,15 @@ test("SSE: connect, subscribe, publish with ack, presence, refusals with the Web
   await c.until((g) => texts(g).includes("lobby again"));
   assert.deepEqual(c.got.map((m) => m.seq), [1, 2, 3, 4], "nothing repeated across the reopen");
 
+  // Unsubscribe is answered at once (no request timeout), and the lobby's
+  // messages stop while chat:other's still come.
+  const t0 = Date.now();
   await sub.unsubscribe();
+  assert.ok(Date.now() - t0 < 2000, "unsubscribe took " + (Date.now() - t0) + " ms");
+  await rt.publish("chat:lobby", { text: "not for us" });
+  await srv.publish("chat:other", { text: "other 2" });
+  await d.until((g) => g.length === 2);
+  assert.ok(!texts(c.got).includes("not for us"));
   rt.close();
   assert.equal(rt.state, "closed");
   assert.equal(rt.stats.connects, 1, "subscribes reopen the stream, not the connection");
@@ -201,6 +209,33 @@ test("SSE: 4003 when the stream's token is revoked (RFC 7009)", async (t) => {
   const [info] = await closed;
   assert.equal(info.code, 4003);
   assert.equal(rt.closeReason.error.code, "access_withdrawn");
+});
+
+test("SSE: a refresh the server refuses (another sub): a new stream with a fresh token, nothing lost", async (t) => {
+  const srv = await server(t, { accessTtl: "5s", expiryWarning: "3s" });
+  let swapped = false;
+  const { rt, asked } = client(t, srv.url, srv);
+  const getToken = rt.getToken;
+  rt.getToken = async (info) => {
+    if (info.reason === "expiring" && !swapped) {
+      swapped = true;
+      return srv.appToken(); // valid, but another sub: the refresh endpoint answers 403
+    }
+    return getToken(info);
+  };
+  const errors = [];
+  rt.on("error", (e) => errors.push(e.code));
+  const c = collector();
+  await rt.connect();
+  await rt.subscribe("chat:lobby", { onMessage: c.onMessage });
+  await rt.publish("chat:lobby", { text: "on the first stream" });
+  await waitFor(rt, "state", (s) => s === "open" && rt.stats.connects === 2, 20000);
+  await rt.publish("chat:lobby", { text: "on the new stream" });
+  await c.until((g) => texts(g).includes("on the new stream"));
+  assert.deepEqual(c.got.map((m) => m.seq), [1, 2]);
+  assert.ok(errors.includes("invalid_token"), "the refusal was reported: " + errors);
+  assert.ok(asked.includes("rejected"), "asked: " + asked);
+  assert.equal(rt.lastClose.code, 4000);
 });
 
 test("fallback: WebSocket upgrades refused by a proxy -> after 2 failures the client is on SSE and delivers", async (t) => {

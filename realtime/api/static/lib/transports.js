@@ -135,18 +135,21 @@ export function sseTransport(options = {}) {
 
     const conn = {
       onopen: null, onmessage: null, onclose: null,
-      send(text) { handle(JSON.parse(text)); },
-      close() { finish(null); },
+      // Later, as over a socket: the client files a request after sending it.
+      send(text) { const msg = JSON.parse(text); queueMicrotask(() => handle(msg)); },
+      // As a WebSocket's close(): onclose follows (later), with this code.
+      close(code, reason) { finish({ code: code || 1000, reason: reason || "", wasClean: true }, true); },
     };
 
     const deliver = (obj) => { if (!closed && conn.onmessage) conn.onmessage(JSON.stringify(obj)); };
 
-    function finish(ev) {
+    function finish(ev, later = false) {
       if (closed) return;
       closed = true;
       if (stream) stream.es.close();
       stream = null;
-      if (ev && conn.onclose) conn.onclose(Object.assign({ reason: "", wasClean: false }, ev));
+      const fire = () => { if (conn.onclose) conn.onclose(Object.assign({ reason: "", wasClean: false }, ev)); };
+      if (later) queueMicrotask(fire); else fire();
     }
 
     async function api(method, p, body) {
