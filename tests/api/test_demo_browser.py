@@ -365,7 +365,8 @@ def check_ws_parameter(sync_api: Any, origin: str, hostile: list[str]) -> list[s
 async def test_demo_over_sse_in_chromium(sync_api: Any, nursery: trio.Nursery, settings: Settings) -> None:
     """``?transport=sse``: the page signs in, connects with a ticket and
     Chromium's own EventSource (no WebSocket at all), receives a message
-    sent with ``/api/publish`` and sends one, under the page's CSP."""
+    sent with ``/api/publish`` and sends one, under the page's CSP.  Then
+    a second page whose WebSocket handshake fails ends on SSE by itself."""
     probe = await Running.start(nursery, attrs.evolve(settings, server=attrs.evolve(settings.server, https=None)))
     port = probe.server.bound.http.port
     probe.stop()
@@ -385,7 +386,7 @@ async def test_demo_over_sse_in_chromium(sync_api: Any, nursery: trio.Nursery, s
     sse = [u for u in seen["requests"] if u.startswith(origin + "/sse?")]
     assert sse and all("ticket=" in u and "access_token" not in u for u in sse), seen
     assert any("channel=chat%3Alobby" in u for u in sse), sse
-    assert seen["websockets"] == [], seen
+    assert [u for u in seen["websockets"] if not u.endswith("/no-websocket-here")] == [], seen
     assert origin + "/api/ticket" in seen["requests"], seen
 
 
@@ -430,6 +431,32 @@ def run_sse_browser(sync_api: Any, origin: str, app_token: str) -> dict[str, lis
             expect(page.locator("#messages li").filter(has_text="sent from the sse page")).to_contain_text("alice:")
             st = page.evaluate("window.rtDemo.state")
             assert st["lastSeq"]["chat:lobby"] == 2 and st["connects"] == 1 and st["gaps"] == 0, st
+
+            # Without ?transport: the WebSocket first; where its handshake
+            # fails (here a path with no WebSocket behind it), SSE after two tries.
+            other = browser.new_context().new_page()
+            other.set_default_timeout(TIMEOUT_MS)
+            other.on("pageerror", lambda exc: errors.append(str(exc)))
+            other.goto(origin + "/demo/")
+            other.click("#login")
+            other.fill("#username", "alice")
+            other.fill("#password", PASSWORDS["alice"])
+            other.click("button[type=submit]")
+            other.click("button[value=allow]")
+            expect(other.locator("#conn")).to_have_attribute("data-state", "open")
+            assert other.evaluate("window.rtDemo.state")["transport"] == "websocket"
+            # A reload of the tab (its refresh token signs it in again) with a
+            # socket path that refuses the upgrade.
+            other.on("websocket", lambda ws: websockets.append(ws.url))
+            other.goto(origin + "/demo/?ws=/no-websocket-here")
+            expect(other.locator("#conn")).to_have_attribute("data-state", "open")
+            st = other.evaluate("window.rtDemo.state")
+            assert st["transport"] == "sse", st
+            assert len(websockets) == 2 and all(u.endswith("/no-websocket-here") for u in websockets), websockets
+            other.wait_for_function("window.rtDemo.state.lastSeq['chat:lobby'] === 2")  # since 0: the history
+            other.fill("#text", "after the fallback")
+            other.press("#text", "Enter")
+            expect(page.locator("#messages li").filter(has_text="after the fallback")).to_contain_text("alice:")
             assert errors == [], errors
         finally:
             browser.close()
