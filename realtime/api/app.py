@@ -26,6 +26,7 @@ before.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +64,13 @@ class App:
     # use and again when a reload changes the rate; time is injectable.
     api_publish_limit: PrincipalLimit | None = None
     monotonic: Callable[[], float] = time.monotonic
+    # Issue 20 (server API): this node's id (the broker's, with one), when it
+    # started (monotonic), and the in-process idempotency keys of
+    # /api/publish: key -> (monotonic deadline, answer body; b"" while the
+    # first publish is under way).
+    node: str = attrs.field(factory=lambda: secrets.token_hex(8))
+    started: float = attrs.field(factory=time.monotonic)
+    idempotency: dict[str, tuple[float, bytes]] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self.metrics_registry = build_registry(self)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from realtime.api import demo
+from realtime.api import admin_api, demo
 from realtime.api.app import App
 from realtime.api.metrics import render
 from realtime.api.publish_limit import PrincipalLimit, data_too_large
@@ -141,6 +141,7 @@ def register(router: Router) -> None:
     router.add("POST", "/api/publish", publish)
     router.add("GET", "/api/presence", presence)
     router.add("GET", "/metrics", metrics)
+    admin_api.register(router)  # the server API (SPEC §11)
     oauth_routes.register(router)
     oauth1_routes.register(router)
     demo.register(router)  # answers 404 unless [demo] enabled = true

@@ -224,7 +224,11 @@ CHANNEL_FIELDS: dict[str, Converter] = {
 BROKER_FIELDS: dict[str, Converter] = {"url": broker_url, "node_ttl": duration(positive=True)}
 DEMO_FIELDS: dict[str, Converter] = {"enabled": boolean}
 # Issue 18: [api] and [metrics]
-API_FIELDS: dict[str, Converter] = {"publish_rate": rate}
+API_FIELDS: dict[str, Converter] = {
+    "publish_rate": rate,
+    # Issue 20: how long an /api/publish idempotency_key is remembered.
+    "idempotency_window": duration(positive=True),
+}
 METRICS_FIELDS: dict[str, Converter] = {"scope": scope}
 TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "demo", "api", "metrics")
 

@@ -144,6 +144,9 @@ class ApiSettings:
     """``[api]``: the HTTP API (``/api/publish``)."""
 
     publish_rate: str = "50/s"  # per principal (sub + client_id); 429 past it
+    # Issue 20: an idempotency_key seen within this window answers the first
+    # publish's result again and publishes nothing.
+    idempotency_window: float = 300.0
 
 
 @attrs.frozen

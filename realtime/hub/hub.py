@@ -85,6 +85,11 @@ class Hub:
             chosen.bind(self.deliver)
         self.remote = self._remote is not None
 
+    @property
+    def remote_broker(self) -> RemoteBroker | None:
+        """The networked broker, or ``None`` in process (server API requests)."""
+        return self._remote
+
     def share_revocation(self, jti: str, exp: float) -> None:
         """Send a revocation to the other nodes; in process there are none."""
         if self._remote is not None:

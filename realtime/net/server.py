@@ -11,6 +11,7 @@ does, so a stuck peer cannot outlive it.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from realtime.api import admin_ops
 from realtime.api import endpoints as api
 from realtime.api.app import App
 from realtime.config.settings import Addr, Settings
@@ -148,8 +150,12 @@ async def build_state(settings: Settings) -> Started:
                                                limiter=_file_limiter)
     app = compose_app(settings, keyring, store, revoked, broker, oauth_key=oauth_key, oauth1_key=oauth1_key)
     await app.oauth.start()
+    for sub, client_id, issued_before, _ in await store.live_cutoffs(time.time()):
+        revoked.cut(sub, client_id, issued_before)  # POST /api/revoke survives a restart
     if broker is not None:
         broker.on_revoke = lambda jti, exp: app.revoke_access(jti, exp, share=False)
+        app.node = broker.state.node
+        broker.on_control = functools.partial(admin_ops.run_local, app)  # server API from other nodes
     return Started(app, broker, ssl_context)
 
 

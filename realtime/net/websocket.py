@@ -93,6 +93,7 @@ class Session:
         "conn_id", "transport", "state", "clock", "echo", "ws", "publish_limit", "message_limit", "close_code", "close_reason",
         "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
         "_partial", "_held", "_room", "_warn_at", "_ping_at", "_pong_due", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
+        "remote", "connected_at",
     )
 
     #: Stateless and shared: composing it costs an idle socket nothing.
@@ -110,6 +111,9 @@ class Session:
     ) -> None:
         self.conn_id = next(_ids)
         self.transport = transport
+        # For the server API's connection list (SPEC §11).
+        self.remote = "%s:%d" % transport.peer()
+        self.connected_at = int(time.time())
         self.state = state
         self.clock = clock
         self.echo = echo

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -99,6 +99,16 @@ CREATE TABLE IF NOT EXISTS oauth1_nonces (
 CREATE INDEX IF NOT EXISTS oauth1_nonces_expiry ON oauth1_nonces(expires_at);
 """
 
+# Issue 20: revocation cut-offs by sub (and client_id) for POST /api/revoke.
+CUTOFFS_TABLE = """CREATE TABLE IF NOT EXISTS cutoffs (
+    sub           TEXT NOT NULL,
+    client_id     TEXT NOT NULL DEFAULT '',  -- '': every app
+    issued_before REAL NOT NULL,
+    keep_until    REAL NOT NULL,
+    PRIMARY KEY (sub, client_id)
+)"""
+SCHEMA += CUTOFFS_TABLE + ";\n"
+
 #: The steps from each version to the next: ``MIGRATIONS[n]`` takes a
 #: file from ``n - 1`` to ``n``.  Columns only ever get added, with
 #: defaults that keep an old row's meaning.
@@ -109,6 +119,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE refresh_tokens ADD COLUMN successor TEXT",
         "ALTER TABLE refresh_tokens ADD COLUMN retries INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE refresh_tokens ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0",
+    ),
+    3: (
+        # Issue 20: revocation cut-offs (POST /api/revoke).
+        CUTOFFS_TABLE,
     ),
 }
 

@@ -244,6 +244,10 @@ class Delivery:
             if key == lua.REVOKE_CHANNEL:
                 self._on_revocation(data)
                 continue
+            if key.startswith(lua.CTL_PREFIX):
+                if self.state.on_ctl is not None:
+                    self.state.on_ctl(key, data)
+                continue
             if not key.startswith(prefix):
                 continue
             channel = as_text(key[cut:])

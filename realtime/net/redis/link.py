@@ -17,6 +17,7 @@ from coredis.retry import NoRetryPolicy
 from realtime.hub.broker import BrokerUnavailable
 from realtime.net.redis import lua
 from realtime.net.redis.delivery import Delivery
+from realtime.net.redis.requests import CTL_CHANNEL, Requests, reply_channel
 from realtime.net.redis.state import (
     BACKOFF_FIRST,
     BACKOFF_MAX,
@@ -40,9 +41,10 @@ class Link:
         delivery: run on each connection (resubscribe, control, pump).
     """
 
-    def __init__(self, state: BrokerState, delivery: Delivery) -> None:
+    def __init__(self, state: BrokerState, delivery: Delivery, requests: Requests) -> None:
         self.state = state
         self.delivery = delivery
+        self.requests = requests
         # stop() cancels the work on the current connection through this
         # scope, which sits *inside* the pub/sub context: the pub/sub then
         # exits normally and unsubscribes while its connection is still open.
@@ -153,6 +155,7 @@ class Link:
                                     nursery.start_soon(self._heartbeat)
                                     nursery.start_soon(self._flusher)
                                     nursery.start_soon(self.delivery.control, ps)
+                                    nursery.start_soon(self.requests.serve)
                                     await self.delivery.pump(ps)
                 except Exception as exc:  # ExceptionGroup from the pub/sub task group too
                     self._down()
@@ -231,7 +234,7 @@ class Link:
     async def _connected(self, client: Any, ps: Any) -> None:
         """(Re)build everything this node holds in Redis, before any delivery."""
         state = self.state
-        await ps.subscribe(lua.REVOKE_CHANNEL)
+        await ps.subscribe(lua.REVOKE_CHANNEL, CTL_CHANNEL, reply_channel(state.node))
         # Revocations made here while Redis was away go out first.
         while state.revocations:
             jti, exp = state.revocations[0]

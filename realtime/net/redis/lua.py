@@ -17,6 +17,8 @@ Keys (``C`` a channel name, ``N`` a node id: 16 hex digits, so
     rt:nodes      zset    N -> last heartbeat, ms on the Redis clock
     rt:revoked    zset    jti -> exp (epoch seconds)
     rt:revoke     pub/sub "<node> <exp> <jti>"
+    rt:ctl        pub/sub server API requests (JSON); rt:ctl:N their answers to node N
+    rt:idem:K     string  the first answer of the publish with idempotency key K
 
 A channel's counter and stream expire after ``idle_ttl`` once no node
 has subscribers on it (clients invent channel names; Redis must not keep
@@ -37,6 +39,8 @@ PREFIX_CHANNEL = b"rt:c:"
 PREFIX_COUNTS = b"rt:n:"
 REVOKED = b"rt:revoked"
 REVOKE_CHANNEL = b"rt:revoke"
+CTL_PREFIX = b"rt:ctl"  # server API requests (rt:ctl) and answers (rt:ctl:<node>)
+IDEMPOTENCY_PREFIX = b"rt:idem:"  # idempotent publish: key -> first answer
 
 # KEYS: counter, stream, pub/sub channel, node counts
 # ARGV: message prefix (up to `"seq":`), suffix (after the number), keep, idle_ttl_ms

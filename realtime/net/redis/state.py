@@ -132,6 +132,8 @@ class BrokerState:
     dirty: dict[str, set[str]] = attrs.field(factory=dict)
     revocations: deque[tuple[str, float]] = attrs.field(factory=lambda: deque(maxlen=100_000))
     scripts: dict[str, Any] = attrs.field(factory=dict)
+    # Server API requests and answers (rt:ctl...), handed over by the pub/sub reader.
+    on_ctl: Callable[[bytes, bytes], None] | None = None
     # counters for /metrics and tests
     delivered: int = 0
     reconnects: int = 0
