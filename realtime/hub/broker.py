@@ -217,3 +217,7 @@ class RemoteBroker(ChannelFeed, Protocol):
         """Keep the answer of the publish that claimed ``key``."""
         ...
 
+    async def forget_key(self, key: str) -> None:
+        """Release ``key`` (its publish failed)."""
+        ...
+

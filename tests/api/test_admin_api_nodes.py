@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import httpx
 import pytest
 import trio
 from trio_websocket import ConnectionClosed
@@ -108,3 +109,22 @@ async def test_a_node_that_cannot_answer_makes_the_answer_partial(nodes: tuple[R
             assert answer["partial"] is True and [c["node"] for c in answer["connections"]] == [a.state.node]
             assert trio.current_time() - started < 5
     stuck.set()
+
+
+async def test_an_idempotency_key_holds_across_nodes(nodes: tuple[Running, Running]) -> None:
+    a, b = nodes
+    token = a.mint()
+    with trio.fail_after(20):
+        async with connect(b, "bob", "chat:read") as bob:
+            assert (await call(bob, type="subscribe", id=1, channel="chat:k"))["type"] == "ack"
+            async with httpx.AsyncClient() as client:
+                body = {"channel": "chat:k", "data": "once", "idempotency_key": "order-7"}
+                headers = {"authorization": f"Bearer {token}"}
+                first = await client.post(a.url("/api/publish"), json=body, headers=headers)
+                again = await client.post(b.url("/api/publish"), json=body, headers=headers)
+                assert first.status_code == again.status_code == 200
+                assert again.json() == first.json() and first.json()["seq"] == 1
+                plain = await client.post(b.url("/api/publish"), json={"channel": "chat:k", "data": "next"},
+                                          headers=headers)
+                assert plain.json()["seq"] == 2
+            assert [(await recv(bob))["data"] for _ in range(2)] == ["once", "next"]

@@ -249,3 +249,9 @@ class RedisBroker:
             await self.state.live_client().set(name, answer, px=max(1, int(ttl * 1000)))
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(str(exc)) from None
+
+    async def forget_key(self, key: str) -> None:
+        try:
+            await self.state.live_client().delete([lua.IDEMPOTENCY_PREFIX + as_bytes(key)])
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(str(exc)) from None
