@@ -27,7 +27,7 @@ from realtime.http.router import Router
 from realtime.tokens.bearer import header_token, verify_bearer
 from realtime.tokens.keyring import AccessClaims
 
-__all__ = ["ADMIN_SCOPE", "register"]
+__all__ = ["ADMIN_ROUTES", "ADMIN_SCOPE", "register", "register_control"]
 
 ADMIN_SCOPE = "realtime:admin"
 MAX_LIMIT = 10_000
@@ -105,22 +105,35 @@ async def _everywhere(state: App, op: str, args: dict[str, Any]) -> dict[str, An
     return answer
 
 
-def _guarded(handler: Any) -> Any:
-    """The admin check, then ``Invalid`` as a 400, for each handler."""
+def _answered(handler: Any, trusted: bool = False) -> Any:
+    """The admin check (unless ``trusted``: the operator's control socket),
+    then ``Invalid`` as a 400, for each handler."""
 
     async def run(request: Request, state: App) -> Response:
-        claims = _admin(request, state)
-        if isinstance(claims, Response):
-            return claims
+        if not trusted:
+            claims = _admin(request, state)
+            if isinstance(claims, Response):
+                return _counted(state, handler.__name__, claims)
         try:
             answer = await handler(request, state)
         except Invalid as exc:
-            return error_response(400, "invalid_request", str(exc))
-        return json_response(200, answer, (("cache-control", "no-store"),))
+            return _counted(state, handler.__name__, error_response(400, "invalid_request", str(exc)))
+        return _counted(state, handler.__name__, json_response(200, answer, (("cache-control", "no-store"),)))
 
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__
+    run.inner = handler  # type: ignore[attr-defined]
     return run
+
+
+def _guarded(handler: Any) -> Any:
+    return _answered(handler)
+
+
+def _counted(state: App, name: str, response: Response) -> Response:
+    """Count the call for /metrics (``realtime_api_calls_total``)."""
+    state.api_calls[(name, response.status)] += 1
+    return response
 
 
 @_guarded
@@ -228,11 +241,25 @@ async def history(request: Request, state: App) -> Response:
     return json_response(200, body, (("cache-control", "no-store"),))
 
 
+ADMIN_ROUTES = (
+    ("GET", "/api/connections", connections),
+    ("POST", "/api/disconnect", disconnect),
+    ("POST", "/api/unsubscribe", unsubscribe),
+    ("POST", "/api/revoke", revoke),
+    ("GET", "/api/channels", channels),
+    ("GET", "/api/info", info),
+)
+
+
+def register_control(router: Router) -> None:
+    """The operator's control socket (``realtime connections|disconnect|revoke``):
+    the same operations without a token; whoever can open the socket (mode
+    0600 in the state dir) is the server's operator."""
+    for method, path, handler in ADMIN_ROUTES:
+        router.add(method, path, _answered(handler.inner, trusted=True))
+
+
 def register(router: Router) -> None:
-    router.add("GET", "/api/connections", connections)
-    router.add("POST", "/api/disconnect", disconnect)
-    router.add("POST", "/api/unsubscribe", unsubscribe)
-    router.add("POST", "/api/revoke", revoke)
+    for method, path, handler in ADMIN_ROUTES:
+        router.add(method, path, handler)
     router.add("GET", "/api/history", history)
-    router.add("GET", "/api/channels", channels)
-    router.add("GET", "/api/info", info)

@@ -72,8 +72,8 @@ class App:
     node: str = attrs.field(factory=lambda: secrets.token_hex(8))
     started: float = attrs.field(factory=time.monotonic)
     idempotency: dict[str, tuple[float, bytes]] = attrs.field(factory=dict)
-    # Server API calls by "<endpoint>_<status>" (and publish_replayed), for /metrics.
-    api_calls: Counter[str] = attrs.field(factory=Counter)
+    # Server API calls by (endpoint, HTTP status), for /metrics.
+    api_calls: Counter[tuple[str, int]] = attrs.field(factory=Counter)
 
     def __attrs_post_init__(self) -> None:
         self.metrics_registry = build_registry(self)

@@ -89,7 +89,7 @@ async def _publish_once(state: App, claims: Any, channel: str, data: Any, key: s
         return error_response(409, "in_progress", "a publish with this idempotency_key is under way; retry later",
                               (("retry-after", "1"),))
     if seen is not None:
-        state.api_calls["publish_replayed"] += 1
+        state.api_calls[("publish_replayed", 200)] += 1
         return Response(200, (("content-type", "application/json"), ("idempotent-replayed", "true")), seen)
     try:
         answer = await _publish(state, claims, channel, data)

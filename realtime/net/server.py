@@ -30,7 +30,7 @@ from realtime.api.app import App
 from realtime.config.settings import Addr, Settings
 from realtime.http.router import Router
 from realtime.hub import Hub
-from realtime.net import pidfile
+from realtime.net import control, pidfile
 from realtime.net.hub_tick import hub_tick
 from realtime.net import reload as reloading
 from realtime.net import systemd
@@ -296,6 +296,7 @@ class Server:
         api.register(self.router)
         server = self.settings.server
         listeners = self._open_listeners()
+        control_sock = control.open_control_socket(server.state_dir)
         pid_path: pidfile.PidFile | None = None
         try:
             async with trio.open_nursery() as root:
@@ -319,6 +320,9 @@ class Server:
                         async with trio.open_nursery() as accepting:
                             for sock, scheme in listeners:
                                 accepting.start_soon(self._accept_loop, sock, scheme, handlers)
+                            if control_sock is not None:  # realtime connections|disconnect|revoke
+                                accepting.start_soon(control.serve_control, control_sock, state, handlers,
+                                                     self.http_conns)
                             task_status.started(self.bound)
                             self.notifier.ready(f"listening {' '.join(parts) if parts else '(no listeners)'}")
                             await self.stopping.wait()
