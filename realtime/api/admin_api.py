@@ -185,7 +185,10 @@ async def revoke(request: Request, state: App) -> dict[str, Any]:
     if isinstance(before, bool) or not isinstance(before, (int, float)) or not 0 <= before < 1e11:
         raise Invalid("issued_before must be epoch seconds")
     args["issued_before"] = float(before)
-    return await _everywhere(state, "revoke", args)
+    answer = await _everywhere(state, "revoke", args)
+    state.emit("revoked", {"sub": args["sub"], "client_id": args.get("client_id"),
+                           "issued_before": args["issued_before"]})
+    return answer
 
 
 @_guarded

@@ -35,8 +35,10 @@ from typing import Any
 import attrs
 from prometheus_client import CollectorRegistry
 
+from realtime.api.admin_metrics import AdminCollector
 from realtime.api.metrics import build_registry
 from realtime.api.publish_limit import PrincipalLimit
+from realtime.api.webhooks import WebhookStats
 from realtime.config.settings import Settings
 from realtime.http.counters import Counters
 from realtime.hub import Hub
@@ -74,9 +76,22 @@ class App:
     idempotency: dict[str, tuple[float, bytes]] = attrs.field(factory=dict)
     # Server API calls by (endpoint, HTTP status), for /metrics.
     api_calls: Counter[tuple[str, int]] = attrs.field(factory=Counter)
+    # Webhooks (SPEC §12): the shell's emit (realtime.net.webhooks), None
+    # without [[webhook]] tables; and the delivery counters.
+    webhook_sink: Callable[[str, dict[str, Any]], None] | None = None
+    webhook_stats: WebhookStats = attrs.field(factory=WebhookStats)
 
     def __attrs_post_init__(self) -> None:
         self.metrics_registry = build_registry(self)
+        self.metrics_registry.register(AdminCollector(self))  # server API and webhooks (issue 20)
+
+    def emit(self, type_: str, data: dict[str, Any]) -> None:
+        """A webhook event (``connect``, ``publish``...); nothing without hooks."""
+        sink = self.webhook_sink
+        if sink is not None:
+            if isinstance(data.get("conn_id"), int):  # the hub's number; the API's id
+                data["conn_id"] = f"{self.node}-{data['conn_id']}"
+            sink(type_, data)
 
     def revoke_access(self, jti: str, exp: float, *, share: bool = True) -> int:
         """Mark an access token revoked and close its live sockets with 4003.

@@ -37,6 +37,7 @@ from realtime.config.apps import (
     readable_secrets_warnings,
 )
 from realtime.config.providers import read_providers
+from realtime.config.webhooks import read_webhooks
 from realtime.config.fields import (
     ConfigError,
     ConfigIssue,
@@ -230,7 +231,8 @@ API_FIELDS: dict[str, Converter] = {
     "idempotency_window": duration(positive=True),
 }
 METRICS_FIELDS: dict[str, Converter] = {"scope": scope}
-TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "demo", "api", "metrics")
+TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "demo", "api", "metrics",
+             "webhook")  # issue 20
 
 
 def load_settings(
@@ -357,6 +359,7 @@ def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | No
         sources=tuple(sources),
         api=api,
         metrics=metrics,
+        webhooks=read_webhooks(source, data.get("webhook", []), base),  # issue 20
     )
     return settings, source
 

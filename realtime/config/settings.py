@@ -217,6 +217,8 @@ class Settings:
     # Issue 18: [api] (publish rate) and [metrics] (scrape access).
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
+    # Issue 20: [[webhook]] tables (SPEC §12).
+    webhooks: tuple["WebhookSettings", ...] = ()
 
     @property
     def issuer(self) -> str:
@@ -235,3 +237,21 @@ class Settings:
         ttls = [self.oauth.access_token_ttl]
         ttls += [app.access_token_ttl for app in self.apps.values() if app.access_token_ttl]
         return max(ttls) + self.oauth.leeway
+
+
+# Issue 20: one [[webhook]] table (SPEC §12); read by realtime.config.webhooks.
+WEBHOOK_EVENTS = ("connect", "disconnect", "subscribe", "unsubscribe", "publish", "join", "leave",
+                  "channel_occupied", "channel_vacated", "revoked")
+
+
+@attrs.frozen
+class WebhookSettings:
+    """One ``[[webhook]]`` table; ``secret`` is never shown in a repr (logs)."""
+
+    url: str
+    secret: bytes = attrs.field(repr=False)
+    events: tuple[str, ...] = WEBHOOK_EVENTS
+    timeout: float = 5.0  # per attempt
+    max_attempts: int = 5  # 2xx ends it; timeout, refused or 5xx retried up to this; 4xx not
+    queue_size: int = 10_000  # events waiting; the overflow is dropped and counted
+

@@ -84,6 +84,13 @@ class Hub:
             self._local = chosen
             chosen.bind(self.deliver)
         self.remote = self._remote is not None
+        # Webhook events (SPEC §12): (type, data), set by the server when
+        # [[webhook]] tables exist; None costs one check per event.
+        self.on_event: Callable[[str, dict[str, Any]], None] | None = None
+
+    def _event(self, type_: str, **data: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(type_, data)
 
     @property
     def remote_broker(self) -> RemoteBroker | None:
@@ -145,6 +152,7 @@ class Hub:
         rule, data_json = self._prepare_publish(channel, data, scopes)
         broker = _serving(self._local, "a hub with a remote broker publishes through publish_async")
         seq, delivered = broker.publish(channel, from_sub, data_json, rule.history, keep_bytes=rule.history_bytes)
+        self._event("publish", channel=channel, seq=seq, sub=from_sub, data=data)
         return PublishResult(delivered, seq)
 
     async def publish_async(self, channel: str, data: Any, *, from_sub: str, scopes: frozenset[str]) -> PublishResult:
@@ -164,6 +172,7 @@ class Hub:
             seq, delivered = await broker.publish_async(channel, from_sub, data_json, rule.history)
         except BrokerUnavailable:
             raise _unavailable() from None
+        self._event("publish", channel=channel, seq=seq, sub=from_sub, data=data)
         return PublishResult(delivered, seq)
 
     def deliver(self, channel: str, frame: bytes) -> int:
@@ -245,14 +254,19 @@ class Hub:
         ch, count, created = self.tables.add(conn, channel)
         if created:
             self.broker.watch(channel)
+        self._event("subscribe", channel=channel, sub=conn.sub, client_id=conn.client_id, conn_id=conn.conn_id)
         if self._remote is not None:
             self._remote.report(channel, conn.sub)
-        elif count == 0 and rule is not None and rule.join_leave:
-            # The sub's leave still held (it left within the window): the
-            # listeners never saw it go, so they need no join either.
-            if not self.held.cancel(channel, conn.sub):
-                self._announce(ch, replies.join(channel, conn.sub), skip=conn)
-            self.held.joined(channel, conn.sub, self._clock())
+        else:
+            if created:  # across nodes, the broker tells (see RemoteBroker.report)
+                self._event("channel_occupied", channel=channel)
+            if count == 0 and rule is not None and rule.join_leave:
+                # The sub's leave still held (it left within the window): the
+                # listeners never saw it go, so they need no join either.
+                if not self.held.cancel(channel, conn.sub):
+                    self._announce(ch, replies.join(channel, conn.sub), skip=conn)
+                    self._event("join", channel=channel, sub=conn.sub)
+                self.held.joined(channel, conn.sub, self._clock())
         return SubscribeResult(replay.frames, replay.recovered, replay.last_seq, True)
 
     async def subscribe_async(self, conn: Connection, channel: str, since: int | None = None) -> SubscribeResult:
@@ -311,17 +325,23 @@ class Hub:
         if detached is None:
             return
         ch, sub, count = detached
+        self._event("unsubscribe", channel=channel, sub=sub, conn_id=conn_id)
         if self._remote is not None:
             self._remote.report(channel, sub)
         if not ch.subs:
             self.broker.unwatch(channel)
             self.held.discard_channel(channel)  # nobody left to tell
+            if self._remote is None:
+                if count == 0 and self.rules.announces(channel):
+                    self._event("leave", channel=channel, sub=sub)
+                self._event("channel_vacated", channel=channel)
         elif count == 0 and self._remote is None and self.rules.announces(channel):
             window, now = self.rules.ws.join_leave_debounce, self._clock()
             if window > 0 and self.held.joined_within(channel, sub, now, window):
                 self.held.hold(channel, sub, now + window)
             else:
                 self._announce(ch, replies.leave(channel, sub), skip=None)
+                self._event("leave", channel=channel, sub=sub)
 
     def tick(self) -> int:
         """Send the held ``leave`` events whose window is over; returns how
@@ -334,6 +354,7 @@ class Hub:
             ch = self.tables.channels.get(channel)
             if ch is not None:
                 self._announce(ch, replies.leave(channel, sub), skip=None)
+                self._event("leave", channel=channel, sub=sub)
                 sent += 1
         return sent
 

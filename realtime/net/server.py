@@ -38,6 +38,7 @@ from realtime.net.http_connection import HttpConnection
 from realtime.net.provider_http import PROVIDER_HTTP
 from realtime.net.tls import build_tls_context
 from realtime.net.transport import Transport
+from realtime.net.webhooks import Webhooks
 from realtime.net.websocket import Session
 from realtime.net.workers import ARGON2_THREADS, CLIENT_ARGON2_THREADS, thread_offload
 from realtime.oauth import services as oauth
@@ -103,6 +104,7 @@ class Started:
     app: App
     broker: "RedisBroker | None"
     ssl_context: ssl.SSLContext | None
+    webhooks: Webhooks | None = None
 
 
 def compose_app(settings: Settings, keyring: KeyRing, store: AsyncStore, revoked: RevokedSet,
@@ -152,11 +154,15 @@ async def build_state(settings: Settings) -> Started:
     await app.oauth.start()
     for sub, client_id, issued_before, _ in await store.live_cutoffs(time.time()):
         revoked.cut(sub, client_id, issued_before)  # POST /api/revoke survives a restart
+    if settings.webhooks:  # SPEC §12: events go to a bounded outbox, delivered by its own tasks
+        webhooks = Webhooks(app, settings.webhooks)
+        app.webhook_sink = webhooks.emit
+        app.hub.on_event = app.emit
     if broker is not None:
         broker.on_revoke = lambda jti, exp: app.revoke_access(jti, exp, share=False)
         app.node = broker.state.node
         broker.on_control = functools.partial(admin_ops.run_local, app)  # server API from other nodes
-    return Started(app, broker, ssl_context)
+    return Started(app, broker, ssl_context, webhooks if settings.webhooks else None)
 
 
 class Server:
@@ -310,6 +316,8 @@ class Server:
                 log.info("listening %s", " ".join(parts) if parts else "(no listeners)")
                 root.start_soon(reloading.housekeeping, state)
                 root.start_soon(hub_tick, state)  # held join/leave events (issue 18)
+                if started.webhooks is not None:
+                    await root.start(started.webhooks.run)
                 if self.broker is not None:
                     await root.start(self.broker.run)
                 if self.settings.server.watch:

@@ -253,6 +253,8 @@ class Session:
         hub = self.state.hub
         hub.connections.add(self)
         self.transport.on_backlog = self._start_writer
+        if not self.echo:  # a webhook event (SPEC §12); nothing without hooks
+            self.state.emit("connect", {"sub": self.sub, "client_id": self.client_id, "conn_id": self.conn_id})
         try:
             self._scope.deadline = self.clock.deadline(self.exp)
             with self._scope:
@@ -312,6 +314,9 @@ class Session:
                 pass
             transport.close()
         self.state.metrics.closes[int(code)] += 1
+        if not self.echo:
+            self.state.emit("disconnect", {"sub": self.sub, "client_id": self.client_id, "conn_id": self.conn_id,
+                                           "code": int(code)})
         log.debug("ws %d closed code=%s reason=%s", self.conn_id, code, self.close_reason)
 
     async def _await_peer_close(self) -> None:
