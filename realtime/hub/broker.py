@@ -147,6 +147,11 @@ class HubView(Protocol):
 
     def deliver_event(self, channel: str, frame: bytes, skip_sub: str) -> int: ...
 
+    def cluster_events(self, channel: str, change: int, events: list[tuple[str, str]]) -> None:
+        """Webhook events a report of this node caused across the cluster:
+        ``change`` 1 occupied, -1 vacated; ``events`` ("J"|"L", sub)."""
+        ...
+
 
 class RemoteBroker(ChannelFeed, Protocol):
     """A networked broker, driven through the hub's ``async`` methods (see

@@ -435,6 +435,18 @@ class Hub:
         except BrokerUnavailable:
             raise _unavailable() from None
 
+    def cluster_events(self, channel: str, change: int, events: list[tuple[str, str]]) -> None:
+        """Across nodes (a remote broker's report): occupied/vacated and
+        join/leave, told to the webhooks by the one node that caused them."""
+        if self.on_event is None:
+            return
+        if change > 0:
+            self._event("channel_occupied", channel=channel)
+        for kind, sub in events:
+            self._event("join" if kind == "J" else "leave", channel=channel, sub=sub)
+        if change < 0:
+            self._event("channel_vacated", channel=channel)
+
     def local_counts(self, channel: str, sub: str) -> tuple[int, int]:
         """``(connections of sub, all connections)`` on ``channel`` here."""
         return self.tables.counts(channel, sub)

@@ -202,10 +202,11 @@ class RedisBroker:
         rule = hub.rule_for(channel) if hub is not None else None
         jl = "1" if rule is not None and rule.join_leave else "0"
         try:
-            await script(args=[state.node, as_bytes(channel), total, jl, int(state.idle_ttl * 1000),
-                               as_bytes(sub), count])
+            result = await script(args=[state.node, as_bytes(channel), total, jl, int(state.idle_ttl * 1000),
+                                        as_bytes(sub), count])
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(str(exc)) from None
+        state.reported(channel, result)
 
     async def prepare(self, channel: str, since: int | None) -> Replay:
         return await self.delivery.prepare(channel, since)

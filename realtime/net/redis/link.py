@@ -305,7 +305,7 @@ class Link:
                     total = hub.local_counts(channel, "")[1]
                 args[2] = total
                 try:
-                    await report(args=args)
+                    state.reported(channel, await report(args=args))
                 except BaseException:
                     state.dirty.setdefault(channel, set()).update(subs)
                     raise

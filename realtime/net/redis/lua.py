@@ -82,6 +82,7 @@ return c
 """
 
 _SETCOUNT = """
+local events = {}  -- 'J'/'L' .. sub: the joins and leaves this script caused (webhooks)
 local function setcount(node, ch, sub, count, jl)
   local pk = 'rt:p:' .. node .. ':' .. ch
   local tk = 'rt:pt:' .. ch
@@ -94,8 +95,10 @@ local function setcount(node, ch, sub, count, jl)
   if jl == '1' then
     if before <= 0 and after > 0 then
       redis.call('PUBLISH', 'rt:c:' .. ch, 'J' .. sub)
+      table.insert(events, 'J' .. sub)
     elseif before > 0 and after <= 0 then
       redis.call('PUBLISH', 'rt:c:' .. ch, 'L' .. sub)
+      table.insert(events, 'L' .. sub)
     end
   end
 end
@@ -121,18 +124,29 @@ end
 # ARGV: node, channel, total (this node's connections on it), jl ("1"/"0"),
 #       idle_ttl_ms, then (sub, count) pairs with this node's absolute counts.
 # Absolute values make a report idempotent: a resync is a replay of them.
+# Returns {change, event...}: change 1 when the channel had no subscriber on
+# any node before and has one now (channel_occupied), -1 the other way
+# (channel_vacated), else 0; then 'J'/'L' .. sub for the joins and leaves it
+# caused.  Exactly one node's script sees each change: that node tells the
+# webhooks, so they hear of it once across the cluster.
 REPORT = _SETCOUNT + """
 local node, ch, total, jl, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local before = redis.call('HLEN', 'rt:n:' .. ch)
 if total == 0 then
   forget(node, ch, jl, ttl)
-  return 0
+else
+  for i = 6, #ARGV, 2 do setcount(node, ch, ARGV[i], tonumber(ARGV[i + 1]), jl) end
+  redis.call('HSET', 'rt:n:' .. ch, node, total)
+  redis.call('HSET', 'rt:nch:' .. node, ch, jl)
+  redis.call('PERSIST', 'rt:q:' .. ch)
+  redis.call('PERSIST', 'rt:s:' .. ch)
 end
-for i = 6, #ARGV, 2 do setcount(node, ch, ARGV[i], tonumber(ARGV[i + 1]), jl) end
-redis.call('HSET', 'rt:n:' .. ch, node, total)
-redis.call('HSET', 'rt:nch:' .. node, ch, jl)
-redis.call('PERSIST', 'rt:q:' .. ch)
-redis.call('PERSIST', 'rt:s:' .. ch)
-return 1
+local after = redis.call('HLEN', 'rt:n:' .. ch)
+local change = 0
+if before == 0 and after > 0 then change = 1 elseif before > 0 and after == 0 then change = -1 end
+local out = {change}
+for _, e in ipairs(events) do table.insert(out, e) end
+return out
 """
 
 # ARGV: node, node_ttl_ms, idle_ttl_ms, revocation horizon (epoch s), leaving ("1": this

@@ -158,6 +158,16 @@ class BrokerState:
             raise BrokerUnavailable("the message broker is unreachable")
         return self.scripts[name]
 
+    def reported(self, channel: str, result: Any) -> None:
+        """Hand a REPORT script's answer (see :data:`realtime.net.redis.lua.REPORT`)
+        to the hub: the cluster-wide occupied/vacated and join/leave changes
+        this node's report caused (webhook events)."""
+        hub = self.hub
+        if hub is None or not isinstance(result, (list, tuple)) or not result:
+            return
+        events = [(as_text(bytes(e[:1])), as_text(bytes(e[1:]))) for e in result[1:]]
+        hub.cluster_events(channel, int(result[0]), events)
+
     def live_client(self) -> Any:
         """The connected client, or :class:`BrokerUnavailable`."""
         client = self.client
