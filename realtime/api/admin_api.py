@@ -210,6 +210,10 @@ async def info(request: Request, state: App) -> dict[str, Any]:
 async def history(request: Request, state: App) -> Response:
     """GET /api/history?channel&since&limit: ``realtime:admin`` or the
     channel's subscribe scope."""
+    return _counted(state, "history", await _history(request, state))
+
+
+async def _history(request: Request, state: App) -> Response:
     claims = _claims(request, state)
     if isinstance(claims, Response):
         return claims

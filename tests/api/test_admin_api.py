@@ -9,11 +9,12 @@ from typing import Any, Callable
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from realtime.config.settings import Settings
 from tests.helpers.admin import admin_token, api
 from tests.helpers.server import Running
+from tests.helpers.tokens import bearer
 from tests.helpers.ws import call, connect, recv, send
 
 
@@ -141,6 +142,10 @@ async def test_revoke_closes_refuses_and_survives_a_restart(
             await call(bob, type="ping", id="still")  # bob is untouched
         # The old token is refused at the gate and at a bearer endpoint.
         assert (await api(running, "GET", "/api/history", token=old, params={"channel": "chat:x"})).status_code == 401
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(running.url("/ws", "ws"), extra_headers=bearer(old)):
+                pass
+        assert rejected.value.status_code == 401
         running.stop()
         await running.stopped.wait()
         again = await start_server(settings)
