@@ -61,6 +61,7 @@ from realtime.config.fields import (
     url_path,
 )
 from realtime.config.settings import (
+    AdminSettings,
     ApiSettings,
     MetricsSettings,
     App,
@@ -232,7 +233,9 @@ API_FIELDS: dict[str, Converter] = {
 }
 METRICS_FIELDS: dict[str, Converter] = {"scope": scope}
 TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "demo", "api", "metrics",
-             "webhook")  # issue 20
+             "webhook", "admin")  # issue 20
+# Issue 20: [admin], the console at /admin/ (on or off; the app it signs in as).
+ADMIN_FIELDS: dict[str, Converter] = {"enabled": boolean, "client_id": nonempty}
 
 
 def load_settings(
@@ -360,6 +363,7 @@ def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | No
         api=api,
         metrics=metrics,
         webhooks=read_webhooks(source, data.get("webhook", []), base),  # issue 20
+        admin=_section(source, data, "admin", ADMIN_FIELDS, AdminSettings),  # issue 20
     )
     return settings, source
 

@@ -217,8 +217,9 @@ class Settings:
     # Issue 18: [api] (publish rate) and [metrics] (scrape access).
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
-    # Issue 20: [[webhook]] tables (SPEC §12).
+    # Issue 20: [[webhook]] tables (SPEC §12) and [admin] (the console at /admin/).
     webhooks: tuple["WebhookSettings", ...] = ()
+    admin: "AdminSettings" = attrs.field(factory=lambda: AdminSettings())
 
     @property
     def issuer(self) -> str:
@@ -254,4 +255,12 @@ class WebhookSettings:
     timeout: float = 5.0  # per attempt
     max_attempts: int = 5  # 2xx ends it; timeout, refused or 5xx retried up to this; 4xx not
     queue_size: int = 10_000  # events waiting; the overflow is dropped and counted
+
+
+@attrs.frozen
+class AdminSettings:
+    """``[admin]`` (issue 20): the web console at ``/admin/`` (off unless enabled)."""
+
+    enabled: bool = False
+    client_id: str = "admin"  # the public app (PKCE) it signs in as; it must allow realtime:admin
 
