@@ -152,7 +152,8 @@ class Hub:
         rule, data_json = self._prepare_publish(channel, data, scopes)
         broker = _serving(self._local, "a hub with a remote broker publishes through publish_async")
         seq, delivered = broker.publish(channel, from_sub, data_json, rule.history, keep_bytes=rule.history_bytes)
-        self._event("publish", channel=channel, seq=seq, sub=from_sub, data=data)
+        if self.on_event is not None:  # the publish path: not even a kwargs dict without hooks
+            self._event("publish", channel=channel, seq=seq, sub=from_sub, data=data)
         return PublishResult(delivered, seq)
 
     async def publish_async(self, channel: str, data: Any, *, from_sub: str, scopes: frozenset[str]) -> PublishResult:
@@ -172,7 +173,8 @@ class Hub:
             seq, delivered = await broker.publish_async(channel, from_sub, data_json, rule.history)
         except BrokerUnavailable:
             raise _unavailable() from None
-        self._event("publish", channel=channel, seq=seq, sub=from_sub, data=data)
+        if self.on_event is not None:  # the publish path: not even a kwargs dict without hooks
+            self._event("publish", channel=channel, seq=seq, sub=from_sub, data=data)
         return PublishResult(delivered, seq)
 
     def deliver(self, channel: str, frame: bytes) -> int:

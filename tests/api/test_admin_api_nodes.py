@@ -55,12 +55,13 @@ async def test_every_operation_reaches_both_nodes(nodes: tuple[Running, Running]
                 [(a.state.node, 1), (b.state.node, 2)])
 
             await send(on_a, type="publish", id="p", channel="chat:n", data="hello")
+            assert (await recv(on_b))["data"] == "hello"  # both nodes have seen seq 1
+            assert {(await recv(on_a))["type"], (await recv(on_a))["type"]} == {"ack", "message"}
             channels = (await api(a, "GET", "/api/channels")).json()
             assert channels == {"channels": [{"channel": "chat:n", "subscribers": 2, "top_seq": 1}]}
             history = (await api(b, "GET", "/api/history", params={"channel": "chat:n"})).json()
             assert history == {"channel": "chat:n", "messages": [{"seq": 1, "from": "alice", "data": "hello"}],
                                "recovered": True, "top": 1}
-            assert (await recv(on_b))["data"] == "hello"
 
             answer = await api(a, "POST", "/api/unsubscribe", json={"sub": "alice", "channel": "chat:n"})
             assert answer.json() == {"unsubscribed": 2}
