@@ -185,7 +185,11 @@ async def revoke(request: Request, state: App) -> dict[str, Any]:
     if isinstance(before, bool) or not isinstance(before, (int, float)) or not 0 <= before < 1e11:
         raise Invalid("issued_before must be epoch seconds")
     args["issued_before"] = float(before)
+    kept = await hub_admin.share_cutoff(state.hub, args["sub"], args.get("client_id", ""), args["issued_before"],
+                                        admin_ops.cutoff_keep(state, args["issued_before"]))
     answer = await _everywhere(state, "revoke", args)
+    if not kept:
+        answer["partial"] = True
     state.emit("revoked", {"sub": args["sub"], "client_id": args.get("client_id"),
                            "issued_before": args["issued_before"]})
     return answer

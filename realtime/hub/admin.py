@@ -18,7 +18,7 @@ from realtime.hub.index import Connection
 from realtime.protocol.frames import encode_text_frame
 from realtime.protocol.replies import encode_json
 
-__all__ = ["ask_others", "channel_counts", "frame_payload", "history", "history_async", "select", "unsubscribe_sub"]
+__all__ = ["ask_others", "share_cutoff", "channel_counts", "frame_payload", "history", "history_async", "select", "unsubscribe_sub"]
 
 
 def select(
@@ -106,6 +106,18 @@ async def history_async(hub: Hub, channel: str, since: int, limit: int) -> tuple
     first = messages[0]["seq"] if messages else top + 1
     recovered = since >= top or first == since + 1
     return messages, recovered, top
+
+
+async def share_cutoff(hub: Hub, sub: str, client_id: str, issued_before: float, keep_until: float) -> bool:
+    """Keep a cut-off in the broker for nodes away now; False if it could not."""
+    broker = hub.remote_broker
+    if broker is None:
+        return True
+    try:
+        await broker.share_cutoff(sub, client_id, issued_before, keep_until)
+    except BrokerUnavailable:
+        return False
+    return True
 
 
 async def ask_others(hub: Hub, op: str, args: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:

@@ -222,6 +222,10 @@ class RemoteBroker(ChannelFeed, Protocol):
         """Keep the answer of the publish that claimed ``key``."""
         ...
 
+    async def share_cutoff(self, sub: str, client_id: str, issued_before: float, keep_until: float) -> None:
+        """Keep a revocation cut-off where nodes that are away find it later."""
+        ...
+
     async def forget_key(self, key: str) -> None:
         """Release ``key`` (its publish failed)."""
         ...

@@ -162,6 +162,7 @@ async def build_state(settings: Settings) -> Started:
         broker.on_revoke = lambda jti, exp: app.revoke_access(jti, exp, share=False)
         app.node = broker.state.node
         broker.on_control = functools.partial(admin_ops.run_local, app)  # server API from other nodes
+        broker.state.on_cutoff = functools.partial(admin_ops.revoke, app)  # cut-offs made while away
     return Started(app, broker, ssl_context, webhooks if settings.webhooks else None)
 
 

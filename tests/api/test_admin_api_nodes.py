@@ -4,10 +4,12 @@ and a node that cannot answer makes the answer partial within the bound."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -129,3 +131,25 @@ async def test_an_idempotency_key_holds_across_nodes(nodes: tuple[Running, Runni
                                           headers=headers)
                 assert plain.json()["seq"] == 2
             assert [(await recv(bob))["data"] for _ in range(2)] == ["once", "next"]
+
+
+async def test_a_node_away_during_a_revoke_learns_it_from_the_broker(
+        start_server: Callable[..., Any], make_settings: Callable[..., Settings], redis: RedisServer,
+        tmp_path: Path) -> None:
+    """B has a store of its own (its own state dir, A's signing keys): it was
+    not running when alice was revoked on A, and refuses her old token once
+    it starts, through the cut-off kept in Redis."""
+    broker = BrokerSettings(url=redis.url, node_ttl=1.0)
+    a = await start_server(make_settings(broker=broker))
+    old = a.mint()
+    with trio.fail_after(20):
+        answer = await api(a, "POST", "/api/revoke", json={"sub": "alice"})
+        assert answer.json() == {"revoked_families": 0, "closed": 0}
+        base = make_settings(broker=broker)
+        b_dir = tmp_path / "state-b"
+        shutil.copytree(base.server.state_dir / "keys", b_dir / "keys")
+        b = await start_server(attrs.evolve(base, server=attrs.evolve(base.server, state_dir=b_dir)))
+        assert b.state.store.path.parent == b_dir
+        assert (await api(b, "GET", "/api/history", token=old, params={"channel": "chat:x"})).status_code == 401
+        fresh = b.mint(now=time.time() + 1)
+        assert (await api(b, "GET", "/api/history", token=fresh, params={"channel": "chat:x"})).status_code == 200

@@ -56,6 +56,7 @@ the hub calls.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -248,6 +249,19 @@ class RedisBroker:
         name = lua.IDEMPOTENCY_PREFIX + as_bytes(key)
         try:
             await self.state.live_client().set(name, answer, px=max(1, int(ttl * 1000)))
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(str(exc)) from None
+
+    async def share_cutoff(self, sub: str, client_id: str, issued_before: float, keep_until: float) -> None:
+        """Keep a revocation cut-off in Redis for nodes away right now (see
+        :meth:`realtime.net.redis.link.Link._apply_cutoffs`); a later one wins."""
+        field = json.dumps([sub, client_id])
+        try:
+            client = self.state.live_client()
+            old = await client.hget(lua.CUTOFFS, field)
+            if old is not None and json.loads(old)[0] >= issued_before:
+                return
+            await client.hset(lua.CUTOFFS, {field: json.dumps([issued_before, keep_until])})
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(str(exc)) from None
 

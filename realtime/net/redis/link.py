@@ -6,6 +6,7 @@ and sends queued revocations and presence reports.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -245,12 +246,31 @@ class Link:
         if state.on_revoke is not None:
             for jti, exp in revoked:
                 state.on_revoke(as_text(jti), float(exp))
+        await self._apply_cutoffs(client)
         state.up = True
         await self.delivery.resubscribe(ps)
         # Presence and counts: report everything again (absolute values).
         self._report_all()
         state.lost = trio.Event()
         state.connected.set()
+
+    async def _apply_cutoffs(self, client: Any) -> None:
+        """Apply every revocation cut-off kept in Redis; forget expired ones."""
+        state = self.state
+        if state.on_cutoff is None:
+            return
+        now = time.time()
+        for field, value in (await client.hgetall(lua.CUTOFFS)).items():
+            try:
+                sub, client_id = json.loads(field)
+                issued_before, keep_until = json.loads(value)
+            except (ValueError, TypeError):
+                await client.hdel(lua.CUTOFFS, [field])
+                continue
+            if keep_until < now:
+                await client.hdel(lua.CUTOFFS, [field])
+                continue
+            await state.on_cutoff({"sub": sub, "client_id": client_id, "issued_before": issued_before})
 
     def _report_all(self) -> None:
         state = self.state

@@ -19,6 +19,7 @@ Keys (``C`` a channel name, ``N`` a node id: 16 hex digits, so
     rt:revoke     pub/sub "<node> <exp> <jti>"
     rt:ctl        pub/sub server API requests (JSON); rt:ctl:N their answers to node N
     rt:idem:K     string  the first answer of the publish with idempotency key K
+    rt:cutoffs    hash    JSON [sub, client_id] -> JSON [issued_before, keep_until]
 
 A channel's counter and stream expire after ``idle_ttl`` once no node
 has subscribers on it (clients invent channel names; Redis must not keep
@@ -40,7 +41,8 @@ PREFIX_COUNTS = b"rt:n:"
 REVOKED = b"rt:revoked"
 REVOKE_CHANNEL = b"rt:revoke"
 CTL_PREFIX = b"rt:ctl"  # server API requests (rt:ctl) and answers (rt:ctl:<node>)
-IDEMPOTENCY_PREFIX = b"rt:idem:"  # idempotent publish: key -> first answer
+IDEMPOTENCY_PREFIX = b"rt:idem:"
+CUTOFFS = b"rt:cutoffs"  # POST /api/revoke cut-offs, for nodes that were away  # idempotent publish: key -> first answer
 
 # KEYS: counter, stream, pub/sub channel, node counts
 # ARGV: message prefix (up to `"seq":`), suffix (after the number), keep, idle_ttl_ms

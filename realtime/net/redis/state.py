@@ -16,7 +16,7 @@ import logging
 import secrets
 from collections import deque
 from urllib.parse import parse_qsl, urlencode, urlsplit
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -134,6 +134,9 @@ class BrokerState:
     scripts: dict[str, Any] = attrs.field(factory=dict)
     # Server API requests and answers (rt:ctl...), handed over by the pub/sub reader.
     on_ctl: Callable[[bytes, bytes], None] | None = None
+    # Applies a revocation cut-off found in Redis at (re)connect (a node that
+    # was away, or restarted on a store of its own, still learns of it).
+    on_cutoff: Callable[[dict[str, Any]], Awaitable[Any]] | None = None
     # counters for /metrics and tests
     delivered: int = 0
     reconnects: int = 0
