@@ -1,4 +1,4 @@
-"""Packaging metadata (issue 18 item 8): the wheel builds from a copy of
+"""Packaging metadata: the wheel builds from a copy of
 the source with no deprecation warning, and carries the SPDX license
 expression and the license file (PEP 639)."""
 

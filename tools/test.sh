@@ -10,6 +10,8 @@ PY=${PYTHON:-python3}
 DEBS=(
     "redis-server:redis-server"
     "chromium:chromium"
+    "nodejs:node"
+    "npm:npm"
 )
 missing=()
 for pair in "${DEBS[@]}"; do

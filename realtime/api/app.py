@@ -43,6 +43,7 @@ from realtime.config.settings import Settings
 from realtime.http.counters import Counters
 from realtime.hub import Hub
 from realtime.protocol.close import CloseCode
+from realtime.session.streams import StreamDirectory, Streams, TicketBook, TicketStore
 from realtime.store.calls import StoreCalls
 from realtime.oauth.services import OAuthServices
 from realtime.oauth1.credentials import OAuth1Services
@@ -80,6 +81,14 @@ class App:
     # without [[webhook]] tables; and the delivery counters.
     webhook_sink: Callable[[str, dict[str, Any]], None] | None = None
     webhook_stats: WebhookStats = attrs.field(factory=WebhookStats)
+    # SSE (SPEC §13): this node's live streams by id (for their refresh), and
+    # where tickets wait (in process; the server swaps in Redis with a broker).
+    streams: Streams = attrs.field(factory=Streams)
+    tickets: TicketStore = attrs.field(factory=lambda: TicketBook(time.monotonic))
+    # Every node's streams (Redis, with a broker), so a refresh can reach another node.
+    stream_directory: StreamDirectory | None = None
+    # /api/ticket and /api/streams/ID/refresh buckets ([api] publish_rate), by kind.
+    stream_limits: dict[str, PrincipalLimit] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self.metrics_registry = build_registry(self)

@@ -1,10 +1,19 @@
 """The browser chat demo at ``/demo/`` (``[demo] enabled = true``).
 
-Four fixed files from the package's ``static/`` folder, nothing else: the
-page is plain HTML + JS with no build step and fetches nothing from
-outside.  The JavaScript does the whole OAuth dance itself (authorization
-code + PKCE S256 through the real login and consent pages, refresh grant,
-in-band ``refresh``), so the server side is only a file server.
+Fixed files from the package's ``static/`` folder, nothing else: the
+page is plain HTML + JS modules with no build step and fetches nothing
+from outside.  The JavaScript does the whole OAuth dance itself
+(authorization code + PKCE S256 through the real login and consent pages,
+refresh grant, in-band ``refresh``), so the server side is only a file
+server.
+
+The connection logic is the JavaScript client library, ``clients/js``
+(its source of truth, with its own tests and npm package), served from
+byte-identical copies in ``static/lib/`` as ``/demo/lib/*.js``.  Copies
+rather than a path into ``clients/js``: a wheel or ``pip install .`` only
+carries the ``realtime`` package, so the files must live inside it;
+``tests/clients/test_js_client.py`` fails when a copy drifts from its
+source.
 
 Routes are registered once at start; whether the demo is on is read from
 the current settings snapshot on every request, so a reload can switch it
@@ -31,11 +40,16 @@ FILES: dict[str, tuple[str, str]] = {
     "/demo/callback": ("demo.html", "text/html; charset=utf-8"),
     "/demo/app.js": ("demo.js", "text/javascript; charset=utf-8"),
     "/demo/style.css": ("demo.css", "text/css; charset=utf-8"),
+    # The client library (clients/js); app.js imports ./lib/realtime.js.
+    "/demo/lib/realtime.js": ("lib/realtime.js", "text/javascript; charset=utf-8"),
+    "/demo/lib/pkce.js": ("lib/pkce.js", "text/javascript; charset=utf-8"),
+    "/demo/lib/transports.js": ("lib/transports.js", "text/javascript; charset=utf-8"),
 }
 
 # The page talks to its own origin only: fetch() to /oauth2/token and
 # /oauth2/userinfo, and the WebSocket (CSP 3: 'self' covers ws:/wss: on the
-# same host).  No inline script or style, no frames.
+# same host).  No inline script or style, no frames; the scripts are ES
+# modules from this origin, which script-src 'self' allows.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"

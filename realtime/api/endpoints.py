@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from realtime.api import admin_api, console, demo, idempotency
+from realtime.api import streams
 from realtime.api.app import App
 from realtime.api.metrics import render
 from realtime.api.publish_limit import PrincipalLimit, data_too_large
@@ -178,6 +179,7 @@ def register(router: Router) -> None:
     router.add("GET", "/metrics", metrics)
     admin_api.register(router)  # the server API (SPEC §11)
     console.register(router)  # /admin/: 404 unless [admin] enabled = true
+    streams.register(router)  # SSE tickets and stream refresh (SPEC §13)
     oauth_routes.register(router)
     oauth1_routes.register(router)
     demo.register(router)  # answers 404 unless [demo] enabled = true

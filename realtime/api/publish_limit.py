@@ -1,4 +1,4 @@
-"""``/api/publish`` limits (issue 18, L1): a rate per principal and a cap
+"""``/api/publish`` limits: a rate per principal and a cap
 on ``data``.
 
 The rate (``[api] publish_rate``, default ``50/s``, burst = the count) is

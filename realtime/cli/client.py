@@ -13,8 +13,10 @@ flag                        environment           what
                                                   rewritten with each rotated one
 (none)                      REALTIME_REFRESH_TOKEN  a refresh token, used once
 ``--token``                 REALTIME_TOKEN        a ready access token (no renewal)
-``--scope``                 REALTIME_SCOPE        scopes to ask for (client credentials)
+``--scope``                 REALTIME_SCOPE        scopes to ask for (client credentials, device)
 ``--cafile``                REALTIME_CAFILE       CA bundle to trust for https
+``--device`` (listen)       (none)                sign in as a user (RFC 8628): prints a code
+                                                  and a URL to open elsewhere, then waits
 ==========================  ====================  =================================
 
 ``listen`` prints one JSON object per message on stdout
@@ -67,6 +69,8 @@ def add_subcommands(sub: Any) -> None:
     listen.add_argument("channels", nargs="+", metavar="CHANNEL")
     listen.add_argument("--history", action="store_true", help="first print the messages the server keeps")
     listen.add_argument("--count", type=int, metavar="N", help="exit after N messages")
+    listen.add_argument("--device", action="store_true",
+                        help="sign in as a user on another screen (RFC 8628): print a code and a URL, wait")
     _common(listen)
     listen.set_defaults(func=cmd_listen)
 
@@ -135,10 +139,15 @@ def tokens_from(args: argparse.Namespace, url: str, ctx: ssl.SSLContext | None) 
     from realtime.client import ClientCredentials, RefreshToken, StaticToken
 
     token = _opt(args, "token")
-    if token:
-        return StaticToken(token)
     client_id = _opt(args, "client_id")
     secret = _opt(args, "client_secret")
+    if getattr(args, "device", False):
+        if not client_id:
+            raise UsageError("--device needs --client-id (or REALTIME_CLIENT_ID) of an app that lists the "
+                             "device_code grant")
+        return device_login(url, client_id, secret, _opt(args, "scope"), ctx)
+    if token:
+        return StaticToken(token)
     rt_file = _opt(args, "refresh_token_file")
     rt_env = os.environ.get("REALTIME_REFRESH_TOKEN") or None
     if rt_file or rt_env:
@@ -165,6 +174,21 @@ def tokens_from(args: argparse.Namespace, url: str, ctx: ssl.SSLContext | None) 
     raise UsageError(
         "no credentials: set REALTIME_CLIENT_ID and REALTIME_CLIENT_SECRET (client credentials), "
         "or REALTIME_CLIENT_ID and --refresh-token-file, or REALTIME_TOKEN")
+
+
+def show_device_code(code: Any) -> None:
+    """Tell the person where to go and what to type (stderr, even with -q:
+    nothing happens until they do)."""
+    print(f"To sign in, open {code.verification_uri} and enter the code {code.user_code}", file=sys.stderr)
+    if code.verification_uri_complete:
+        print(f"(or open {code.verification_uri_complete})", file=sys.stderr)
+    print(f"The code expires in {int(code.expires_in) // 60} minutes.", file=sys.stderr, flush=True)
+
+
+def device_login(url: str, client_id: str, secret: str | None, scope: str | None, ctx: ssl.SSLContext | None) -> Any:
+    from realtime.client.device import DeviceLogin, Endpoint
+
+    return DeviceLogin(Endpoint(url, client_id, secret, ctx), show_device_code, scope=scope)
 
 
 def _connection(args: argparse.Namespace) -> tuple[str, ssl.SSLContext | None, Any]:

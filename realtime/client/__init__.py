@@ -12,7 +12,8 @@ It does the token dance so the caller does not have to::
 - **Tokens** come from a :class:`TokenProvider`: :class:`ClientCredentials`
   (a confidential app's id and secret), :class:`RefreshToken` (a refresh
   token from a user's login; rotated on every use, the new one handed to
-  ``on_rotate``), or :class:`StaticToken`.
+  ``on_rotate``), :class:`DeviceLogin` (a user signs in on another screen
+  with a code, RFC 8628), or :class:`StaticToken`.
 - **Refresh in-band.** On ``token_expiring`` the client gets a new token
   from its provider and sends ``{"type":"refresh"}``: the socket stays open.
 - **Reconnect with recovery.** When the connection drops (network, 4001,
@@ -29,6 +30,10 @@ Recovery starts from the first message received on a channel.  Pass
 ``history=True`` to also get the messages the server keeps at subscribe
 time; the position is then known from the start.
 
+**SSE mode** (``connect(..., transport="sse")``, :class:`SseClient`): the
+same stream over ``GET /sse`` where a WebSocket cannot go, with refresh
+through ``POST /api/streams/ID/refresh`` and resume by ``Last-Event-ID``.
+
 The HTTP calls (token endpoint, ``/api/publish``) use httpx, which runs on
 trio; the client needs nothing beyond the server's own dependencies.
 """
@@ -42,10 +47,12 @@ from realtime.client.errors import (
     PublishError,
     TransportError,
 )
+from realtime.client.device import DeviceCode, DeviceLogin, Endpoint, poll_for_tokens, request_device_code
 from realtime.client.http_client import MAX_RESPONSE_BYTES as MAX_RESPONSE_BYTES
 from realtime.client.http_client import HttpResponse, http_request
 from realtime.client.publish import publish_http
 from realtime.client.session import Client, connect
+from realtime.client.sse import SseClient
 from realtime.client.token_providers import (
     ClientCredentials,
     RefreshToken,
@@ -62,14 +69,20 @@ __all__ = [
     "Client",
     "ClientCredentials",
     "ClientError",
+    "DeviceCode",
+    "DeviceLogin",
+    "Endpoint",
     "HttpResponse",
     "Message",
     "PublishError",
     "RefreshToken",
+    "SseClient",
     "StaticToken",
     "TokenProvider",
     "TransportError",
     "connect",
     "http_request",
+    "poll_for_tokens",
     "publish_http",
+    "request_device_code",
 ]

@@ -364,13 +364,22 @@ class _no_deadline:
 
 
 @asynccontextmanager
-async def connect(url: str, tokens: TokenProvider, channels: Iterable[str] = (), **options: Any) -> AsyncIterator[Client]:
-    """Run a :class:`Client` for the body of the ``async with``.
+async def connect(url: str, tokens: TokenProvider, channels: Iterable[str] = (), *, transport: str = "websocket",
+                  **options: Any) -> AsyncIterator[Any]:
+    """Run a :class:`Client` (or, with ``transport="sse"``, an
+    :class:`realtime.client.sse.SseClient`) for the body of the ``async with``.
 
     ``url`` is the server's base (``https://host:8443``) or its WebSocket URL;
-    ``options`` go to :class:`Client`.
+    ``options`` go to the client class.
     """
-    client = Client(url, tokens, channels, **options)
+    if transport == "sse":
+        from realtime.client.sse import SseClient
+
+        client: Any = SseClient(url, tokens, channels, **options)
+    elif transport == "websocket":
+        client = Client(url, tokens, channels, **options)
+    else:
+        raise ValueError(f"transport must be 'websocket' or 'sse', not {transport!r}")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.run)
         try:

@@ -38,6 +38,7 @@ from realtime.config.apps import (
 )
 from realtime.config.providers import read_providers
 from realtime.config.webhooks import read_webhooks
+from realtime.config.redact import redact_url
 from realtime.config.fields import (
     ConfigError,
     ConfigIssue,
@@ -96,16 +97,17 @@ def public_url(value: Any) -> str:
     """The issuer (RFC 8414 §2: "https" scheme, no query or fragment); http is
     allowed for local development behind a proxy."""
     parts = urllib.parse.urlsplit(string(value))
+    shown = redact_url(value)
     try:
         parts.port
     except ValueError:
-        raise ValueError(f"{value!r} has a bad port") from None
+        raise ValueError(f"{shown!r} has a bad port") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or not value.startswith(parts.scheme + "://"):
-        raise ValueError(f"must be an absolute http(s) URL like https://example.com, got {value!r}")
+        raise ValueError(f"must be an absolute http(s) URL like https://example.com, got {shown!r}")
     if "?" in value or "#" in value:
-        raise ValueError(f"must not have a query or fragment, got {value!r}")
+        raise ValueError(f"must not have a query or fragment, got {shown!r}")
     if parts.username is not None or parts.password is not None or any(c.isspace() for c in value):
-        raise ValueError(f"must not contain spaces, a user name or a password, got {value!r}")
+        raise ValueError(f"must not contain spaces, a user name or a password, got {shown!r}")
     return value
 
 
@@ -120,7 +122,7 @@ def origin(value: Any) -> str:
 def broker_url(value: Any) -> str:
     parts = urllib.parse.urlsplit(string(value))
     if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
-        raise ValueError(f"must be a redis://HOST:PORT/DB URL, got {value!r}")
+        raise ValueError(f"must be a redis://HOST:PORT/DB URL, got {redact_url(value)!r}")
     return value
 
 
@@ -133,6 +135,8 @@ def reuse_grace(value: Any) -> float:
     if seconds > MAX_REUSE_GRACE:
         raise ValueError("must be at most 5m: a replayed refresh token inside the grace is not detected")
     return seconds
+
+
 def network(value: Any) -> str:
     """A CIDR block like ``10.0.0.0/8`` or ``::1/128`` (an address alone is a
     block of one), normalised (``192.0.2.7`` becomes ``192.0.2.7/32``)."""
@@ -160,9 +164,8 @@ def _server_fields(base: Path) -> dict[str, Converter]:
         "max_connections": integer(1),
         "max_connections_per_ip": integer(1),
         "log_level": choice(*LOG_LEVELS),
-        # Operations (issue 18)
         "log_format": choice("text", "json"),
-        # HTTPS (issue 18, I1)
+        # HTTPS
         "hsts_max_age": duration(),
         "tls_termination_from": array(network),
     }
@@ -180,16 +183,19 @@ def _oauth_fields(base: Path) -> dict[str, Converter]:
         "leeway": duration(),
         "audience": nonempty,
         "login_rate": rate,
-        # refresh-token families (issue 18)
+        # refresh-token families
         "refresh_reuse_grace": reuse_grace,
         "refresh_reuse_count": integer(1, 100),
         "refresh_family_ttl": duration(positive=True),
-        # Issue 18 (operator files)
         "min_password_length": password_length,
-        # Issue 18 (M1, M2): brute force and unauthenticated argon2 work.
+        # brute force and unauthenticated argon2 work
         "login_user_rate": rate,
         "client_auth_rate": rate,
         "hash_queue": integer(0),
+        # the browser login session's lifetime.
+        "session_ttl": duration(positive=True),
+        # Device grant (RFC 8628 §5.1): wrong user codes per address.
+        "user_code_rate": rate,
     }
 
 
@@ -207,7 +213,6 @@ WEBSOCKET_FIELDS: dict[str, Converter] = {
     "max_subscriptions": integer(1),
     "max_channel_name": integer(1),
     "max_presence_members": integer(1),
-    # Issue 18 limits
     "message_rate": rate,
     "join_leave_debounce": duration(),
     "max_history_bytes": integer(0),
@@ -220,12 +225,10 @@ CHANNEL_FIELDS: dict[str, Converter] = {
     "history": integer(0, 1_000_000),
     "presence": boolean,
     "join_leave": boolean,
-    # Issue 18 limits
     "history_bytes": integer(0),
 }
 BROKER_FIELDS: dict[str, Converter] = {"url": broker_url, "node_ttl": duration(positive=True)}
 DEMO_FIELDS: dict[str, Converter] = {"enabled": boolean}
-# Issue 18: [api] and [metrics]
 API_FIELDS: dict[str, Converter] = {
     "publish_rate": rate,
     # Issue 20: how long an /api/publish idempotency_key is remembered.

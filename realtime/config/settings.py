@@ -47,9 +47,9 @@ class ServerSettings:
     max_connections: int = 10_000
     max_connections_per_ip: int = 1_000
     log_level: str = "info"
-    # Operations (issue 18): "text" or "json" (one object a line on stderr).
+    # "text" or "json" (one object a line on stderr).
     log_format: str = "text"
-    # HTTPS (issue 18, I1): Strict-Transport-Security on HTTPS answers (0:
+    # HTTPS: Strict-Transport-Security on HTTPS answers (0:
     # off; never sent when public_url is a loopback host), and the peers
     # whose plain-HTTP OAuth requests are trusted as TLS-terminated (a proxy
     # on this host, local development); others are refused or redirected.
@@ -69,19 +69,24 @@ class OAuthSettings:
     leeway: float = 5.0  # clock skew tolerated on iat/nbf (never extends exp)
     audience: str | None = None  # None: public_url
     login_rate: str = "10/m"  # failed logins per (user, address) and per address
-    # Refresh-token families (issue 18): a used token presented again by its
+    # Refresh-token families: a used token presented again by its
     # client within refresh_reuse_grace of its rotation gets a fresh pair, at
     # most refresh_reuse_count times (0s: off, reuse revokes the family); a
     # family lives at most refresh_family_ttl from its first token.
     refresh_reuse_grace: float = 0.0
     refresh_reuse_count: int = 1
     refresh_family_ttl: float = 90 * 86400.0
-    # Issue 18 (operator files): the shortest password `realtime user add|passwd` accepts.
-    min_password_length: int = 12
-    # Issue 18 (M1, M2): brute force and unauthenticated argon2 work.
+    # The shortest password `realtime user add|passwd` accepts (NIST
+    # 800-63B's floor; OWASP ASVS recommends 12).
+    min_password_length: int = 8
+    # Brute force and unauthenticated argon2 work.
     login_user_rate: str = "30/m"  # failed logins per user from all addresses together
-    client_auth_rate: str = "20/m"  # failed client authentications per address and per client_id
+    client_auth_rate: str = "20/m"  # failed client authentications per address (x10 per client_id)
     hash_queue: int = 32  # argon2 checks waiting per limiter (logins, clients); more: 503
+    # How long a browser login session lasts after its sign-in.
+    session_ttl: float = 12 * 3600.0
+    # Device grant (RFC 8628 §5.1): wrong user codes per address.
+    user_code_rate: str = "10/m"
 
 
 @attrs.frozen
@@ -99,12 +104,13 @@ class WebSocketSettings:
     max_subscriptions: int = 100
     max_channel_name: int = 200
     max_presence_members: int = 1000  # a presence answer lists at most this many ("truncated")
-    # Issue 18 limits: every client message passes this per-connection bucket
-    # (close 4008); a sub's leave is held this long and dropped with the
-    # join if it comes back; kept history across all channels (bytes, oldest
-    # evicted first); idle channels whose counter and history are kept.
+    # Every client message passes this per-connection bucket
+    # (close 4008; burst at least 2 * max_subscriptions); a sub's leave is
+    # held this long and dropped with the join if it comes back; kept
+    # history across all channels (bytes; the largest channel's oldest
+    # frame evicted first); idle channels whose counter and history are kept.
     message_rate: str = "100/s"
-    join_leave_debounce: float = 1.0
+    join_leave_debounce: float = 0.5
     max_history_bytes: int = 64 * 1024 * 1024
     max_idle_channels: int = 1000
 
@@ -135,7 +141,7 @@ class ChannelRule:
     history: int = 100
     presence: bool = False
     join_leave: bool = False
-    # Issue 18: kept history of this channel in bytes (frames), oldest first out.
+    # Kept history of this channel in bytes (frames), oldest first out.
     history_bytes: int = 1024 * 1024
 
 
@@ -185,6 +191,8 @@ class App:
     consumer_secret_enc: str | None = None
     rsa_public_key: str | None = None
     oauth1_token_ttl: float | None = None  # None: tokens live until revoked
+    # OIDC RP-initiated logout: where /oauth2/logout may send the browser (exact match).
+    post_logout_redirect_uris: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -214,7 +222,7 @@ class Settings:
     config_path: Path | None = None  # None: the embedded default
     # Every file the snapshot was read from, for `watch` and error messages.
     sources: tuple[Path, ...] = ()
-    # Issue 18: [api] (publish rate) and [metrics] (scrape access).
+    # [api] (publish rate) and [metrics] (scrape access).
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
     # Issue 20: [[webhook]] tables (SPEC §12) and [admin] (the console at /admin/).

@@ -13,6 +13,24 @@ class BadRequest(Exception):
     """The request body or query cannot be read; becomes a 400."""
 
 
+def split_target(target: str) -> tuple[str, str]:
+    """``(path, query)`` of a request target.
+
+    An origin-form target (RFC 9112 §3.2.1, the usual ``/path?query``) is
+    split at ``?`` by hand: ``urlsplit`` would read ``//host/x`` as a host
+    and raise on ``//[``.  Any other form goes through ``urlsplit``; one it
+    cannot read keeps its raw text as the path, which no route matches.
+    """
+    if target.startswith("/"):
+        path, _, query = target.partition("?")
+        return path, query
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return target, ""
+    return parts.path or "/", parts.query
+
+
 @attrs.frozen
 class Request:
     method: str
@@ -21,14 +39,23 @@ class Request:
     body: bytes = b""
     client_host: str = ""
     scheme: str = "http"  # "http" or "https": which listener it came in on
+    # A trusted TLS-terminating proxy forwarded it with X-Forwarded-Proto:
+    # https (set by realtime.http.transport_security.behind_tls_proxy).
+    via_tls_proxy: bool = False
+
+    @property
+    def effective_scheme(self) -> str:
+        """``https`` when the browser used TLS: the HTTPS listener, or a
+        trusted proxy that terminated it; else the listener's scheme."""
+        return "https" if self.via_tls_proxy else self.scheme
 
     @property
     def path(self) -> str:
-        return urlsplit(self.target).path or "/"
+        return split_target(self.target)[0]
 
     @property
     def query(self) -> dict[str, list[str]]:
-        return parse_qs(urlsplit(self.target).query, keep_blank_values=True)
+        return parse_qs(split_target(self.target)[1], keep_blank_values=True)
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""

@@ -13,7 +13,7 @@ REASONS = {
     405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large",
     415: "Unsupported Media Type", 426: "Upgrade Required", 429: "Too Many Requests",
     431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    503: "Service Unavailable",
+    501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
 }
 
 # Pages and API answers alike must not be framed or leak the URL onward.

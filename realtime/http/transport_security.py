@@ -1,6 +1,13 @@
-"""HTTPS rules that do not depend on a socket (issue 18, I1).
+"""HTTPS rules that do not depend on a socket.
 
-- **HSTS** (RFC 6797): every answer on the HTTPS listener carries
+- **Effective scheme**: a request is taken as HTTPS when it came in on the
+  HTTPS listener, or on the plain listener from a peer in ``[server]
+  tls_termination_from`` that sends ``X-Forwarded-Proto: https`` (a proxy
+  that terminated TLS).  The header is believed only from those peers:
+  anyone else could send it.  Cookies (``__Host-`` names, ``Secure``), the
+  CSRF binding cookie and HSTS follow the effective scheme.
+- **HSTS** (RFC 6797): every answer on the HTTPS listener (or through a
+  trusted TLS-terminating proxy) carries
   ``Strict-Transport-Security: max-age=N`` (``[server] hsts_max_age``),
   except when ``public_url`` names a loopback host: a browser keeps HSTS per
   host name, not per port, so HSTS for ``localhost`` would force HTTPS on
@@ -21,6 +28,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 from urllib.parse import urlsplit
+
+import attrs
 
 from realtime.config.settings import ServerSettings
 from realtime.http.request import Request
@@ -51,7 +60,8 @@ def _hsts(public_url: str, max_age: float) -> tuple[tuple[str, str], ...]:
 
 
 def hsts_headers(server: ServerSettings) -> tuple[tuple[str, str], ...]:
-    """The HSTS header for an answer on the HTTPS listener, or none."""
+    """The HSTS header for an answer over TLS (the HTTPS listener, or a
+    trusted TLS-terminating proxy), or none."""
     return _hsts(server.public_url, server.hsts_max_age)
 
 
@@ -73,6 +83,22 @@ def trusted_as_tls(address: str, server: ServerSettings) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return any(ip in net for net in _networks(server.tls_termination_from))
+
+
+def behind_tls_proxy(request: Request, server: ServerSettings) -> Request:
+    """``request``, marked as having come through TLS when it came in on
+    the plain listener from a trusted TLS-terminating peer that says
+    ``X-Forwarded-Proto: https``; an untrusted peer's header is ignored."""
+    if request.scheme != "http" or request.via_tls_proxy:
+        return request
+    proto = request.header_values("x-forwarded-proto")
+    # One proxy, one value; a list ("https, http") comes from a chain whose
+    # first hop the server cannot vouch for.
+    if len(proto) != 1 or proto[0].strip().lower() != "https":
+        return request
+    if not trusted_as_tls(request.client_host, server):
+        return request
+    return attrs.evolve(request, via_tls_proxy=True)
 
 
 def refuse_plain_http(request: Request, server: ServerSettings) -> Response | None:

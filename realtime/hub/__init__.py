@@ -71,12 +71,13 @@ The hub counts each channel's subscribed connections per ``sub``.  With
 (unsubscribe, close via :meth:`Hub.drop`, or :meth:`Hub.revalidate`).
 Joins and leaves have no ``seq`` and are not kept.  The leave of a
 ``sub`` that joined less than ``[websocket] join_leave_debounce`` ago
-(default 1 s; :mod:`realtime.hub.held`) is held for that window: if the
-same ``sub`` subscribes again within it, neither the leave nor the join is
-sent, so subscribe/unsubscribe churn costs the listeners nothing;
-otherwise it goes out when the window ends (:meth:`Hub.tick`), and until
-then ``presence`` still lists that ``sub``, with ``connections: 0``.  A
-member that stayed longer gets its leave sent at once.  ``presence`` needs the
+(default 500 ms; :mod:`realtime.hub.held`) is held for that window: if
+the same ``sub`` subscribes again within it, neither the leave nor the
+join is sent, so subscribe/unsubscribe churn costs the listeners nothing;
+otherwise it goes out when the window ends (:meth:`Hub.tick`).
+``presence`` is a snapshot of who is subscribed: it lists only subs with
+a live connection, not one whose leave is held.  A member that stayed
+longer gets its leave sent at once.  ``presence`` needs the
 channel's subscribe permission and ``presence = true`` (else code
 ``presence_disabled``).  A member list holds at most ``[websocket]
 max_presence_members`` entries (default 1000); past that the answer says

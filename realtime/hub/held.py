@@ -1,4 +1,4 @@
-"""Held ``leave`` events: the join/leave debounce (issue 18, M5).
+"""Held ``leave`` events: the join/leave debounce.
 
 A ``sub`` that leaves a ``join_leave`` channel and comes back within
 ``[websocket] join_leave_debounce`` should not cost every listener a
@@ -14,8 +14,6 @@ Pure bookkeeping with the time passed in: nothing here reads a clock.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 __all__ = ["HeldLeaves"]
 
@@ -64,11 +62,6 @@ class HeldLeaves:
         self._joined.pop(channel, None)
         for sub in self._by_channel.pop(channel, {}):
             del self._due[channel, sub]
-
-    def subs_of(self, channel: str) -> Iterator[str]:
-        """The subs whose leave from ``channel`` is held, oldest first (a
-        lazy walk: a caller that stops early pays only for what it read)."""
-        return iter(self._by_channel.get(channel, ()))
 
     def take_due(self, now: float) -> list[tuple[str, str]]:
         """Remove and return the leaves due at ``now``, oldest first."""

@@ -408,14 +408,10 @@ class Hub:
         if ch is None:
             return [], False
         limit = self.rules.presence_limit
-        members, truncated = ch.members_page(limit)
-        # A held leave has not been sent: to the listeners that sub is still
-        # there, so it is listed (with no connection) until its leave goes.
-        for gone in self.held.subs_of(channel):
-            if len(members) >= limit:
-                return members, True
-            members.append((gone, 0))
-        return members, truncated
+        # Presence is a snapshot of who is subscribed: a sub whose leave is
+        # held (join_leave_debounce) has no connection left and is not
+        # listed, though its leave event has not gone out yet.
+        return ch.members_page(limit)
 
     def presence(self, channel: str, *, sub: str, scopes: frozenset[str]) -> list[tuple[str, int]]:
         """``(sub, connections)`` subscribed to ``channel``, in join order

@@ -5,6 +5,7 @@ seam and the flow of a publish).
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable
@@ -59,11 +60,17 @@ class InProcessBroker:
     A forgotten channel starts again at ``seq`` 1, which a later ``since``
     reports as ``recovered: false`` (see :mod:`realtime.hub`).
 
-    History is bounded in bytes too (issue 18, M4): each channel keeps at
-    most its rule's ``history_bytes`` of frames, and all channels together
-    at most ``max_history_bytes``; past that the oldest kept frames, of
-    whichever channels, go first.  A ``since`` before an evicted message is
-    ``recovered: false``, as when ``history`` (a count) overflows.
+    History is bounded in bytes too: each channel keeps at most its rule's
+    ``history_bytes`` of frames, and all channels together at most
+    ``max_history_bytes``.  Past that, the oldest frame of the channel
+    keeping the most bytes goes first (ties: the channel whose oldest frame
+    is older), again and again until the total fits.  So one busy publisher
+    wears down its own channel's history, not everyone's: a channel keeping
+    no more than its fair share (the budget over the channels with
+    history) is never evicted by the others, as the largest one always
+    holds more than that while the total is over the budget.  A ``since``
+    before an evicted message is ``recovered: false``, as when ``history``
+    (a count) overflows.
 
     Args:
         max_idle_channels: idle channels kept (counter and history).
@@ -80,14 +87,16 @@ class InProcessBroker:
         self._logs: dict[str, ChannelLog] = {}
         self._idle: dict[str, None] = {}  # insertion order = LRU order
         self._deliver: DeliverFn = _deliver_nowhere
-        # Every kept frame in publish order, as (stamp, log), so the global
-        # budget can find the oldest.  An entry whose frame a channel already
-        # dropped (its own limits, or the channel forgotten) is stale and is
-        # skipped; compaction keeps their number below the live ones'.
-        self._order: deque[tuple[int, ChannelLog]] = deque()
+        # The channels by kept bytes, largest first, so the global budget
+        # finds the channel to evict from in O(log n): entries are
+        # (-bytes, oldest stamp, tiebreak, log), pushed whenever a channel's
+        # history changes.  An entry no longer matching its channel's bytes
+        # and oldest frame is stale and is skipped; compaction keeps their
+        # number bounded by the channels'.
+        self._largest: list[tuple[int, int, int, ChannelLog]] = []
+        self._pushes = itertools.count()
         self._stamps = itertools.count()
         self.history_bytes = 0  # kept across all channels
-        self._kept = 0  # kept frames across all channels
 
     @classmethod
     def for_settings(cls, ws: WebSocketSettings) -> "InProcessBroker":
@@ -116,32 +125,35 @@ class InProcessBroker:
     def _forget(self, channel: str) -> None:
         del self._idle[channel]
         log = self._logs.pop(channel)
-        self._count_dropped(len(log.frames), log.bytes)
-        log.frames.clear()  # its entries in _order are stale now
+        self._count_dropped(log.bytes)
+        log.frames.clear()  # its entries in _largest are stale now
         log.bytes = 0
 
     # -- the byte budget ----------------------------------------------------
 
-    def _count_dropped(self, frames: int, size: int) -> None:
-        self._kept -= frames
+    def _count_dropped(self, size: int) -> None:
         self.history_bytes -= size
 
     def _trim(self, log: ChannelLog, keep: int, keep_bytes: int) -> None:
-        before = len(log.frames)
-        freed = log.trim(keep, keep_bytes)
-        self._count_dropped(before - len(log.frames), freed)
+        self._count_dropped(log.trim(keep, keep_bytes))
+
+    def _rank(self, log: ChannelLog) -> None:
+        """Note ``log``'s current size in the largest-first heap."""
+        if log.frames:
+            heapq.heappush(self._largest, (-log.bytes, log.frames[0][0], next(self._pushes), log))
+            if len(self._largest) > 2 * len(self._logs) + 64:
+                self._largest = [(-kept.bytes, kept.frames[0][0], next(self._pushes), kept)
+                                 for kept in self._logs.values() if kept.frames]
+                heapq.heapify(self._largest)
 
     def _enforce_budget(self) -> None:
-        order = self._order
-        while self.history_bytes > self.max_history_bytes and order:
-            stamp, log = order.popleft()
-            if log.frames and log.frames[0][0] == stamp:
-                self._count_dropped(1, log.drop_oldest())
-        if len(order) > 2 * self._kept + 64:
-            # A frame is still kept iff its stamp is at or after its
-            # channel's oldest kept one (channels drop only from the front).
-            self._order = deque((stamp, log) for stamp, log in order
-                                if log.frames and stamp >= log.frames[0][0])
+        largest = self._largest
+        while self.history_bytes > self.max_history_bytes and largest:
+            neg_bytes, stamp, _, log = heapq.heappop(largest)
+            if log.frames and log.bytes == -neg_bytes and log.frames[0][0] == stamp:
+                self._count_dropped(log.drop_oldest())
+                self._rank(log)
+                largest = self._largest  # _rank may have compacted it
 
     # -- Broker -------------------------------------------------------------
 
@@ -158,10 +170,9 @@ class InProcessBroker:
             stamp = next(self._stamps)
             log.frames.append((stamp, frame))
             log.bytes += len(frame)
-            self._kept += 1
             self.history_bytes += len(frame)
-            self._order.append((stamp, log))
             self._trim(log, keep, limit)
+            self._rank(log)
         else:
             # Not kept: then nothing older may be replayed as if complete.
             self._trim(log, 0, 0)
@@ -216,6 +227,7 @@ class InProcessBroker:
         for channel, log in self._logs.items():
             keep_bytes = self.max_history_bytes if bytes_for is None else bytes_for(channel)
             self._trim(log, max(keep_for(channel), 0), max(keep_bytes, 0))
+            self._rank(log)
         self._enforce_budget()
 
     # -- introspection (metrics, tests) -------------------------------------
@@ -225,8 +237,8 @@ class InProcessBroker:
         return len(self._logs)
 
     def order_entries(self) -> int:
-        """Entries of the global eviction order (live and stale)."""
-        return len(self._order)
+        """Entries of the largest-first eviction heap (live and stale)."""
+        return len(self._largest)
 
     def kept_bytes(self, channel: str) -> int:
         """Bytes of frames ``channel`` keeps."""

@@ -9,6 +9,7 @@ Exception text never reaches the client.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import h11
@@ -16,18 +17,26 @@ import trio
 
 from realtime.http.request import Request
 from realtime.http.responses import SECURITY_HEADERS, REASONS, Response, error_response
-from realtime.http.transport_security import hsts_headers, refuse_plain_http
+from realtime.http.transport_security import behind_tls_proxy, hsts_headers, refuse_plain_http
 from realtime.oauth1.resource import oauth1_principal
 from realtime.oauth1.signing import is_signed as oauth1_is_signed
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
+from realtime.hub import BrokerUnavailable
+from realtime.net.sse import SseSession
 from realtime.net.websocket import Session
-from realtime.protocol.upgrade import Accept, check_upgrade, is_upgrade
+from realtime.protocol.upgrade import (
+    Accept, StreamRequest, check_stream, check_upgrade, handshake_problem, is_upgrade, stream_problem, ticket_of,
+    ticket_principal,
+)
+from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
     from realtime.http.router import Router
     from realtime.api.app import App
 
 log = logging.getLogger("realtime.http")
+
+SSE_PATH = "/sse"  # SPEC §13
 
 SERVER_HEADER = ("server", "realtime")
 
@@ -41,7 +50,7 @@ class _Fail(Exception):
 
 class HttpConnection:
     def __init__(self, transport: Transport, state: "App", router: "Router", scheme: str,
-                 sessions: set[Session]) -> None:
+                 sessions: set[Session | SseSession]) -> None:
         self.transport = transport
         self.sessions = sessions  # the server's live WebSockets (told 1001 at shutdown)
         self.state = state
@@ -52,9 +61,10 @@ class HttpConnection:
         )
         self.idle = True  # waiting for a request head: safe to drop on shutdown
         self.head_request = False  # the current request is HEAD: answers carry no body
+        self.tls = scheme == "https"  # the current request came over TLS (here or at a trusted proxy)
         self.shutting_down = False
         self.scope = trio.CancelScope()
-        self.upgraded: Session | None = None
+        self.upgraded: Session | SseSession | None = None
 
     def shutdown(self) -> None:
         """Stop after the current response; drop at once when idle."""
@@ -84,7 +94,7 @@ class HttpConnection:
         finally:
             self.transport.close()
 
-    async def _run_session(self, session: Session) -> None:
+    async def _run_session(self, session: Session | SseSession) -> None:
         # The HTTP side is done: drop h11's state and the request (its headers
         # hold the bearer token) so an idle socket keeps only what it needs.
         self.conn = None  # type: ignore[assignment]
@@ -111,6 +121,7 @@ class HttpConnection:
             # Idle until the first byte, then the head must arrive in time.
             self.idle = True
             self.head_request = False
+            self.tls = self.scheme == "https"
             with trio.move_on_after(idle_timeout) as idle:
                 event = await self._receive_first()
             if idle.cancelled_caught:
@@ -130,7 +141,7 @@ class HttpConnection:
             # h11 enforces max_incomplete_event_size only while a head is
             # incomplete; a head that came whole in one read is checked here.
             if head_size(event) > server.max_header_bytes:
-                raise _Fail(error_response(431, "header_too_large", _REMOTE_ERRORS[431]))
+                raise _Fail(error_response(431, *_REMOTE_ERRORS[431]))
             if _has_header(event, b"content-length") and _has_header(event, b"transfer-encoding"):
                 # RFC 9112 §6.1: a request with both "MUST" be answered on a
                 # connection the server then closes; a proxy that framed it
@@ -143,7 +154,11 @@ class HttpConnection:
             status = exc.error_status_hint
             if status == 431 or "too long" in str(exc).lower():
                 status = 431
-            await self._fail(error_response(status, "bad_request" if status == 400 else "header_too_large", _REMOTE_ERRORS.get(status, "malformed request")))
+            # h11 rejects a Transfer-Encoding other than one "chunked" (501)
+            # while parsing the head, so such a request never reaches the
+            # Content-Length + Transfer-Encoding check above; either way the
+            # connection closes after the answer, as RFC 9112 §6.1 requires.
+            await self._fail(error_response(status, *_REMOTE_ERRORS.get(status, _REMOTE_ERRORS[400])))
             return False
         except _Fail as fail:
             await self._fail(fail.response)
@@ -188,14 +203,16 @@ class HttpConnection:
         except UnicodeDecodeError:
             raise _Fail(error_response(400, "bad_request", "request target is not ASCII")) from None
         host, _ = self.transport.peer()
-        return Request(
+        request = behind_tls_proxy(Request(
             method=event.method.decode("ascii", "replace"),
             target=target,
             headers=headers,
             body=bytes(body),
             client_host=host,
             scheme=self.scheme,
-        )
+        ), self.state.settings.server)
+        self.tls = request.effective_scheme == "https"
+        return request
 
     async def _respond(self, request: Request) -> bool:
         ws = self.state.settings.websocket
@@ -209,6 +226,8 @@ class HttpConnection:
                 return await self._upgrade(request, echo=path != ws.path)
             await self._send(error_response(426, "upgrade_required", "this endpoint speaks WebSocket", (("upgrade", "websocket"),)))
             return self._keep_alive()
+        if path == SSE_PATH:
+            return await self._event_stream(request)
         try:
             response = await self.router.dispatch(request, self.state)
         except Exception:  # noqa: BLE001 - last resort: log, answer 500, keep serving
@@ -226,10 +245,53 @@ class HttpConnection:
             return False
         return True
 
+    async def _ticket(self, request: Request) -> AccessClaims | Response | None:
+        """A ``?ticket=`` redeemed (a store round trip, so here, with I/O)."""
+        ticket = ticket_of(request)
+        if ticket is None or isinstance(ticket, Response):
+            return ticket
+        state = self.state
+        try:
+            claims = await state.tickets.redeem(ticket)
+        except BrokerUnavailable:
+            return error_response(503, "unavailable", "the ticket store is unreachable; try again",
+                                  (("retry-after", "1"),))
+        return ticket_principal(claims, state.settings, state.keyring, state.revoked, time.time())
+
+    async def _event_stream(self, request: Request) -> bool:
+        """``GET /sse`` (SPEC §13): the gate, then the subscriptions, then
+        (only if all went through) the stream takes the connection."""
+        state = self.state
+        problem = stream_problem(request, state.settings)  # before a ticket is spent on it
+        if problem is not None:
+            await self._send(problem)
+            return self._keep_alive()
+        principal = await self._ticket(request)
+        decision = check_stream(request, state.settings, state.keyring, state.revoked,
+                                state.hub.allows_any_channel, principal=principal)
+        if not isinstance(decision, StreamRequest):
+            await self._send(decision)
+            return self._keep_alive()
+        extra = b"".join(f"{name}: {value}\r\n".encode("latin-1")
+                         for name, value in (*SECURITY_HEADERS, *self._hsts()))
+        session = SseSession(self.transport, decision, state, extra_head=extra)
+        refusal = await session.start()
+        if refusal is not None:
+            await self._send(refusal)
+            return self._keep_alive()
+        self.idle = False
+        self.upgraded = session  # run() sends the head and the events
+        return False
+
+    def _hsts(self) -> list[tuple[str, str]]:
+        return list(hsts_headers(self.state.settings.server)) if self.scheme == "https" else []
+
     async def _upgrade(self, request: Request, echo: bool) -> bool:
         hub = self.state.hub
         # An OAuth 1.0a signed upgrade needs the store (token, nonce): checked here, with I/O.
         principal = await oauth1_principal(request, self.state) if oauth1_is_signed(request) else None
+        if principal is None and handshake_problem(request) is None:  # a ticket is not spent on a bad handshake
+            principal = await self._ticket(request)
         decision = check_upgrade(
             request,
             self.state.settings,
@@ -260,7 +322,7 @@ class HttpConnection:
         # request; h11 refuses a body there, so leave it out (RFC 9110 §9.3.2).
         head = self.head_request
         headers = [SERVER_HEADER, *SECURITY_HEADERS, *response.headers]
-        if self.scheme == "https":
+        if self.tls:
             headers.extend(hsts_headers(self.state.settings.server))
         if self.shutting_down:
             headers.append(("connection", "close"))
@@ -305,8 +367,10 @@ def _too_large(limit: int) -> Response:
 
 _HANDSHAKE_RESULTS = {401: "unauthorized", 403: "forbidden"}
 
+#: h11's ``error_status_hint`` -> (error code, description).
 _REMOTE_ERRORS = {
-    400: "malformed request",
-    431: "request header too large",
-    505: "HTTP version not supported",
+    400: ("bad_request", "malformed request"),
+    431: ("header_too_large", "request header too large"),
+    501: ("not_implemented", "only Transfer-Encoding: chunked is supported"),
+    505: ("http_version_not_supported", "HTTP version not supported"),
 }

@@ -1,5 +1,5 @@
 """A client message assembled from its frames, and what it costs against
-``[websocket] max_message_bytes`` (issue 18, M3).
+``[websocket] max_message_bytes``.
 
 wsproto hands the session one event per frame (or per piece of a frame
 that arrived in parts).  Counting only payload bytes let a run of empty

@@ -19,9 +19,16 @@ import fcntl
 import logging
 import os
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 PID_FILE = "realtime.pid"
+
+#: How long the server keeps trying for its lock while a reloader's probe
+#: (a brief shared lock) holds the file, and how often it tries.
+LOCK_WAIT = 2.0
+LOCK_STEP = 0.01
 
 
 log = logging.getLogger("realtime.server")
@@ -49,27 +56,63 @@ class PidFile:
             os.close(self._fd)
 
 
-def write(state_dir: Path) -> PidFile:
+def _lock(fd: int, path: Path, wait: float, step: float,
+          clock: Callable[[], float], pause: Callable[[float], None]) -> bool:
+    """Take the exclusive lock on ``fd``; False if another server holds it.
+
+    A server holds the lock exclusively, a reloader's probe shared and
+    briefly.  So when the exclusive lock is refused, a shared one tells
+    which: granted, only probes are in the way and we try again for up to
+    ``wait`` seconds; refused, a server owns the file and we stop at once.
+    """
+    deadline = clock() + wait
+    waiting = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # held exclusively: another server
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        if clock() >= deadline:
+            return False
+        if not waiting:
+            waiting = True
+            log.info("%s is briefly locked by a reader (`realtime reload` or an admin command); waiting for it", path)
+        pause(step)
+
+
+def write(state_dir: Path, *, wait: float = LOCK_WAIT, step: float = LOCK_STEP,
+          clock: Callable[[], float] = time.monotonic,
+          pause: Callable[[float], None] = time.sleep) -> PidFile:
     """Record this process's pid in the pid file and lock it for life.
 
     Several nodes may share a state dir (SQLite WAL allows it): a second
     one finds the lock held, keeps its hands off the file, and says so;
-    ``realtime reload`` then reaches the first.
+    ``realtime reload`` then reaches the first.  A reloader probing the
+    file at that moment (its shared lock) is waited for, up to ``wait``
+    seconds in ``step``s, rather than mistaken for another server.
+    ``clock`` and ``pause`` are for tests.  (Blocking: the server calls it
+    in a thread.)
     """
     path = state_dir / PID_FILE
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            locked = _lock(fd, path, wait, step, clock, pause)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not locked:
             os.close(fd)
             log.warning("%s belongs to another running server (pid %s) on this state dir; "
                         "`realtime reload` signals that one, not this one (pid %d)",
                         path, read(state_dir), os.getpid())
             return PidFile(path, None)
-        except BaseException:
-            os.close(fd)
-            raise
         try:
             same = os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
         except FileNotFoundError:
@@ -106,11 +149,14 @@ def send_reload(state_dir: Path) -> tuple[int | None, str]:
             pid = int(os.read(fd, 64).decode("ascii").strip())
         except (OSError, ValueError):
             return None, "no_pid_file"
+        # The probe: held as briefly as can be, since a server starting
+        # this very moment must wait for it (see write).
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             pass  # held: the server that wrote the file is alive
         else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
             return pid, "stale"
         try:
             os.kill(pid, signal.SIGHUP)

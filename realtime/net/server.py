@@ -163,6 +163,13 @@ async def build_state(settings: Settings) -> Started:
         app.node = broker.state.node
         broker.on_control = functools.partial(admin_ops.run_local, app)  # server API from other nodes
         broker.state.on_cutoff = functools.partial(admin_ops.revoke, app)  # cut-offs made while away
+        from realtime.net.redis.streams import RedisStreams, RedisTickets, parse_refresh
+        from realtime.net.sse import refresh_from_another_node
+
+        # SSE (SPEC §13): tickets single use across nodes; refreshes reach the stream's node.
+        app.tickets = RedisTickets(broker.state)
+        app.stream_directory = RedisStreams(broker.state)
+        broker.state.on_stream_refresh = lambda data: refresh_from_another_node(app, parse_refresh(data))
     return Started(app, broker, ssl_context, webhooks if settings.webhooks else None)
 
 
@@ -316,7 +323,7 @@ class Server:
                 parts = [f"{scheme}={getattr(self.bound, scheme)}" for _, scheme in listeners]
                 log.info("listening %s", " ".join(parts) if parts else "(no listeners)")
                 root.start_soon(reloading.housekeeping, state)
-                root.start_soon(hub_tick, state)  # held join/leave events (issue 18)
+                root.start_soon(hub_tick, state)  # held join/leave events
                 if started.webhooks is not None:
                     await root.start(started.webhooks.run)
                 if self.broker is not None:

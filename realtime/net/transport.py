@@ -47,7 +47,7 @@ class Transport:
             reader; past it :meth:`write` raises :class:`BacklogOverflow`.
 
     What waits for the kernel is kept in two parts, so a slow consumer can
-    still be told why it is dropped (issue 18, item 3):
+    still be told why it is dropped:
 
     - the *wire*: bytes already committed to the stream, never dropped: the
       unsent tail of a write the kernel half took, and on TLS every byte

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -46,6 +45,7 @@ from realtime.protocol.close import TOO_BIG, CloseCode, ProtocolError
 from realtime.session.clock import Clock
 from realtime.session.dispatch import Dispatcher, Reply
 from realtime.session.ratelimit import RateLimiter
+from realtime.session.timers import Timers
 from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
@@ -60,7 +60,9 @@ CLOSE_WAIT = 2.0  # how long we wait for the peer's close frame after ours
 # to read, though a small close frame would fit much sooner.
 CLOSE_RETRY = 0.05
 EVENTS_PER_CHECKPOINT = 64  # frames the reader handles between two checkpoints
-_ids = itertools.count(1)
+#: Connection ids, unique in the process across transports (the hub keys
+#: its tables by them; SSE streams draw from the same counter).
+next_conn_id = itertools.count(1).__next__
 
 
 @attrs.frozen
@@ -92,7 +94,7 @@ class Session:
     __slots__ = (
         "conn_id", "transport", "state", "clock", "echo", "ws", "publish_limit", "message_limit", "close_code", "close_reason",
         "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
-        "_partial", "_held", "_room", "_warn_at", "_ping_at", "_pong_due", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
+        "_partial", "_held", "_room", "timers", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
         "remote", "connected_at",
     )
 
@@ -109,7 +111,7 @@ class Session:
         echo: bool = False,
         clock: Clock = TRIO_CLOCK,
     ) -> None:
-        self.conn_id = next(_ids)
+        self.conn_id = next_conn_id()
         self.transport = transport
         # For the server API's connection list (SPEC §11).
         self.remote = "%s:%d" % transport.peer()
@@ -121,7 +123,7 @@ class Session:
         ws = state.settings.websocket
         self.ws = WSConnection(ConnectionType.SERVER, trailing_data=trailing_data)
         self.publish_limit = RateLimiter.from_spec(ws.publish_rate)
-        self.message_limit = RateLimiter.from_spec(ws.message_rate)
+        self.message_limit = RateLimiter.for_messages(ws.message_rate, ws.max_subscriptions)
         self.close_code: int | None = None
         self.close_reason = ""
         self.peer_close: CloseConnection | None = None
@@ -142,9 +144,7 @@ class Session:
         self._room: trio.Event | None = None
         # Timers live in the reader's receive deadline, not in tasks of their
         # own: a task per idle socket costs memory and handshake time.
-        self._warn_at = math.inf  # trio time to send token_expiring
-        self._ping_at = math.inf  # trio time to send the next keep-alive ping
-        self._pong_due = math.inf  # trio time by which the peer must have spoken
+        self.timers = Timers()
 
     # -- identity (read by the hub's indexes) --------------------------------
     def adopt(self, claims: AccessClaims) -> None:
@@ -233,7 +233,7 @@ class Session:
                 if await transport.send_some():
                     # The peer's TCP takes our bytes: it is alive even if a
                     # long paced answer keeps its own pong queued behind.
-                    self._pong_due = math.inf
+                    self.timers.heard()
                     room = self._room
                     if room is not None and transport.paced_bytes <= transport.max_backlog:
                         room.set()
@@ -260,10 +260,8 @@ class Session:
             with self._scope:
                 if not self.echo:
                     self.send_obj(replies.welcome(self.sub, self.exp))
-                self._aim_warning()
-                interval = self.state.settings.websocket.ping_interval
-                if interval > 0:
-                    self._ping_at = self.clock.now() + interval
+                ws = self.state.settings.websocket
+                self.timers.start(self.clock.now(), self._scope.deadline, ws.expiry_warning, ws.ping_interval)
                 if await self._reader():  # it stepped out: a backlog needs the writer
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
@@ -348,31 +346,24 @@ class Session:
             self._write(frame, charged=False)
         if reply.claims is not None:  # a good refresh moves the deadline
             self._scope.deadline = self.clock.deadline(reply.claims.exp)
-            self._aim_warning()
+            self.timers.aim_warning(self._scope.deadline, self.state.settings.websocket.expiry_warning)
         if reply.close is not None:
             self.withdraw(reply.close.code, reply.close.reason)
 
     # -- timers -----------------------------------------------------------------
-    def _aim_warning(self) -> None:
-        """``token_expiring`` goes out at ``exp - expiry_warning``."""
-        self._warn_at = self._scope.deadline - self.state.settings.websocket.expiry_warning
-
     def _on_timer(self, now: float) -> None:
         """The reader's receive deadline passed: run whichever timer is due."""
         ws = self.state.settings.websocket
-        if now >= self._pong_due:
+        due = self.timers.due(now, ws.ping_interval, ws.pong_timeout)
+        if due.gone:
             # A peer that sent nothing at all for pong_timeout after a ping
             # is gone (a pulled cable): free its slot without a handshake.
             self.withdraw(CloseCode.ABORT, "ping timeout")
             return
-        if now >= self._warn_at:
-            self._warn_at = math.inf  # once per deadline; a refresh re-aims it
+        if due.warn:
             self.send_obj(replies.token_expiring(self.exp))
-        if now >= self._ping_at:
+        if due.ping:
             self.offer(frames.encode_ping_frame(b"rt"))
-            self._ping_at = now + ws.ping_interval
-            if self._pong_due == math.inf:
-                self._pong_due = now + ws.pong_timeout
 
     async def _reader(self) -> bool:
         """Read and handle client messages until the session ends (False),
@@ -390,7 +381,7 @@ class Session:
             # read no new message meanwhile (see _apply).
             paused = transport.paced_bytes > transport.max_backlog and self._writer_running
             data: bytes | None = None
-            with trio.move_on_at(min(self._warn_at, self._ping_at, self._pong_due)) as timer:
+            with trio.move_on_at(self.timers.next_wake()) as timer:
                 self._timer = timer
                 if paused:
                     self._room = trio.Event()
@@ -411,7 +402,7 @@ class Session:
                 continue
             if data is None:  # room for more: read again
                 continue
-            self._pong_due = math.inf  # any bytes at all prove the peer is alive
+            self.timers.heard()  # any bytes at all prove the peer is alive
             self.ws.receive_data(data if data else None)
             # Parsed lazily, one frame per step: a read full of tiny frames
             # is handled with checkpoints between them (below).

@@ -9,7 +9,7 @@ The argon2 offloads also bound how many calls may *wait* for a thread
 (``[oauth] hash_queue``): past that, :class:`OffloadBusy` at once, which
 the endpoints answer with 503 and ``Retry-After``.  User logins and
 client authentication have a limiter each, so a flood of bogus client
-credentials cannot make a password login wait (issue 18 M2).
+credentials cannot make a password login wait.
 """
 
 from __future__ import annotations

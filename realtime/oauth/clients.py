@@ -136,7 +136,7 @@ async def authenticate_client(
     if app is None or not hashes:
         # RFC 6749 §2.2: the client identifier "is not a secret", so an
         # unknown one (or one with no secret) is refused at once, with no
-        # dummy hash to spend argon2 on (issue 18 M2).
+        # dummy hash to spend argon2 on.
         raise InvalidClientError("client authentication failed", used_basic=used_basic)
     if services.secret_cache.lookup(client_id, secret, hashes):
         return AuthenticatedClient(app, method)
@@ -150,8 +150,8 @@ async def authenticate_client(
 async def _verify_secret(request: "Request", services: "OAuthServices", client_id: str, secret: str,
                          hashes: list[str]) -> str | None:
     """The argon2 check of a client secret, throttled before the hash per
-    address and per ``client_id`` (reserved first, refunded on success, as
-    for logins) and refused with 503 when the clients' argon2 queue is full."""
+    (``client_id``, address), per address and, more loosely, per
+    ``client_id`` (reserved first, refunded on success, as for logins) and refused with 503 when the clients' argon2 queue is full."""
     throttle = services.client_throttle
     address = request.client_host or "-"
     wait = throttle.reserve(client_id, address, services.clock())

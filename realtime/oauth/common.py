@@ -12,6 +12,7 @@ from realtime.config.settings import App, Settings, User
 
 #: Asked for by public clients that want a refresh token; not an app scope.
 OFFLINE_ACCESS = "offline_access"
+OPENID = "openid"
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
@@ -90,7 +91,9 @@ def grant_scopes(requested: frozenset[str] | None, app: App, user: User | None) 
         raise InvalidScopeError("the client may not request one of these scopes")
     granted = requested & allowed
     if user is not None:
-        granted &= frozenset(user.scopes)
+        # ``openid`` (OIDC) asks for an id_token, no permission of the user's:
+        # the app's list alone decides it, as for offline_access.
+        granted &= frozenset(user.scopes) | {OPENID}
     if OFFLINE_ACCESS in requested:
         granted |= {OFFLINE_ACCESS}
     return granted
@@ -135,7 +138,7 @@ def consent_may_be_remembered(app: App, redirect_uri: str) -> bool:
     URI scheme or a loopback redirect), it SHOULD NOT process the request
     automatically ... as if no previous request had been approved."  So a
     public client with a custom-scheme or loopback redirect always gets the
-    consent page (issue 18 L5); a confidential one, or an https redirect,
+    consent page; a confidential one, or an https redirect,
     may skip it.
     """
     return not app.public or https_redirect(redirect_uri)

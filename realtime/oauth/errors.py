@@ -180,7 +180,7 @@ class TooManyAttemptsError(InvalidGrantError):
 
 class ClientThrottledError(InvalidClientError):
     """Too many failed client authentications from this address or for
-    this ``client_id`` (issue 18 M2): refused before any argon2 check.
+    this ``client_id``: refused before any argon2 check.
     Still ``invalid_client``, with 429 and ``Retry-After`` (RFC 6585 §4)."""
 
     status_code = 429
@@ -194,7 +194,7 @@ class ClientThrottledError(InvalidClientError):
 
 
 class TemporarilyUnavailableError(OAuthError):
-    """The argon2 wait queue is full (issue 18 M2): 503 with ``Retry-After``.
+    """The argon2 wait queue is full: 503 with ``Retry-After``.
 
     RFC 6749 §4.1.2.1 defines ``temporarily_unavailable`` ("The
     authorization server is currently unable to handle the request due to

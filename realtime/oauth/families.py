@@ -13,11 +13,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from realtime.config.settings import App, Settings, User
 from realtime.oauth.common import refresh_ttl
+from realtime.oauth.passwords import credential_hmac
 from realtime.store import RefreshRecord
 
 
@@ -30,8 +30,7 @@ def credential_fingerprint(key: bytes, user: User | None) -> str:
     """
     if user is None:
         return ""
-    msg = "\x1f".join(("refresh-family-credential", user.name, user.password_hash or ""))
-    return hmac.new(key, msg.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return credential_hmac(key, "refresh-family-credential", user.name, user.password_hash or "").hex()
 
 
 def credential_changed(key: bytes, user: User, record: RefreshRecord) -> bool:

@@ -27,6 +27,7 @@ from realtime.http.request import Request
 from realtime.http.responses import Response, json_response
 from realtime.oauth import pkce
 from realtime.oauth.clients import AuthenticatedClient, authenticate_client
+from realtime.oauth.device import DEVICE_GRANT, approved_device_code
 from realtime.oauth.common import (
     OFFLINE_ACCESS,
     access_ttl,
@@ -60,6 +61,7 @@ from realtime.oauth.login import MAX_PASSWORD, MAX_USERNAME, Busy, Throttled, lo
 from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import App, Settings
 from realtime.store import IssuedTokens, RefreshRecord, token_hash
+from realtime.oauth.idtoken import OPENID, issue_id_token
 from realtime.tokens.keyring import issue_access_token
 
 log = logging.getLogger("realtime.oauth")
@@ -149,9 +151,22 @@ async def _issue(
 
 
 def _still_allowed(scopes: frozenset[str], app: App, user_scopes: tuple[str, ...]) -> frozenset[str]:
-    """Re-apply the current app's and user's scopes (the files may have changed)."""
-    keep = (frozenset(app.scopes) & frozenset(user_scopes)) | {OFFLINE_ACCESS}
+    """Re-apply the current app's and user's scopes (the files may have changed).
+    ``openid`` needs only the app's (as in :func:`grant_scopes`)."""
+    keep = (frozenset(app.scopes) & (frozenset(user_scopes) | {OPENID})) | {OFFLINE_ACCESS}
     return scopes & keep
+
+
+def _add_id_token(ctx: GrantContext, body: dict, sub: str, scopes: frozenset[str], *,
+                  sid: str | None, auth_time: float | None, nonce: str | None) -> None:
+    """OIDC Core §3.1.3.3: a grant whose scope holds ``openid`` answers an ``id_token`` too."""
+    if OPENID not in scopes:
+        return
+    body["id_token"] = issue_id_token(
+        ctx.state.keyring, issuer=ctx.settings.issuer, client_id=ctx.app.client_id, sub=sub,
+        access_token=body["access_token"], auth_time=auth_time, sid=sid, nonce=nonce,
+        ttl=access_ttl(ctx.settings, ctx.app), now=ctx.now,
+    )
 
 
 # -- authorization_code ------------------------------------------------------
@@ -214,6 +229,9 @@ async def authorization_code(ctx: GrantContext) -> dict:
     scopes = _still_allowed(record.scope, ctx.app, user.scopes)
     refresh = wants_refresh(ctx.app, scopes)
     body, issued = await _issue(ctx, record.sub, scopes, refresh=refresh)
+    # The family remembers its login session: a logout there revokes it.
+    issued = attrs.evolve(issued, sid=record.sid, auth_time=record.auth_time)
+    _add_id_token(ctx, body, record.sub, scopes, sid=record.sid, auth_time=record.auth_time, nonce=record.nonce)
     if not await store.redeem_code(code_hash, ctx.now, issued):
         # Lost a race with a concurrent exchange of the same code: a replay.
         _revoke_live(ctx.state, await store.revoke_code_grant(code_hash, ctx.now))
@@ -269,6 +287,8 @@ async def refresh_token(ctx: GrantContext) -> dict:
         ctx, record.sub, scopes, refresh=True, family_id=record.family_id, refresh_scope=record.scope,
         family_started=record.family_created_at,
     )
+    # OIDC Core §12.2: a new ID Token on refresh, without a nonce.
+    _add_id_token(ctx, body, record.sub, scopes, sid=record.sid, auth_time=record.auth_time, nonce=None)
     if record.used_at is None and await store.rotate_refresh(old_hash, ctx.now, issued):
         return body
     # Used already (or just now, by a concurrent request): a retry if the
@@ -280,8 +300,11 @@ async def refresh_token(ctx: GrantContext) -> dict:
         )
         if lost is not None:
             _revoke_live(ctx.state, lost)
-            log.info("refresh token retried within the reuse grace; the earlier answer is revoked (client_id=%s)",
-                     ctx.app.client_id)
+            # A warning: a replayed stolen token inside the grace looks the
+            # same and takes the family over (the real client is signed out).
+            log.warning("refresh token retried within the reuse grace; the earlier answer is revoked "
+                        "(client_id=%s, sub=%s, address=%s)",
+                        ctx.app.client_id, record.sub, ctx.request.client_host or "-")
             return body
     raise await _revoke_replayed(ctx, record)
 
@@ -342,11 +365,30 @@ async def password(ctx: GrantContext) -> dict:
     return body
 
 
+# -- urn:ietf:params:oauth:grant-type:device_code (RFC 8628 §3.4) ------------------
+
+
+async def device_code(ctx: GrantContext) -> dict:
+    """The device's poll: the polling rules are :mod:`realtime.oauth.device`'s;
+    the tokens go out once, to the poll that wins the store's redemption."""
+    record = await approved_device_code(ctx.services, ctx.form.get("device_code"), ctx.client, ctx.now)
+    assert record.sub is not None
+    user = active_user(ctx.settings, record.sub)
+    if user is None:
+        raise InvalidGrantError("the user may not sign in")
+    scopes = _still_allowed(record.scope, ctx.app, user.scopes)
+    body, issued = await _issue(ctx, record.sub, scopes, refresh=wants_refresh(ctx.app, scopes))
+    if not await ctx.services.store.redeem_device_code(record.device_hash, ctx.now, issued):
+        raise InvalidGrantError("the device code was already used")  # a concurrent poll won
+    return body
+
+
 GRANTS: dict[str, Grant] = {
     "authorization_code": authorization_code,
     "refresh_token": refresh_token,
     "client_credentials": client_credentials,
     "password": password,
+    DEVICE_GRANT: device_code,
 }
 
 

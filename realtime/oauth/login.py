@@ -39,7 +39,7 @@ class LoginRefused:
 
 def log_failed_login(protocol: str, client_id: str, address: str, username: str) -> None:
     """One line per failed password check: who tried which name, from
-    where, through which client; never the password (issue 18 L6)."""
+    where, through which client; never the password."""
     log.info("failed login (%s, client_id=%s, address=%s, user=%r)",
              protocol, client_id, address, username[:64])
 
@@ -49,13 +49,13 @@ async def check_password(
     users: Mapping[str, User],
     request: Request,
     form: Mapping[str, str],
-    now: float,
     *,
     client_id: str,
     protocol: str = "oauth2",
 ) -> User | LoginRefused:
-    """``now`` is the request's time; the throttle reads the clock itself
-    when it charges, so time spent queued for argon2 is no refill."""
+    """The user a login form's name and password identify, or how to show
+    the form again.  The throttle reads the clock itself when it charges,
+    so time spent queued for argon2 is no refill."""
     username = form.get("username", "")
     secret = form.get("password", "")
     if not username or not secret or len(username) > MAX_USERNAME or len(secret) > MAX_PASSWORD:
@@ -89,7 +89,7 @@ async def verify_login(services: OAuthServices, users: Mapping[str, User], usern
     ``password`` grant: the user, or None for a wrong name or password.
 
     One try is reserved from the throttle *before* argon2 and refunded on
-    success (issue 18 M1), so concurrent guesses cannot all be checked
+    success, so concurrent guesses cannot all be checked
     against a bucket none of them has charged yet.
     """
     throttle = services.throttle

@@ -22,7 +22,7 @@ class Offload(Protocol):
 class OffloadBusy(Exception):
     """The offload's wait queue is full: the work was not started.
 
-    Raised instead of queueing without bound (issue 18 M2), so a flood of
+    Raised instead of queueing without bound, so a flood of
     argon2 checks answers 503 with ``Retry-After`` rather than making every
     later check wait behind it.
     """

@@ -139,3 +139,13 @@ class SecretCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def credential_hmac(key: bytes, label: str, name: str, password_hash: str) -> bytes:
+    """HMAC-SHA256 under the server key of a user's name and password hash:
+    what a login session (``services.credential_mark``) and a refresh
+    family (``families.credential_fingerprint``) carry to notice a password
+    change, never the hash itself.  ``label`` keeps the uses apart, so one
+    cannot be passed off as the other."""
+    msg = "\x1f".join((label, name, password_hash)).encode("utf-8", "surrogatepass")
+    return hmac.new(key, msg, hashlib.sha256).digest()

@@ -9,10 +9,14 @@ application object's ``oauth`` attribute.
 from __future__ import annotations
 
 from realtime.http.router import Router
+from realtime.oauth.account import account_endpoint, revoke_endpoint as account_revoke_endpoint
 from realtime.oauth.authorize import authorize_endpoint
+from realtime.oauth.device import device_authorization_endpoint
+from realtime.oauth.device_page import device_page_endpoint
 from realtime.oauth.grants import token_endpoint
 from realtime.oauth.introspection import introspect_endpoint
-from realtime.oauth.metadata import jwks_endpoint, metadata_endpoint
+from realtime.oauth.logout import logout_endpoint
+from realtime.oauth.metadata import jwks_endpoint, metadata_endpoint, openid_configuration_endpoint
 from realtime.oauth.callback import callback_endpoint
 from realtime.oauth.providers.flow import CALLBACK_PREFIX
 from realtime.oauth.revocation import revoke_endpoint
@@ -29,4 +33,14 @@ def register(router: Router) -> None:
     router.add("POST", "/oauth2/introspect", introspect_endpoint)
     router.add("GET", "/oauth2/userinfo", userinfo_endpoint)
     router.add("POST", "/oauth2/userinfo", userinfo_endpoint)
+    router.add("GET", "/.well-known/openid-configuration", openid_configuration_endpoint)  # OIDC Discovery
+    router.add("GET", "/oauth2/logout", logout_endpoint)  # OIDC RP-Initiated Logout
+    router.add("POST", "/oauth2/logout", logout_endpoint)
     router.add_prefix("GET", CALLBACK_PREFIX, callback_endpoint)  # /oauth2/callback/NAME (login providers)
+    # Device authorization grant (RFC 8628) and the account page (SPEC §9, §10).
+    router.add("POST", "/oauth2/device_authorization", device_authorization_endpoint)
+    router.add("GET", "/device", device_page_endpoint)
+    router.add("POST", "/device", device_page_endpoint)
+    router.add("GET", "/account", account_endpoint)
+    router.add("POST", "/account", account_endpoint)
+    router.add("POST", "/account/revoke", account_revoke_endpoint)

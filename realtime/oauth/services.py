@@ -7,10 +7,10 @@ endpoints read.  ``OAuthApp`` is a Protocol so that oauth names what it
 needs without importing the concrete application type
 (:class:`realtime.api.app.App`) from the layer above.
 
-Also the browser-side secrets: the login session cookie and the CSRF
-tokens of the login and consent forms, both HMAC-SHA256 under a server
-key kept in ``state_dir/oauth.key`` (mode 0600) so sessions survive a
-restart.  Nothing here holds a password or a client secret.
+Also the browser side: the login session (a row in the store behind a
+cookie holding a random id) and the CSRF tokens of the forms, HMAC-SHA256
+under a server key kept in ``state_dir/oauth.key`` (mode 0600) so they
+survive a restart.  Nothing here holds a password or a client secret.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import os
 import secrets
 import time
@@ -32,27 +31,24 @@ from realtime.config.units import parse_rate
 from realtime.http.counters import Counters
 from realtime.http.request import Request
 from realtime.oauth.offload import Offload
-from realtime.oauth.passwords import Hasher, SecretCache
+from realtime.oauth.passwords import Hasher, SecretCache, credential_hmac
 from realtime.oauth.providers.pending import ProviderLogins
 from realtime.oauth.providers.outbound import ProviderHttp
-from realtime.oauth.throttle import ClientAuthThrottle, LoginThrottle
+from realtime.oauth.throttle import ClientAuthThrottle, KeyedBuckets, LoginThrottle
 from realtime.tokens.keyring import KeyRing, RevokedSet
+from realtime.store import LoginSession, token_hash
 from realtime.store.calls import StoreCalls
 
 
 SESSION_COOKIE = "rt_session"
 CSRF_COOKIE = "rt_csrf"
-SESSION_TTL = 8 * 3600.0
+SESSION_TTL = 12 * 3600.0  # the default of [oauth] session_ttl
 CSRF_TTL = 3600.0
 KEY_FILE = "oauth.key"
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def load_or_create_key(state_dir: Path) -> bytes:
@@ -84,7 +80,7 @@ def load_or_create_key(state_dir: Path) -> bytes:
 #: RFC 6265bis §4.1.3.2: a ``__Host-`` cookie must be ``Secure``, have
 #: ``Path=/`` and no ``Domain``, so neither a sibling subdomain nor the
 #: plain-HTTP listener nor an on-path attacker can set or overwrite it
-#: (cookie tossing, issue 18 L4).  Used on HTTPS; plain HTTP keeps the bare
+#: (cookie tossing).  Used on HTTPS; plain HTTP keeps the bare
 #: names (browsers refuse ``__Host-`` without ``Secure``), and the HTTPS
 #: side never reads a bare name.
 HOST_PREFIX = "__Host-"
@@ -92,7 +88,7 @@ HOST_PREFIX = "__Host-"
 
 def cookie_name(base: str, request: Request) -> str:
     """The name of the login-flow cookie ``base`` for this request."""
-    return HOST_PREFIX + base if request.scheme == "https" else base
+    return HOST_PREFIX + base if request.effective_scheme == "https" else base
 
 
 def read_cookie(request: Request, base: str) -> str | None:
@@ -101,9 +97,9 @@ def read_cookie(request: Request, base: str) -> str | None:
 
 def set_cookie(name: str, value: str, request: Request, max_age: int, path: str = "/oauth2") -> tuple[str, str]:
     """A ``Set-Cookie`` for the login flows: HttpOnly, SameSite=Lax; over
-    HTTPS ``__Host-`` prefixed, ``Secure`` and ``Path=/`` (``path`` then
+    HTTPS (the listener's, or a trusted proxy's) ``__Host-`` prefixed, ``Secure`` and ``Path=/`` (``path`` then
     does not apply)."""
-    if request.scheme == "https":
+    if request.effective_scheme == "https":
         return ("set-cookie", f"{HOST_PREFIX}{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; "
                               "SameSite=Lax")
     return ("set-cookie", f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax")
@@ -111,11 +107,22 @@ def set_cookie(name: str, value: str, request: Request, max_age: int, path: str 
 
 @attrs.frozen
 class Session:
+    """A live login session as the pages see it (the store's
+    :class:`~realtime.store.LoginSession`, by cookie)."""
+
     sub: str
-    iat: float
+    iat: float  # when the user signed in
     exp: float
-    sid: str
+    sid: str  # public id: the id_token's ``sid``, recorded with codes and families
     cred: str = ""  # credential_mark() of the user when the session began
+
+    @property
+    def auth_time(self) -> float:
+        return self.iat
+
+
+#: Longest cookie value read (ours are 43 characters); longer is ignored unhashed.
+MAX_SESSION_COOKIE = 100
 
 
 @attrs.define
@@ -128,13 +135,17 @@ class OAuthServices:
     logins: ProviderLogins = attrs.field(factory=ProviderLogins)  # pending provider logins
     secret_cache: SecretCache = attrs.field(factory=SecretCache)
     throttle: LoginThrottle = attrs.field(factory=lambda: LoginThrottle(10 / 60, 10, 30 / 60, 30))
-    # Client secrets get their own argon2 limiter and queue (issue 18 M2);
+    # Client secrets get their own argon2 limiter and queue;
     # None: share ``hasher`` (tests that build services by hand).
     client_hasher: Hasher | None = None
     client_throttle: ClientAuthThrottle = attrs.field(factory=lambda: ClientAuthThrottle(20 / 60, 20))
     clock: Callable[[], float] = time.time
     last_sweep: float = 0.0
     sweep_every: float = 600.0
+    # Wrong user codes per address at /device (RFC 8628 §5.1; [oauth] user_code_rate).
+    user_code_throttle: KeyedBuckets = attrs.field(factory=lambda: KeyedBuckets(10 / 60, 10))
+    # New device codes per address (each is a stored row): 60 a minute, bursts of 30.
+    device_request_throttle: KeyedBuckets = attrs.field(factory=lambda: KeyedBuckets(1.0, 30))
 
     @property
     def secret_hasher(self) -> Hasher:
@@ -142,6 +153,10 @@ class OAuthServices:
         return self.client_hasher or self.hasher
 
     # -- sessions -----------------------------------------------------------
+    # A login session lives in the store (so it survives a restart and is
+    # shared by nodes on a shared store); the cookie holds a random id whose
+    # SHA-256 is the row's key.  A sign-in always draws a new id (no session
+    # fixation); a password change, a disabled or removed user ends it.
 
     def _mac(self, *parts: str) -> str:
         msg = "\x1f".join(parts).encode("utf-8", "surrogatepass")
@@ -150,20 +165,27 @@ class OAuthServices:
     def credential_mark(self, user: User) -> str:
         """An HMAC of the user's current password hash: it changes with the
         password and reveals nothing about it (the hash itself never goes
-        into a cookie)."""
-        return self._mac("credential", user.name, user.password_hash or "")[:22]
+        into a cookie or the store)."""
+        return _b64(credential_hmac(self.key, "credential", user.name, user.password_hash or ""))[:22]
 
-    def make_session(self, user: User, now: float, ttl: float = SESSION_TTL) -> str:
-        payload = _b64(json.dumps(
-            {"sub": user.name, "iat": int(now), "exp": int(now + ttl), "sid": secrets.token_urlsafe(16),
-             "cred": self.credential_mark(user)},
-            separators=(",", ":"),
-        ).encode())
-        return f"{payload}.{self._mac('session', payload)}"
+    async def make_session(self, user: User, now: float, ttl: float = SESSION_TTL, *,
+                           replacing: str | None = None) -> str:
+        """Start a session for ``user`` signed in at ``now``; returns the new
+        cookie value.  ``replacing``: the browser's current cookie, whose
+        session ends in the same transaction; if it was ``user``'s, its
+        ``sid`` carries over (one logout still finds every token of it)."""
+        old = await self.read_session(replacing, now) if replacing else None
+        sid = old.sid if old is not None and old.sub == user.name else secrets.token_urlsafe(16)
+        cookie = secrets.token_urlsafe(32)
+        record = LoginSession(id_hash=token_hash(cookie), sid=sid, sub=user.name,
+                              credential=self.credential_mark(user), auth_time=now, expires_at=now + ttl)
+        replaced = token_hash(replacing) if replacing and len(replacing) <= MAX_SESSION_COOKIE else None
+        await self.store.save_login_session(record, replaced)
+        return cookie
 
     def session_user(self, session: Session, settings: Settings) -> User | None:
         """The session's user if it may still act: present, enabled, and
-        with the password the session was started with (issue 18 L3: a
+        with the password the session was started with (a
         password change, a disabled or removed user ends every session)."""
         user = settings.users.get(session.sub)
         if user is None or user.disabled:
@@ -172,21 +194,39 @@ class OAuthServices:
             return None
         return user
 
-    def read_session(self, cookie: str | None, now: float) -> Session | None:
-        if not cookie or cookie.count(".") != 1 or len(cookie) > 2048:
+    async def read_session(self, cookie: str | None, now: float) -> Session | None:
+        """The live session of a cookie value, or None."""
+        if not cookie or len(cookie) > MAX_SESSION_COOKIE:
             return None
-        payload, mac = cookie.split(".")
-        if not hmac.compare_digest(mac, self._mac("session", payload)):
+        found = await self.store.get_login_session(token_hash(cookie), now)
+        if found is None:
             return None
-        try:
-            data = json.loads(_unb64(payload))
-            session = Session(str(data["sub"]), float(data["iat"]), float(data["exp"]), str(data["sid"]),
-                              str(data.get("cred", "")))
-        except (ValueError, KeyError, TypeError):
+        return Session(found.sub, found.auth_time, found.expires_at, found.sid, found.credential)
+
+    async def signed_in(self, request: Request, settings: Settings, now: float) -> tuple[User, Session] | None:
+        """The signed-in user of ``request`` and their session, or None."""
+        session = await self.read_session(read_cookie(request, SESSION_COOKIE), now)
+        if session is None:
             return None
-        if session.exp <= now:
-            return None
-        return session
+        user = self.session_user(session, settings)
+        return (user, session) if user is not None else None
+
+    @staticmethod
+    def session_cookie(value: str, request: Request, max_age: int) -> tuple[str, str]:
+        """The session's ``Set-Cookie``: ``Path=/`` on both schemes, so every
+        page of the server (``/oauth2``, ``/oauth1``, ``/device``, ``/account``)
+        sees the one session.  ``max_age=0`` deletes it."""
+        return set_cookie(SESSION_COOKIE, value, request, max_age, path="/")
+
+    @staticmethod
+    def legacy_session_cookie_removals(request: Request) -> tuple[tuple[str, str], ...]:
+        """Plain HTTP only: delete the session cookies older servers set on
+        ``Path=/oauth2`` and ``/oauth1``.  A browser sends the more specific
+        path first and the first value wins, so a stale one would hide the
+        new ``Path=/`` session until it expired."""
+        if request.scheme == "https":
+            return ()
+        return tuple(set_cookie(SESSION_COOKIE, "", request, 0, path=p) for p in ("/oauth2", "/oauth1"))
 
     # -- CSRF ---------------------------------------------------------------
 
@@ -275,5 +315,7 @@ def build_services(settings: Settings, store: StoreCalls, key: bytes, *, hasher:
     client_rate, client_burst = _rate(settings.oauth.client_auth_rate, (20 / 60, 20))
     overrides.setdefault("throttle", LoginThrottle(rate, burst, user_rate, user_burst))
     overrides.setdefault("client_throttle", ClientAuthThrottle(client_rate, client_burst))
+    code_rate, code_burst = _rate(settings.oauth.user_code_rate, (10 / 60, 10))
+    overrides.setdefault("user_code_throttle", KeyedBuckets(code_rate, code_burst))
     return OAuthServices(store=store, key=key, hasher=hasher, provider_http=provider_http,
                          users_offload=users_offload, client_hasher=client_hasher, **overrides)

@@ -4,7 +4,7 @@ client authentications.
 A try *reserves* one token from each of its buckets before the argon2
 check and gets it back when the check succeeds, so only failures cost
 anything, and N guesses sent at once cannot all pass a check made before
-any of them was charged (issue 18 M1): at most ``burst`` are in flight
+any of them was charged: at most ``burst`` are in flight
 per key.  A request is refused without any hashing while one of its
 buckets is empty, with the time until a token is back (``Retry-After``).
 
@@ -12,7 +12,9 @@ Logins are charged per (user, address) at ``[oauth] login_rate``, per
 address at the same rate, and per user at the looser ``login_user_rate``:
 one attacker address locks out only itself, and locking a user out
 everywhere takes several addresses (the per-user bucket is what stops a
-guessing campaign spread over many addresses).
+guessing campaign spread over many addresses).  Client authentications
+are charged the same way: per (``client_id``, address) and per address at
+``[oauth] client_auth_rate``, per ``client_id`` at ten times that rate.
 
 RFC 6749 §10.10: "the authorization server MUST protect ... against
 brute force attacks"; RFC 9700 §4.x recommends rate limiting of
@@ -86,6 +88,9 @@ class KeyedBuckets:
 
 Charge = tuple[KeyedBuckets, str]
 
+#: How much looser the per-``client_id`` bucket is than ``client_auth_rate``.
+CLIENT_FACTOR = 10
+
 
 def reserve(charges: list[Charge], now: float) -> float:
     """Spend one token of every bucket if each has one and answer 0; else
@@ -126,16 +131,23 @@ class LoginThrottle:
 
 
 class ClientAuthThrottle:
-    """Failed client authentications per address and per ``client_id``
-    (issue 18 M2): each costs an argon2 check, so they are limited before
-    the hash, like logins."""
+    """Failed client authentications per (``client_id``, address), per
+    address and per ``client_id``: each costs an argon2 check, so they are
+    limited before the hash, like logins.
 
-    def __init__(self, rate: float, burst: int) -> None:
+    A ``client_id`` is public, so its own bucket is looser (``client_rate``,
+    by default 10 times ``rate``): a few wrong secrets from one address empty
+    that address's buckets, not the client's, and the real client keeps
+    authenticating from its own address."""
+
+    def __init__(self, rate: float, burst: int, client_rate: float | None = None,
+                 client_burst: int | None = None) -> None:
+        self.pairs = KeyedBuckets(rate, burst)
         self.addresses = KeyedBuckets(rate, burst)
-        self.clients = KeyedBuckets(rate, burst)
+        self.clients = KeyedBuckets(client_rate or rate * CLIENT_FACTOR, client_burst or burst * CLIENT_FACTOR)
 
     def _charges(self, client_id: str, address: str) -> list[Charge]:
-        return [(self.addresses, address), (self.clients, client_id)]
+        return [(self.pairs, f"{client_id}\0{address}"), (self.addresses, address), (self.clients, client_id)]
 
     def reserve(self, client_id: str, address: str, now: float) -> float:
         return reserve(self._charges(client_id, address), now)

@@ -77,7 +77,7 @@ def claims_for_scope(user: User, scope: frozenset[str]) -> dict[str, Any]:
     ``preferred_username`` (and, for clients written against the older
     answer, ``display_name`` when the user has one); ``email`` adds
     ``email`` and ``email_verified``.  A ``chat:read``-only token learns
-    nothing but who it stands for (issue 18 I6).
+    nothing but who it stands for.
 
     ``email_verified`` is false: the address comes from the users file or
     an external provider's profile, and this server never proved that the

@@ -31,7 +31,7 @@ from realtime.oauth.common import active_user, grant_scopes, https_redirect, par
 from realtime.oauth.login import LoginRefused, check_password
 from realtime.oauth.errors import OAuthError
 from realtime.oauth.services import (
-    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, SESSION_TTL, OAuthServices, read_cookie, set_cookie,
+    CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, OAuthServices, read_cookie, set_cookie,
 )
 from realtime.oauth1.credentials import Kind, OAuth1App, OAuth1Services, authenticate
 from realtime.oauth1.errors import FORM, NO_STORE, OAuth1Error
@@ -222,8 +222,8 @@ class _Flow:
                                 error=error, form_action=AUTHORIZE_PATH)
         return self.page(status, html, *headers)
 
-    def current_user(self) -> tuple[User, str] | None:
-        session = self.services.read_session(self.session_cookie, self.now)
+    async def current_user(self) -> tuple[User, str] | None:
+        session = await self.services.read_session(self.session_cookie, self.now)
         if session is None:
             return None
         user = self.services.session_user(session, self.state.settings)
@@ -232,7 +232,7 @@ class _Flow:
     async def proceed(self, user: User, sid: str) -> Response:
         granted = grant_scopes(self.record.scope, self.app, user)
         remembered = await self.services.store.get_consent(user.name, self.app.client_id)
-        # RFC 8252 §8.6, as for OAuth 2 (issue 18 L5): a consumer whose
+        # RFC 8252 §8.6, as for OAuth 2: a consumer whose
         # callback is a custom scheme or loopback is a native app whose
         # consumer secret proves nothing, so it is asked every time.  An oob
         # verifier is shown to the user, which is interaction enough.
@@ -276,22 +276,21 @@ class _Flow:
 async def _login(flow: _Flow, form: Mapping[str, str]) -> Response:
     if not flow.csrf_ok(form.get("csrf_token"), "oauth1-login"):
         return flow.login(403, "The form has expired. Please sign in again.")
-    user = await check_password(flow.services, flow.state.settings.users, flow.request, form, flow.now,
+    user = await check_password(flow.services, flow.state.settings.users, flow.request, form,
                                 client_id=flow.app.client_id, protocol="oauth1")
     if isinstance(user, LoginRefused):
         return flow.login(user.status, user.message, user.username, *user.headers)
-    cookie = flow.services.make_session(user, flow.now)
-    for path in (COOKIE_PATH, "/oauth2"):
-        header = set_cookie(SESSION_COOKIE, cookie, flow.request, int(SESSION_TTL), path)
-        if header not in flow.set_cookies:  # over HTTPS both paths are Path=/
-            flow.set_cookies.append(header)
-    session = flow.services.read_session(cookie, flow.now)
+    ttl = flow.state.settings.oauth.session_ttl
+    cookie = await flow.services.make_session(user, flow.now, ttl, replacing=flow.session_cookie)
+    flow.set_cookies.append(flow.services.session_cookie(cookie, flow.request, int(ttl)))
+    flow.set_cookies.extend(flow.services.legacy_session_cookie_removals(flow.request))
+    session = await flow.services.read_session(cookie, flow.now)
     assert session is not None
     return await flow.proceed(user, session.sid)
 
 
 async def _consent(flow: _Flow, form: Mapping[str, str]) -> Response:
-    current = flow.current_user()
+    current = await flow.current_user()
     if current is None:
         return flow.login(200, "Please sign in again.")
     user, sid = current
@@ -339,7 +338,7 @@ async def authorize_endpoint(request: Request, state: OAuth1App) -> Response:
             return await _consent(flow, params)
         if action is not None:
             return _error_page(400, "Invalid request", "Unknown action.")
-        current = flow.current_user()
+        current = await flow.current_user()
         if current is None:
             return flow.login()
         return await flow.proceed(*current)

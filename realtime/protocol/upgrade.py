@@ -8,6 +8,15 @@ Token sources, in order (the first present one is used):
    cannot set headers; we select ``realtime.v1`` and never echo the token;
 3. ``?access_token=`` only where ``[websocket] token_in_query = true``
    (RFC 6750 §2.3 warns that URLs end up in logs).
+
+Or a ticket (SPEC §13): ``?ticket=`` from ``POST /api/ticket``, single use
+and short-lived, so a browser never puts a long-lived token in a URL.  The
+shell redeems it (a store round trip) and passes the outcome in as
+``principal`` (:func:`ticket_principal`), as for an OAuth 1.0a signed
+upgrade; a ticket wins over the other sources when both are present.
+
+``GET /sse`` (SPEC §13) has the same gate without the upgrade headers:
+:func:`check_stream`.
 """
 
 from __future__ import annotations
@@ -23,7 +32,8 @@ from wsproto.utilities import generate_accept_token
 from realtime.http.request import Request
 from realtime.http.responses import Response, bearer_challenge, error_response
 from realtime.config.settings import Settings
-from realtime.tokens.bearer import verify_bearer
+from realtime.protocol import sse
+from realtime.tokens.bearer import principal_problem, verify_bearer
 from realtime.tokens.keyring import AccessClaims, KeyRing, RevokedSet
 
 SUBPROTOCOL = "realtime.v1"
@@ -42,6 +52,11 @@ def is_upgrade(request: Request) -> bool:
     upgrade = (request.header("upgrade") or "").strip().lower()
     tokens = {t.strip().lower() for v in request.header_values("connection") for t in v.split(",")}
     return upgrade == "websocket" and "upgrade" in tokens
+
+
+def handshake_problem(request: Request) -> Response | None:
+    """What is wrong with the upgrade itself (before any credential), or None."""
+    return _handshake_problem(request)
 
 
 def _handshake_problem(request: Request) -> Response | None:
@@ -137,3 +152,133 @@ def check_upgrade(
         headers.append(("sec-websocket-protocol", subprotocol))
     return Accept(claims=claims, subprotocol=subprotocol, headers=tuple(headers))
 
+
+
+# -- tickets (SPEC §13) ---------------------------------------------------------
+
+
+def ticket_of(request: Request) -> str | None | Response:
+    """The ``?ticket=`` of a request, ``None`` when there is none, or a 400
+    when it is given more than once or empty."""
+    values = request.query.get("ticket")
+    if values is None:
+        return None
+    if len(values) != 1 or not values[0]:
+        return error_response(400, "invalid_request", "give one non-empty ticket")
+    return values[0]
+
+
+def ticket_principal(
+    claims: AccessClaims | None, settings: Settings, keyring: KeyRing, revoked: RevokedSet, now: float
+) -> AccessClaims | Response:
+    """What a redeemed ticket stands for now: the claims of the token it was
+    issued for, if that token could still pass the gate (a 401 if not).
+
+    ``claims`` is ``None`` for an unknown, spent or expired ticket.
+    """
+    if claims is None:
+        return bearer_challenge(401, "invalid_token", "unknown, used or expired ticket")
+    if claims.exp <= now:
+        return bearer_challenge(401, "invalid_token", "the ticket's token has expired")
+    if claims.jti in revoked:
+        return bearer_challenge(401, "invalid_token", "the ticket's token was revoked")
+    if claims.kid not in keyring.keys:
+        return bearer_challenge(401, "invalid_token", "the ticket's signing key was retired")
+    problem = principal_problem(claims, settings)
+    if problem is not None:
+        return bearer_challenge(401, "invalid_token", problem)
+    return claims
+
+
+# -- GET /sse ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class StreamRequest:
+    """An accepted ``GET /sse``.
+
+    Attributes:
+        claims: the verified token (or ticket) behind it.
+        channels: the channels asked for, in order, without repeats;
+            ``user:<sub>`` when none was named.
+        positions: the ``Last-Event-ID`` read as channel -> seq, or
+            ``None`` when the client is not resuming.
+    """
+
+    claims: AccessClaims
+    channels: tuple[str, ...]
+    positions: dict[str, int] | None
+
+
+def check_stream(
+    request: Request,
+    settings: Settings,
+    keyring: KeyRing,
+    revoked: RevokedSet,
+    allows_any_channel: Callable[[frozenset[str]], bool],
+    now: float | None = None,
+    principal: AccessClaims | Response | None = None,
+) -> StreamRequest | Response:
+    """Decide a ``GET /sse`` (SPEC §13): the token as on ``/ws`` (header,
+    ``?access_token=`` only with ``token_in_query``, or a ticket passed in
+    as ``principal``), the channels and the resume position.
+
+    Returns the accepted request, or the HTTP error to answer before any
+    stream starts: 405 (not GET), 406 (``Accept`` without
+    ``text/event-stream``), 400 (bad channels or ``Last-Event-ID``), 401
+    (token), 403 (a token that may use no channel, a foreign ``Origin``).
+    Whether each channel is allowed is the hub's answer at subscribe time.
+    """
+    problem = stream_problem(request, settings)
+    if problem is not None:
+        return problem
+    query = request.query
+    raw_channels = query.get("channel", [])
+    if len(raw_channels) > settings.websocket.max_subscriptions:
+        return error_response(400, "too_many_subscriptions",
+                              f"at most {settings.websocket.max_subscriptions} channels per stream")
+    if any(not channel for channel in raw_channels):
+        return error_response(400, "bad_channel", "a channel name may not be empty")
+    last_ids = query.get("last_event_id", [])
+    if len(last_ids) > 1:
+        return error_response(400, "invalid_request", "give last_event_id once")
+    last_id = request.header("last-event-id")
+    if last_id is None and last_ids:
+        last_id = last_ids[0]
+    try:
+        positions = None if last_id is None else sse.decode_positions(last_id)
+    except sse.PositionError as exc:
+        return error_response(400, "bad_last_event_id", str(exc))
+    if principal is not None:
+        result = principal
+    else:
+        result = verify_bearer(find_token(request, settings), settings, keyring, revoked, now)
+    if isinstance(result, Response):
+        return result
+    if not allows_any_channel(result.scope) and raw_channels != [f"user:{result.sub}"] and raw_channels:
+        return bearer_challenge(403, "insufficient_scope", "token allows no channel")
+    channels = tuple(dict.fromkeys(raw_channels)) or (f"user:{result.sub}",)
+    return StreamRequest(claims=result, channels=channels, positions=positions)
+
+
+def stream_problem(request: Request, settings: Settings) -> Response | None:
+    """What is wrong with a ``GET /sse`` before any credential (so a ticket
+    is not spent on it), or None."""
+    if request.method != "GET":
+        return error_response(405, "method_not_allowed", "an event stream is opened with GET", (("allow", "GET"),))
+    accept = request.header("accept")
+    if accept is not None and not _accepts_event_stream(accept):
+        return error_response(406, "not_acceptable", f"this endpoint answers {sse.CONTENT_TYPE}")
+    allowed = settings.websocket.allowed_origins
+    origin = request.header("origin")
+    if allowed and origin is not None and origin not in allowed:
+        return error_response(403, "forbidden_origin", "Origin not allowed")
+    return None
+
+
+def _accepts_event_stream(accept: str) -> bool:
+    for item in accept.split(","):
+        media = item.split(";", 1)[0].strip().lower()
+        if media in (sse.CONTENT_TYPE, "text/*", "*/*"):
+            return True
+    return False

@@ -43,8 +43,9 @@ from realtime.protocol import frames
 from realtime.protocol import messages
 from realtime.protocol import replies
 from realtime.protocol.close import BINARY_REFUSED, RATE_LIMITED, Close, CloseCode
-from realtime.tokens.bearer import principal_problem
-from realtime.tokens.keyring import AccessClaims, TokenError
+from realtime.session.refresh import Refused
+from realtime.session.refresh import refresh as refresh_session
+from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
     from realtime.config.settings import Settings
@@ -56,7 +57,7 @@ __all__ = ["App", "MESSAGE_RATE_LIMITED", "Metrics", "Peer", "Reply", "Dispatche
 
 #: Past ``[websocket] message_rate``: any client message counts, so
 #: subscribe/unsubscribe churn (join/leave to every listener) is bounded
-#: like publishing is (issue 18, M5).
+#: like publishing is.
 MESSAGE_RATE_LIMITED = Close(CloseCode.RATE_LIMITED, "message rate limit")
 
 
@@ -237,32 +238,13 @@ class Dispatcher:
     # -- refresh -----------------------------------------------------------------
     def refresh(self, message: messages.Refresh, peer: Peer, app: App, now: float) -> Reply:
         """SPEC §4: "replace the connection's token (same ``sub`` and
-        ``client_id``); moves its deadline"."""
-        settings = app.settings
-        try:
-            claims = app.keyring.verify(
-                message.token,
-                issuer=settings.issuer,
-                audience=settings.audience,
-                leeway=settings.oauth.leeway,
-                revoked=app.revoked,
-            )
-        except TokenError as exc:
-            app.metrics.refreshes["error"] += 1
-            return _refused(message.id, "invalid_token", str(exc))
-        if claims.sub != peer.sub or claims.client_id != peer.client_id:
-            return _refused(message.id, "invalid_token", "token is for another subject or client")
-        problem = principal_problem(claims, settings)
-        if problem is not None:
-            return _refused(message.id, "invalid_token", problem)
-        old = (peer.sub, peer.client_id, peer.kid, peer.jti)
-        peer.adopt(claims)
-        app.hub.connections.reindex(peer, *old)
-        app.metrics.refreshes["ok"] += 1
-        reply = _text(replies.refreshed(claims.exp, message.id))
-        reply.claims = claims
-        # The new token may hold fewer scopes: drop what it no longer allows.
-        for _conn, channel in app.hub.revalidate(peer):
+        ``client_id``); moves its deadline" (the rule: :mod:`realtime.session.refresh`)."""
+        outcome = refresh_session(message.token, peer, app)
+        if isinstance(outcome, Refused):
+            return _refused(message.id, outcome.code, outcome.message)
+        reply = _text(replies.refreshed(outcome.claims.exp, message.id))
+        reply.claims = outcome.claims
+        for channel in outcome.lost:
             reply.frames.append(frames.encode_text_frame(
                 replies.error(None, "subscription_revoked", f"token no longer allows {channel}")))
         return reply

@@ -1,7 +1,8 @@
 """Token buckets, without a clock of their own.
 
-Used for the per-connection publish limit (``[websocket] publish_rate``,
-close 4008).  The caller passes ``now`` from the session's injected clock
+Used for the per-connection limits on publishes (``[websocket]
+publish_rate``) and on every client message (``message_rate``), both
+close 4008.  The caller passes ``now`` from the session's injected clock
 (``trio.current_time()`` in the shell, a plain number in tests), so the
 bucket is sans-I/O and tests need no sleeping.  (Login throttling keeps
 its own keyed buckets in :mod:`realtime.oauth.throttle`.)
@@ -44,6 +45,22 @@ class RateLimiter:
         """A bucket from a config string such as ``"50/s"``."""
         rate, burst = parse_rate(text)
         return cls(rate, burst)
+
+    @classmethod
+    def for_messages(cls, text: str, max_subscriptions: int) -> "RateLimiter":
+        """The bucket every client message passes (``[websocket]
+        message_rate``), with a burst of at least ``2 * max_subscriptions``.
+
+        A client that reconnects resubscribes to each of its channels, one
+        message apiece, in one go.  Were the burst only ``max_subscriptions``
+        (the defaults: 100 and ``"100/s"``), a full resubscription would
+        leave no room for the next message: the client is closed 4008,
+        reconnects and does it again, forever.  Twice the limit leaves as
+        much again for the messages that follow; the refill rate, which
+        bounds a sustained flood, stays that of ``message_rate``.
+        """
+        rate, burst = parse_rate(text)
+        return cls(rate, max(burst, 2 * max_subscriptions, 1))
 
     def _refill(self, now: float) -> None:
         last = self._last

@@ -35,6 +35,7 @@ from realtime.store.records import (
     REVOKED_GRACE,
     CodeRecord,
     IssuedTokens,
+    LoginSession,
     OAuth1AccessToken,
     OAuth1RequestToken,
     RefreshRecord,
@@ -47,6 +48,6 @@ from realtime.store.schema import SCHEMA_VERSION
 from realtime.store.store import Store
 
 __all__ = [
-    "CodeRecord", "IssuedTokens", "OAuth1AccessToken", "OAuth1RequestToken", "REVOKED_GRACE", "RefreshRecord", "SCHEMA_VERSION",
+    "CodeRecord", "IssuedTokens", "LoginSession", "OAuth1AccessToken", "OAuth1RequestToken", "REVOKED_GRACE", "RefreshRecord", "SCHEMA_VERSION",
     "Store", "StoreClosed", "scope_set", "scope_text", "token_hash",
 ]

@@ -97,6 +97,19 @@ class StoreCalls:
     get_consent = Awaited(Store.get_consent)
     save_consent = Awaited(Store.save_consent)
     forget_consent = Awaited(Store.forget_consent)
+    list_consents = Awaited(Store.list_consents)
+    withdraw_grant = Awaited(Store.withdraw_grant)
+    live_families_of = Awaited(Store.live_families_of)
+
+    save_device_code = Awaited(Store.save_device_code)
+    get_device_by_user_code = Awaited(Store.get_device_by_user_code)
+    decide_device_code = Awaited(Store.decide_device_code)
+    poll_device_code = Awaited(Store.poll_device_code)
+    redeem_device_code = Awaited(Store.redeem_device_code)
+
+    save_login_session = Awaited(Store.save_login_session)
+    get_login_session = Awaited(Store.get_login_session)
+    end_login_session = Awaited(Store.end_login_session)
 
     oauth1_use_nonce = Awaited(Store.oauth1_use_nonce)
     oauth1_save_request_token = Awaited(Store.oauth1_save_request_token)

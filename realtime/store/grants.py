@@ -35,13 +35,18 @@ def save_code(
     sub: str,
     scope: Iterable[str],
     expires_at: float,
+    sid: str | None = None,
+    nonce: str | None = None,
+    auth_time: float | None = None,
 ) -> None:
+    """``sid``, ``nonce``, ``auth_time``: the login session, the OIDC nonce
+    and the sign-in time, for the id_token and for logout."""
     def run(c: sqlite3.Connection) -> None:
         c.execute(
             "INSERT INTO codes(code_hash, client_id, redirect_uri, code_challenge,"
-            " sub, scope, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " sub, scope, expires_at, sid, nonce, auth_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (code_hash, client_id, redirect_uri, code_challenge, sub,
-             scope_text(scope), expires_at),
+             scope_text(scope), expires_at, sid, nonce, auth_time),
         )
 
     db.write(run)
@@ -50,10 +55,11 @@ def save_code(
 def get_code(db: Database, code_hash: str) -> CodeRecord | None:
     r = db.read_one(
         "SELECT code_hash, client_id, redirect_uri, code_challenge, sub, scope,"
-        " expires_at, used_at FROM codes WHERE code_hash = ?",
+        " expires_at, used_at, sid, nonce, auth_time FROM codes WHERE code_hash = ?",
         (code_hash,),
     )
-    return None if r is None else CodeRecord(r[0], r[1], r[2], r[3], r[4], scope_set(r[5]), r[6], r[7])
+    return None if r is None else CodeRecord(r[0], r[1], r[2], r[3], r[4], scope_set(r[5]), r[6], r[7],
+                                             sid=r[8], nonce=r[9], auth_time=r[10])
 
 
 def redeem_code(db: Database, code_hash: str, now: float, issued: IssuedTokens) -> bool:
@@ -95,7 +101,7 @@ def revoke_code_grant(db: Database, code_hash: str, now: float) -> list[tuple[st
         if jti and exp and exp > now - REVOKED_GRACE:
             pairs.append((jti, exp))
         if family_id:
-            pairs.extend(_revoke_family(c, family_id, now))
+            pairs.extend(revoke_family_in(c, family_id, now))
         insert_revoked(c, pairs)
         return sorted(set(pairs))
 
@@ -113,9 +119,9 @@ def _record_issue(c: sqlite3.Connection, now: float, issued: IssuedTokens) -> st
         return issued.family_id
     family_id = issued.family_id or secrets.token_hex(16)
     c.execute(
-        "INSERT OR IGNORE INTO families(family_id, client_id, sub, created_at, credential)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (family_id, issued.client_id, issued.sub, now, issued.credential),
+        "INSERT OR IGNORE INTO families(family_id, client_id, sub, created_at, credential, sid, auth_time)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (family_id, issued.client_id, issued.sub, now, issued.credential, issued.sid, issued.auth_time),
     )
     if issued.credential is not None:  # a family from before fingerprints: bind it now
         c.execute(
@@ -137,7 +143,7 @@ def get_refresh(db: Database, refresh_hash: str) -> RefreshRecord | None:
     r = db.read_one(
         "SELECT r.token_hash, r.family_id, r.client_id, r.sub, r.scope, r.issued_at,"
         " r.expires_at, r.used_at, f.revoked, r.access_jti, r.access_exp,"
-        " f.created_at, f.credential, r.retries, r.superseded"
+        " f.created_at, f.credential, r.retries, r.superseded, f.sid, f.auth_time"
         " FROM refresh_tokens r JOIN families f USING (family_id)"
         " WHERE r.token_hash = ?",
         (refresh_hash,),
@@ -145,6 +151,7 @@ def get_refresh(db: Database, refresh_hash: str) -> RefreshRecord | None:
     return None if r is None else RefreshRecord(
         r[0], r[1], r[2], r[3], scope_set(r[4]), r[5], r[6], r[7], bool(r[8]), r[9], r[10],
         family_created_at=r[11], credential=r[12], retries=r[13], superseded=bool(r[14]),
+        sid=r[15], auth_time=r[16],
     )
 
 
@@ -236,14 +243,15 @@ def revoke_family(db: Database, family_id: str, now: float) -> list[tuple[str, f
     """
 
     def run(c: sqlite3.Connection) -> list[tuple[str, float]]:
-        pairs = _revoke_family(c, family_id, now)
+        pairs = revoke_family_in(c, family_id, now)
         insert_revoked(c, pairs)
         return pairs
 
     return db.write(run)
 
 
-def _revoke_family(c: sqlite3.Connection, family_id: str, now: float) -> list[tuple[str, float]]:
+def revoke_family_in(c: sqlite3.Connection, family_id: str, now: float) -> list[tuple[str, float]]:
+    """Inside a transaction: mark ``family_id`` revoked; returns its live access pairs."""
     c.execute("UPDATE families SET revoked = 1 WHERE family_id = ?", (family_id,))
     rows = c.execute(
         "SELECT access_jti, access_exp FROM refresh_tokens WHERE family_id = ?"
@@ -282,3 +290,44 @@ def sweep(c: sqlite3.Connection, now: float) -> dict[str, int]:
         " AND family_id NOT IN (SELECT family_id FROM codes WHERE family_id IS NOT NULL)",
     ).rowcount
     return counts
+
+
+# -- for the other table modules and the account page ------------------------
+def insert_issue(c: sqlite3.Connection, now: float, issued: IssuedTokens) -> str | None:
+    """Record what a grant issued inside a caller's transaction (a device
+    code's redemption, :mod:`realtime.store.devices`); the family id."""
+    return _record_issue(c, now, issued)
+
+
+def live_families_of(db: Database, sub: str, now: float) -> list[tuple[str, str, float]]:
+    """``(client_id, family_id, created_at)`` of every unrevoked refresh
+    family of ``sub`` that still has an unexpired refresh token."""
+    rows = db.read(
+        "SELECT f.client_id, f.family_id, f.created_at FROM families f WHERE f.sub = ? AND f.revoked = 0"
+        " AND EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.family_id = f.family_id AND r.expires_at > ?"
+        "             AND r.used_at IS NULL)"
+        " ORDER BY f.client_id, f.created_at",
+        (sub, now),
+    )
+    return [(r[0], r[1], float(r[2])) for r in rows]
+
+
+def revoke_grants_of(c: sqlite3.Connection, sub: str, client_id: str | None, now: float) -> list[tuple[str, float]]:
+    """Inside a caller's transaction: revoke every refresh family of
+    ``sub`` (for ``client_id``, or every client) and return the live
+    access tokens they and the user's authorization codes issued."""
+    sql = "SELECT family_id FROM families WHERE sub = ? AND revoked = 0"
+    args: tuple = (sub,)
+    if client_id is not None:
+        sql += " AND client_id = ?"
+        args += (client_id,)
+    pairs: set[tuple[str, float]] = set()
+    for (family_id,) in c.execute(sql, args).fetchall():
+        pairs.update(revoke_family_in(c, family_id, now))
+    sql = "SELECT access_jti, access_exp FROM codes WHERE sub = ? AND access_jti IS NOT NULL AND access_exp > ?"
+    args = (sub, now - REVOKED_GRACE)
+    if client_id is not None:
+        sql += " AND client_id = ?"
+        args += (client_id,)
+    pairs.update((j, float(e)) for j, e in c.execute(sql, args))
+    return sorted(pairs)

@@ -39,6 +39,9 @@ class CodeRecord:
     scope: frozenset[str]
     expires_at: float
     used_at: float | None
+    sid: str | None = None  # the login session it was issued in (OIDC)
+    nonce: str | None = None  # the authorization request's OIDC nonce, echoed in the id_token
+    auth_time: float | None = None  # when that session's user signed in
 
 
 @attrs.frozen
@@ -58,6 +61,8 @@ class RefreshRecord:
     credential: str | None = None  # the family's credential fingerprint; None: not bound yet
     retries: int = 0  # answers given again within the reuse grace
     superseded: bool = False  # its answer was replaced by a retry's (and revoked)
+    sid: str | None = None  # the family's login session (OIDC), None: none
+    auth_time: float | None = None  # when that session's user signed in
 
 
 @attrs.frozen
@@ -75,6 +80,22 @@ class IssuedTokens:
     # The user's credential fingerprint: a new family is bound to it, and a
     # family from before fingerprints (NULL) is bound at its first rotation.
     credential: str | None = None
+    # A new family's login session and sign-in time (OIDC: logout revokes by sid).
+    sid: str | None = None
+    auth_time: float | None = None
+
+
+@attrs.frozen
+class LoginSession:
+    """A browser login session (OIDC).  The cookie holds a random id whose
+    SHA-256 is ``id_hash``; ``sid`` is the public id put in id_tokens."""
+
+    id_hash: str
+    sid: str
+    sub: str
+    credential: str  # the user's credential mark at sign-in: a password change ends it
+    auth_time: float
+    expires_at: float
 
 
 @attrs.frozen

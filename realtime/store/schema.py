@@ -14,6 +14,31 @@ import sqlite3
 
 SCHEMA_VERSION = 3
 
+#: Device authorization grant (RFC 8628, schema 3): one row per request,
+#: by SHA-256 of the device code and of the normalised user code
+#: (realtime.store.devices).
+DEVICE_TABLES = """
+CREATE TABLE IF NOT EXISTS device_codes (
+    device_hash TEXT PRIMARY KEY,
+    user_hash   TEXT NOT NULL UNIQUE,
+    client_id   TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL,
+    interval    REAL NOT NULL,
+    last_poll   REAL,
+    status      TEXT NOT NULL,
+    sub         TEXT,
+    decided_at  REAL,
+    family_id   TEXT,
+    access_jti  TEXT,
+    access_exp  REAL
+);
+CREATE INDEX IF NOT EXISTS device_codes_by_sub ON device_codes(sub, client_id);
+"""
+#: Schema 3's device statements as migration steps (no-ops after SCHEMA made them).
+DEVICE_STEPS = tuple(statement.strip() for statement in DEVICE_TABLES.split(";") if statement.strip())
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS codes (
@@ -27,7 +52,10 @@ CREATE TABLE IF NOT EXISTS codes (
     used_at        REAL,
     family_id      TEXT,
     access_jti     TEXT,
-    access_exp     REAL
+    access_exp     REAL,
+    sid            TEXT,  -- the login session it was issued in (3)
+    nonce          TEXT,  -- OIDC nonce of the authorization request (3)
+    auth_time      REAL   -- when that session's user signed in (3)
 );
 CREATE TABLE IF NOT EXISTS families (
     family_id  TEXT PRIMARY KEY,
@@ -35,7 +63,9 @@ CREATE TABLE IF NOT EXISTS families (
     sub        TEXT NOT NULL,
     created_at REAL NOT NULL,
     revoked    INTEGER NOT NULL DEFAULT 0,
-    credential TEXT  -- fingerprint of the user's password when the family began (2)
+    credential TEXT,  -- fingerprint of the user's password when the family began (2)
+    sid        TEXT,  -- the login session its code was issued in (3)
+    auth_time  REAL   -- when that session's user signed in (3)
 );
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     token_hash TEXT PRIMARY KEY,
@@ -97,7 +127,25 @@ CREATE TABLE IF NOT EXISTS oauth1_nonces (
     PRIMARY KEY (consumer_key, token, nonce, timestamp)
 );
 CREATE INDEX IF NOT EXISTS oauth1_nonces_expiry ON oauth1_nonces(expires_at);
-"""
+-- Browser login sessions (OIDC): the cookie holds a random id,
+-- stored here only as its SHA-256; sid is the public id (id_token "sid").
+CREATE TABLE IF NOT EXISTS login_sessions (
+    id_hash    TEXT PRIMARY KEY,
+    sid        TEXT NOT NULL UNIQUE,
+    sub        TEXT NOT NULL,
+    credential TEXT NOT NULL,
+    auth_time  REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_sessions_expiry ON login_sessions(expires_at);
+""" + DEVICE_TABLES
+
+#: Indexes on columns a migration adds: made after the migration steps,
+#: since :data:`SCHEMA` runs first and an old file lacks those columns.
+LATE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS codes_by_sid ON codes(sid)",
+    "CREATE INDEX IF NOT EXISTS families_by_sid ON families(sid)",
+)
 
 # Issue 20: revocation cut-offs by sub (and client_id) for POST /api/revoke.
 CUTOFFS_TABLE = """CREATE TABLE IF NOT EXISTS cutoffs (
@@ -121,6 +169,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE refresh_tokens ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0",
     ),
     3: (
+        # OIDC login sessions: the login_sessions table itself is in SCHEMA
+        # (IF NOT EXISTS).  NULL: issued before sessions, in none.
+        "ALTER TABLE codes ADD COLUMN sid TEXT",
+        "ALTER TABLE codes ADD COLUMN nonce TEXT",
+        "ALTER TABLE codes ADD COLUMN auth_time REAL",
+        "ALTER TABLE families ADD COLUMN sid TEXT",
+        "ALTER TABLE families ADD COLUMN auth_time REAL",
+        # Device codes (also in SCHEMA: no-ops by then, kept so the step
+        # names every table version 3 brings).
+        *DEVICE_STEPS,
         # Issue 20: revocation cut-offs (POST /api/revoke).
         CUTOFFS_TABLE,
     ),
@@ -155,6 +213,7 @@ def _migrate(conn: sqlite3.Connection, name: str) -> int:
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     if row is None:  # a new file: SCHEMA made the newest layout
         conn.execute("INSERT INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        _late_indexes(conn)
         return SCHEMA_VERSION
     found = int(row[0])
     if found > SCHEMA_VERSION:
@@ -164,6 +223,24 @@ def _migrate(conn: sqlite3.Connection, name: str) -> int:
         )
     for version in range(found + 1, SCHEMA_VERSION + 1):
         for statement in MIGRATIONS[version]:
-            conn.execute(statement)
+            if not _column_exists(conn, statement):
+                conn.execute(statement)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+    _late_indexes(conn)
     return found
+
+
+def _column_exists(conn: sqlite3.Connection, statement: str) -> bool:
+    """Whether ``ALTER TABLE t ADD COLUMN c ...`` would add a column that is
+    there already: a table missing from an old file was just made whole by
+    :data:`SCHEMA`, so the steps that add its newer columns are skipped."""
+    words = statement.split()
+    if words[:2] != ["ALTER", "TABLE"] or words[3:5] != ["ADD", "COLUMN"]:
+        return False
+    table, column = words[2], words[5]
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def _late_indexes(conn: sqlite3.Connection) -> None:
+    for statement in LATE_INDEXES:
+        conn.execute(statement)

@@ -22,7 +22,7 @@ import types
 from pathlib import Path
 from typing import Callable, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from realtime.store import consents, cutoffs, grants, oauth1, revoked
+from realtime.store import consents, cutoffs, devices, grants, oauth1, revoked, sessions
 from realtime.store.database import Database
 
 __all__ = ["Store", "TableCall"]
@@ -109,6 +109,21 @@ class Store:
     get_consent = TableCall(consents.get_consent)
     save_consent = TableCall(consents.save_consent)
     forget_consent = TableCall(consents.forget_consent)
+    list_consents = TableCall(consents.list_consents)
+    withdraw_grant = TableCall(consents.withdraw_grant)
+    live_families_of = TableCall(grants.live_families_of)
+
+    # -- device authorization grant (RFC 8628) -------------------------------
+    save_device_code = TableCall(devices.save_device_code)
+    get_device_by_user_code = TableCall(devices.get_device_by_user_code)
+    decide_device_code = TableCall(devices.decide_device_code)
+    poll_device_code = TableCall(devices.poll_device_code)
+    redeem_device_code = TableCall(devices.redeem_device_code)
+
+    # -- login sessions (OIDC) ----------------------------------------------
+    save_login_session = TableCall(sessions.save_login_session)
+    get_login_session = TableCall(sessions.get_login_session)
+    end_login_session = TableCall(sessions.end_login_session)
 
     # -- OAuth 1.0a ---------------------------------------------------------
     oauth1_use_nonce = TableCall(oauth1.oauth1_use_nonce)
@@ -126,7 +141,8 @@ class Store:
     def sweep(self, now: float) -> dict[str, int]:
         """Delete OAuth 2 rows that can no longer matter, in one transaction;
         returns counts per table (the OAuth 1 tables: :meth:`oauth1_sweep`)."""
-        return self.db.write(lambda c: {**grants.sweep(c, now), **revoked.sweep(c, now)})
+        return self.db.write(lambda c: {**grants.sweep(c, now), **revoked.sweep(c, now), **sessions.sweep(c, now),
+                                        **devices.sweep(c, now)})
 
     def counts(self) -> dict[str, int]:
         out = {}

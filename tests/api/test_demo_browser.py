@@ -113,7 +113,7 @@ async def test_demo_disabled_is_404(start_server: Any, settings: Settings) -> No
 
     running = await start_server(attrs.evolve(settings, demo=attrs.evolve(settings.demo, enabled=False)))
     async with httpx.AsyncClient() as http:
-        for path in ("/demo/", "/demo/app.js", "/demo/callback", "/demo"):
+        for path in ("/demo/", "/demo/app.js", "/demo/callback", "/demo", "/demo/lib/realtime.js"):
             assert (await http.get(running.url(path))).status_code == 404, path
         # A reload that turns it on takes effect without a restart.
         running.state.settings = attrs.evolve(running.state.settings, demo=attrs.evolve(settings.demo, enabled=True))
@@ -121,10 +121,15 @@ async def test_demo_disabled_is_404(start_server: Any, settings: Settings) -> No
         assert page.status_code == 200
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert "connect-src 'self'" in page.headers["content-security-policy"]
-        assert '<script src="/demo/app.js"' in page.text
+        assert '<script type="module" src="/demo/app.js"' in page.text
         js = await http.get(running.url("/demo/app.js"))
         assert js.headers["content-type"].startswith("text/javascript")
-        assert "code_challenge_method" in js.text
+        # The page runs on the client library, served from the same origin.
+        assert 'from "./lib/realtime.js"' in js.text
+        for name in ("realtime.js", "pkce.js", "transports.js"):
+            lib = await http.get(running.url("/demo/lib/" + name))
+            assert lib.status_code == 200 and lib.headers["content-type"].startswith("text/javascript"), name
+        assert "code_challenge_method" in (await http.get(running.url("/demo/lib/pkce.js"))).text
 
 
 @pytest.fixture
@@ -229,7 +234,7 @@ def run_browser(sync_api: Any, origin: str, notify_token: str, cut_alice: Callab
             expect(bob.locator("#conn")).to_have_attribute("data-state", "idle")
 
             # The consent is remembered, but Demo is a public client with a
-            # loopback redirect: RFC 8252 §8.6, it is asked again (issue 18 L5).
+            # loopback redirect: RFC 8252 §8.6, it is asked again.
             bob.click("#login")
             bob.click("button[value=allow]")
             expect(bob.locator("#conn")).to_have_attribute("data-state", "open")
@@ -292,7 +297,7 @@ def run_browser(sync_api: Any, origin: str, notify_token: str, cut_alice: Callab
             browser.close()
 
 
-# -- ?ws= names a path on this origin only (issue 18, I11) ----------------------
+# -- ?ws= names a path on this origin only ----------------------
 
 
 async def test_demo_ws_parameter_cannot_point_the_socket_elsewhere(

@@ -1,4 +1,4 @@
-"""``/metrics`` access and label cardinality (issue 18, I2), with a real
+"""``/metrics`` access and label cardinality, with a real
 server: open by default (SPEC §3), a bearer token with ``[metrics] scope``
 when it is set (401/403 as RFC 6750 §3), and close codes a peer chose
 folded into one ``other`` label."""

@@ -1,4 +1,4 @@
-"""``/api/publish`` limits with a real server (issue 18, L1): the rate per
+"""``/api/publish`` limits with a real server: the rate per
 principal (429, ``Retry-After``, a JSON error) and the ``data`` cap (413);
 and the issue's new config keys, read from a real file."""
 
@@ -83,7 +83,7 @@ scope = "metrics:read"
     assert settings.api.publish_rate == "5/m"
     assert settings.metrics.scope == "metrics:read"
     defaults = load_settings(_conf(tmp_path, ""))
-    assert (defaults.websocket.message_rate, defaults.websocket.join_leave_debounce) == ("100/s", 1.0)
+    assert (defaults.websocket.message_rate, defaults.websocket.join_leave_debounce) == ("100/s", 0.5)
     assert (defaults.websocket.max_history_bytes, defaults.websocket.max_idle_channels) == (64 << 20, 1000)
     assert (defaults.api.publish_rate, defaults.metrics.scope) == ("50/s", None)
 

@@ -226,8 +226,10 @@ def test_notify_server_sends_sighup(conf: Path, capsys) -> None:
     state_dir.mkdir()
     # A stand-in server: it holds the pid file's lock as `serve` does.
     child = subprocess.Popen([sys.executable, "-c",
-                              "import sys, time; from pathlib import Path; from realtime.net import pidfile; "
-                              "pidfile.write(Path(sys.argv[1])); print('ready', flush=True); time.sleep(30)",
+                              "import signal, sys, time; from pathlib import Path; from realtime.net import pidfile; "
+                              # SIGHUP's default action, even under nohup (an ignored signal is inherited)
+                              "signal.signal(signal.SIGHUP, signal.SIG_DFL); "
+                              "held = pidfile.write(Path(sys.argv[1])); print('ready', flush=True); time.sleep(30)",
                               str(state_dir)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline() == "ready\n"

@@ -1,4 +1,4 @@
-"""Logging of ``realtime serve`` (issue 18): levels per logger, the JSON
+"""Logging of ``realtime serve``: levels per logger, the JSON
 format (unit and through the real command), and ``[server] log_format``."""
 
 from __future__ import annotations

@@ -690,7 +690,8 @@ def test_duplicate_client_id_names_both_lines(tmp_path: Path) -> None:
         ('public = true\ngrant_types = ["client_credentials"]\n', 2, "app[1].grant_types",
          "client_credentials needs a confidential app"),
         ('public = true\ngrant_types = ["implicit"]\n', 2, "app[1].grant_types",
-         "must be one of authorization_code, refresh_token, client_credentials, password, got 'implicit'"),
+         "must be one of authorization_code, refresh_token, client_credentials, password, "
+         "urn:ietf:params:oauth:grant-type:device_code, got 'implicit'"),
         ('public = true\nredirect_uris = []\n', 2, "app[1].redirect_uris",
          "authorization_code needs at least one redirect URI"),
         ('public = "yes"\n', 1, "app[1].public", "expected true or false, got string"),

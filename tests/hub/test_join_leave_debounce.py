@@ -1,4 +1,4 @@
-"""The join/leave debounce (issue 18, M5): a sub that leaves a
+"""The join/leave debounce: a sub that leaves a
 ``join_leave`` channel and comes back within ``[websocket]
 join_leave_debounce`` costs the listeners nothing; a leave that stands is
 sent when the window ends.  The hub's clock is injected."""
@@ -68,17 +68,42 @@ def test_a_rejoin_after_the_window_gets_the_leave_then_the_join() -> None:
     assert events(listener) == [("join", "alice"), ("leave", "alice"), ("join", "alice")]
 
 
-def test_presence_lists_a_held_member_until_its_leave_goes() -> None:
+def test_presence_leaves_out_a_member_whose_leave_is_held() -> None:
+    # Presence is a snapshot of who is subscribed (SPEC §5a): alice has no
+    # connection left, so she is not listed, though her leave is still held.
     hub, clock = debounced_hub()
     listener, alice = FakeConn("bob"), FakeConn("alice")
     hub.subscribe(listener, "room:1")
     hub.subscribe(alice, "room:1")
     hub.unsubscribe(alice, "room:1")
-    # The listeners were not told alice left: the answer agrees with them.
-    assert hub.presence("room:1", sub="bob", scopes=listener.scopes) == [("bob", 1), ("alice", 0)]
+    assert hub.presence("room:1", sub="bob", scopes=listener.scopes) == [("bob", 1)]
+    assert hub.presence_page("room:1", sub="bob", scopes=listener.scopes) == ([("bob", 1)], False)
+    assert len(hub.held) == 1
+    assert events(listener) == [("join", "alice")]
+    # The leave still goes out when the window ends.
     clock.now += 1.0
     assert hub.presence("room:1", sub="bob", scopes=listener.scopes) == [("bob", 1)]
-    assert events(listener) == [("join", "alice"), ("leave", "alice")]
+    assert events(listener) == [("leave", "alice")]
+
+
+def test_a_rejoin_inside_the_window_is_listed_again_and_sends_nothing() -> None:
+    hub, clock = debounced_hub()
+    listener, alice = FakeConn("bob"), FakeConn("alice")
+    hub.subscribe(listener, "room:1")
+    hub.subscribe(alice, "room:1")
+    assert events(listener) == [("join", "alice")]
+    hub.unsubscribe(alice, "room:1")
+    assert hub.presence("room:1", sub="bob", scopes=listener.scopes) == [("bob", 1)]
+    clock.now += 0.5
+    hub.subscribe(alice, "room:1")
+    assert hub.presence("room:1", sub="bob", scopes=listener.scopes) == [("bob", 1), ("alice", 1)]
+    clock.now += 5.0
+    assert hub.tick() == 0
+    assert events(listener) == []
+
+
+def test_the_default_window_is_half_a_second() -> None:
+    assert WebSocketSettings().join_leave_debounce == 0.5
 
 
 def test_a_held_leave_is_forgotten_when_the_channel_empties() -> None:

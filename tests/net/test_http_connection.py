@@ -6,6 +6,7 @@ import json
 import ssl
 
 import httpx
+import pytest
 import trio
 import trio.testing
 
@@ -200,6 +201,24 @@ async def test_content_length_with_transfer_encoding_is_answered_and_closed(runn
     assert b"connection: close" in response.lower()
     assert response.count(b"HTTP/1.1 ") == 1, response
     assert body_of(response)["error"] == "bad_request"
+
+
+@pytest.mark.parametrize("content_length", [b"", b"Content-Length: 4\r\n"])
+async def test_an_unsupported_transfer_coding_gets_501_not_implemented_and_closes(
+        running: Running, content_length: bytes) -> None:
+    """h11 refuses a transfer coding other than chunked while parsing the
+    head, before the Content-Length + Transfer-Encoding check (400, above):
+    501 with its reason phrase and code, and the connection closes, so the
+    request pipelined behind it is never answered."""
+    request = (b"POST /api/publish HTTP/1.1\r\nHost: x\r\n" + content_length
+               + b"Transfer-Encoding: identity\r\n\r\nabcd"
+               b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = await raw_exchange(running, request)
+    assert response.startswith(b"HTTP/1.1 501 Not Implemented\r\n"), response[:80]
+    assert body_of(response) == {"error": "not_implemented",
+                                 "error_description": "only Transfer-Encoding: chunked is supported"}
+    assert b"connection: close" in response.lower()
+    assert response.count(b"HTTP/1.1 ") == 1, response
 
 
 async def test_deeply_nested_json_gets_400_not_500(running: Running, caplog) -> None:

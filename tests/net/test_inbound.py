@@ -1,4 +1,4 @@
-"""The message assembler's cost model (issue 18, M3), without a socket."""
+"""The message assembler's cost model, without a socket."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Refresh families through a real server (issue 18): retries within the
+"""Refresh families through a real server: retries within the
 reuse grace racing over HTTP, the lost answer's access token at the
 WebSocket gate, the family's absolute lifetime, and a password change
 with ``realtime user passwd`` and the reload it triggers."""
@@ -85,6 +85,24 @@ async def test_a_retry_revokes_the_lost_answer_and_closes_its_socket(
         fresh = retry.json()
         await gate_admits(ws_url, fresh["access_token"])
         assert (await refresh(http, base, fresh["refresh_token"])).status_code == 200
+
+
+async def test_a_retry_within_the_grace_is_logged_as_a_warning(
+        start_server: Any, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    live: Running = await start_server(family_settings(make_settings, refresh_reuse_grace=60.0))
+    base = live.url("")
+    async with httpx.AsyncClient() as http:
+        t1 = await sign_in(http, base)
+        lost = await refresh(http, base, t1["refresh_token"])
+        caplog.set_level("INFO", logger="realtime.oauth")
+        retry = await refresh(http, base, t1["refresh_token"])
+        assert lost.status_code == retry.status_code == 200
+    [record] = [r for r in caplog.records if "reuse grace" in r.getMessage()]
+    assert record.levelname == "WARNING" and record.name == "realtime.oauth"
+    message = record.getMessage()
+    assert "client_id=legacy" in message and "sub=alice" in message and "address=127.0.0.1" in message
+    for token in (t1["refresh_token"], lost.json()["refresh_token"], retry.json()["refresh_token"]):
+        assert token not in message
 
 
 async def test_parallel_retries_have_one_winner_and_the_family_is_revoked(

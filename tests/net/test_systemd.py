@@ -1,4 +1,4 @@
-"""systemd integration (issue 18 item 8): ``sd_notify`` readiness, reload,
+"""systemd integration: ``sd_notify`` readiness, reload,
 stop and watchdog messages to a real AF_UNIX datagram socket, and socket
 activation with real listening sockets handed to a real server process."""
 

@@ -1,4 +1,4 @@
-"""HTTPS rules through a real server (issue 18, I1): HSTS on HTTPS answers
+"""HTTPS rules through a real server: HSTS on HTTPS answers
 unless public_url is a loopback host, and OAuth over plain HTTP refused
 for peers outside ``[server] tls_termination_from``; the two config keys."""
 

@@ -284,7 +284,7 @@ async def test_http_listener_cookies_are_not_secure(env: Env) -> None:
 async def test_remembered_consent_is_asked_again_for_native_public_clients(env: Env, redirect_uri: str) -> None:
     """RFC 8252 §8.6: a public client with a custom-scheme or loopback
     redirect cannot prove who it is, so a stored consent never issues a
-    code silently to it (issue 18 L5); https public clients may skip."""
+    code silently to it; https public clients may skip."""
     native = App(name="Native", client_id="native", public=True, redirect_uris=(redirect_uri,),
                  grant_types=("authorization_code",), scopes=("chat:read",))
     env.state.settings = attrs.evolve(env.state.settings, apps={**env.state.settings.apps, "native": native})

@@ -1,5 +1,5 @@
 """Through a real server: the login throttle under concurrent guesses
-(issue 18 M1) and the limits on unauthenticated argon2 work (M2): the
+ and the limits on unauthenticated argon2 work (M2): the
 client-authentication throttle, no hash for an unknown ``client_id``,
 separate argon2 limiters for logins and clients, and the bounded wait
 queue answering 503.
@@ -172,6 +172,27 @@ async def test_failed_client_authentication_is_throttled_before_hashing(make_ser
         # The per-address bucket is empty too: another client from here waits.
         resp = await http.post("/oauth2/token", data=data, auth=("pw", "bogus"))
         assert resp.status_code == 429
+
+
+async def test_wrong_secrets_from_one_address_do_not_lock_the_client_out(make_server: Callable[..., Any]) -> None:
+    running = await make_server(client_auth_rate="3/m")
+    gate = gate_clients(running)
+    gate.opened.set()
+    data = {"grant_type": "client_credentials"}
+    async with httpx.AsyncClient(base_url=running.url("")) as http:
+        statuses = [(await http.post("/oauth2/token", data=data, auth=("svc", "bogus"))).status_code
+                    for _ in range(4)]
+        assert statuses == [401, 401, 401, 429]
+        # The right secret from the guessing address waits too...
+        resp = await http.post("/oauth2/token", data=data, auth=("svc", SVC_SECRET))
+        assert resp.status_code == 429
+    # ...but the real client, from another address, still authenticates.
+    other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=running.url(""), transport=other) as http:
+        for path in ("/oauth2/token", "/oauth2/introspect"):
+            resp = await http.post(path, data={**data, "token": "x"}, auth=("svc", SVC_SECRET))
+            assert resp.status_code == 200, resp.text
+    assert gate.entered == 4
 
 
 async def test_unknown_client_id_is_refused_without_a_hash(make_server: Callable[..., Any]) -> None:

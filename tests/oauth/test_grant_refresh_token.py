@@ -1,5 +1,5 @@
 """refresh_token grant: rotation, reuse detection, scope rules (RFC 6749 §6, RFC 9700 §4.14);
-the retry grace, the family's absolute lifetime and its credential binding (issue 18)."""
+the retry grace, the family's absolute lifetime and its credential binding."""
 
 from __future__ import annotations
 

@@ -109,7 +109,8 @@ async def test_metadata(env: Env) -> None:
     assert meta["authorization_response_iss_parameter_supported"] is True
     assert {"chat:read", "chat:write", "notify", "profile"} <= set(meta["scopes_supported"])
     assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token",
-                                                  "client_credentials", "password"}
+                                                  "client_credentials", "password",
+                                                  "urn:ietf:params:oauth:grant-type:device_code"}
     assert "none" in meta["token_endpoint_auth_methods_supported"]
 
 

@@ -42,3 +42,25 @@ async def test_argon2_runs_in_worker_threads_behind_the_limiter(monkeypatch) -> 
     assert sorted(results) == [False] * 3 + [True] * 3
     assert on_loop == [False] * 6
     assert peak == ARGON2_THREADS
+
+
+def test_session_mark_and_family_fingerprint_share_one_hmac_under_distinct_labels() -> None:
+    import base64
+
+    from realtime.config.settings import User
+    from realtime.oauth.families import credential_fingerprint
+    from realtime.oauth.passwords import credential_hmac
+    from realtime.oauth.services import OAuthServices
+
+    key = bytes(range(32))
+    user = User(name="alice", password_hash="$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA")
+    services = OAuthServices(store=None, key=key, hasher=None, provider_http=None,  # type: ignore[arg-type]
+                             users_offload=None)  # type: ignore[arg-type]
+    session = credential_hmac(key, "credential", user.name, user.password_hash or "")
+    family = credential_hmac(key, "refresh-family-credential", user.name, user.password_hash or "")
+    assert services.credential_mark(user) == base64.urlsafe_b64encode(session).decode()[:22]
+    assert credential_fingerprint(key, user) == family.hex()
+    assert session != family  # one cannot stand in for the other
+    changed = User(name="alice", password_hash=user.password_hash + "x")
+    assert services.credential_mark(changed) != services.credential_mark(user)
+    assert credential_fingerprint(key, changed) != credential_fingerprint(key, user)

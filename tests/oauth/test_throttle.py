@@ -1,5 +1,5 @@
 """The brute-force buckets, without a server: reserve before the check,
-refund on success (issue 18 M1), and which buckets a try is charged to."""
+refund on success, and which buckets a try is charged to."""
 
 from __future__ import annotations
 
@@ -47,10 +47,20 @@ def test_give_back_never_exceeds_the_burst() -> None:
     assert buckets.retry_after("k", 0.0) == 1.0  # two tokens, not three
 
 
-def test_client_throttle_by_address_and_client_id() -> None:
+def test_client_throttle_by_pair_address_and_client_id() -> None:
     throttle = ClientAuthThrottle(rate=2 / 60, burst=2)
     assert throttle.reserve("svc", "192.0.2.1", 0.0) == 0.0
-    assert throttle.reserve("svc", "192.0.2.2", 0.0) == 0.0
-    assert throttle.reserve("svc", "192.0.2.3", 0.0) > 0  # the client_id's bucket
-    assert throttle.reserve("other", "192.0.2.1", 0.0) == 0.0
-    assert throttle.reserve("third", "192.0.2.1", 0.0) > 0  # the address's bucket
+    assert throttle.reserve("svc", "192.0.2.1", 0.0) == 0.0
+    assert throttle.reserve("svc", "192.0.2.1", 0.0) > 0  # the pair's (and address's) bucket
+    assert throttle.reserve("svc", "192.0.2.2", 0.0) == 0.0  # the client_id is not locked out
+    assert throttle.reserve("other", "192.0.2.2", 0.0) == 0.0
+    assert throttle.reserve("third", "192.0.2.2", 0.0) > 0  # the address's bucket
+
+
+def test_client_id_bucket_is_ten_times_looser() -> None:
+    throttle = ClientAuthThrottle(rate=2 / 60, burst=2)
+    assert (throttle.clients.rate, throttle.clients.burst) == (20 / 60, 20)
+    for n in range(10):  # 20 failures from ten addresses...
+        for _ in range(2):
+            assert throttle.reserve("svc", f"192.0.2.{n}", 0.0) == 0.0
+    assert throttle.reserve("svc", "192.0.2.99", 0.0) > 0  # ...lock the client_id out everywhere

@@ -26,8 +26,11 @@ async def test_repeated_parameter(env: Env) -> None:
 async def test_missing_and_unknown_grant_type(env: Env) -> None:
     resp = await env.token({}, auth=("svc", SVC_SECRET))
     assert body_json(resp)["error"] == "invalid_request"
-    resp = await env.token({"grant_type": "urn:ietf:params:oauth:grant-type:device_code"}, auth=("svc", SVC_SECRET))
+    resp = await env.token({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer"}, auth=("svc", SVC_SECRET))
     assert resp.status == 400 and body_json(resp)["error"] == "unsupported_grant_type"
+    # Known since issue 19, but svc does not list it.
+    resp = await env.token({"grant_type": "urn:ietf:params:oauth:grant-type:device_code"}, auth=("svc", SVC_SECRET))
+    assert resp.status == 400 and body_json(resp)["error"] == "unauthorized_client"
     resp = await env.token({"grant_type": "implicit"}, auth=("svc", SVC_SECRET))
     assert body_json(resp)["error"] == "unsupported_grant_type"
 

@@ -1,6 +1,6 @@
 """Through a real server: a token's ``exp`` is final everywhere, whatever
 ``[oauth] leeway`` says; the leeway only absorbs clock skew on ``iat``
-(issue 18 item 2)."""
+."""
 
 from __future__ import annotations
 

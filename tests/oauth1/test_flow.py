@@ -211,7 +211,7 @@ async def test_authlib_sees_errors(o1: Running) -> None:
 
 
 async def test_remembered_consent_is_asked_again_for_a_loopback_callback(o1: Running) -> None:
-    """RFC 8252 §8.6 (issue 18 L5): the consumer's callback is loopback,
+    """RFC 8252 §8.6: the consumer's callback is loopback,
     so a stored consent and a live session still show the consent page."""
     base = o1.url("")
     async with httpx.AsyncClient(base_url=base) as browser:

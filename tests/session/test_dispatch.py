@@ -16,6 +16,7 @@ import pytest
 from realtime.config.settings import ChannelRule, Settings
 from realtime.protocol.close import Close, CloseCode
 from realtime.session.dispatch import Dispatcher, Reply
+from realtime.session.ratelimit import RateLimiter
 from tests.helpers.settings import CHANNELS
 from tests.helpers.session import FakeApp, FakePeer, decoded, make_app, mint, payload
 
@@ -178,7 +179,7 @@ def test_the_session_core_imports_no_trio() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-# -- every message is rate-limited per connection (issue 18, M5) -----------------
+# -- every message is rate-limited per connection -----------------
 
 
 def test_any_message_past_message_rate_closes_4008(app: FakeApp) -> None:
@@ -200,3 +201,34 @@ def test_bad_messages_spend_the_message_bucket_too(app: FakeApp) -> None:
     for _ in range(3):
         assert send(app, peer, {"type": "nonsense"}).close is None
     assert send(app, peer, {"type": "nonsense"}).close == Close(CloseCode.RATE_LIMITED, "message rate limit")
+
+
+def test_a_full_resubscription_leaves_room_for_more_messages(app: FakeApp) -> None:
+    """The default bucket (``message_rate`` "100/s", ``max_subscriptions``
+    100): a reconnecting client resubscribes to all 100 channels and goes
+    on talking at once; only a sustained flood is closed."""
+    ws = app.settings.websocket
+    assert (ws.message_rate, ws.max_subscriptions) == ("100/s", 100)
+    peer = connect(app)
+    peer.message_limit = RateLimiter.for_messages(ws.message_rate, ws.max_subscriptions)
+    for i in range(100):
+        reply = send(app, peer, {"type": "subscribe", "id": i, "channel": f"chat:{i}"})
+        assert decoded(reply.frames) == [{"type": "ack", "id": i}]
+    for i in range(5):
+        reply = send(app, peer, {"type": "publish", "id": f"p{i}", "channel": "chat:0", "data": i})
+        assert reply.close is None
+    assert decoded(send(app, peer, {"type": "ping", "id": "x"}).frames) == [{"type": "pong", "id": "x"}]
+    # A flood at the same instant runs the bucket dry and is closed.
+    closes = [send(app, peer, {"type": "ping"}).close for _ in range(200)]
+    assert Close(CloseCode.RATE_LIMITED, "message rate limit") in closes
+    # A flood spread over time at more than the rate is closed too.
+    flood = connect(app, "bob")
+    flood.message_limit = RateLimiter.for_messages(ws.message_rate, ws.max_subscriptions)
+    now, closed = 0.0, None
+    for _ in range(10_000):
+        now += 1 / 150  # 150 messages a second
+        closed = send(app, flood, {"type": "ping"}, now=now).close
+        if closed is not None:
+            break
+    assert closed == Close(CloseCode.RATE_LIMITED, "message rate limit")
+    assert now < 5.0  # 200 tokens, 50 a second lost: about 4 s

@@ -68,3 +68,13 @@ def test_never_more_than_burst_plus_rate_times_time(rate: float, burst: int, gap
         allowed += rl.allow(now)
     assert allowed <= burst + rate * now + 1e-6
 
+
+
+def test_the_message_bucket_bursts_twice_max_subscriptions() -> None:
+    # The defaults, "100/s" and 100 subscriptions: a burst of 100 would be
+    # spent entirely by a reconnecting client's resubscriptions.
+    rl = RateLimiter.for_messages("100/s", 100)
+    assert (rl.rate, rl.burst) == (100.0, 200)
+    # A larger configured count stays as it is.
+    assert RateLimiter.for_messages("500/s", 100).burst == 500
+    assert RateLimiter.for_messages("5/s", 0).burst == 5

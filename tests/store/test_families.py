@@ -147,8 +147,7 @@ def test_a_version_1_file_is_upgraded_in_place_and_works(tmp_path: Path) -> None
     write_v1(path)
     store = Store.open(path)
     try:
-        assert SCHEMA_VERSION == 3
-        assert store.db.read("SELECT value FROM meta WHERE key = 'schema'") == [("3",)]
+        assert store.db.read("SELECT value FROM meta WHERE key = 'schema'") == [(str(SCHEMA_VERSION),)]
         old = store.get_refresh(token_hash("old"))
         assert old.family_id == "fam-old" and old.credential is None and old.retries == 0
         assert old.family_created_at == 1799990000.0 and not old.superseded

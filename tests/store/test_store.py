@@ -78,7 +78,8 @@ def test_sweep_keeps_live_rows(store: Store) -> None:
                     sub="alice", scope=(), expires_at=NOW + 60)
     store.record_issue(NOW, issued("a", refresh="r"))
     store.revoke_jtis([("j", NOW + 100)])
-    assert store.sweep(NOW + 61) == {"codes": 0, "refresh_tokens": 0, "families": 0, "revoked": 0}
+    assert store.sweep(NOW + 61) == {"codes": 0, "refresh_tokens": 0, "families": 0, "revoked": 0, "login_sessions": 0,
+                                     "device_codes": 0}
 
 
 def test_consents_merge(store: Store) -> None:

@@ -73,6 +73,8 @@ def add_subcommands(subparsers: Any) -> None:
     add.add_argument("--oauth1", action="store_true", help="also issue OAuth 1.0a consumer credentials")
     add.add_argument("--rsa-public-key", metavar="PEM_FILE", default=None,
                      help="with --oauth1: register an RSA public key for RSA-SHA1 signatures")
+    add.add_argument("--post-logout-redirect-uri", nargs="+", action="extend", metavar="URI", default=None,
+                     help="where /oauth2/logout may send the browser back (OIDC RP-initiated logout)")
     add.set_defaults(func=_run(cmd_app_add))
 
     rot = app_sub.add_parser("rotate-secret", help="new client secret; the old one works until --grace ends")

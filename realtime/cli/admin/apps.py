@@ -50,6 +50,9 @@ def cmd_app_add(args: argparse.Namespace) -> int:
     uris = list(dict.fromkeys(args.redirect_uri or []))
     for uri in uris:
         check_value("redirect URI", uri, redirect_uri)
+    logout_uris = list(dict.fromkeys(getattr(args, "post_logout_redirect_uri", None) or []))
+    for uri in logout_uris:
+        check_value("post-logout redirect URI", uri, redirect_uri)
     # An OAuth 1-only app without redirect URIs (oob callbacks) needs no OAuth 2 grant.
     default_grants = [] if args.oauth1 and not uris else ["authorization_code", "refresh_token"]
     grants = list(dict.fromkeys(args.grant if args.grant is not None else default_grants))
@@ -83,6 +86,8 @@ def cmd_app_add(args: argparse.Namespace) -> int:
         table["redirect_uris"] = uris
         table["grant_types"] = grants
         table["scopes"] = scopes
+        if logout_uris:
+            table["post_logout_redirect_uris"] = logout_uris
         consumer = _oauth1_consumer(paths, table, rsa_pem) if args.oauth1 else None
         if apps is None:
             aot = tomlkit.aot()

@@ -13,6 +13,7 @@ import trio
 
 from realtime.hub.broker import BrokerUnavailable, HubView, Replay
 from realtime.net.redis import lua
+from realtime.net.redis.streams import REFRESH_CHANNEL
 from realtime.net.redis.state import (
     CATCH_UP_TIMEOUT,
     READY_TIMEOUT,
@@ -247,6 +248,9 @@ class Delivery:
             if key.startswith(lua.CTL_PREFIX):
                 if self.state.on_ctl is not None:
                     self.state.on_ctl(key, data)
+            if key == REFRESH_CHANNEL:  # an SSE stream's refresh from another node (issue 21)
+                if self.state.on_stream_refresh is not None:
+                    self.state.on_stream_refresh(data)
                 continue
             if not key.startswith(prefix):
                 continue

@@ -19,6 +19,7 @@ from realtime.hub.broker import BrokerUnavailable
 from realtime.net.redis import lua
 from realtime.net.redis.delivery import Delivery
 from realtime.net.redis.requests import CTL_CHANNEL, Requests, reply_channel
+from realtime.net.redis.streams import REFRESH_CHANNEL
 from realtime.net.redis.state import (
     BACKOFF_FIRST,
     BACKOFF_MAX,
@@ -235,7 +236,8 @@ class Link:
     async def _connected(self, client: Any, ps: Any) -> None:
         """(Re)build everything this node holds in Redis, before any delivery."""
         state = self.state
-        await ps.subscribe(lua.REVOKE_CHANNEL, CTL_CHANNEL, reply_channel(state.node))
+        await ps.subscribe(lua.REVOKE_CHANNEL, REFRESH_CHANNEL,  # revocations; SSE refreshes (issue 21)
+                           CTL_CHANNEL, reply_channel(state.node))  # server API requests (issue 20)
         # Revocations made here while Redis was away go out first.
         while state.revocations:
             jti, exp = state.revocations[0]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
-from urllib.parse import parse_qsl, urlencode, urlsplit
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ import coredis
 import coredis.exceptions
 import trio
 
+from realtime.config.redact import redact_url
 from realtime.hub.broker import BrokerUnavailable, HubView
 
 __all__ = [
@@ -51,22 +51,6 @@ BACKOFF_MAX = 5.0
 READY_TIMEOUT = 5.0  # a subscribe waits this long for its channel to be subscribed in Redis
 CATCH_UP_TIMEOUT = 2.0  # a `since` ahead of this node waits this long for delivery to reach it
 REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, TimeoutError)
-
-
-def redact_url(url: str) -> str:
-    """``url`` fit for logs and error messages: a password in its userinfo
-    or its query becomes ``***`` (``redis://:***@host:6379/0``,
-    ``unix:///run/redis.sock?password=***``); a user name alone is kept."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        userinfo, _, hostinfo = parts.netloc.rpartition("@")
-        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{hostinfo}")
-    if parts.query:  # redis-py style ``?password=...`` (unix:// URLs)
-        query = [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-        parts = parts._replace(query=urlencode(query, safe="*"))
-    # Not urlunsplit: it drops the "//" of an empty host (unix:///path).
-    shown = f"{parts.scheme}://{parts.netloc}{parts.path}"
-    return shown + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def as_bytes(text: str) -> bytes:
@@ -122,6 +106,8 @@ class BrokerState:
     node_ttl: float = 10.0
     idle_ttl: float = IDLE_TTL
     on_revoke: Callable[[str, float], Any] | None = None
+    # SSE (issue 21): an rt:stream-refresh message (raw) for a stream here, maybe.
+    on_stream_refresh: Callable[[bytes], Any] | None = None
     node: str = attrs.field(factory=_node_id)
     hub: HubView | None = None
     client: Any = None  # coredis.Redis while the link is connected

@@ -68,7 +68,7 @@ async def test_api_presence_scope_checks_and_cap(start_server: Any, make_setting
 
 
 async def test_dropped_client_leaves_within_keepalive_timeout(start_server: Any, make_settings: Any) -> None:
-    debounce = 0.2  # [websocket] join_leave_debounce holds a leave this long (issue 18)
+    debounce = 0.2  # [websocket] join_leave_debounce holds a leave this long
     running = await start(start_server, make_settings, ping_interval=PING, pong_timeout=PONG,
                           join_leave_debounce=debounce)
     with trio.fail_after(15):

@@ -1,4 +1,4 @@
-"""SIGTERM with a ``[broker] url``: every stop is clean (issue 18 item 1).
+"""SIGTERM with a ``[broker] url``: every stop is clean.
 
 Before the fix about one SIGTERM in three ended with exit 1: the server
 cancelled its whole nursery at once, so coredis' pub/sub cleanup and its

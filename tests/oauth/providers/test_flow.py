@@ -305,7 +305,7 @@ async def test_login_through_provider_then_token_and_websocket(sites: Sites, bro
     done = await fresh.follow(again)
     await fresh.aclose()
     # The consent is remembered, but "chat" is a public client with a
-    # loopback redirect: RFC 8252 §8.6, it is asked again (issue 18 L5).
+    # loopback redirect: RFC 8252 §8.6, it is asked again.
     assert done.status_code == 200 and "Allow" in done.text
     assert list(sites.stored_users()).count("corp:alice") == 1
 

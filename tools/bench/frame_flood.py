@@ -2,7 +2,7 @@
 
 Usage (from the repo root):
 
-    .venv/bin/python tools/bench_frame_flood.py [--kind ping|continuation] [--flooders 2] [--seconds 10]
+    .venv/bin/python tools/bench/frame_flood.py [--kind ping|continuation] [--flooders 2] [--seconds 10]
 
 A server runs in a child process on 127.0.0.1 (plain HTTP, a free port).
 Each flooder opens a WebSocket and sends 6-byte frames as fast as the
@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 MASK = b"\x01\x02\x03\x04"
 
