@@ -26,15 +26,19 @@ before.
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 from prometheus_client import CollectorRegistry
 
+from realtime.api.admin_metrics import AdminCollector
 from realtime.api.metrics import build_registry
 from realtime.api.publish_limit import PrincipalLimit
+from realtime.api.webhooks import WebhookStats
 from realtime.config.settings import Settings
 from realtime.http.counters import Counters
 from realtime.hub import Hub
@@ -64,6 +68,19 @@ class App:
     # use and again when a reload changes the rate; time is injectable.
     api_publish_limit: PrincipalLimit | None = None
     monotonic: Callable[[], float] = time.monotonic
+    # Issue 20 (server API): this node's id (the broker's, with one), when it
+    # started (monotonic), and the in-process idempotency keys of
+    # /api/publish: key -> (monotonic deadline, answer body; b"" while the
+    # first publish is under way).
+    node: str = attrs.field(factory=lambda: secrets.token_hex(8))
+    started: float = attrs.field(factory=time.monotonic)
+    idempotency: dict[str, tuple[float, bytes]] = attrs.field(factory=dict)
+    # Server API calls by (endpoint, HTTP status), for /metrics.
+    api_calls: Counter[tuple[str, int]] = attrs.field(factory=Counter)
+    # Webhooks (SPEC §12): the shell's emit (realtime.net.webhooks), None
+    # without [[webhook]] tables; and the delivery counters.
+    webhook_sink: Callable[[str, dict[str, Any]], None] | None = None
+    webhook_stats: WebhookStats = attrs.field(factory=WebhookStats)
     # SSE (SPEC §13): this node's live streams by id (for their refresh), and
     # where tickets wait (in process; the server swaps in Redis with a broker).
     streams: Streams = attrs.field(factory=Streams)
@@ -75,6 +92,15 @@ class App:
 
     def __attrs_post_init__(self) -> None:
         self.metrics_registry = build_registry(self)
+        self.metrics_registry.register(AdminCollector(self))  # server API and webhooks (issue 20)
+
+    def emit(self, type_: str, data: dict[str, Any]) -> None:
+        """A webhook event (``connect``, ``publish``...); nothing without hooks."""
+        sink = self.webhook_sink
+        if sink is not None:
+            if isinstance(data.get("conn_id"), int):  # the hub's number; the API's id
+                data["conn_id"] = f"{self.node}-{data['conn_id']}"
+            sink(type_, data)
 
     def revoke_access(self, jti: str, exp: float, *, share: bool = True) -> int:
         """Mark an access token revoked and close its live sockets with 4003.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from realtime.api import demo
+from realtime.api import admin_api, console, demo, idempotency
 from realtime.api import streams
 from realtime.api.app import App
 from realtime.api.metrics import render
@@ -19,6 +19,7 @@ from realtime.oauth1 import routes as oauth1_routes
 from realtime.oauth1 import signing as oauth1_signing
 from realtime.oauth1.resource import oauth1_principal
 from realtime.hub import HubError
+from realtime.hub.broker import BrokerUnavailable
 from realtime.session.dispatch import presence_answer
 from realtime.tokens.bearer import header_token, verify_bearer
 
@@ -58,23 +59,57 @@ async def publish(request: Request, state: App) -> Response:
         body = request.json()
     except BadRequest as exc:
         return error_response(400, "invalid_request", str(exc))
-    if not isinstance(body, dict) or set(body) - {"channel", "data"} or "channel" not in body:
-        return error_response(400, "invalid_request", 'expected {"channel": ..., "data": ...}')
+    if not isinstance(body, dict) or set(body) - {"channel", "data", "idempotency_key"} or "channel" not in body:
+        return error_response(400, "invalid_request", 'expected {"channel": ..., "data": ..., "idempotency_key"?: ...}')
     channel = body["channel"]
     if not isinstance(channel, str):
         return error_response(400, "bad_channel", "channel must be a string")
+    key = body.get("idempotency_key")
+    if key is not None and (problem := idempotency.key_problem(key)) is not None:
+        return error_response(400, "invalid_request", problem)
     refused = _over_publish_rate(state, claims)  # first: an oversized flood is refused cheaply too
     if refused is not None:
         return refused
     limit = state.settings.websocket.max_message_bytes
     if data_too_large(request.body, body.get("data"), limit):
         return error_response(413, "too_large", f"data is over {limit} bytes once encoded as JSON")
+    if key is None:
+        return await _publish(state, claims, channel, body.get("data"))
+    return await _publish_once(state, claims, channel, body.get("data"),
+                               idempotency.scoped(key, claims.sub, getattr(claims, "client_id", "") or ""))
+
+
+async def _publish_once(state: App, claims: Any, channel: str, data: Any, key: str) -> Response:
+    """:func:`_publish` unless ``key`` was seen within the window: then the
+    first answer again (SPEC §11)."""
+    try:
+        seen = await idempotency.claim(state, key)
+    except BrokerUnavailable:
+        return _unavailable("the message broker is unreachable; try again")
+    if seen == idempotency.IN_FLIGHT:
+        return error_response(409, "in_progress", "a publish with this idempotency_key is under way; retry later",
+                              (("retry-after", "1"),))
+    if seen is not None:
+        state.api_calls[("publish_replayed", 200)] += 1
+        return Response(200, (("content-type", "application/json"), ("idempotent-replayed", "true")), seen)
+    try:
+        answer = await _publish(state, claims, channel, data)
+    except BaseException:
+        await idempotency.forget(state, key)
+        raise
+    if answer.status == 200:
+        await idempotency.settle(state, key, answer.body)
+    else:
+        await idempotency.forget(state, key)
+    return answer
+
+
+async def _publish(state: App, claims: Any, channel: str, data: Any) -> Response:
     try:
         if state.hub.remote:
-            result = await state.hub.publish_async(
-                channel, body.get("data"), from_sub=claims.sub, scopes=claims.scope)
+            result = await state.hub.publish_async(channel, data, from_sub=claims.sub, scopes=claims.scope)
         else:
-            result = state.hub.publish(channel, body.get("data"), from_sub=claims.sub, scopes=claims.scope)
+            result = state.hub.publish(channel, data, from_sub=claims.sub, scopes=claims.scope)
     except HubError as exc:
         return _hub_error(exc, state, channel, "publish_scope")
     state.metrics.publishes += 1
@@ -142,6 +177,8 @@ def register(router: Router) -> None:
     router.add("POST", "/api/publish", publish)
     router.add("GET", "/api/presence", presence)
     router.add("GET", "/metrics", metrics)
+    admin_api.register(router)  # the server API (SPEC §11)
+    console.register(router)  # /admin/: 404 unless [admin] enabled = true
     streams.register(router)  # SSE tickets and stream refresh (SPEC §13)
     oauth_routes.register(router)
     oauth1_routes.register(router)

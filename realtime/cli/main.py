@@ -11,6 +11,7 @@ from pathlib import Path
 from realtime.cli import admin
 from realtime.cli import client as client_cli
 from realtime.cli import logs
+from realtime.cli import operator
 from realtime.config.load import ConfigError, apply_overrides, check, default_settings, load_settings
 from realtime.net import pidfile
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin.add_subcommands(sub)
     client_cli.add_subcommands(sub)  # listen, publish
+    operator.add_subcommands(sub)  # connections, disconnect, revoke (the control socket)
     return parser
 
 

@@ -37,6 +37,7 @@ from realtime.config.apps import (
     readable_secrets_warnings,
 )
 from realtime.config.providers import read_providers
+from realtime.config.webhooks import read_webhooks
 from realtime.config.redact import redact_url
 from realtime.config.fields import (
     ConfigError,
@@ -61,6 +62,7 @@ from realtime.config.fields import (
     url_path,
 )
 from realtime.config.settings import (
+    AdminSettings,
     ApiSettings,
     MetricsSettings,
     App,
@@ -227,9 +229,16 @@ CHANNEL_FIELDS: dict[str, Converter] = {
 }
 BROKER_FIELDS: dict[str, Converter] = {"url": broker_url, "node_ttl": duration(positive=True)}
 DEMO_FIELDS: dict[str, Converter] = {"enabled": boolean}
-API_FIELDS: dict[str, Converter] = {"publish_rate": rate}
+API_FIELDS: dict[str, Converter] = {
+    "publish_rate": rate,
+    # Issue 20: how long an /api/publish idempotency_key is remembered.
+    "idempotency_window": duration(positive=True),
+}
 METRICS_FIELDS: dict[str, Converter] = {"scope": scope}
-TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "demo", "api", "metrics")
+TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "demo", "api", "metrics",
+             "webhook", "admin")  # issue 20
+# Issue 20: [admin], the console at /admin/ (on or off; the app it signs in as).
+ADMIN_FIELDS: dict[str, Converter] = {"enabled": boolean, "client_id": nonempty}
 
 
 def load_settings(
@@ -356,6 +365,8 @@ def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | No
         sources=tuple(sources),
         api=api,
         metrics=metrics,
+        webhooks=read_webhooks(source, data.get("webhook", []), base),  # issue 20
+        admin=_section(source, data, "admin", ADMIN_FIELDS, AdminSettings),  # issue 20
     )
     return settings, source
 

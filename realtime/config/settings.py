@@ -150,6 +150,9 @@ class ApiSettings:
     """``[api]``: the HTTP API (``/api/publish``)."""
 
     publish_rate: str = "50/s"  # per principal (sub + client_id); 429 past it
+    # Issue 20: an idempotency_key seen within this window answers the first
+    # publish's result again and publishes nothing.
+    idempotency_window: float = 300.0
 
 
 @attrs.frozen
@@ -222,6 +225,9 @@ class Settings:
     # [api] (publish rate) and [metrics] (scrape access).
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
+    # Issue 20: [[webhook]] tables (SPEC §12) and [admin] (the console at /admin/).
+    webhooks: tuple["WebhookSettings", ...] = ()
+    admin: "AdminSettings" = attrs.field(factory=lambda: AdminSettings())
 
     @property
     def issuer(self) -> str:
@@ -240,3 +246,29 @@ class Settings:
         ttls = [self.oauth.access_token_ttl]
         ttls += [app.access_token_ttl for app in self.apps.values() if app.access_token_ttl]
         return max(ttls) + self.oauth.leeway
+
+
+# Issue 20: one [[webhook]] table (SPEC §12); read by realtime.config.webhooks.
+WEBHOOK_EVENTS = ("connect", "disconnect", "subscribe", "unsubscribe", "publish", "join", "leave",
+                  "channel_occupied", "channel_vacated", "revoked")
+
+
+@attrs.frozen
+class WebhookSettings:
+    """One ``[[webhook]]`` table; ``secret`` is never shown in a repr (logs)."""
+
+    url: str
+    secret: bytes = attrs.field(repr=False)
+    events: tuple[str, ...] = WEBHOOK_EVENTS
+    timeout: float = 5.0  # per attempt
+    max_attempts: int = 5  # 2xx ends it; timeout, refused or 5xx retried up to this; 4xx not
+    queue_size: int = 10_000  # events waiting; the overflow is dropped and counted
+
+
+@attrs.frozen
+class AdminSettings:
+    """``[admin]`` (issue 20): the web console at ``/admin/`` (off unless enabled)."""
+
+    enabled: bool = False
+    client_id: str = "admin"  # the public app (PKCE) it signs in as; it must allow realtime:admin
+

@@ -34,7 +34,7 @@ encoding at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import attrs
 
@@ -147,6 +147,11 @@ class HubView(Protocol):
 
     def deliver_event(self, channel: str, frame: bytes, skip_sub: str) -> int: ...
 
+    def cluster_events(self, channel: str, change: int, events: list[tuple[str, str]]) -> None:
+        """Webhook events a report of this node caused across the cluster:
+        ``change`` 1 occupied, -1 vacated; ``events`` ("J"|"L", sub)."""
+        ...
+
 
 class RemoteBroker(ChannelFeed, Protocol):
     """A networked broker, driven through the hub's ``async`` methods (see
@@ -196,3 +201,32 @@ class RemoteBroker(ChannelFeed, Protocol):
         """Tell every other node that ``jti`` is revoked until ``exp``, so
         their sockets on it close too (never blocks: queued for the link)."""
         ...
+
+    async def history(self, channel: str, since: int, limit: int) -> tuple[list[bytes], int]:
+        """Kept message JSONs after ``since`` (at most ``limit``, oldest
+        first) and the channel's newest ``seq`` (server API history)."""
+        ...
+
+    async def ask(self, op: str, args: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+        """Run a server API operation on every other node (a bounded wait);
+        their answers, and ``True`` when some live node did not answer."""
+        ...
+
+    async def claim_key(self, key: str, ttl: float) -> bytes | None:
+        """Idempotent publish: ``None`` when ``key`` is new (it is now held
+        for ``ttl`` seconds), else the answer stored for it (``b""`` while
+        the first publish is still under way)."""
+        ...
+
+    async def store_key(self, key: str, answer: bytes, ttl: float) -> None:
+        """Keep the answer of the publish that claimed ``key``."""
+        ...
+
+    async def share_cutoff(self, sub: str, client_id: str, issued_before: float, keep_until: float) -> None:
+        """Keep a revocation cut-off where nodes that are away find it later."""
+        ...
+
+    async def forget_key(self, key: str) -> None:
+        """Release ``key`` (its publish failed)."""
+        ...
+

@@ -84,6 +84,18 @@ class Hub:
             self._local = chosen
             chosen.bind(self.deliver)
         self.remote = self._remote is not None
+        # Webhook events (SPEC §12): (type, data), set by the server when
+        # [[webhook]] tables exist; None costs one check per event.
+        self.on_event: Callable[[str, dict[str, Any]], None] | None = None
+
+    def _event(self, type_: str, **data: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(type_, data)
+
+    @property
+    def remote_broker(self) -> RemoteBroker | None:
+        """The networked broker, or ``None`` in process (server API requests)."""
+        return self._remote
 
     def share_revocation(self, jti: str, exp: float) -> None:
         """Send a revocation to the other nodes; in process there are none."""
@@ -140,6 +152,8 @@ class Hub:
         rule, data_json = self._prepare_publish(channel, data, scopes)
         broker = _serving(self._local, "a hub with a remote broker publishes through publish_async")
         seq, delivered = broker.publish(channel, from_sub, data_json, rule.history, keep_bytes=rule.history_bytes)
+        if self.on_event is not None:  # the publish path: not even a kwargs dict without hooks
+            self._event("publish", channel=channel, seq=seq, sub=from_sub, data=data)
         return PublishResult(delivered, seq)
 
     async def publish_async(self, channel: str, data: Any, *, from_sub: str, scopes: frozenset[str]) -> PublishResult:
@@ -159,6 +173,8 @@ class Hub:
             seq, delivered = await broker.publish_async(channel, from_sub, data_json, rule.history)
         except BrokerUnavailable:
             raise _unavailable() from None
+        if self.on_event is not None:  # the publish path: not even a kwargs dict without hooks
+            self._event("publish", channel=channel, seq=seq, sub=from_sub, data=data)
         return PublishResult(delivered, seq)
 
     def deliver(self, channel: str, frame: bytes) -> int:
@@ -240,14 +256,19 @@ class Hub:
         ch, count, created = self.tables.add(conn, channel)
         if created:
             self.broker.watch(channel)
+        self._event("subscribe", channel=channel, sub=conn.sub, client_id=conn.client_id, conn_id=conn.conn_id)
         if self._remote is not None:
             self._remote.report(channel, conn.sub)
-        elif count == 0 and rule is not None and rule.join_leave:
-            # The sub's leave still held (it left within the window): the
-            # listeners never saw it go, so they need no join either.
-            if not self.held.cancel(channel, conn.sub):
-                self._announce(ch, replies.join(channel, conn.sub), skip=conn)
-            self.held.joined(channel, conn.sub, self._clock())
+        else:
+            if created:  # across nodes, the broker tells (see RemoteBroker.report)
+                self._event("channel_occupied", channel=channel)
+            if count == 0 and rule is not None and rule.join_leave:
+                # The sub's leave still held (it left within the window): the
+                # listeners never saw it go, so they need no join either.
+                if not self.held.cancel(channel, conn.sub):
+                    self._announce(ch, replies.join(channel, conn.sub), skip=conn)
+                    self._event("join", channel=channel, sub=conn.sub)
+                self.held.joined(channel, conn.sub, self._clock())
         return SubscribeResult(replay.frames, replay.recovered, replay.last_seq, True)
 
     async def subscribe_async(self, conn: Connection, channel: str, since: int | None = None) -> SubscribeResult:
@@ -306,17 +327,23 @@ class Hub:
         if detached is None:
             return
         ch, sub, count = detached
+        self._event("unsubscribe", channel=channel, sub=sub, conn_id=conn_id)
         if self._remote is not None:
             self._remote.report(channel, sub)
         if not ch.subs:
             self.broker.unwatch(channel)
             self.held.discard_channel(channel)  # nobody left to tell
+            if self._remote is None:
+                if count == 0 and self.rules.announces(channel):
+                    self._event("leave", channel=channel, sub=sub)
+                self._event("channel_vacated", channel=channel)
         elif count == 0 and self._remote is None and self.rules.announces(channel):
             window, now = self.rules.ws.join_leave_debounce, self._clock()
             if window > 0 and self.held.joined_within(channel, sub, now, window):
                 self.held.hold(channel, sub, now + window)
             else:
                 self._announce(ch, replies.leave(channel, sub), skip=None)
+                self._event("leave", channel=channel, sub=sub)
 
     def tick(self) -> int:
         """Send the held ``leave`` events whose window is over; returns how
@@ -329,6 +356,7 @@ class Hub:
             ch = self.tables.channels.get(channel)
             if ch is not None:
                 self._announce(ch, replies.leave(channel, sub), skip=None)
+                self._event("leave", channel=channel, sub=sub)
                 sent += 1
         return sent
 
@@ -404,6 +432,18 @@ class Hub:
             return await broker.presence(channel, self.rules.presence_limit)
         except BrokerUnavailable:
             raise _unavailable() from None
+
+    def cluster_events(self, channel: str, change: int, events: list[tuple[str, str]]) -> None:
+        """Across nodes (a remote broker's report): occupied/vacated and
+        join/leave, told to the webhooks by the one node that caused them."""
+        if self.on_event is None:
+            return
+        if change > 0:
+            self._event("channel_occupied", channel=channel)
+        for kind, sub in events:
+            self._event("join" if kind == "J" else "leave", channel=channel, sub=sub)
+        if change < 0:
+            self._event("channel_vacated", channel=channel)
 
     def local_counts(self, channel: str, sub: str) -> tuple[int, int]:
         """``(connections of sub, all connections)`` on ``channel`` here."""

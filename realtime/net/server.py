@@ -11,6 +11,7 @@ does, so a stuck peer cannot outlive it.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import signal
@@ -23,12 +24,13 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from realtime.api import admin_ops
 from realtime.api import endpoints as api
 from realtime.api.app import App
 from realtime.config.settings import Addr, Settings
 from realtime.http.router import Router
 from realtime.hub import Hub
-from realtime.net import pidfile
+from realtime.net import control, pidfile
 from realtime.net.hub_tick import hub_tick
 from realtime.net import reload as reloading
 from realtime.net import systemd
@@ -36,6 +38,7 @@ from realtime.net.http_connection import HttpConnection
 from realtime.net.provider_http import PROVIDER_HTTP
 from realtime.net.tls import build_tls_context
 from realtime.net.transport import Transport
+from realtime.net.webhooks import Webhooks
 from realtime.net.websocket import Session
 from realtime.net.workers import ARGON2_THREADS, CLIENT_ARGON2_THREADS, thread_offload
 from realtime.oauth import services as oauth
@@ -101,6 +104,7 @@ class Started:
     app: App
     broker: "RedisBroker | None"
     ssl_context: ssl.SSLContext | None
+    webhooks: Webhooks | None = None
 
 
 def compose_app(settings: Settings, keyring: KeyRing, store: AsyncStore, revoked: RevokedSet,
@@ -148,8 +152,17 @@ async def build_state(settings: Settings) -> Started:
                                                limiter=_file_limiter)
     app = compose_app(settings, keyring, store, revoked, broker, oauth_key=oauth_key, oauth1_key=oauth1_key)
     await app.oauth.start()
+    for sub, client_id, issued_before, _ in await store.live_cutoffs(time.time()):
+        revoked.cut(sub, client_id, issued_before)  # POST /api/revoke survives a restart
+    if settings.webhooks:  # SPEC §12: events go to a bounded outbox, delivered by its own tasks
+        webhooks = Webhooks(app, settings.webhooks)
+        app.webhook_sink = webhooks.emit
+        app.hub.on_event = app.emit
     if broker is not None:
         broker.on_revoke = lambda jti, exp: app.revoke_access(jti, exp, share=False)
+        app.node = broker.state.node
+        broker.on_control = functools.partial(admin_ops.run_local, app)  # server API from other nodes
+        broker.state.on_cutoff = functools.partial(admin_ops.revoke, app)  # cut-offs made while away
         from realtime.net.redis.streams import RedisStreams, RedisTickets, parse_refresh
         from realtime.net.sse import refresh_from_another_node
 
@@ -157,7 +170,7 @@ async def build_state(settings: Settings) -> Started:
         app.tickets = RedisTickets(broker.state)
         app.stream_directory = RedisStreams(broker.state)
         broker.state.on_stream_refresh = lambda data: refresh_from_another_node(app, parse_refresh(data))
-    return Started(app, broker, ssl_context)
+    return Started(app, broker, ssl_context, webhooks if settings.webhooks else None)
 
 
 class Server:
@@ -297,6 +310,7 @@ class Server:
         api.register(self.router)
         server = self.settings.server
         listeners = self._open_listeners()
+        control_sock = control.open_control_socket(server.state_dir)
         pid_path: pidfile.PidFile | None = None
         try:
             async with trio.open_nursery() as root:
@@ -310,6 +324,8 @@ class Server:
                 log.info("listening %s", " ".join(parts) if parts else "(no listeners)")
                 root.start_soon(reloading.housekeeping, state)
                 root.start_soon(hub_tick, state)  # held join/leave events
+                if started.webhooks is not None:
+                    await root.start(started.webhooks.run)
                 if self.broker is not None:
                     await root.start(self.broker.run)
                 if self.settings.server.watch:
@@ -320,6 +336,9 @@ class Server:
                         async with trio.open_nursery() as accepting:
                             for sock, scheme in listeners:
                                 accepting.start_soon(self._accept_loop, sock, scheme, handlers)
+                            if control_sock is not None:  # realtime connections|disconnect|revoke
+                                accepting.start_soon(control.serve_control, control_sock, state, handlers,
+                                                     self.http_conns)
                             task_status.started(self.bound)
                             self.notifier.ready(f"listening {' '.join(parts) if parts else '(no listeners)'}")
                             await self.stopping.wait()

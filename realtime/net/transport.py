@@ -116,6 +116,8 @@ class Transport:
     def peer(self) -> tuple[str, int]:
         try:
             addr = self.sock.getpeername()
+            if isinstance(addr, (str, bytes)):  # AF_UNIX: the control socket
+                return ("local", 0)
             return addr[0], addr[1]
         except OSError:
             return ("", 0)

@@ -95,6 +95,7 @@ class Session:
         "conn_id", "transport", "state", "clock", "echo", "ws", "publish_limit", "message_limit", "close_code", "close_reason",
         "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
         "_partial", "_held", "_room", "timers", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
+        "remote", "connected_at",
     )
 
     #: Stateless and shared: composing it costs an idle socket nothing.
@@ -112,6 +113,9 @@ class Session:
     ) -> None:
         self.conn_id = next_conn_id()
         self.transport = transport
+        # For the server API's connection list (SPEC §11).
+        self.remote = "%s:%d" % transport.peer()
+        self.connected_at = int(time.time())
         self.state = state
         self.clock = clock
         self.echo = echo
@@ -249,6 +253,8 @@ class Session:
         hub = self.state.hub
         hub.connections.add(self)
         self.transport.on_backlog = self._start_writer
+        if not self.echo:  # a webhook event (SPEC §12); nothing without hooks
+            self.state.emit("connect", {"sub": self.sub, "client_id": self.client_id, "conn_id": self.conn_id})
         try:
             self._scope.deadline = self.clock.deadline(self.exp)
             with self._scope:
@@ -306,6 +312,9 @@ class Session:
                 pass
             transport.close()
         self.state.metrics.closes[int(code)] += 1
+        if not self.echo:
+            self.state.emit("disconnect", {"sub": self.sub, "client_id": self.client_id, "conn_id": self.conn_id,
+                                           "code": int(code)})
         log.debug("ws %d closed code=%s reason=%s", self.conn_id, code, self.close_reason)
 
     async def _await_peer_close(self) -> None:

@@ -91,6 +91,9 @@ class StoreCalls:
     is_revoked = Awaited(Store.is_revoked)
     revoked_jtis = Awaited(Store.revoked_jtis)
 
+    add_cutoff = Awaited(Store.add_cutoff)
+    live_cutoffs = Awaited(Store.live_cutoffs)
+
     get_consent = Awaited(Store.get_consent)
     save_consent = Awaited(Store.save_consent)
     forget_consent = Awaited(Store.forget_consent)
@@ -120,7 +123,9 @@ class StoreCalls:
     counts = Awaited(Store.counts)
 
     async def sweep(self, now: float) -> dict[str, int]:
-        """The OAuth 2 tables, then the OAuth 1 ones (nonces past their window)."""
+        """The OAuth 2 tables, then the OAuth 1 ones (nonces past their window),
+        then the revocation cut-offs."""
         counts = await self.call(self.sync.sweep, now)
         counts.update(await self.call(self.sync.oauth1_sweep, now))
+        counts.update(await self.call(self.sync.cutoffs_sweep, now))
         return counts

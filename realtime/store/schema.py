@@ -147,6 +147,16 @@ LATE_INDEXES = (
     "CREATE INDEX IF NOT EXISTS families_by_sid ON families(sid)",
 )
 
+# Issue 20: revocation cut-offs by sub (and client_id) for POST /api/revoke.
+CUTOFFS_TABLE = """CREATE TABLE IF NOT EXISTS cutoffs (
+    sub           TEXT NOT NULL,
+    client_id     TEXT NOT NULL DEFAULT '',  -- '': every app
+    issued_before REAL NOT NULL,
+    keep_until    REAL NOT NULL,
+    PRIMARY KEY (sub, client_id)
+)"""
+SCHEMA += CUTOFFS_TABLE + ";\n"
+
 #: The steps from each version to the next: ``MIGRATIONS[n]`` takes a
 #: file from ``n - 1`` to ``n``.  Columns only ever get added, with
 #: defaults that keep an old row's meaning.
@@ -169,6 +179,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # Device codes (also in SCHEMA: no-ops by then, kept so the step
         # names every table version 3 brings).
         *DEVICE_STEPS,
+        # Issue 20: revocation cut-offs (POST /api/revoke).
+        CUTOFFS_TABLE,
     ),
 }
 

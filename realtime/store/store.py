@@ -22,7 +22,7 @@ import types
 from pathlib import Path
 from typing import Callable, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from realtime.store import consents, devices, grants, oauth1, revoked, sessions
+from realtime.store import consents, cutoffs, devices, grants, oauth1, revoked, sessions
 from realtime.store.database import Database
 
 __all__ = ["Store", "TableCall"]
@@ -99,6 +99,11 @@ class Store:
     revoke_jtis = TableCall(revoked.revoke_jtis)
     is_revoked = TableCall(revoked.is_revoked)
     revoked_jtis = TableCall(revoked.revoked_jtis)
+
+    # -- revocation cut-offs by sub (POST /api/revoke) ----------------------
+    add_cutoff = TableCall(cutoffs.add_cutoff)
+    live_cutoffs = TableCall(cutoffs.live_cutoffs)
+    cutoffs_sweep = TableCall(cutoffs.cutoffs_sweep)
 
     # -- consents -----------------------------------------------------------
     get_consent = TableCall(consents.get_consent)

@@ -236,6 +236,8 @@ class KeyRing:
         check_times(claims, time.time() if now is None else now, leeway)
         if revoked is not None and claims["jti"] in revoked:
             raise TokenError("revoked")
+        if isinstance(revoked, RevokedSet) and revoked.cut_off(claims["sub"], claims["client_id"], claims["iat"]):
+            raise TokenError("revoked")  # POST /api/revoke: every token of this sub issued before
         return AccessClaims(
             iss=issuer, sub=claims["sub"], aud=aud, exp=int(claims["exp"]), iat=int(claims["iat"]),
             jti=claims["jti"], client_id=claims["client_id"], scope=scope_set(claims["scope"]), kid=kid,

@@ -21,12 +21,31 @@ class RevokedSet:
     the grace is a margin for a peer node's clock, not a necessity.
     """
 
-    __slots__ = ("_exp", "_heap", "grace")
+    __slots__ = ("_exp", "_heap", "grace", "_cutoffs")
 
     def __init__(self, grace: float = 300.0) -> None:
         self._exp: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []  # (exp, jti), possibly stale
         self.grace = grace
+        # (sub, client_id or "") -> issued_before: POST /api/revoke (issue 20).
+        self._cutoffs: dict[tuple[str, str], float] = {}
+
+    def cut(self, sub: str, client_id: str, issued_before: float) -> None:
+        """Refuse every token of ``sub`` (of ``client_id``; ``""``: any app)
+        whose ``iat`` is before ``issued_before``; a later cut-off wins."""
+        key = (sub, client_id)
+        if self._cutoffs.get(key, -math.inf) < issued_before:
+            self._cutoffs[key] = issued_before
+
+    def cut_off(self, sub: str, client_id: str, iat: float) -> bool:
+        """Is a token of ``sub``/``client_id`` issued at ``iat`` refused by a cut-off?"""
+        if not self._cutoffs:
+            return False
+        for key in ((sub, ""), (sub, client_id)):
+            before = self._cutoffs.get(key)
+            if before is not None and iat < before:
+                return True
+        return False
 
     def add(self, jti: str, exp: float) -> None:
         """Remember a revocation; a later ``exp`` for the same jti wins."""

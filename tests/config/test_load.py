@@ -301,7 +301,7 @@ def test_channels_keep_their_order(tmp_path: Path) -> None:
          "unknown key (did you mean 'max_message_bytes'?)"),
         ("[server]\nhtp = 'a:1'\n", 2, "server.htp", "unknown key (did you mean 'http'?)"),
         ("[servr]\nhttp = 'a:1'\n", 1, "servr", "unknown key (did you mean 'server'?)"),
-        ("zzz = 1\n", 1, "zzz", "unknown key (valid keys: api, broker, channel, demo, metrics, oauth, server, websocket)"),
+        ("zzz = 1\n", 1, "zzz", "unknown key (valid keys: admin, api, broker, channel, demo, metrics, oauth, server, webhook, websocket)"),
         ("[[channel]]\npattern = 'a'\n[[channel]]\npattern = 'b'\nhistroy = 3\n", 5, "channel[2].histroy",
          "unknown key (did you mean 'history'?)"),
         ("[websocket]\nmax_message_bytes = '64k'\n", 2, "websocket.max_message_bytes",

@@ -34,6 +34,9 @@ class FakeApp:
     hub: Hub
     metrics: Counters = attrs.Factory(Counters)
 
+    def emit(self, type_: str, data: dict) -> None:
+        """Webhook events (realtime.api.app.App.emit): none here."""
+
 
 def make_app(settings: Settings, keys_dir: Path) -> FakeApp:
     keyring = KeyRing.load_or_create(keys_dir, settings.oauth.signing_alg)

@@ -56,8 +56,11 @@ the hub calls.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, Literal
+
+from coredis.tokens import PureToken
 
 import trio
 
@@ -65,6 +68,7 @@ from realtime.hub.broker import BrokerUnavailable, HubView, Replay
 from realtime.net.redis import lua
 from realtime.net.redis.delivery import Delivery
 from realtime.net.redis.link import Link
+from realtime.net.redis.requests import OnControl, Requests
 from realtime.net.redis.state import IDLE_TTL, REDIS_ERRORS, BrokerState, as_bytes, as_text, log
 from realtime.protocol import replies
 
@@ -98,7 +102,9 @@ class RedisBroker:
     ) -> None:
         self.state = BrokerState(url, node_ttl=node_ttl, idle_ttl=idle_ttl, on_revoke=on_revoke)
         self.delivery = Delivery(self.state)
-        self.link = Link(self.state, self.delivery)
+        self.requests = Requests(self.state)
+        self.state.on_ctl = self.requests.on_message
+        self.link = Link(self.state, self.delivery, self.requests)
 
     # -- what the server sets and reads ---------------------------------------------
     # Everything else observable (``connected``/``lost`` events, counters,
@@ -111,6 +117,15 @@ class RedisBroker:
     @on_revoke.setter
     def on_revoke(self, callback: Callable[[str, float], Any] | None) -> None:
         self.state.on_revoke = callback
+
+    @property
+    def on_control(self) -> OnControl | None:
+        """Runs a server API operation another node asked for."""
+        return self.requests.on_control
+
+    @on_control.setter
+    def on_control(self, callback: OnControl | None) -> None:
+        self.requests.on_control = callback
 
     @property
     def up(self) -> bool:
@@ -188,10 +203,11 @@ class RedisBroker:
         rule = hub.rule_for(channel) if hub is not None else None
         jl = "1" if rule is not None and rule.join_leave else "0"
         try:
-            await script(args=[state.node, as_bytes(channel), total, jl, int(state.idle_ttl * 1000),
-                               as_bytes(sub), count])
+            result = await script(args=[state.node, as_bytes(channel), total, jl, int(state.idle_ttl * 1000),
+                                        as_bytes(sub), count])
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(str(exc)) from None
+        state.reported(channel, result)
 
     async def prepare(self, channel: str, since: int | None) -> Replay:
         return await self.delivery.prepare(channel, since)
@@ -205,3 +221,52 @@ class RedisBroker:
         truncated = bool(int(flat[0]))
         members = sorted((as_text(flat[i]), int(flat[i + 1])) for i in range(1, len(flat) - 1, 2))
         return members, truncated
+
+    async def history(self, channel: str, since: int, limit: int) -> tuple[list[bytes], int]:
+        name = as_bytes(channel)
+        try:
+            client = self.state.live_client()
+            top = int(await client.get(lua.PREFIX_COUNTER + name) or 0)
+            entries = await client.xrange(lua.PREFIX_STREAM + name, f"{since + 1}-0", "+", count=limit)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(str(exc)) from None
+        return [entry.field_values[b"m"] for entry in entries], top
+
+    async def ask(self, op: str, args: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+        return await self.requests.ask(op, args)
+
+    async def claim_key(self, key: str, ttl: float) -> bytes | None:
+        name = lua.IDEMPOTENCY_PREFIX + as_bytes(key)
+        try:
+            client = self.state.live_client()
+            if await client.set(name, b"", condition=PureToken.NX, px=max(1, int(ttl * 1000))):
+                return None
+            return bytes(await client.get(name) or b"")
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(str(exc)) from None
+
+    async def store_key(self, key: str, answer: bytes, ttl: float) -> None:
+        name = lua.IDEMPOTENCY_PREFIX + as_bytes(key)
+        try:
+            await self.state.live_client().set(name, answer, px=max(1, int(ttl * 1000)))
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(str(exc)) from None
+
+    async def share_cutoff(self, sub: str, client_id: str, issued_before: float, keep_until: float) -> None:
+        """Keep a revocation cut-off in Redis for nodes away right now (see
+        :meth:`realtime.net.redis.link.Link._apply_cutoffs`); a later one wins."""
+        field = json.dumps([sub, client_id])
+        try:
+            client = self.state.live_client()
+            old = await client.hget(lua.CUTOFFS, field)
+            if old is not None and json.loads(old)[0] >= issued_before:
+                return
+            await client.hset(lua.CUTOFFS, {field: json.dumps([issued_before, keep_until])})
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(str(exc)) from None
+
+    async def forget_key(self, key: str) -> None:
+        try:
+            await self.state.live_client().delete([lua.IDEMPOTENCY_PREFIX + as_bytes(key)])
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(str(exc)) from None

@@ -245,6 +245,9 @@ class Delivery:
             if key == lua.REVOKE_CHANNEL:
                 self._on_revocation(data)
                 continue
+            if key.startswith(lua.CTL_PREFIX):
+                if self.state.on_ctl is not None:
+                    self.state.on_ctl(key, data)
             if key == REFRESH_CHANNEL:  # an SSE stream's refresh from another node (issue 21)
                 if self.state.on_stream_refresh is not None:
                     self.state.on_stream_refresh(data)

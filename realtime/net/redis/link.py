@@ -6,6 +6,7 @@ and sends queued revocations and presence reports.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from coredis.retry import NoRetryPolicy
 from realtime.hub.broker import BrokerUnavailable
 from realtime.net.redis import lua
 from realtime.net.redis.delivery import Delivery
+from realtime.net.redis.requests import CTL_CHANNEL, Requests, reply_channel
 from realtime.net.redis.streams import REFRESH_CHANNEL
 from realtime.net.redis.state import (
     BACKOFF_FIRST,
@@ -41,9 +43,10 @@ class Link:
         delivery: run on each connection (resubscribe, control, pump).
     """
 
-    def __init__(self, state: BrokerState, delivery: Delivery) -> None:
+    def __init__(self, state: BrokerState, delivery: Delivery, requests: Requests) -> None:
         self.state = state
         self.delivery = delivery
+        self.requests = requests
         # stop() cancels the work on the current connection through this
         # scope, which sits *inside* the pub/sub context: the pub/sub then
         # exits normally and unsubscribes while its connection is still open.
@@ -154,6 +157,7 @@ class Link:
                                     nursery.start_soon(self._heartbeat)
                                     nursery.start_soon(self._flusher)
                                     nursery.start_soon(self.delivery.control, ps)
+                                    nursery.start_soon(self.requests.serve)
                                     await self.delivery.pump(ps)
                 except Exception as exc:  # ExceptionGroup from the pub/sub task group too
                     self._down()
@@ -232,7 +236,8 @@ class Link:
     async def _connected(self, client: Any, ps: Any) -> None:
         """(Re)build everything this node holds in Redis, before any delivery."""
         state = self.state
-        await ps.subscribe(lua.REVOKE_CHANNEL, REFRESH_CHANNEL)  # revocations; SSE refreshes (issue 21)
+        await ps.subscribe(lua.REVOKE_CHANNEL, REFRESH_CHANNEL,  # revocations; SSE refreshes (issue 21)
+                           CTL_CHANNEL, reply_channel(state.node))  # server API requests (issue 20)
         # Revocations made here while Redis was away go out first.
         while state.revocations:
             jti, exp = state.revocations[0]
@@ -243,12 +248,31 @@ class Link:
         if state.on_revoke is not None:
             for jti, exp in revoked:
                 state.on_revoke(as_text(jti), float(exp))
+        await self._apply_cutoffs(client)
         state.up = True
         await self.delivery.resubscribe(ps)
         # Presence and counts: report everything again (absolute values).
         self._report_all()
         state.lost = trio.Event()
         state.connected.set()
+
+    async def _apply_cutoffs(self, client: Any) -> None:
+        """Apply every revocation cut-off kept in Redis; forget expired ones."""
+        state = self.state
+        if state.on_cutoff is None:
+            return
+        now = time.time()
+        for field, value in (await client.hgetall(lua.CUTOFFS)).items():
+            try:
+                sub, client_id = json.loads(field)
+                issued_before, keep_until = json.loads(value)
+            except (ValueError, TypeError):
+                await client.hdel(lua.CUTOFFS, [field])
+                continue
+            if keep_until < now:
+                await client.hdel(lua.CUTOFFS, [field])
+                continue
+            await state.on_cutoff({"sub": sub, "client_id": client_id, "issued_before": issued_before})
 
     def _report_all(self) -> None:
         state = self.state
@@ -303,7 +327,7 @@ class Link:
                     total = hub.local_counts(channel, "")[1]
                 args[2] = total
                 try:
-                    await report(args=args)
+                    state.reported(channel, await report(args=args))
                 except BaseException:
                     state.dirty.setdefault(channel, set()).update(subs)
                     raise

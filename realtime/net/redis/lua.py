@@ -17,6 +17,9 @@ Keys (``C`` a channel name, ``N`` a node id: 16 hex digits, so
     rt:nodes      zset    N -> last heartbeat, ms on the Redis clock
     rt:revoked    zset    jti -> exp (epoch seconds)
     rt:revoke     pub/sub "<node> <exp> <jti>"
+    rt:ctl        pub/sub server API requests (JSON); rt:ctl:N their answers to node N
+    rt:idem:K     string  the first answer of the publish with idempotency key K
+    rt:cutoffs    hash    JSON [sub, client_id] -> JSON [issued_before, keep_until]
 
 A channel's counter and stream expire after ``idle_ttl`` once no node
 has subscribers on it (clients invent channel names; Redis must not keep
@@ -37,6 +40,9 @@ PREFIX_CHANNEL = b"rt:c:"
 PREFIX_COUNTS = b"rt:n:"
 REVOKED = b"rt:revoked"
 REVOKE_CHANNEL = b"rt:revoke"
+CTL_PREFIX = b"rt:ctl"  # server API requests (rt:ctl) and answers (rt:ctl:<node>)
+IDEMPOTENCY_PREFIX = b"rt:idem:"
+CUTOFFS = b"rt:cutoffs"  # POST /api/revoke cut-offs, for nodes that were away  # idempotent publish: key -> first answer
 
 # KEYS: counter, stream, pub/sub channel, node counts
 # ARGV: message prefix (up to `"seq":`), suffix (after the number), keep, idle_ttl_ms
@@ -78,6 +84,7 @@ return c
 """
 
 _SETCOUNT = """
+local events = {}  -- 'J'/'L' .. sub: the joins and leaves this script caused (webhooks)
 local function setcount(node, ch, sub, count, jl)
   local pk = 'rt:p:' .. node .. ':' .. ch
   local tk = 'rt:pt:' .. ch
@@ -90,8 +97,10 @@ local function setcount(node, ch, sub, count, jl)
   if jl == '1' then
     if before <= 0 and after > 0 then
       redis.call('PUBLISH', 'rt:c:' .. ch, 'J' .. sub)
+      table.insert(events, 'J' .. sub)
     elseif before > 0 and after <= 0 then
       redis.call('PUBLISH', 'rt:c:' .. ch, 'L' .. sub)
+      table.insert(events, 'L' .. sub)
     end
   end
 end
@@ -117,18 +126,29 @@ end
 # ARGV: node, channel, total (this node's connections on it), jl ("1"/"0"),
 #       idle_ttl_ms, then (sub, count) pairs with this node's absolute counts.
 # Absolute values make a report idempotent: a resync is a replay of them.
+# Returns {change, event...}: change 1 when the channel had no subscriber on
+# any node before and has one now (channel_occupied), -1 the other way
+# (channel_vacated), else 0; then 'J'/'L' .. sub for the joins and leaves it
+# caused.  Exactly one node's script sees each change: that node tells the
+# webhooks, so they hear of it once across the cluster.
 REPORT = _SETCOUNT + """
 local node, ch, total, jl, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local before = redis.call('HLEN', 'rt:n:' .. ch)
 if total == 0 then
   forget(node, ch, jl, ttl)
-  return 0
+else
+  for i = 6, #ARGV, 2 do setcount(node, ch, ARGV[i], tonumber(ARGV[i + 1]), jl) end
+  redis.call('HSET', 'rt:n:' .. ch, node, total)
+  redis.call('HSET', 'rt:nch:' .. node, ch, jl)
+  redis.call('PERSIST', 'rt:q:' .. ch)
+  redis.call('PERSIST', 'rt:s:' .. ch)
 end
-for i = 6, #ARGV, 2 do setcount(node, ch, ARGV[i], tonumber(ARGV[i + 1]), jl) end
-redis.call('HSET', 'rt:n:' .. ch, node, total)
-redis.call('HSET', 'rt:nch:' .. node, ch, jl)
-redis.call('PERSIST', 'rt:q:' .. ch)
-redis.call('PERSIST', 'rt:s:' .. ch)
-return 1
+local after = redis.call('HLEN', 'rt:n:' .. ch)
+local change = 0
+if before == 0 and after > 0 then change = 1 elseif before > 0 and after == 0 then change = -1 end
+local out = {change}
+for _, e in ipairs(events) do table.insert(out, e) end
+return out
 """
 
 # ARGV: node, node_ttl_ms, idle_ttl_ms, revocation horizon (epoch s), leaving ("1": this

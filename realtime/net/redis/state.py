@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -118,6 +118,11 @@ class BrokerState:
     dirty: dict[str, set[str]] = attrs.field(factory=dict)
     revocations: deque[tuple[str, float]] = attrs.field(factory=lambda: deque(maxlen=100_000))
     scripts: dict[str, Any] = attrs.field(factory=dict)
+    # Server API requests and answers (rt:ctl...), handed over by the pub/sub reader.
+    on_ctl: Callable[[bytes, bytes], None] | None = None
+    # Applies a revocation cut-off found in Redis at (re)connect (a node that
+    # was away, or restarted on a store of its own, still learns of it).
+    on_cutoff: Callable[[dict[str, Any]], Awaitable[Any]] | None = None
     # counters for /metrics and tests
     delivered: int = 0
     reconnects: int = 0
@@ -141,6 +146,16 @@ class BrokerState:
         if self.client is None or not self.up:
             raise BrokerUnavailable("the message broker is unreachable")
         return self.scripts[name]
+
+    def reported(self, channel: str, result: Any) -> None:
+        """Hand a REPORT script's answer (see :data:`realtime.net.redis.lua.REPORT`)
+        to the hub: the cluster-wide occupied/vacated and join/leave changes
+        this node's report caused (webhook events)."""
+        hub = self.hub
+        if hub is None or not isinstance(result, (list, tuple)) or not result:
+            return
+        events = [(as_text(bytes(e[:1])), as_text(bytes(e[1:]))) for e in result[1:]]
+        hub.cluster_events(channel, int(result[0]), events)
 
     def live_client(self) -> Any:
         """The connected client, or :class:`BrokerUnavailable`."""
