@@ -1,0 +1,176 @@
+"""The PostgreSQL connection pool under the shared store.
+
+:class:`PgDatabase` offers the table functions (:mod:`realtime.store.grants`
+and the rest) what :class:`realtime.store.database.Database` offers them:
+``write(fn)`` runs ``fn(c)`` in one transaction, ``claim(fn)`` turns a
+:class:`~realtime.store.database.LostRace` into False, ``read``/``read_one``
+run one statement outside a transaction.  ``c.execute(sql, args)`` takes
+the functions' SQL as written (``?`` placeholders, which :func:`pg_sql`
+turns into psycopg's ``%s``) and returns a cursor with ``rowcount``,
+``fetchone``, ``fetchall`` and iteration, as sqlite3's does.
+
+Every write is a ``SERIALIZABLE`` transaction, retried from the start
+when PostgreSQL reports a serialization failure or a deadlock.  That is
+what SQLite's single writer (``BEGIN IMMEDIATE``) gives the table
+functions: a transaction behaves as if it ran alone, so every read-then-
+write in them (a conditional UPDATE checked by its rowcount, a read of
+a refresh token's successor before the retry's UPDATE, a device poll's
+read and update) keeps its single-winner guarantee across connections
+and nodes.  A retried transaction runs again against the committed
+winner, so the loser's conditional UPDATE matches no row and it answers
+False, as on SQLite.
+
+Blocking, like the SQLite store: the trio edge
+(:class:`realtime.store.aio.AsyncStore`) runs calls in worker threads,
+as many at a time as the pool has connections.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg import errors
+
+from realtime.config.redact import redact_url
+from realtime.store.database import LostRace
+from realtime.store.postgres.schema import check_version
+from realtime.store.records import StoreClosed
+
+__all__ = ["OPEN_TIMEOUT", "POOL_SIZE", "PgDatabase", "StoreUnavailable", "pg_sql"]
+
+T = TypeVar("T")
+
+OPEN_TIMEOUT = 30.0  # seconds to wait for the first connection at start
+POOL_SIZE = 8  # connections per node (and worker threads running store calls)
+MAX_ATTEMPTS = 50  # a serializable transaction is retried at most this often
+
+
+class StoreUnavailable(OSError):
+    """The database could not be reached (at start: "cannot start: ...")."""
+
+
+@functools.lru_cache(maxsize=512)
+def pg_sql(sql: str) -> str:
+    """The table functions' ``?`` placeholders as psycopg's ``%s`` (their SQL
+    has no ``%`` and no ``?`` inside a literal)."""
+    return sql.replace("?", "%s")
+
+
+class PgConnection:
+    """What a table function's ``c`` needs, over one psycopg connection in a transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> psycopg.Cursor[Any]:
+        return self._conn.execute(pg_sql(sql), args)  # type: ignore[arg-type]
+
+    def executemany(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> psycopg.Cursor[Any]:
+        cur = self._conn.cursor()
+        rows = list(rows)
+        if rows:
+            cur.executemany(pg_sql(sql), rows)  # type: ignore[arg-type]
+        return cur
+
+
+class PgDatabase:
+    """A psycopg :class:`~psycopg_pool.ConnectionPool` of autocommit connections."""
+
+    path = None  # no file: the store is at :attr:`url`
+
+    def __init__(self, pool: psycopg_pool.ConnectionPool, url: str) -> None:
+        self._pool: psycopg_pool.ConnectionPool | None = pool
+        self.url = redact_url(url)  # for logs and errors: never the password
+        self.pool_size = pool.max_size
+
+    @classmethod
+    def open(cls, url: str, *, pool_size: int = POOL_SIZE, timeout: float = OPEN_TIMEOUT) -> PgDatabase:
+        """Connect to the migrated database at ``url``.
+
+        Raises:
+            StoreUnavailable: no connection within ``timeout`` seconds.
+            SchemaMismatch: the database is not at this server's version.
+        """
+        shown = redact_url(url)
+        pool = psycopg_pool.ConnectionPool(
+            url, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False,
+            name="realtime-store", timeout=timeout,
+        )
+        try:
+            pool.open(wait=True, timeout=timeout)
+        except psycopg_pool.PoolTimeout:
+            pool.close()
+            raise StoreUnavailable(f"cannot connect to {shown} within {timeout:g}s") from None
+        try:
+            with pool.connection() as conn:
+                check_version(conn, shown)
+        except BaseException:
+            pool.close()
+            raise
+        return cls(pool, url)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._pool is None
+
+    def _connections(self) -> psycopg_pool.ConnectionPool:
+        if self._pool is None:
+            raise StoreClosed("store is closed")
+        return self._pool
+
+    def write(self, fn: Callable[[PgConnection], T]) -> T:
+        """Run ``fn`` in one ``SERIALIZABLE`` transaction, from the start again
+        after a serialization failure or a deadlock.
+
+        Any other exception rolls back and propagates (a
+        :class:`~realtime.store.database.LostRace` too: see :meth:`claim`).
+        """
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            with self._connections().connection() as conn:
+                conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                try:
+                    result = fn(PgConnection(conn))
+                    conn.execute("COMMIT")
+                except (errors.SerializationFailure, errors.DeadlockDetected):
+                    _rollback(conn)
+                    if attempt == MAX_ATTEMPTS:
+                        raise
+                    continue
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                return result
+        raise AssertionError("unreachable")
+
+    def claim(self, fn: Callable[[PgConnection], object]) -> bool:
+        """:meth:`write` for a single-use row: False when ``fn`` raised :class:`LostRace`."""
+        try:
+            self.write(fn)
+        except LostRace:
+            return False
+        return True
+
+    def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One statement in autocommit (its own snapshot, no transaction held)."""
+        with self._connections().connection() as conn:
+            return conn.execute(pg_sql(sql), args).fetchall()  # type: ignore[arg-type]
+
+    def read_one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        rows = self.read(sql, args)
+        return rows[0] if rows else None
+
+
+def _rollback(conn: psycopg.Connection[Any]) -> None:
+    """End the transaction; a broken connection has none left (the pool drops it)."""
+    try:
+        conn.execute("ROLLBACK")
+    except psycopg.Error:
+        pass
