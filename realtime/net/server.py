@@ -140,7 +140,10 @@ async def build_state(settings: Settings) -> Started:
         broker = RedisBroker(settings.broker.url, node_ttl=settings.broker.node_ttl)
         await broker.check()  # unreachable at start: BrokerUnavailable (an OSError), exit 1
     ssl_context = await trio.to_thread.run_sync(build_tls_context, settings)
-    store = await AsyncStore.open(server.state_dir / "state.sqlite3")
+    if settings.store.url is not None:  # SPEC §14: the OAuth state shared by every node on the database
+        store = await AsyncStore.open_url(settings.store.url)
+    else:
+        store = await AsyncStore.open(server.state_dir / "state.sqlite3")
     revoked = RevokedSet()
     revoked.load(await store.revoked_jtis(time.time()))
     oauth_key = await trio.to_thread.run_sync(oauth.load_or_create_key, server.state_dir, limiter=_file_limiter)

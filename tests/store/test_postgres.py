@@ -182,3 +182,31 @@ def test_sqlite_and_postgres_layouts_name_the_same_columns(pg_url: str, tmp_path
         ).fetchall())
     assert pg_columns == sqlite_columns
     assert SCHEMA_VERSION == 3  # the SQLite layout PG_SCHEMA_VERSION 1 mirrors; a new column goes in both
+
+
+async def test_async_store_runs_as_many_calls_at_once_as_the_pool_has_connections(pg_url: str) -> None:
+    import trio
+
+    from realtime.store.aio import AsyncStore
+
+    astore = await AsyncStore.open_url(pg_url, pool_size=3)
+    assert astore.limiter.total_tokens == 3
+    together = threading.Barrier(3, timeout=30)  # passes only if three calls are in threads at once
+
+    def meet(n: int) -> int:
+        together.wait()
+        return astore.sync.db.read_one("SELECT %s::int" % n)[0]
+
+    got: list[int] = []
+
+    async def one(n: int) -> None:
+        got.append(await astore.call(meet, n))
+
+    async with trio.open_nursery() as nursery:
+        for n in range(3):
+            nursery.start_soon(one, n)
+    assert sorted(got) == [0, 1, 2]
+    await astore.record_issue(NOW, issued("a1", refresh="t1"))
+    assert (await astore.get_refresh(token_hash("t1"))).sub == "alice"
+    await astore.close()
+    assert astore.sync.closed
