@@ -39,7 +39,7 @@ from realtime.store.database import LostRace
 from realtime.store.postgres.schema import check_version
 from realtime.store.records import StoreClosed
 
-__all__ = ["OPEN_TIMEOUT", "POOL_SIZE", "PgDatabase", "StoreUnavailable", "pg_sql"]
+__all__ = ["OPEN_TIMEOUT", "POOL_SIZE", "PgDatabase", "StoreUnavailable", "connect", "pg_sql"]
 
 T = TypeVar("T")
 
@@ -50,6 +50,32 @@ MAX_ATTEMPTS = 50  # a serializable transaction is retried at most this often
 
 class StoreUnavailable(OSError):
     """The database could not be reached (at start: "cannot start: ...")."""
+
+
+def connect(url: str, *, timeout: float = 10.0) -> psycopg.Connection[Any]:
+    """One autocommit connection (``realtime store migrate``, ``realtime check``).
+
+    Raises:
+        StoreUnavailable: not reachable, or refused; the message names the
+            URL without its password.
+    """
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)))
+    except psycopg.Error as exc:
+        raise StoreUnavailable(f"cannot connect to {redact_url(url)}: {_without_password(str(exc), url)}") from None
+
+
+def _without_password(message: str, url: str) -> str:
+    """libpq's messages do not quote the password; this makes sure of it."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return message
+    for form in {password, unquote(password)} if password else ():
+        message = message.replace(form, "***")
+    return message.strip()
 
 
 @functools.lru_cache(maxsize=512)
