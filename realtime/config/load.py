@@ -340,6 +340,9 @@ def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | No
     websocket = _section(source, data, "websocket", WEBSOCKET_FIELDS, WebSocketSettings)
     broker = _section(source, data, "broker", BROKER_FIELDS, BrokerSettings)
     store = _section(source, data, "store", _store_fields(base), StoreSettings)
+    if store.url is not None and store.key_file is None and "store" in data:
+        source.error(("store", "url"), "needs [store] key_file too: the same 32-byte file on every node"
+                     " (realtime store migrate writes it)")
     demo = _section(source, data, "demo", DEMO_FIELDS, DemoSettings)
     api = _section(source, data, "api", API_FIELDS, ApiSettings)
     metrics = _section(source, data, "metrics", METRICS_FIELDS, MetricsSettings)

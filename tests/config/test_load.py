@@ -349,6 +349,7 @@ def test_channels_keep_their_order(tmp_path: Path) -> None:
         ("[store]\n\nurl = 'postgresql://'\n", 3, "store.url", "must be a postgresql://USER@HOST:PORT/DB URL"),
         ("[store]\nurl = 'postgresql://db:99999/x'\n", 2, "store.url", "must be a postgresql://USER@HOST:PORT/DB URL"),
         ("[store]\nkey_file = ''\n", 2, "store.key_file", "must not be empty"),
+        ("[store]\n\nurl = 'postgresql://db/realtime'\n", 3, "store.url", "needs [store] key_file too"),
         ("[store]\nurl = 5\n", 2, "store.url", "expected a string, got integer"),
         ("[server]\nhttp = ''\nhttps = ''\n", 3, "server.https", "both listeners are off"),
         ("[server]\nhttp = '127.0.0.1:80'\nhttps = '127.0.0.1:80'\n", 3, "server.https",

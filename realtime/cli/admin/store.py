@@ -18,8 +18,7 @@ from pathlib import Path
 from realtime.config.load import ConfigError, load_settings
 from realtime.config.redact import redact_url
 from realtime.config.settings import Settings
-
-KEY_BYTES = 32
+from realtime.store.keyfile import KEY_BYTES
 
 
 def cmd_store_migrate(args: argparse.Namespace) -> int:
