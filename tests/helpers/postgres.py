@@ -1,7 +1,9 @@
 """A real PostgreSQL for the store tests: a throwaway cluster (``initdb`` +
 ``pg_ctl`` from Debian's ``postgresql`` package) on a free loopback port,
-its socket and data in a temp dir, fsync off (nothing here outlives the
-run), stopped at the end of the session.
+its socket and data in a temp dir, stopped at the end of the session.
+fsync is off (nothing here must survive a power cut); synchronous_commit
+stays on, so a commit that returned survives the server's own crash
+(``halt``: ``pg_ctl stop -m immediate``), as the store's contract says.
 
 ``initdb`` refuses to run as root: as root the cluster runs as the
 ``postgres`` user the package creates (``runuser``).  A missing binary
@@ -71,14 +73,22 @@ class PostgresCluster:
     def start(self) -> None:
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "-A", "trust",
                   "-E", "UTF8", "--no-sync", "--no-instructions")
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir}"
-                   " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"),
-                  "-o", options, "-w", "-t", "60", "start")
+        self.resume()
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {TEMPLATE}")
         with psycopg.connect(self.url(TEMPLATE), autocommit=True) as conn:
             migrate(conn)
+
+    def resume(self) -> None:
+        """Start the server (again, on the same port and data)."""
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir}"
+                   " -c fsync=off -c full_page_writes=off -c max_connections=200")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"),
+                  "-o", options, "-w", "-t", "60", "start")
+
+    def halt(self) -> None:
+        """Stop the server at once (an outage), keeping its data for :meth:`resume`."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():

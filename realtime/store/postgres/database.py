@@ -27,8 +27,9 @@ as many at a time as the pool has connections.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -37,7 +38,7 @@ from psycopg import errors
 from realtime.config.redact import redact_url
 from realtime.store.database import LostRace
 from realtime.store.postgres.schema import check_version
-from realtime.store.records import StoreClosed
+from realtime.store.records import StoreClosed, StoreUnavailable
 
 __all__ = ["OPEN_TIMEOUT", "POOL_SIZE", "PgDatabase", "StoreUnavailable", "connect", "pg_sql"]
 
@@ -46,10 +47,7 @@ T = TypeVar("T")
 OPEN_TIMEOUT = 30.0  # seconds to wait for the first connection at start
 POOL_SIZE = 8  # connections per node (and worker threads running store calls)
 MAX_ATTEMPTS = 50  # a serializable transaction is retried at most this often
-
-
-class StoreUnavailable(OSError):
-    """The database could not be reached (at start: "cannot start: ...")."""
+REQUEST_TIMEOUT = 5.0  # seconds a call waits for a working connection before StoreUnavailable
 
 
 def connect(url: str, *, timeout: float = 10.0) -> psycopg.Connection[Any]:
@@ -113,7 +111,8 @@ class PgDatabase:
         self.pool_size = pool.max_size
 
     @classmethod
-    def open(cls, url: str, *, pool_size: int = POOL_SIZE, timeout: float = OPEN_TIMEOUT) -> PgDatabase:
+    def open(cls, url: str, *, pool_size: int = POOL_SIZE, timeout: float = OPEN_TIMEOUT,
+             request_timeout: float = REQUEST_TIMEOUT) -> PgDatabase:
         """Connect to the migrated database at ``url``.
 
         Raises:
@@ -123,7 +122,10 @@ class PgDatabase:
         shown = redact_url(url)
         pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False,
-            name="realtime-store", timeout=timeout,
+            name="realtime-store", timeout=request_timeout,
+            # A connection is tried before use: after an outage the dead ones
+            # are replaced, so the node recovers by itself.
+            check=psycopg_pool.ConnectionPool.check_connection,
         )
         try:
             pool.open(wait=True, timeout=timeout)
@@ -157,8 +159,13 @@ class PgDatabase:
         after a serialization failure or a deadlock.
 
         Any other exception rolls back and propagates (a
-        :class:`~realtime.store.database.LostRace` too: see :meth:`claim`).
+        :class:`~realtime.store.database.LostRace` too: see :meth:`claim`);
+        a lost or unobtainable connection as :class:`StoreUnavailable`.
         """
+        with _unavailable_as(self.url):
+            return self._write(fn)
+
+    def _write(self, fn: Callable[[PgConnection], T]) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             with self._connections().connection() as conn:
                 conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
@@ -186,7 +193,7 @@ class PgDatabase:
 
     def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """One statement in autocommit (its own snapshot, no transaction held)."""
-        with self._connections().connection() as conn:
+        with _unavailable_as(self.url), self._connections().connection() as conn:
             return conn.execute(pg_sql(sql), args).fetchall()  # type: ignore[arg-type]
 
     def read_one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
@@ -200,3 +207,19 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
         conn.execute("ROLLBACK")
     except psycopg.Error:
         pass
+
+
+@contextlib.contextmanager
+def _unavailable_as(shown: str) -> Iterator[None]:
+    """A broken or refused connection, or no connection within the wait, as
+    :class:`StoreUnavailable` (a serialization failure never gets here:
+    :meth:`PgDatabase.write` retries it)."""
+    try:
+        yield
+    except (errors.SerializationFailure, errors.DeadlockDetected):
+        raise  # MAX_ATTEMPTS conflicts in a row: a bug or a storm, not an outage
+    except psycopg_pool.PoolTimeout:
+        raise StoreUnavailable(f"no working connection to {shown}") from None
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"lost the connection to {shown}: {type(exc).__name__}") from None
+
