@@ -223,9 +223,19 @@ def retry_after_value(seconds: float) -> str:
 STORE_RETRY_AFTER = 5.0
 
 
-def store_unavailable(log: Any, endpoint: str, exc: BaseException) -> Response:
-    """The 503 for a request the store could not serve, logged once, clearly."""
+#: The HTML pages' 503 (title, text) when the store's database does not answer.
+STORE_UNAVAILABLE_PAGE = ("Temporarily unavailable",
+                          "The service cannot reach its database right now. Please try again in a moment.")
+
+
+def log_store_unavailable(log: Any, endpoint: str, exc: BaseException) -> None:
+    """One clear line per request the store could not serve (no traceback: it is not a bug)."""
     log.error("%s: the store's database is unavailable (%s); answering 503", endpoint, exc)
+
+
+def store_unavailable(log: Any, endpoint: str, exc: BaseException) -> Response:
+    """The JSON endpoints' 503 for a request the store could not serve, logged."""
+    log_store_unavailable(log, endpoint, exc)
     return TemporarilyUnavailableError(
         STORE_RETRY_AFTER, "the authorization server's database is unavailable, retry later").to_response()
 

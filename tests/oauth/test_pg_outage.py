@@ -58,8 +58,11 @@ async def test_outage_answers_503_keeps_sockets_and_recovers(
                 down = await refresh(http, tokens["refresh_token"])
                 assert down.status_code == 503, down.text
                 assert down.json()["error"] == "temporarily_unavailable" and down.headers["retry-after"] == "5"
-                assert any("database is unavailable" in r.getMessage() and r.levelno == logging.ERROR
-                           for r in caplog.records)
+                assert any(r.getMessage().startswith("token endpoint: the store's database is unavailable")
+                           and r.levelno == logging.ERROR for r in caplog.records)
+                # The pages too: the signed-in browser's session is in the store.
+                page = await Browser(http, "").authorize(prompt="none", scope="openid chat:read")
+                assert page.status_code == 503 and "Temporarily unavailable" in page.text
                 # The socket did not notice: it still answers.
                 await ws.send_message(json.dumps({"type": "subscribe", "id": 1, "channel": "chat:x"}))
                 assert json.loads(await ws.get_message()) == {"type": "ack", "id": 1}
