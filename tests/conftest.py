@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import attrs
 import pytest
@@ -13,6 +13,7 @@ import trio
 import trustme
 
 from realtime.config.settings import Addr, OAuthSettings, ServerSettings, Settings, WebSocketSettings
+from tests.helpers.postgres import PostgresCluster
 from tests.helpers.server import Running
 from tests.helpers.settings import APPS, CHANNELS, USERS
 
@@ -70,3 +71,20 @@ async def start_server(nursery: trio.Nursery) -> AsyncIterator[Callable[..., Any
 @pytest.fixture
 async def running(start_server: Callable[..., Any], make_settings: Callable[..., Settings]) -> Running:
     return await start_server(make_settings())
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the whole run (tests/helpers/postgres.py)."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresCluster) -> str:
+    """A migrated database of this test's own on the session's cluster."""
+    return postgres.fresh_database()

@@ -5,17 +5,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-# Debian packages the tests drive for real: "package:command" pairs.
+# Debian packages the tests drive for real: "package:command" pairs (a
+# command with a slash is a file pattern: postgresql's initdb and pg_ctl
+# live in /usr/lib/postgresql/VERSION/bin, off the PATH).
 # A test never skips when one is missing; it fails naming the package.
 DEBS=(
     "redis-server:redis-server"
+    "postgresql:/usr/lib/postgresql/*/bin/pg_ctl"
     "chromium:chromium"
     "nodejs:node"
     "npm:npm"
 )
 missing=()
 for pair in "${DEBS[@]}"; do
-    command -v "${pair#*:}" >/dev/null 2>&1 || missing+=("${pair%%:*}")
+    cmd=${pair#*:}
+    if [[ $cmd == */* ]]; then
+        compgen -G "$cmd" >/dev/null || missing+=("${pair%%:*}")
+    else
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("${pair%%:*}")
+    fi
 done
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then

@@ -1,4 +1,4 @@
-"""Command line: ``realtime serve | check | reload | app | user | key | listen | publish``."""
+"""Command line: ``realtime serve | check | reload | app | user | key | store | listen | publish``."""
 
 from __future__ import annotations
 
@@ -107,6 +107,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     for issue in issues:
         print(issue, file=sys.stderr)
     if issues:
+        return 1
+    from realtime.cli.admin.store import check_store
+
+    problems = check_store(load_settings(args.config))
+    for problem in problems:
+        print(f"{args.config}: {problem}", file=sys.stderr)
+    if problems:
         return 1
     print(f"{args.config}: ok")
     return 0

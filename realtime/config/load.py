@@ -72,6 +72,7 @@ from realtime.config.settings import (
     OAuthSettings,
     ServerSettings,
     Settings,
+    StoreSettings,
     WebSocketSettings,
 )
 from realtime.config.overrides import apply_overrides, default_settings, overrides_into
@@ -124,6 +125,21 @@ def broker_url(value: Any) -> str:
     if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
         raise ValueError(f"must be a redis://HOST:PORT/DB URL, got {redact_url(value)!r}")
     return value
+
+
+def store_url(value: Any) -> str:
+    """``[store] url``: a libpq URL (``postgresql://USER:PASSWORD@HOST:PORT/DB``,
+    or ``postgresql:///DB?host=/run/postgresql`` for a socket)."""
+    text = string(value)
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port
+    except ValueError:
+        raise ValueError(f"must be a postgresql://USER@HOST:PORT/DB URL, got {redact_url(text)!r}") from None
+    if (parts.scheme not in ("postgresql", "postgres") or not text.startswith(parts.scheme + "://")
+            or not (parts.netloc or parts.path.strip("/")) or any(c.isspace() for c in text)):
+        raise ValueError(f"must be a postgresql://USER@HOST:PORT/DB URL, got {redact_url(text)!r}")
+    return text
 
 
 MAX_REUSE_GRACE = 300.0
@@ -228,6 +244,11 @@ CHANNEL_FIELDS: dict[str, Converter] = {
     "history_bytes": integer(0),
 }
 BROKER_FIELDS: dict[str, Converter] = {"url": broker_url, "node_ttl": duration(positive=True)}
+
+
+def _store_fields(base: Path) -> dict[str, Converter]:
+    return {"url": store_url, "key_file": file_path(base)}
+
 DEMO_FIELDS: dict[str, Converter] = {"enabled": boolean}
 API_FIELDS: dict[str, Converter] = {
     "publish_rate": rate,
@@ -235,9 +256,9 @@ API_FIELDS: dict[str, Converter] = {
     "idempotency_window": duration(positive=True),
 }
 METRICS_FIELDS: dict[str, Converter] = {"scope": scope}
-TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "demo", "api", "metrics",
-             "webhook", "admin")  # issue 20
-# Issue 20: [admin], the console at /admin/ (on or off; the app it signs in as).
+TOP_LEVEL = ("server", "oauth", "websocket", "channel", "broker", "store", "demo", "api", "metrics",
+             "webhook", "admin")
+# [admin]: the console at /admin/ (on or off; the app it signs in as).
 ADMIN_FIELDS: dict[str, Converter] = {"enabled": boolean, "client_id": nonempty}
 
 
@@ -327,6 +348,10 @@ def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | No
     oauth = _section(source, data, "oauth", _oauth_fields(base), OAuthSettings)
     websocket = _section(source, data, "websocket", WEBSOCKET_FIELDS, WebSocketSettings)
     broker = _section(source, data, "broker", BROKER_FIELDS, BrokerSettings)
+    store = _section(source, data, "store", _store_fields(base), StoreSettings)
+    if store.url is not None and store.key_file is None and "store" in data:
+        source.error(("store", "url"), "needs [store] key_file too: the same 32-byte file on every node"
+                     " (realtime store migrate writes it)")
     demo = _section(source, data, "demo", DEMO_FIELDS, DemoSettings)
     api = _section(source, data, "api", API_FIELDS, ApiSettings)
     metrics = _section(source, data, "metrics", METRICS_FIELDS, MetricsSettings)
@@ -357,6 +382,7 @@ def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | No
         websocket=websocket,
         channels=_channels(source, data.get("channel", [])),
         broker=broker,
+        store=store,
         demo=demo,
         apps=apps,
         users=users,

@@ -127,6 +127,16 @@ class BrokerSettings:
 
 
 @attrs.frozen
+class StoreSettings:
+    """Optional ``[store]``: the OAuth state on PostgreSQL, shared by every node (SPEC §14)."""
+
+    url: str | None = None  # postgresql://USER:PASSWORD@HOST:PORT/DB; None: state_dir/state.sqlite3
+    # 32 random bytes (mode 0600) that encrypt the private keys kept in the
+    # store; `realtime store migrate` generates it when missing.
+    key_file: Path | None = None
+
+
+@attrs.frozen
 class DemoSettings:
     """``[demo]``: the browser chat page at ``/demo/`` (off unless enabled)."""
 
@@ -214,6 +224,7 @@ class Settings:
     websocket: WebSocketSettings = WebSocketSettings()
     channels: tuple[ChannelRule, ...] = ()
     broker: BrokerSettings = BrokerSettings()
+    store: StoreSettings = StoreSettings()
     demo: DemoSettings = DemoSettings()
     apps: dict[str, App] = attrs.field(factory=dict)  # by client_id
     users: dict[str, User] = attrs.field(factory=dict)  # by name (= sub)

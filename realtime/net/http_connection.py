@@ -22,6 +22,7 @@ from realtime.oauth1.resource import oauth1_principal
 from realtime.oauth1.signing import is_signed as oauth1_is_signed
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.hub import BrokerUnavailable
+from realtime.store import StoreUnavailable
 from realtime.net.sse import SseSession
 from realtime.net.websocket import Session
 from realtime.protocol.upgrade import (
@@ -230,6 +231,10 @@ class HttpConnection:
             return await self._event_stream(request)
         try:
             response = await self.router.dispatch(request, self.state)
+        except StoreUnavailable as exc:  # a handler without its own answer for it: 503, not 500
+            log.error("%s %s: the store's database is unavailable (%s); answering 503", request.method, path, exc)
+            response = error_response(503, "temporarily_unavailable", "the database is unavailable, retry later",
+                                      (("retry-after", "5"),))
         except Exception:  # noqa: BLE001 - last resort: log, answer 500, keep serving
             log.exception("handler for %s %s failed", request.method, path)
             response = error_response(500, "server_error", "internal error")

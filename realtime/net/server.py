@@ -47,6 +47,7 @@ from realtime.oauth1 import credentials as oauth1
 from realtime.oauth1 import crypto as oauth1_crypto
 from realtime.protocol.close import CloseCode
 from realtime.store.aio import AsyncStore
+from realtime.store.keyfile import OAUTH_HMAC, derive_key, read_key_file
 from realtime.tokens.keyring import KeyRing, RevokedSet
 
 if TYPE_CHECKING:
@@ -144,10 +145,19 @@ async def build_state(settings: Settings) -> Started:
         broker = RedisBroker(settings.broker.url, node_ttl=settings.broker.node_ttl)
         await broker.check()  # unreachable at start: BrokerUnavailable (an OSError), exit 1
     ssl_context = await trio.to_thread.run_sync(build_tls_context, settings)
-    store = await AsyncStore.open(server.state_dir / "state.sqlite3")
+    if settings.store.url is not None:  # SPEC §14: the OAuth state shared by every node on the database
+        store = await AsyncStore.open_url(settings.store.url)
+    else:
+        store = await AsyncStore.open(server.state_dir / "state.sqlite3")
     revoked = RevokedSet()
     revoked.load(await store.revoked_jtis(time.time()))
-    oauth_key = await trio.to_thread.run_sync(oauth.load_or_create_key, server.state_dir, limiter=_file_limiter)
+    if settings.store.key_file is not None and settings.store.url is not None:
+        # Shared store: sessions, CSRF tokens and family fingerprints must verify on every node.
+        store_key = await trio.to_thread.run_sync(read_key_file, settings.store.key_file, limiter=_file_limiter)
+        oauth_key = derive_key(store_key, OAUTH_HMAC)
+    else:
+        oauth_key = await trio.to_thread.run_sync(oauth.load_or_create_key, server.state_dir,
+                                                  limiter=_file_limiter)
     oauth1_key = await trio.to_thread.run_sync(oauth1_crypto.load_or_create_key, server.state_dir,
                                                limiter=_file_limiter)
     app = compose_app(settings, keyring, store, revoked, broker, oauth_key=oauth_key, oauth1_key=oauth1_key)

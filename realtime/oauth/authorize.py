@@ -42,6 +42,9 @@ from realtime.oauth.services import (
 from realtime.config.settings import Settings, User
 from realtime.store import token_hash
 
+from realtime.oauth.errors import STORE_UNAVAILABLE_PAGE, log_store_unavailable
+from realtime.store import StoreUnavailable
+
 log = logging.getLogger("realtime.oauth")
 
 
@@ -258,6 +261,9 @@ async def authorize_endpoint(request: Request, state: OAuthApp) -> Response:
         return redirect_to(exc.redirect_uri, redirect_params(settings, exc.state, exc.error.params()))
     except OAuthError as exc:
         return error_page(exc.status_code, "Request refused", exc.description or exc.error)
+    except StoreUnavailable as exc:
+        log_store_unavailable(log, "authorization endpoint", exc)
+        return error_page(503, *STORE_UNAVAILABLE_PAGE)
     except Exception:
         log.exception("authorization endpoint failed")
         return error_page(500, "Server error", "Something went wrong. Please try again.")

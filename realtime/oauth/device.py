@@ -38,6 +38,9 @@ from realtime.config.settings import Settings
 from realtime.store import token_hash
 from realtime.store.devices import APPROVED, DENIED, PENDING, DeviceRecord
 
+from realtime.oauth.errors import store_unavailable
+from realtime.store import StoreUnavailable
+
 log = logging.getLogger("realtime.oauth.device")
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -154,6 +157,8 @@ async def device_authorization_endpoint(request: Request, state: OAuthApp) -> Re
         body = await _new_request(services, settings, client, scope, now)
     except OAuthError as exc:
         return exc.to_response()
+    except StoreUnavailable as exc:
+        return store_unavailable(log, "device authorization endpoint", exc)
     except Exception:
         log.exception("device authorization endpoint failed")
         return ServerError("internal error").to_response()

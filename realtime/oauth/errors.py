@@ -12,7 +12,7 @@ never a secret, never an echo of what the client sent.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from realtime.http.responses import Response, error_response
 
@@ -194,7 +194,8 @@ class ClientThrottledError(InvalidClientError):
 
 
 class TemporarilyUnavailableError(OAuthError):
-    """The argon2 wait queue is full: 503 with ``Retry-After``.
+    """The argon2 wait queue is full, or the store's database does not
+    answer (:class:`realtime.store.StoreUnavailable`): 503 with ``Retry-After``.
 
     RFC 6749 §4.1.2.1 defines ``temporarily_unavailable`` ("The
     authorization server is currently unable to handle the request due to
@@ -206,8 +207,8 @@ class TemporarilyUnavailableError(OAuthError):
     error = "temporarily_unavailable"
     status_code = 503
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__("the server is busy, retry later")
+    def __init__(self, retry_after: float, description: str = "the server is busy, retry later") -> None:
+        super().__init__(description)
         self.retry_after = retry_after
 
     def headers(self) -> tuple[tuple[str, str], ...]:
@@ -216,3 +217,25 @@ class TemporarilyUnavailableError(OAuthError):
 
 def retry_after_value(seconds: float) -> str:
     return str(max(1, int(seconds + 0.999)))
+
+
+#: Seconds a client is told to wait when the store's database does not answer.
+STORE_RETRY_AFTER = 5.0
+
+
+#: The HTML pages' 503 (title, text) when the store's database does not answer.
+STORE_UNAVAILABLE_PAGE = ("Temporarily unavailable",
+                          "The service cannot reach its database right now. Please try again in a moment.")
+
+
+def log_store_unavailable(log: Any, endpoint: str, exc: BaseException) -> None:
+    """One clear line per request the store could not serve (no traceback: it is not a bug)."""
+    log.error("%s: the store's database is unavailable (%s); answering 503", endpoint, exc)
+
+
+def store_unavailable(log: Any, endpoint: str, exc: BaseException) -> Response:
+    """The JSON endpoints' 503 for a request the store could not serve, logged."""
+    log_store_unavailable(log, endpoint, exc)
+    return TemporarilyUnavailableError(
+        STORE_RETRY_AFTER, "the authorization server's database is unavailable, retry later").to_response()
+

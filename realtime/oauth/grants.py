@@ -49,6 +49,7 @@ from realtime.oauth.errors import (
     TooManyAttemptsError,
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
+    store_unavailable,
 )
 from realtime.oauth.families import (
     credential_changed,
@@ -60,7 +61,7 @@ from realtime.oauth.families import (
 from realtime.oauth.login import MAX_PASSWORD, MAX_USERNAME, Busy, Throttled, log_failed_login, verify_login
 from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import App, Settings
-from realtime.store import IssuedTokens, RefreshRecord, token_hash
+from realtime.store import IssuedTokens, RefreshRecord, StoreUnavailable, token_hash
 from realtime.oauth.idtoken import OPENID, issue_id_token
 from realtime.tokens.keyring import issue_access_token
 
@@ -412,6 +413,8 @@ async def token_endpoint(request: Request, state: OAuthApp) -> Response:
         body = await grant(ctx)
     except OAuthError as exc:
         return exc.to_response()
+    except StoreUnavailable as exc:
+        return store_unavailable(log, "token endpoint", exc)
     except Exception:  # never a traceback or its text to the client
         log.exception("token endpoint failed")
         return ServerError("internal error").to_response()

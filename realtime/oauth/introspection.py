@@ -25,10 +25,10 @@ from realtime.http.responses import Response, json_response
 from realtime.oauth.clients import authenticate_client
 from realtime.oauth.common import active_user, read_form, scope_string
 from realtime.oauth.families import credential_changed, family_deadline
-from realtime.oauth.errors import NO_STORE, InvalidClientError, InvalidRequestError, OAuthError, ServerError
+from realtime.oauth.errors import NO_STORE, InvalidClientError, InvalidRequestError, OAuthError, ServerError, store_unavailable
 from realtime.oauth.revocation import looks_like_jwt
 from realtime.oauth.services import OAuthApp
-from realtime.store import token_hash
+from realtime.store import StoreUnavailable, token_hash
 from realtime.tokens.bearer import principal_problem
 from realtime.tokens.keyring import TokenError
 
@@ -108,6 +108,8 @@ async def introspect_endpoint(request: Request, state: OAuthApp) -> Response:
         body = await _introspect(token, client.client_id, state, now)
     except OAuthError as exc:
         return exc.to_response()
+    except StoreUnavailable as exc:
+        return store_unavailable(log, "introspection endpoint", exc)
     except Exception:
         log.exception("introspection endpoint failed")
         return ServerError("internal error").to_response()

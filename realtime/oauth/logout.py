@@ -39,6 +39,9 @@ from realtime.oauth.errors import InvalidRequestError
 from realtime.oauth.idtoken import IdTokenHint, verify_hint
 from realtime.oauth.services import CSRF_COOKIE, CSRF_TTL, OAuthApp, Session, set_cookie
 
+from realtime.oauth.errors import STORE_UNAVAILABLE_PAGE, log_store_unavailable
+from realtime.store import StoreUnavailable
+
 log = logging.getLogger("realtime.oauth.logout")
 
 LOGOUT_PATH = "/oauth2/logout"
@@ -136,6 +139,9 @@ async def logout_endpoint(request: Request, state: OAuthApp) -> Response:
             params = {"state": logout.state} if logout.state is not None else {}
             return redirect_to(logout.redirect_uri, params).with_headers(*clear)
         return pages.page_response(200, pages.error_page("Signed out", "You are signed out."), None, clear)
+    except StoreUnavailable as exc:
+        log_store_unavailable(log, "logout", exc)
+        return pages.page_response(503, pages.error_page(*STORE_UNAVAILABLE_PAGE))
     except Exception:
         log.exception("logout failed")
         return pages.page_response(500, pages.error_page("Server error", "Something went wrong. Please try again."))

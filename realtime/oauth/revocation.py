@@ -29,9 +29,9 @@ from realtime.http.request import Request
 from realtime.http.responses import Response
 from realtime.oauth.clients import authenticate_client
 from realtime.oauth.common import read_form
-from realtime.oauth.errors import NO_STORE, InvalidGrantError, InvalidRequestError, OAuthError, ServerError
+from realtime.oauth.errors import NO_STORE, InvalidGrantError, InvalidRequestError, OAuthError, ServerError, store_unavailable
 from realtime.oauth.services import OAuthApp
-from realtime.store import token_hash
+from realtime.store import StoreUnavailable, token_hash
 from realtime.tokens.keyring import TokenError
 
 log = logging.getLogger("realtime.oauth")
@@ -77,6 +77,8 @@ async def revoke_endpoint(request: Request, state: OAuthApp) -> Response:
                     state.revoke_access(jti, exp)
     except OAuthError as exc:
         return exc.to_response()
+    except StoreUnavailable as exc:
+        return store_unavailable(log, "revocation endpoint", exc)
     except Exception:
         log.exception("revocation endpoint failed")
         return ServerError("internal error").to_response()

@@ -39,6 +39,9 @@ from realtime.oauth1.resource import claims_for
 from realtime.config.settings import App, User
 from realtime.store import OAuth1AccessToken, OAuth1RequestToken, token_hash
 
+from realtime.oauth.errors import STORE_UNAVAILABLE_PAGE, log_store_unavailable
+from realtime.store import StoreUnavailable
+
 log = logging.getLogger("realtime.oauth1")
 
 AUTHORIZE_PATH = "/oauth1/authorize"
@@ -342,6 +345,9 @@ async def authorize_endpoint(request: Request, state: OAuth1App) -> Response:
         if current is None:
             return flow.login()
         return await flow.proceed(*current)
+    except StoreUnavailable as exc:
+        log_store_unavailable(log, "oauth1 authorization endpoint", exc)
+        return _error_page(503, *STORE_UNAVAILABLE_PAGE)
     except Exception:
         log.exception("oauth1 authorization endpoint failed")
         return _error_page(500, "Server error", "Something went wrong. Please try again.")

@@ -40,6 +40,7 @@ from realtime.store.records import (
     OAuth1RequestToken,
     RefreshRecord,
     StoreClosed,
+    StoreUnavailable,
     scope_set,
     scope_text,
     token_hash,
@@ -49,5 +50,5 @@ from realtime.store.store import Store
 
 __all__ = [
     "CodeRecord", "IssuedTokens", "LoginSession", "OAuth1AccessToken", "OAuth1RequestToken", "REVOKED_GRACE", "RefreshRecord", "SCHEMA_VERSION",
-    "Store", "StoreClosed", "scope_set", "scope_text", "token_hash",
+    "Store", "StoreClosed", "StoreUnavailable", "scope_set", "scope_text", "token_hash",
 ]

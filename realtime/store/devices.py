@@ -68,13 +68,13 @@ def save_device_code(db: Database, device_hash: str, user_hash: str, *, client_i
     def run(c: sqlite3.Connection) -> None:
         # A user code of an expired request may be drawn again.
         c.execute("DELETE FROM device_codes WHERE user_hash = ? AND expires_at <= ?", (user_hash, now))
-        try:
-            c.execute(
-                f"INSERT INTO device_codes({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-                (device_hash, user_hash, client_id, scope_text(scope), expires_at, interval, PENDING, now),
-            )
-        except sqlite3.IntegrityError:
-            raise LostRace() from None
+        cur = c.execute(
+            f"INSERT INTO device_codes({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)"
+            " ON CONFLICT DO NOTHING",
+            (device_hash, user_hash, client_id, scope_text(scope), expires_at, interval, PENDING, now),
+        )
+        if cur.rowcount != 1:  # a live request holds this user code (or, by chance, the device code)
+            raise LostRace()
 
     return db.claim(run)
 

@@ -119,8 +119,8 @@ def _record_issue(c: sqlite3.Connection, now: float, issued: IssuedTokens) -> st
         return issued.family_id
     family_id = issued.family_id or secrets.token_hex(16)
     c.execute(
-        "INSERT OR IGNORE INTO families(family_id, client_id, sub, created_at, credential, sid, auth_time)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO families(family_id, client_id, sub, created_at, credential, sid, auth_time)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (family_id, issued.client_id, issued.sub, now, issued.credential, issued.sid, issued.auth_time),
     )
     if issued.credential is not None:  # a family from before fingerprints: bind it now

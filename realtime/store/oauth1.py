@@ -49,8 +49,8 @@ def oauth1_use_nonce(db: Database, consumer_key: str, token: str, nonce: str, ti
 
     def run(c: sqlite3.Connection) -> bool:
         cur = c.execute(
-            "INSERT OR IGNORE INTO oauth1_nonces(consumer_key, token, nonce, timestamp, expires_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO oauth1_nonces(consumer_key, token, nonce, timestamp, expires_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (consumer_key, token, nonce, timestamp, expires_at),
         )
         return cur.rowcount == 1

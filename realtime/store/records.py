@@ -131,3 +131,11 @@ class OAuth1AccessToken:
 
 class StoreClosed(RuntimeError):
     """A call reached the store after :meth:`close` (a late request at shutdown)."""
+
+
+class StoreUnavailable(OSError):
+    """The store's database did not answer (PostgreSQL down, unreachable, or
+    every pooled connection busy past the wait).  At start "cannot start";
+    on a request, 503 ``temporarily_unavailable``: nothing was answered, and
+    the node keeps serving what needs no store (live sockets stay open)."""
+

@@ -17,7 +17,8 @@ def insert_revoked(c: sqlite3.Connection, pairs: Iterable[tuple[str, float]]) ->
     """Add ``(jti, exp)`` pairs; a jti already there keeps the later ``exp``."""
     c.executemany(
         "INSERT INTO revoked(jti, exp) VALUES (?, ?)"
-        " ON CONFLICT(jti) DO UPDATE SET exp = max(exp, excluded.exp)",
+        " ON CONFLICT(jti) DO UPDATE SET exp = CASE WHEN excluded.exp > revoked.exp"
+        " THEN excluded.exp ELSE revoked.exp END",
         list(pairs),
     )
 

@@ -8,11 +8,16 @@ methods, one line each through :class:`TableCall`, so callers keep one
 flat name per operation (``store.redeem_code(...)``) and there is no
 forwarding code to keep in step with the tables.
 
-This is the seam for a second backend (DESIGN.md §8): a PostgreSQL store
-brings its own connection and table functions of the same names and
-signatures; :class:`~realtime.store.aio.AsyncStore` calls whatever store
-it holds by those names, and the tests in ``tests/store`` take the store
-from a fixture so they can run on each.
+This is the seam for a second backend (DESIGN.md §8).  The PostgreSQL
+store (:mod:`realtime.store.postgres`) brings its own database object,
+with the same ``write``/``claim``/``read``/``read_one`` and a ``c`` whose
+``execute`` takes the same SQL, and reuses these table functions: their
+SQL is written to read the same on SQLite and PostgreSQL (``?``
+placeholders, ``ON CONFLICT``, no ``INSERT OR IGNORE`` and no
+two-argument ``max``), so each guarantee has one implementation.
+:class:`~realtime.store.aio.AsyncStore` calls whatever store it holds by
+name, and the tests in ``tests/store`` take the store from a fixture
+parametrised over both backends.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from realtime.config.settings import (
     Addr,
     App,
     BrokerSettings,
+    StoreSettings,
     ChannelRule,
     OAuthSettings,
     RetiredSecret,
@@ -221,7 +222,7 @@ def _toml_value(value: Any) -> str | None:
 @pytest.mark.parametrize(
     ("table", "cls"),
     [("server", ServerSettings), ("oauth", OAuthSettings), ("websocket", WebSocketSettings),
-     ("broker", BrokerSettings)],
+     ("broker", BrokerSettings), ("store", StoreSettings)],
 )
 def test_every_settings_field_is_a_key(tmp_path: Path, table: str, cls: type) -> None:
     """Writing each field's default back gives the default: the schema misses no field."""
@@ -236,7 +237,7 @@ def test_every_settings_field_is_a_key(tmp_path: Path, table: str, cls: type) ->
     if table == "server":
         expected = attrs.evolve(expected, state_dir=tmp_path / "var")
     assert getattr(settings, table) == expected
-    assert len(lines) > 1 or table == "broker"
+    assert len(lines) > 1 or table in ("broker", "store")
 
 
 def test_optional_settings_fields_are_keys(tmp_path: Path) -> None:
@@ -252,8 +253,12 @@ def test_optional_settings_fields_are_keys(tmp_path: Path) -> None:
         publish_rate = "100/10s"
         [broker]
         url = "rediss://cache:6380/1"
+        [store]
+        url = "postgresql://realtime:pw@db.internal:5432/realtime"
+        key_file = "store.key"
     """)
     s = load_settings(path)
+    assert s.store == StoreSettings("postgresql://realtime:pw@db.internal:5432/realtime", tmp_path / "store.key")
     assert s.oauth.audience == "https://api.example.com" and s.audience == "https://api.example.com"
     assert s.oauth.signing_alg == "EdDSA"
     assert s.websocket.allowed_origins == ("https://a.example", "http://localhost:3000")
@@ -301,7 +306,8 @@ def test_channels_keep_their_order(tmp_path: Path) -> None:
          "unknown key (did you mean 'max_message_bytes'?)"),
         ("[server]\nhtp = 'a:1'\n", 2, "server.htp", "unknown key (did you mean 'http'?)"),
         ("[servr]\nhttp = 'a:1'\n", 1, "servr", "unknown key (did you mean 'server'?)"),
-        ("zzz = 1\n", 1, "zzz", "unknown key (valid keys: admin, api, broker, channel, demo, metrics, oauth, server, webhook, websocket)"),
+        ("zzz = 1\n", 1, "zzz",
+         "unknown key (valid keys: admin, api, broker, channel, demo, metrics, oauth, server, store, webhook, websocket)"),
         ("[[channel]]\npattern = 'a'\n[[channel]]\npattern = 'b'\nhistroy = 3\n", 5, "channel[2].histroy",
          "unknown key (did you mean 'history'?)"),
         ("[websocket]\nmax_message_bytes = '64k'\n", 2, "websocket.max_message_bytes",
@@ -340,6 +346,12 @@ def test_channels_keep_their_order(tmp_path: Path) -> None:
         ("[[channel]]\npattern = 'a'\n[[channel]]\npattern = 'a'\n", 4, "channel[2].pattern",
          "duplicate pattern 'a' (lines 2 and 4)"),
         ("[broker]\nurl = 'http://x'\n", 2, "broker.url", "must be a redis://HOST:PORT/DB URL"),
+        ("[store]\nurl = 'redis://db:5432/x'\n", 2, "store.url", "must be a postgresql://USER@HOST:PORT/DB URL"),
+        ("[store]\n\nurl = 'postgresql://'\n", 3, "store.url", "must be a postgresql://USER@HOST:PORT/DB URL"),
+        ("[store]\nurl = 'postgresql://db:99999/x'\n", 2, "store.url", "must be a postgresql://USER@HOST:PORT/DB URL"),
+        ("[store]\nkey_file = ''\n", 2, "store.key_file", "must not be empty"),
+        ("[store]\n\nurl = 'postgresql://db/realtime'\n", 3, "store.url", "needs [store] key_file too"),
+        ("[store]\nurl = 5\n", 2, "store.url", "expected a string, got integer"),
         ("[server]\nhttp = ''\nhttps = ''\n", 3, "server.https", "both listeners are off"),
         ("[server]\nhttp = '127.0.0.1:80'\nhttps = '127.0.0.1:80'\n", 3, "server.https",
          "http and https both use 127.0.0.1:80"),

@@ -17,11 +17,14 @@ SECRET = "s3cret-pa55"
     ("broker", f"http://:{SECRET}@cache:6379/0"),  # wrong scheme
     ("broker", f"user:{SECRET}@cache:6379"),  # no scheme at all
     ("broker", f"redis//:{SECRET}@cache:6379"),  # a colon missing
+    ("store", f"mysql://realtime:{SECRET}@db:3306/realtime"),  # not PostgreSQL
+    ("store", f"postgresql://realtime:{SECRET}@db:99999/realtime"),  # a bad port
+    ("store", f"postgresql//realtime:{SECRET}@db/realtime"),  # a colon missing
     ("server", f"https://admin:{SECRET}@realtime.example"),
     ("server", f"ftp://admin:{SECRET}@realtime.example"),
 ])
 def test_a_bad_url_error_hides_the_password(tmp_path: Path, section: str, url: str) -> None:
-    key = "url" if section == "broker" else "public_url"
+    key = "url" if section in ("broker", "store") else "public_url"
     conf = tmp_path / "realtime.toml"
     conf.write_text(f'[{section}]\n{key} = "{url}"\n')
     with pytest.raises(ConfigError) as caught:

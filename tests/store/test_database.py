@@ -1,4 +1,5 @@
-"""SQLite's own machinery under the store: WAL, the file, the connection, transactions."""
+"""SQLite's own machinery under the store (WAL, the file, the connection),
+and the transactions of every backend (``db``: the store's database, on each)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from realtime.store import Store, StoreClosed, token_hash
@@ -14,10 +16,9 @@ from tests.helpers.store import NOW, issued
 
 
 @pytest.fixture
-def db(tmp_path: Path):
-    d = Database.open(tmp_path / "state.sqlite3")
-    yield d
-    d.close()
+def db(store: Store):
+    """The database under the store of each backend (SQLite's :class:`Database`, PgDatabase)."""
+    return store.db
 
 
 def test_pragmas_wal_and_full(tmp_path: Path) -> None:
@@ -107,13 +108,11 @@ def test_claim_answers_false_and_keeps_nothing_on_a_lost_race(db: Database) -> N
     assert db.read("SELECT jti FROM revoked") == [("y",)]
 
 
-def test_failed_store_call_rolls_back(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "state.sqlite3")
+def test_failed_store_call_rolls_back(store: Store) -> None:
     store.record_issue(NOW, issued("a1", refresh="t1"))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.UniqueViolation)):
         store.record_issue(NOW, issued("a2", refresh="t1"))  # duplicate hash
     assert store.counts()["families"] == 1  # the second family insert was rolled back
-    store.close()
 
 
 def test_closed_database_refuses_calls(db: Database) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from realtime.store import OAuth1AccessToken, Store
+from realtime.store import OAuth1AccessToken
+from tests.helpers.store import OpenStore
 
 NOW = 1_900_000_000.0
 
@@ -14,22 +13,22 @@ def access(token_hash: str = "a1") -> OAuth1AccessToken:
                              "aesgcm1:x", NOW, None, None)
 
 
-def test_nonce_is_refused_again_after_a_restart(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.sqlite3")
+def test_nonce_is_refused_again_after_a_restart(open_store: OpenStore) -> None:
+    store = open_store()
     assert store.oauth1_use_nonce("ck", "", "n1", int(NOW), NOW + 301)
     assert not store.oauth1_use_nonce("ck", "", "n1", int(NOW), NOW + 301)
     assert store.oauth1_use_nonce("ck", "tok", "n1", int(NOW), NOW + 301)  # another token
     assert store.oauth1_use_nonce("ck", "", "n1", int(NOW) + 1, NOW + 302)  # another timestamp
     store.close()
-    store = Store.open(tmp_path / "s.sqlite3")
+    store = open_store()
     assert not store.oauth1_use_nonce("ck", "", "n1", int(NOW), NOW + 301)
     # Past its window the nonce is forgotten (the timestamp check refuses it by then).
     assert store.oauth1_sweep(NOW + 400)["oauth1_nonces"] == 3
     store.close()
 
 
-def test_request_token_lifecycle(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.sqlite3")
+def test_request_token_lifecycle(open_store: OpenStore) -> None:
+    store = open_store()
     store.oauth1_save_request_token("r1", client_id="legacy", secret_enc="aesgcm1:x", callback="oob",
                                     scope={"chat:read"}, expires_at=NOW + 600)
     record = store.oauth1_get_request_token("r1")

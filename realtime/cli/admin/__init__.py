@@ -29,6 +29,7 @@ from realtime.cli.admin.apps import cmd_app_add, cmd_app_remove, cmd_app_rotate
 from realtime.cli.admin.files import DEFAULT_CONFIG, GRANT_TYPES, AdminError, Paths, notify_server
 from realtime.config.edit import EditError, atomic_write
 from realtime.cli.admin.keys import cmd_key_rotate
+from realtime.cli.admin.store import cmd_store_migrate
 from realtime.cli.admin.users import cmd_user_add, cmd_user_disable, cmd_user_enable, cmd_user_passwd
 
 __all__ = ["AdminError", "Paths", "add_subcommands", "atomic_write", "notify_server"]
@@ -59,7 +60,7 @@ def _run(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
 
 def add_subcommands(subparsers: Any) -> None:
-    """Add ``app``, ``user`` and ``key`` to the ``realtime`` command line."""
+    """Add ``app``, ``user``, ``key`` and ``store`` to the ``realtime`` command line."""
     app = subparsers.add_parser("app", help="register and manage OAuth applications")
     app_sub = app.add_subparsers(dest="app_command", required=True, metavar="ACTION")
 
@@ -118,3 +119,9 @@ def add_subcommands(subparsers: Any) -> None:
     krot = key_sub.add_parser("rotate", help="new active signing key; old keys verify until their tokens expire")
     add_config_option(krot)
     krot.set_defaults(func=_run(cmd_key_rotate))
+
+    store = subparsers.add_parser("store", help="the PostgreSQL store ([store] url)")
+    store_sub = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    migrate = store_sub.add_parser("migrate", help="create or upgrade the schema; write [store] key_file if missing")
+    add_config_option(migrate)
+    migrate.set_defaults(func=_run(cmd_store_migrate))

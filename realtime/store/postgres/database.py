@@ -1,0 +1,225 @@
+"""The PostgreSQL connection pool under the shared store.
+
+:class:`PgDatabase` offers the table functions (:mod:`realtime.store.grants`
+and the rest) what :class:`realtime.store.database.Database` offers them:
+``write(fn)`` runs ``fn(c)`` in one transaction, ``claim(fn)`` turns a
+:class:`~realtime.store.database.LostRace` into False, ``read``/``read_one``
+run one statement outside a transaction.  ``c.execute(sql, args)`` takes
+the functions' SQL as written (``?`` placeholders, which :func:`pg_sql`
+turns into psycopg's ``%s``) and returns a cursor with ``rowcount``,
+``fetchone``, ``fetchall`` and iteration, as sqlite3's does.
+
+Every write is a ``SERIALIZABLE`` transaction, retried from the start
+when PostgreSQL reports a serialization failure or a deadlock.  That is
+what SQLite's single writer (``BEGIN IMMEDIATE``) gives the table
+functions: a transaction behaves as if it ran alone, so every read-then-
+write in them (a conditional UPDATE checked by its rowcount, a read of
+a refresh token's successor before the retry's UPDATE, a device poll's
+read and update) keeps its single-winner guarantee across connections
+and nodes.  A retried transaction runs again against the committed
+winner, so the loser's conditional UPDATE matches no row and it answers
+False, as on SQLite.
+
+Blocking, like the SQLite store: the trio edge
+(:class:`realtime.store.aio.AsyncStore`) runs calls in worker threads,
+as many at a time as the pool has connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+import psycopg
+import psycopg_pool
+from psycopg import errors
+
+from realtime.config.redact import redact_url
+from realtime.store.database import LostRace
+from realtime.store.postgres.schema import check_version
+from realtime.store.records import StoreClosed, StoreUnavailable
+
+__all__ = ["OPEN_TIMEOUT", "POOL_SIZE", "PgDatabase", "StoreUnavailable", "connect", "pg_sql"]
+
+T = TypeVar("T")
+
+OPEN_TIMEOUT = 30.0  # seconds to wait for the first connection at start
+POOL_SIZE = 8  # connections per node (and worker threads running store calls)
+MAX_ATTEMPTS = 50  # a serializable transaction is retried at most this often
+REQUEST_TIMEOUT = 5.0  # seconds a call waits for a working connection before StoreUnavailable
+
+
+def connect(url: str, *, timeout: float = 10.0) -> psycopg.Connection[Any]:
+    """One autocommit connection (``realtime store migrate``, ``realtime check``).
+
+    Raises:
+        StoreUnavailable: not reachable, or refused; the message names the
+            URL without its password.
+    """
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)))
+    except psycopg.Error as exc:
+        raise StoreUnavailable(f"cannot connect to {redact_url(url)}: {_without_password(str(exc), url)}") from None
+
+
+def _without_password(message: str, url: str) -> str:
+    """libpq's messages do not quote the password; this makes sure of it."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return message
+    for form in {password, unquote(password)} if password else ():
+        message = message.replace(form, "***")
+    return message.strip()
+
+
+@functools.lru_cache(maxsize=512)
+def pg_sql(sql: str) -> str:
+    """The table functions' ``?`` placeholders as psycopg's ``%s`` (their SQL
+    has no ``%`` and no ``?`` inside a literal)."""
+    return sql.replace("?", "%s")
+
+
+class PgConnection:
+    """What a table function's ``c`` needs, over one psycopg connection in a transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> psycopg.Cursor[Any]:
+        return self._conn.execute(pg_sql(sql), args)  # type: ignore[arg-type]
+
+    def executemany(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> psycopg.Cursor[Any]:
+        cur = self._conn.cursor()
+        rows = list(rows)
+        if rows:
+            cur.executemany(pg_sql(sql), rows)  # type: ignore[arg-type]
+        return cur
+
+
+class PgDatabase:
+    """A psycopg :class:`~psycopg_pool.ConnectionPool` of autocommit connections."""
+
+    path = None  # no file: the store is at :attr:`url`
+
+    def __init__(self, pool: psycopg_pool.ConnectionPool, url: str) -> None:
+        self._pool: psycopg_pool.ConnectionPool | None = pool
+        self.url = redact_url(url)  # for logs and errors: never the password
+        self.pool_size = pool.max_size
+
+    @classmethod
+    def open(cls, url: str, *, pool_size: int = POOL_SIZE, timeout: float = OPEN_TIMEOUT,
+             request_timeout: float = REQUEST_TIMEOUT) -> PgDatabase:
+        """Connect to the migrated database at ``url``.
+
+        Raises:
+            StoreUnavailable: no connection within ``timeout`` seconds.
+            SchemaMismatch: the database is not at this server's version.
+        """
+        shown = redact_url(url)
+        pool = psycopg_pool.ConnectionPool(
+            url, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False,
+            name="realtime-store", timeout=request_timeout,
+            # A connection is tried before use: after an outage the dead ones
+            # are replaced, so the node recovers by itself.
+            check=psycopg_pool.ConnectionPool.check_connection,
+        )
+        try:
+            pool.open(wait=True, timeout=timeout)
+        except psycopg_pool.PoolTimeout:
+            pool.close()
+            raise StoreUnavailable(f"cannot connect to {shown} within {timeout:g}s") from None
+        try:
+            with pool.connection() as conn:
+                check_version(conn, shown)
+        except BaseException:
+            pool.close()
+            raise
+        return cls(pool, url)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._pool is None
+
+    def _connections(self) -> psycopg_pool.ConnectionPool:
+        if self._pool is None:
+            raise StoreClosed("store is closed")
+        return self._pool
+
+    def write(self, fn: Callable[[PgConnection], T]) -> T:
+        """Run ``fn`` in one ``SERIALIZABLE`` transaction, from the start again
+        after a serialization failure or a deadlock.
+
+        Any other exception rolls back and propagates (a
+        :class:`~realtime.store.database.LostRace` too: see :meth:`claim`);
+        a lost or unobtainable connection as :class:`StoreUnavailable`.
+        """
+        with _unavailable_as(self.url):
+            return self._write(fn)
+
+    def _write(self, fn: Callable[[PgConnection], T]) -> T:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            with self._connections().connection() as conn:
+                conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                try:
+                    result = fn(PgConnection(conn))
+                    conn.execute("COMMIT")
+                except (errors.SerializationFailure, errors.DeadlockDetected):
+                    _rollback(conn)
+                    if attempt == MAX_ATTEMPTS:
+                        raise
+                    continue
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                return result
+        raise AssertionError("unreachable")
+
+    def claim(self, fn: Callable[[PgConnection], object]) -> bool:
+        """:meth:`write` for a single-use row: False when ``fn`` raised :class:`LostRace`."""
+        try:
+            self.write(fn)
+        except LostRace:
+            return False
+        return True
+
+    def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One statement in autocommit (its own snapshot, no transaction held)."""
+        with _unavailable_as(self.url), self._connections().connection() as conn:
+            return conn.execute(pg_sql(sql), args).fetchall()  # type: ignore[arg-type]
+
+    def read_one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        rows = self.read(sql, args)
+        return rows[0] if rows else None
+
+
+def _rollback(conn: psycopg.Connection[Any]) -> None:
+    """End the transaction; a broken connection has none left (the pool drops it)."""
+    try:
+        conn.execute("ROLLBACK")
+    except psycopg.Error:
+        pass
+
+
+@contextlib.contextmanager
+def _unavailable_as(shown: str) -> Iterator[None]:
+    """A broken or refused connection, or no connection within the wait, as
+    :class:`StoreUnavailable` (a serialization failure never gets here:
+    :meth:`PgDatabase.write` retries it)."""
+    try:
+        yield
+    except (errors.SerializationFailure, errors.DeadlockDetected):
+        raise  # MAX_ATTEMPTS conflicts in a row: a bug or a storm, not an outage
+    except psycopg_pool.PoolTimeout:
+        raise StoreUnavailable(f"no working connection to {shown}") from None
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"lost the connection to {shown}: {type(exc).__name__}") from None
+

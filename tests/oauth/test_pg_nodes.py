@@ -1,0 +1,52 @@
+"""Two nodes with separate state dirs on one PostgreSQL database (SPEC §14):
+a grant answered by one is refreshed by the other, and a reuse seen by
+either revokes the family for both.  No Redis: the store alone is shared."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any, Callable
+
+import attrs
+import httpx
+
+from realtime.config.settings import StoreSettings
+from tests.helpers.oidc import OIDC_SECRET, Browser, exchange, oidc_settings
+
+
+async def refresh(http: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await http.post("/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": token},
+                           auth=("rp", OIDC_SECRET))
+
+
+async def test_log_in_on_a_refresh_on_b_reuse_on_a_revokes_for_both(
+        start_server: Callable[..., Any], make_settings: Callable[..., Any], pg_url: str, tmp_path: Path) -> None:
+    key_file = tmp_path / "store.key"  # the one file every node holds
+    key_file.write_bytes(secrets.token_bytes(32))
+    key_file.chmod(0o600)
+    base = oidc_settings(make_settings(store=StoreSettings(url=pg_url, key_file=key_file)))
+    a = await start_server(attrs.evolve(base, server=attrs.evolve(base.server, state_dir=tmp_path / "a")))
+    b = await start_server(attrs.evolve(base, server=attrs.evolve(base.server, state_dir=tmp_path / "b")))
+    async with httpx.AsyncClient(base_url=a.url("")) as on_a, httpx.AsyncClient(base_url=b.url("")) as on_b:
+        got = await Browser(on_a, "").code(scope="openid chat:read offline_access")
+        first = await exchange(on_a, got["code"])
+        # The code is single-use on every node: B refuses it.
+        replay = await on_b.post("/oauth2/token", data={"grant_type": "authorization_code", "code": got["code"],
+                                                         "redirect_uri": "http://127.0.0.1/cb"},
+                                 auth=("rp", OIDC_SECRET))
+        assert replay.status_code == 400
+        first = await exchange(on_a, (await Browser(on_a, "").code(scope="openid chat:read offline_access"))["code"])
+
+        on_b_answer = await refresh(on_b, first["refresh_token"])
+        assert on_b_answer.status_code == 200, on_b_answer.text
+        second = on_b_answer.json()
+        assert second["refresh_token"] != first["refresh_token"]
+
+        reuse = await refresh(on_a, first["refresh_token"])  # the rotated token again, on A
+        assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
+        # The family is revoked in the shared store: B's fresh token is dead too.
+        dead = await refresh(on_b, second["refresh_token"])
+        assert dead.status_code == 400 and dead.json()["error"] == "invalid_grant"
+    # Neither node wrote a SQLite store of its own.
+    assert not (tmp_path / "a" / "state.sqlite3").exists() and not (tmp_path / "b" / "state.sqlite3").exists()
