@@ -1,4 +1,4 @@
-"""``/metrics`` for the server API and webhooks (issue 20): calls by
+"""``/metrics`` for the server API and webhooks: calls by
 endpoint and status, webhook deliveries, retries, failures, drops, the
 queue and the delivery latency.  A collector of its own beside
 :mod:`realtime.api.metrics`, reading plain counters at each scrape."""

@@ -68,7 +68,7 @@ class App:
     # use and again when a reload changes the rate; time is injectable.
     api_publish_limit: PrincipalLimit | None = None
     monotonic: Callable[[], float] = time.monotonic
-    # Issue 20 (server API): this node's id (the broker's, with one), when it
+    # This node's id (the broker's, with one), when it
     # started (monotonic), and the in-process idempotency keys of
     # /api/publish: key -> (monotonic deadline, answer body; b"" while the
     # first publish is under way).
@@ -92,7 +92,7 @@ class App:
 
     def __attrs_post_init__(self) -> None:
         self.metrics_registry = build_registry(self)
-        self.metrics_registry.register(AdminCollector(self))  # server API and webhooks (issue 20)
+        self.metrics_registry.register(AdminCollector(self))  # server API and webhooks
 
     def emit(self, type_: str, data: dict[str, Any]) -> None:
         """A webhook event (``connect``, ``publish``...); nothing without hooks."""

@@ -252,7 +252,7 @@ def _store_fields(base: Path) -> dict[str, Converter]:
 DEMO_FIELDS: dict[str, Converter] = {"enabled": boolean}
 API_FIELDS: dict[str, Converter] = {
     "publish_rate": rate,
-    # Issue 20: how long an /api/publish idempotency_key is remembered.
+    # How long an /api/publish idempotency_key is remembered.
     "idempotency_window": duration(positive=True),
 }
 METRICS_FIELDS: dict[str, Converter] = {"scope": scope}
@@ -391,8 +391,8 @@ def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | No
         sources=tuple(sources),
         api=api,
         metrics=metrics,
-        webhooks=read_webhooks(source, data.get("webhook", []), base),  # issue 20
-        admin=_section(source, data, "admin", ADMIN_FIELDS, AdminSettings),  # issue 20
+        webhooks=read_webhooks(source, data.get("webhook", []), base),
+        admin=_section(source, data, "admin", ADMIN_FIELDS, AdminSettings),
     )
     return settings, source
 

@@ -160,7 +160,7 @@ class ApiSettings:
     """``[api]``: the HTTP API (``/api/publish``)."""
 
     publish_rate: str = "50/s"  # per principal (sub + client_id); 429 past it
-    # Issue 20: an idempotency_key seen within this window answers the first
+    # An idempotency_key seen within this window answers the first
     # publish's result again and publishes nothing.
     idempotency_window: float = 300.0
 
@@ -236,7 +236,7 @@ class Settings:
     # [api] (publish rate) and [metrics] (scrape access).
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
-    # Issue 20: [[webhook]] tables (SPEC §12) and [admin] (the console at /admin/).
+    # [[webhook]] tables (SPEC §12) and [admin] (the console at /admin/).
     webhooks: tuple["WebhookSettings", ...] = ()
     admin: "AdminSettings" = attrs.field(factory=lambda: AdminSettings())
 
@@ -259,7 +259,7 @@ class Settings:
         return max(ttls) + self.oauth.leeway
 
 
-# Issue 20: one [[webhook]] table (SPEC §12); read by realtime.config.webhooks.
+# One [[webhook]] table (SPEC §12); read by realtime.config.webhooks.
 WEBHOOK_EVENTS = ("connect", "disconnect", "subscribe", "unsubscribe", "publish", "join", "leave",
                   "channel_occupied", "channel_vacated", "revoked")
 
@@ -278,7 +278,7 @@ class WebhookSettings:
 
 @attrs.frozen
 class AdminSettings:
-    """``[admin]`` (issue 20): the web console at ``/admin/`` (off unless enabled)."""
+    """``[admin]``: the web console at ``/admin/`` (off unless enabled)."""
 
     enabled: bool = False
     client_id: str = "admin"  # the public app (PKCE) it signs in as; it must allow realtime:admin

@@ -6,7 +6,7 @@ key derived for one purpose says nothing about another: today the HMAC
 key of login sessions, CSRF tokens and refresh-family credential
 fingerprints (which a node kept in ``state_dir/oauth.key`` until the
 store was shared); next, the key that encrypts the signing key ring in
-the store (issue 22, item 2).
+the store.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ LATE_INDEXES = (
     "CREATE INDEX IF NOT EXISTS families_by_sid ON families(sid)",
 )
 
-# Issue 20: revocation cut-offs by sub (and client_id) for POST /api/revoke.
+# Revocation cut-offs by sub (and client_id) for POST /api/revoke.
 CUTOFFS_TABLE = """CREATE TABLE IF NOT EXISTS cutoffs (
     sub           TEXT NOT NULL,
     client_id     TEXT NOT NULL DEFAULT '',  -- '': every app
@@ -179,7 +179,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # Device codes (also in SCHEMA: no-ops by then, kept so the step
         # names every table version 3 brings).
         *DEVICE_STEPS,
-        # Issue 20: revocation cut-offs (POST /api/revoke).
+        # Revocation cut-offs (POST /api/revoke).
         CUTOFFS_TABLE,
     ),
 }

@@ -27,7 +27,7 @@ class RevokedSet:
         self._exp: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []  # (exp, jti), possibly stale
         self.grace = grace
-        # (sub, client_id or "") -> issued_before: POST /api/revoke (issue 20).
+        # (sub, client_id or "") -> issued_before: POST /api/revoke.
         self._cutoffs: dict[tuple[str, str], float] = {}
 
     def cut(self, sub: str, client_id: str, issued_before: float) -> None:

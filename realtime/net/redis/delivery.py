@@ -248,7 +248,7 @@ class Delivery:
             if key.startswith(lua.CTL_PREFIX):
                 if self.state.on_ctl is not None:
                     self.state.on_ctl(key, data)
-            if key == REFRESH_CHANNEL:  # an SSE stream's refresh from another node (issue 21)
+            if key == REFRESH_CHANNEL:  # an SSE stream's refresh from another node
                 if self.state.on_stream_refresh is not None:
                     self.state.on_stream_refresh(data)
                 continue

@@ -236,8 +236,8 @@ class Link:
     async def _connected(self, client: Any, ps: Any) -> None:
         """(Re)build everything this node holds in Redis, before any delivery."""
         state = self.state
-        await ps.subscribe(lua.REVOKE_CHANNEL, REFRESH_CHANNEL,  # revocations; SSE refreshes (issue 21)
-                           CTL_CHANNEL, reply_channel(state.node))  # server API requests (issue 20)
+        await ps.subscribe(lua.REVOKE_CHANNEL, REFRESH_CHANNEL,  # revocations; SSE refreshes
+                           CTL_CHANNEL, reply_channel(state.node))  # server API requests
         # Revocations made here while Redis was away go out first.
         while state.revocations:
             jti, exp = state.revocations[0]

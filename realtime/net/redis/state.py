@@ -106,7 +106,7 @@ class BrokerState:
     node_ttl: float = 10.0
     idle_ttl: float = IDLE_TTL
     on_revoke: Callable[[str, float], Any] | None = None
-    # SSE (issue 21): an rt:stream-refresh message (raw) for a stream here, maybe.
+    # SSE: an rt:stream-refresh message (raw) for a stream here, maybe.
     on_stream_refresh: Callable[[bytes], Any] | None = None
     node: str = attrs.field(factory=_node_id)
     hub: HubView | None = None
