@@ -18,28 +18,14 @@ import trio
 from realtime.config.load import ConfigError, load_settings
 from realtime.config.settings import Addr, AdminSettings, App, Settings, User
 from realtime.oauth.passwords import hash_secret
+from tests.helpers.browser import TIMEOUT_MS, launch_chromium, need_browser
 from tests.helpers.server import Running
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "root-pass-12345"
-TIMEOUT_MS = 20_000
 # A copy of the screenshot for the note (REALTIME_SCREENSHOT=path).
 SHOT = os.environ.get("REALTIME_SCREENSHOT_ADMIN")
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def need_browser() -> Any:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package "
-                    "(`apt-get install chromium`; tools/test.sh does it)", pytrace=False)
-    try:
-        from playwright import sync_api
-    except ImportError:
-        pytest.fail("the playwright package is missing: pip install -e '.[test]'", pytrace=False)
-    return sync_api
 
 
 def console_settings(base: Settings, origin: str) -> Settings:
@@ -110,7 +96,7 @@ def run_browser(sync_api: Any, origin: str, alice_token: str, shot: Path) -> Non
     errors: list[str] = []
     dialogs: list[str] = []
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_context().new_page()
             page.set_default_timeout(TIMEOUT_MS)

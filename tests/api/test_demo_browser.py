@@ -30,31 +30,16 @@ from realtime.oauth.passwords import hash_secret
 from realtime.config.settings import Addr, App, Settings, User
 from realtime.tokens.keyring import issue_access_token
 from realtime.protocol.close import CloseCode
+from tests.helpers.browser import TIMEOUT_MS, launch_chromium, need_browser
 from tests.helpers.server import Running
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ROOT = Path(__file__).resolve().parents[2]
 # The screenshot in docs/ is refreshed on request (REALTIME_SCREENSHOT=1);
 # otherwise it goes to a temp file so a test run leaves the tree clean.
 SCREENSHOT_DOC = ROOT / "docs" / "demo-after-refresh.png"
 PASSWORDS = {"alice": "alice-pass-1234", "bob": "bob-pass-5678"}
-TIMEOUT_MS = 20_000
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def need_browser() -> Any:
-    """The Playwright sync API, or a failure naming what to install."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package "
-                    "(`apt-get install chromium`; tools/test.sh does it)", pytrace=False)
-    try:
-        from playwright import sync_api
-    except ImportError:
-        pytest.fail("the playwright package is missing: pip install -e '.[test]'", pytrace=False)
-    return sync_api
 
 
 @pytest.fixture
@@ -189,7 +174,7 @@ def run_browser(sync_api: Any, origin: str, notify_token: str, cut_alice: Callab
     expect.set_options(timeout=TIMEOUT_MS)
     errors: list[str] = []
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(pw)
         try:
             alice = browser.new_context().new_page()
             bob = browser.new_context().new_page()
@@ -337,7 +322,7 @@ def check_ws_parameter(sync_api: Any, origin: str, hostile: list[str]) -> list[s
     expect.set_options(timeout=TIMEOUT_MS)
     urls: list[str] = []
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_context().new_page()
             page.set_default_timeout(TIMEOUT_MS)
@@ -399,7 +384,7 @@ def run_sse_browser(sync_api: Any, origin: str, app_token: str) -> dict[str, lis
     requests: list[str] = []
     websockets: list[str] = []
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_context().new_page()
             page.set_default_timeout(TIMEOUT_MS)

@@ -10,7 +10,6 @@ fails, naming what to install, never skips.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 import attrs
@@ -18,13 +17,10 @@ import pytest
 import trio
 
 from realtime.config.settings import Settings
+from tests.helpers.browser import TIMEOUT_MS, launch_chromium, need_browser
 from tests.helpers.server import Running
 from tests.helpers.ws import api_publish
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TIMEOUT_MS = 20_000
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,17 +38,6 @@ OPEN = """async ([token, query]) => {
 }"""
 
 
-def need_browser() -> Any:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package "
-                    "(`apt-get install chromium`; tools/test.sh does it)", pytrace=False)
-    try:
-        from playwright import sync_api
-    except ImportError:
-        pytest.fail("the playwright package is missing: pip install -e '.[test]'", pytrace=False)
-    return sync_api
-
-
 async def test_native_event_source_with_a_ticket_and_a_resume(start_server: Callable[..., Any],
                                                               make_settings: Callable[..., Settings]) -> None:
     sync_api = need_browser()
@@ -67,7 +52,7 @@ async def test_native_event_source_with_a_ticket_and_a_resume(start_server: Call
 
     def scenario() -> None:
         with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = launch_chromium(pw)
             try:
                 page = browser.new_page(bypass_csp=True)  # for wait_for_function; EventSource is unaffected
                 page.set_default_timeout(TIMEOUT_MS)

@@ -5,7 +5,6 @@ are answered by Playwright's router, so nothing leaves 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -13,25 +12,11 @@ import httpx
 import pytest
 
 from tests.helpers.oidc import ALICE_PW, OIDC_SECRET, RP_CB, RP_LOGOUT, oidc_settings
+from tests.helpers.browser import TIMEOUT_MS, launch_chromium, need_browser
 from tests.helpers.server import Running
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TIMEOUT_MS = 20_000
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def need_browser() -> Any:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package "
-                    "(`apt-get install chromium`; tools/test.sh does it)", pytrace=False)
-    try:
-        from playwright import sync_api
-    except ImportError:
-        pytest.fail("the playwright package is missing: pip install -e '.[test]'", pytrace=False)
-    return sync_api
 
 
 def test_login_consent_silent_reauthorization_and_logout_in_chromium(make_settings: Callable[..., Any]) -> None:
@@ -43,7 +28,7 @@ def test_login_consent_silent_reauthorization_and_logout_in_chromium(make_settin
             "response_type": "code", "client_id": "rp", "redirect_uri": RP_CB, "scope": "openid profile",
             "state": "st", "nonce": "nn"})
         with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = launch_chromium(pw)
             try:
                 context = browser.new_context()
                 context.route("https://rp.example/**", lambda route: route.fulfill(

@@ -29,29 +29,15 @@ from realtime.client import Endpoint, poll_for_tokens, request_device_code
 from realtime.config.settings import Settings
 from realtime.protocol.close import CloseCode
 from tests.helpers.device import device_settings
+from tests.helpers.browser import TIMEOUT_MS, launch_chromium, need_browser
 from tests.helpers.server import Running
 from tests.helpers.tokens import bearer
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "alice-pass-1234"
-TIMEOUT_MS = 20_000
 SHOTS = ("login", "consent", "device", "account")
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def need_browser() -> Any:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package "
-                    "(`apt-get install chromium`; tools/test.sh does it)", pytrace=False)
-    try:
-        from playwright import sync_api
-    except ImportError:
-        pytest.fail("the playwright package is missing: pip install -e '.[test]'", pytrace=False)
-    return sync_api
 
 
 @pytest.fixture
@@ -72,7 +58,7 @@ def approve_in_browser(sync_api: Any, origin: str, grant: dict, tmp_path: Path) 
     expect = sync_api.expect
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(pw)
         try:
             context = browser.new_context(viewport={"width": 900, "height": 720})
             page = context.new_page()
@@ -110,7 +96,7 @@ def withdraw_in_browser(sync_api: Any, origin: str, storage: Any, tmp_path: Path
     expect = sync_api.expect
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(pw)
         try:
             context = browser.new_context(viewport={"width": 900, "height": 720}, storage_state=storage)
             page = context.new_page()
