@@ -14,6 +14,7 @@ import trustme
 
 from realtime.config.settings import Addr, OAuthSettings, ServerSettings, Settings, WebSocketSettings
 from tests.helpers.postgres import PostgresCluster
+from tests.helpers.redis import RedisServer
 from tests.helpers.server import Running
 from tests.helpers.settings import APPS, CHANNELS, USERS
 
@@ -71,6 +72,17 @@ async def start_server(nursery: trio.Nursery) -> AsyncIterator[Callable[..., Any
 @pytest.fixture
 async def running(start_server: Callable[..., Any], make_settings: Callable[..., Settings]) -> Running:
     return await start_server(make_settings())
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own (tests/helpers/redis.py), for nodes to share."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -17,27 +17,16 @@ from trio_websocket import ConnectionClosed
 
 from realtime.config.settings import BrokerSettings, Settings
 from tests.helpers.admin import api
-from tests.helpers.redis import RedisServer
+from tests.helpers.redis import RedisServer, redis_node_settings
 from tests.helpers.server import Running
 from tests.helpers.ws import call, connect, recv, send
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Any:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 async def nodes(start_server: Callable[..., Any], make_settings: Callable[..., Settings],
                 redis: RedisServer) -> tuple[Running, Running]:
-    def settings() -> Settings:
-        return make_settings(broker=BrokerSettings(url=redis.url, node_ttl=1.0),
-                             websocket={"ping_interval": 0, "publish_rate": "1000/s"})
-
-    return await start_server(settings()), await start_server(settings())
+    return (await start_server(redis_node_settings(make_settings, redis)),
+            await start_server(redis_node_settings(make_settings, redis)))
 
 
 async def test_every_operation_reaches_both_nodes(nodes: tuple[Running, Running]) -> None:

@@ -8,8 +8,11 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
+
+from realtime.config.settings import BrokerSettings, Settings
 
 PACKAGE = "redis-server"
 
@@ -73,3 +76,12 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def redis_node_settings(make_settings: Callable[..., Settings], redis: RedisServer, node_ttl: float = 1.0,
+                  **kw: Any) -> Settings:
+    """Settings for one of several nodes sharing ``redis``: a short node TTL,
+    no pings and a publish rate no test reaches (``websocket`` keys in
+    ``kw`` are added to those)."""
+    websocket = {"ping_interval": 0, "publish_rate": "1000/s", **kw.pop("websocket", {})}
+    return make_settings(broker=BrokerSettings(url=redis.url, node_ttl=node_ttl), websocket=websocket, **kw)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import httpx
@@ -24,14 +23,6 @@ from tests.helpers.tokens import bearer
 PASSWORD = "alice-pass-1234"
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Any:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_withdraw_on_a_closes_the_socket_on_b(start_server: Callable[..., Any],

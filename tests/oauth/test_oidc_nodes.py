@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import httpx
@@ -18,14 +17,6 @@ from realtime.config.settings import BrokerSettings
 from tests.helpers.oidc import RP_LOGOUT, Browser, exchange, oidc_settings, query
 from tests.helpers.redis import RedisServer
 from tests.helpers.tokens import bearer
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Any:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_logout_on_a_closes_the_sessions_socket_on_b_with_4003(

@@ -19,11 +19,11 @@ import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from realtime.net.redis import lua
-from realtime.config.settings import BrokerSettings, ChannelRule, Settings
+from realtime.config.settings import ChannelRule, Settings
 from realtime.tokens.keyring import KeyRing, issue_access_token
 from tests.helpers.server import Running, ServerProcess, write_conf
 from tests.helpers.settings import CHANNELS, USERS
-from tests.helpers.redis import RedisServer, free_port
+from tests.helpers.redis import RedisServer, free_port, redis_node_settings
 from tests.helpers.tokens import bearer
 from tests.helpers.ws import api_publish, call, connect, quiet, recv, send
 
@@ -37,24 +37,12 @@ RULES = (
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Any:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def node_settings(make_settings: Callable[..., Settings], redis: RedisServer) -> Callable[..., Settings]:
     users = dict(USERS)
     users["alice"] = attrs.evolve(users["alice"], display_name="Alice A.")
 
     def build(**kw: Any) -> Settings:
-        return make_settings(
-            channels=RULES, users=users,
-            broker=BrokerSettings(url=redis.url, node_ttl=NODE_TTL),
-            websocket={"ping_interval": 0, "publish_rate": "1000/s", **kw.pop("websocket", {})}, **kw,
-        )
+        return redis_node_settings(make_settings, redis, NODE_TTL, channels=RULES, users=users, **kw)
 
     return build
 

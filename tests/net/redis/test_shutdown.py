@@ -17,7 +17,6 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
@@ -26,16 +25,6 @@ from tests.helpers.redis import RedisServer
 from tests.helpers.server import ServerProcess, write_conf
 
 CYCLES = 20
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Any:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def token_for(state_dir: Path, scope: str) -> str:

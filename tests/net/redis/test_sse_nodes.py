@@ -4,34 +4,24 @@ across nodes, and a refresh that reaches another node."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import httpx
 import pytest
 import trio
 
-from realtime.config.settings import BrokerSettings, Settings
+from realtime.config.settings import Settings
 from realtime.protocol.close import CloseCode
-from tests.helpers.redis import RedisServer
+from tests.helpers.redis import RedisServer, redis_node_settings
 from tests.helpers.server import Running
 from tests.helpers.sse import open_stream, sse_url
 from tests.helpers.ws import api_publish
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Any:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def node_settings(make_settings: Callable[..., Settings], redis: RedisServer) -> Callable[..., Settings]:
     def build() -> Settings:
-        return make_settings(broker=BrokerSettings(url=redis.url, node_ttl=1.0),
-                             websocket={"ping_interval": 0, "publish_rate": "1000/s"})
+        return redis_node_settings(make_settings, redis)
     return build
 
 

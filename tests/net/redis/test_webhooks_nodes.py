@@ -4,10 +4,8 @@ the node whose subscriber made the change."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
-import pytest
 import trio
 
 from realtime.config.settings import BrokerSettings, ChannelRule, Settings, WebhookSettings
@@ -17,14 +15,6 @@ from tests.helpers.webhooks import Receiver
 from tests.helpers.ws import call, connect, recv
 
 SECRET = b"cluster-hook-secret"
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Any:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_occupied_and_vacated_once_across_nodes(nursery: trio.Nursery, start_server: Callable[..., Any],
