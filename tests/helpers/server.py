@@ -130,26 +130,33 @@ class Running:
 
 # -- in a subprocess ----------------------------------------------------------
 
-CONFIG = """
+def server_config(*, server: str = "", oauth: str = "", websocket: str = "", channels: str = "",
+                  public_url: str = "https://localhost", shutdown_grace: str = "3s") -> str:
+    """A realtime.toml for a server process: HTTP on a free port, state in
+    var/, apps.toml and users.json beside it, no pings, one chat:* channel.
+    Each keyword adds lines to its table; ``channels`` adds tables at the end."""
+    return f"""
 [server]
 http = "127.0.0.1:0"
-https = "127.0.0.1:0"
-state_dir = "var"
-public_url = "https://localhost"
-shutdown_grace = "3s"
+{server}state_dir = "var"
+public_url = "{public_url}"
+shutdown_grace = "{shutdown_grace}"
 
 [oauth]
 apps = "apps.toml"
 users = "users.json"
-
+{oauth}
 [websocket]
 ping_interval = 0
-
+{websocket}
 [[channel]]
 pattern = "chat:*"
 subscribe_scope = "chat:read"
 publish_scope = "chat:write"
-"""
+{channels}"""
+
+
+CONFIG = server_config(server='https = "127.0.0.1:0"\n')
 
 APPS_TOML = """
 [[app]]
@@ -168,6 +175,14 @@ def write_conf(root: Path) -> Path:
     (conf / "apps.toml").write_text(APPS_TOML)
     (conf / "users.json").write_text(json.dumps({"users": [{"name": "alice", "scopes": ["chat:read"]}]}))
     return conf / "realtime.toml"
+
+
+def realtime_cli(conf: Path, *args: str, stdin: str | None = None) -> str:
+    """Run ``python -m realtime ARGS -c CONF``; it must exit 0.  Its stdout."""
+    done = subprocess.run([sys.executable, "-m", "realtime", *args, "-c", str(conf)],
+                          capture_output=True, text=True, input=stdin, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 class ServerProcess:

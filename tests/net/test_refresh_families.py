@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +17,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 
 from realtime.config.settings import App, Settings, User
 from tests.helpers.oauth import CHEAP
-from tests.helpers.server import Running, ServerProcess
+from tests.helpers.server import Running, ServerProcess, realtime_cli, server_config
 from tests.helpers.tokens import bearer
 
 SECRET = "legacy-secret-" + "q" * 20
@@ -156,44 +154,19 @@ async def test_a_family_ends_at_its_absolute_lifetime(
 
 # -- a password change, with the real commands and a server process ----------------
 
-CONFIG = """
-[server]
-http = "127.0.0.1:0"
-state_dir = "var"
-public_url = "https://localhost"
-shutdown_grace = "3s"
-
-[oauth]
-apps = "apps.toml"
-users = "users.json"
-
-[websocket]
-ping_interval = 0
-
-[[channel]]
-pattern = "chat:*"
-subscribe_scope = "chat:read"
-publish_scope = "chat:write"
-"""
-
-
-def cli(conf: Path, *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run([sys.executable, "-m", "realtime", *args, "-c", str(conf)],
-                          capture_output=True, text=True, input=stdin, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout + done.stderr
+CONFIG = server_config()
 
 
 async def test_passwd_and_reload_end_the_users_refresh_families(tmp_path: Path, nursery: trio.Nursery) -> None:
     conf = tmp_path / "realtime.toml"
     conf.write_text(CONFIG)
     (tmp_path / "users.json").write_text('{"users": []}')
-    added = cli(conf, "app", "add", "legacy", "--grant", "password", "refresh_token",
-                "--scope", "chat:read", "chat:write")
+    added = realtime_cli(conf, "app", "add", "legacy", "--grant", "password", "refresh_token",
+                         "--scope", "chat:read", "chat:write")
     client = (re.search(r"^client_id: (\S+)$", added, re.M).group(1),
               re.search(r"^client_secret: (\S+)$", added, re.M).group(1))
     for name in ("alice", "bob"):
-        cli(conf, "user", "add", name, "--password-stdin", "--scope", "chat:read", stdin=f"{PASSWORDS[name]}\n")
+        realtime_cli(conf, "user", "add", name, "--password-stdin", "--scope", "chat:read", stdin=f"{PASSWORDS[name]}\n")
     server, bound = await ServerProcess.start(nursery, ["serve", "-c", str(conf)], tmp_path)
     base, ws_url = f"http://{bound['http']}", f"ws://{bound['http']}/ws"
     async with httpx.AsyncClient(auth=client) as http:
@@ -208,7 +181,7 @@ async def test_passwd_and_reload_end_the_users_refresh_families(tmp_path: Path, 
         async with open_websocket_url(ws_url, extra_headers=bearer(alice["access_token"])) as ws:
             assert json.loads(await ws.get_message())["type"] == "welcome"
             # `user passwd` rewrites users.json and signals the server, which reloads.
-            cli(conf, "user", "passwd", "alice", "--password-stdin", stdin="alice-password-2\n")
+            realtime_cli(conf, "user", "passwd", "alice", "--password-stdin", stdin="alice-password-2\n")
             await server.wait_for_line("reload (SIGHUP) applied")
             r = await token({"grant_type": "refresh_token", "refresh_token": alice["refresh_token"]})
             assert r.status_code == 400 and r.json()["error"] == "invalid_grant"

@@ -14,36 +14,13 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 
 from realtime.config.load import load_settings
 from realtime.tokens.keyring import KeyRing
-from tests.helpers.server import Running
+from tests.helpers.server import Running, server_config
 from tests.helpers.ws import next_of_type
 from tests.helpers.tokens import bearer
 
-CONFIG = """
-[server]
-http = "127.0.0.1:0"
-https = "127.0.0.1:0"
-tls_cert = "server.pem"
-state_dir = "var"
-public_url = "https://localhost"
-shutdown_grace = "2s"
-watch = {watch}
-
-[oauth]
-apps = "apps.toml"
-users = "users.json"
-
-[websocket]
-ping_interval = 0
-
-[[channel]]
-pattern = "chat:*"
-subscribe_scope = "chat:read"
-publish_scope = "chat:write"
-
-[[channel]]
-pattern = "news:*"
-subscribe_scope = "{news_scope}"
-"""
+CONFIG = server_config(
+    server='https = "127.0.0.1:0"\ntls_cert = "server.pem"\nwatch = {watch}\n', shutdown_grace="2s",
+    channels='\n[[channel]]\npattern = "news:*"\nsubscribe_scope = "{news_scope}"\n')
 
 APP = """
 [[app]]

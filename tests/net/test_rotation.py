@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import re
 import ssl
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,39 +16,12 @@ import trio
 import trustme
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from tests.helpers.server import ServerProcess
+from tests.helpers.server import ServerProcess, realtime_cli, server_config
 
-CONFIG = """
-[server]
-http = "127.0.0.1:0"
-https = "127.0.0.1:0"
-tls_cert = "server.pem"
-state_dir = "var"
-public_url = "https://localhost"
-shutdown_grace = "3s"
-
-[oauth]
-apps = "apps.toml"
-users = "users.json"
-access_token_ttl = "5m"
-
-[websocket]
-ping_interval = 0
-publish_rate = "1000000/s"  # the load test measures rotation, not the limiters
-message_rate = "1000000/s"
-
-[[channel]]
-pattern = "chat:*"
-subscribe_scope = "chat:read"
-publish_scope = "chat:write"
-"""
-
-
-def cli(conf: Path, *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run([sys.executable, "-m", "realtime", *args, "-c", str(conf)],
-                          capture_output=True, text=True, input=stdin, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+CONFIG = server_config(
+    server='https = "127.0.0.1:0"\ntls_cert = "server.pem"\n', oauth='access_token_ttl = "5m"\n',
+    # the load test measures rotation, not the limiters
+    websocket='publish_rate = "1000000/s"\nmessage_rate = "1000000/s"\n')
 
 
 def field(output: str, name: str) -> str:
@@ -74,8 +45,8 @@ async def token(client: httpx.AsyncClient, base: str, client_id: str, secret: st
 
 async def test_rotate_secret_keeps_old_one_valid_for_the_grace(tmp_path: Path, ca: trustme.CA, nursery: trio.Nursery) -> None:
     conf = setup_files(tmp_path, ca)
-    added = cli(conf, "app", "add", "worker", "--redirect-uri", "https://worker.example/cb",
-                "--grant", "client_credentials", "--scope", "chat:read", "chat:write")
+    added = realtime_cli(conf, "app", "add", "worker", "--redirect-uri", "https://worker.example/cb",
+                         "--grant", "client_credentials", "--scope", "chat:read", "chat:write")
     client_id, old_secret = field(added, "client_id"), field(added, "client_secret")
     server, bound = await ServerProcess.start(nursery, ["serve", "-c", str(conf)], tmp_path)
     base = f"http://{bound['http']}"
@@ -90,7 +61,7 @@ async def test_rotate_secret_keeps_old_one_valid_for_the_grace(tmp_path: Path, c
 
         async with trio.open_nursery() as loop:
             loop.start_soon(hammer)
-            out = await trio.to_thread.run_sync(lambda: cli(conf, "app", "rotate-secret", client_id, "--grace", "1h"))
+            out = await trio.to_thread.run_sync(lambda: realtime_cli(conf, "app", "rotate-secret", client_id, "--grace", "1h"))
             new_secret = field(out, "client_secret")
             await server.wait_for_line("reload (SIGHUP) applied")
             rotated.set()
@@ -100,7 +71,7 @@ async def test_rotate_secret_keeps_old_one_valid_for_the_grace(tmp_path: Path, c
 
         # A second rotation with a short grace: the previous secret stops
         # working when the grace ends, the newest keeps working.
-        out = await trio.to_thread.run_sync(lambda: cli(conf, "app", "rotate-secret", client_id, "--grace", "2s"))
+        out = await trio.to_thread.run_sync(lambda: realtime_cli(conf, "app", "rotate-secret", client_id, "--grace", "2s"))
         newest = field(out, "client_secret")
         await server.wait_for_line("reload (SIGHUP) applied", timeout=10)
         with trio.fail_after(15):
@@ -119,11 +90,11 @@ async def test_rotation_under_load_breaks_no_valid_client(tmp_path: Path, ca: tr
     secret, the signing key and the certificate, and disables one user.
     Only that user's sockets close (4003); nobody else sees a failure."""
     conf = setup_files(tmp_path, ca)
-    added = cli(conf, "app", "add", "chat", "--redirect-uri", "https://chat.example/cb",
-                "--grant", "client_credentials", "password", "refresh_token", "--scope", "chat:read", "chat:write")
+    added = realtime_cli(conf, "app", "add", "chat", "--redirect-uri", "https://chat.example/cb",
+                         "--grant", "client_credentials", "password", "refresh_token", "--scope", "chat:read", "chat:write")
     client_id, secret = field(added, "client_id"), field(added, "client_secret")
     for name in ("alice", "mallory"):
-        cli(conf, "user", "add", name, "--password-stdin", "--scope", "chat:read", "chat:write", stdin=f"pw-{name}-123456\n")
+        realtime_cli(conf, "user", "add", name, "--password-stdin", "--scope", "chat:read", "chat:write", stdin=f"pw-{name}-123456\n")
     server, bound = await ServerProcess.start(nursery, ["serve", "-c", str(conf)], tmp_path)
     base = f"http://{bound['http']}"
     https_port = int(bound["https"].rsplit(":", 1)[1])
@@ -192,11 +163,11 @@ async def test_rotation_under_load_breaks_no_valid_client(tmp_path: Path, ca: tr
                 for i in range(clients):
                     await load.start(chatter, i, "mallory" if i == 0 else "alice")
             load.start_soon(fresh_handshakes)
-            await trio.to_thread.run_sync(lambda: cli(conf, "app", "rotate-secret", client_id, "--grace", "1h"))
+            await trio.to_thread.run_sync(lambda: realtime_cli(conf, "app", "rotate-secret", client_id, "--grace", "1h"))
             await server.wait_for_line("reload (SIGHUP) applied")
-            await trio.to_thread.run_sync(lambda: cli(conf, "key", "rotate"))
+            await trio.to_thread.run_sync(lambda: realtime_cli(conf, "key", "rotate"))
             new_ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
-            await trio.to_thread.run_sync(lambda: cli(conf, "user", "disable", "mallory"))
+            await trio.to_thread.run_sync(lambda: realtime_cli(conf, "user", "disable", "mallory"))
             # rotate-secret, key rotate and user disable each reload once.
             await server.wait_for_count("reload (SIGHUP) applied", 3)
             rotations_done.set()

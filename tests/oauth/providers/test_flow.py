@@ -27,7 +27,7 @@ from trio_websocket import open_websocket_url
 from realtime.config.load import load_settings
 from realtime.oauth import pkce
 from realtime.config.settings import App, Settings, User
-from tests.helpers.server import Running
+from tests.helpers.server import Running, server_config
 from tests.helpers.ws import loads
 from tests.helpers.oauth import CHEAP, hidden_fields, new_pkce
 
@@ -36,27 +36,8 @@ P_PASSWORD = "alice-at-provider"
 PUBLIC = "https://localhost"
 CLIENT_CB = "http://127.0.0.1/cb"
 
-S_CONFIG = """
-[server]
-http = "127.0.0.1:0"
-https = ""
-state_dir = "var"
-public_url = "{public}"
-shutdown_grace = "2s"
-
-[oauth]
-apps = "apps.toml"
-users = "users.json"
-providers = "providers/"
-
-[websocket]
-ping_interval = 0
-
-[[channel]]
-pattern = "chat:*"
-subscribe_scope = "chat:read"
-publish_scope = "chat:write"
-"""
+S_CONFIG = server_config(
+    server='https = ""\n', public_url=PUBLIC, shutdown_grace="2s", oauth='providers = "providers/"\n')
 
 S_APPS = """
 [[app]]
@@ -139,7 +120,7 @@ async def sites(tmp_path: Path, start_server: Callable[..., Any], make_settings:
     ))
     root = tmp_path / "s"
     (root / "providers").mkdir(parents=True)
-    (root / "realtime.toml").write_text(S_CONFIG.format(public=PUBLIC))
+    (root / "realtime.toml").write_text(S_CONFIG)
     (root / "apps.toml").write_text(S_APPS)
     (root / "users.json").write_text(json.dumps({"users": [
         {"name": "local", "scopes": ["chat:read"]},
