@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import io
 import json
 import signal
 import subprocess
@@ -14,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from realtime.cli import admin
-from realtime.cli.main import build_parser
 from realtime.config.apps import load_apps, load_users
 from realtime.oauth.passwords import verify_secret
+from tests.helpers.operator import run_command, write_operator_conf
 
 APPS_TOML = """\
 # Registered applications (hand-written comment that must survive).
@@ -32,22 +31,13 @@ scopes = ["chat:read"]
 
 @pytest.fixture
 def conf(tmp_path: Path) -> Path:
-    d = tmp_path / "conf"
-    d.mkdir()
-    (d / "realtime.toml").write_text(
+    return write_operator_conf(
+        tmp_path,
         '[server]\nstate_dir = "var"\npublic_url = "https://localhost"\n\n'
-        '[oauth]\napps = "apps.toml"\nusers = "users.json"\naccess_token_ttl = "15m"\n'
+        '[oauth]\napps = "apps.toml"\nusers = "users.json"\naccess_token_ttl = "15m"\n',
+        APPS_TOML,
     )
-    (d / "apps.toml").write_text(APPS_TOML)
-    return d / "realtime.toml"
 
-
-def run(conf: Path, *argv: str, stdin: str | None = None, monkeypatch=None) -> int:
-    if stdin is not None:
-        assert monkeypatch is not None
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    args = build_parser().parse_args([*argv, "-c", str(conf)])
-    return args.func(args)
 
 
 def lines(out: str) -> dict[str, str]:
@@ -55,8 +45,8 @@ def lines(out: str) -> dict[str, str]:
 
 
 def test_app_add_prints_once_and_stores_hash(conf: Path, capsys) -> None:
-    assert run(conf, "app", "add", "My App", "--redirect-uri", "https://my.example/cb",
-               "http://127.0.0.1:8000/cb", "--scope", "chat:read", "chat:write") == 0
+    assert run_command(conf, "app", "add", "My App", "--redirect-uri", "https://my.example/cb",
+                       "http://127.0.0.1:8000/cb", "--scope", "chat:read", "chat:write") == 0
     out = lines(capsys.readouterr().out)
     client_id, secret = out["client_id"], out["client_secret"]
     text = (conf.parent / "apps.toml").read_text()
@@ -73,12 +63,12 @@ def test_app_add_prints_once_and_stores_hash(conf: Path, capsys) -> None:
 
 
 def test_app_add_public_and_grants(conf: Path, capsys) -> None:
-    assert run(conf, "app", "add", "SPA", "--public", "--redirect-uri", "https://spa.example/cb") == 0
+    assert run_command(conf, "app", "add", "SPA", "--public", "--redirect-uri", "https://spa.example/cb") == 0
     out = capsys.readouterr().out
     assert "client_id: " in out and "client_secret" not in out
     client_id = lines(out)["client_id"]
     assert load_apps(conf.parent / "apps.toml")[client_id].public
-    assert run(conf, "app", "add", "Svc", "--grant", "client_credentials", "--scope", "notify") == 0
+    assert run_command(conf, "app", "add", "Svc", "--grant", "client_credentials", "--scope", "notify") == 0
     svc = lines(capsys.readouterr().out)["client_id"]
     assert load_apps(conf.parent / "apps.toml")[svc].grant_types == ("client_credentials",)
 
@@ -92,16 +82,16 @@ def test_app_add_public_and_grants(conf: Path, capsys) -> None:
 ])
 def test_app_add_refuses_bad_input(conf: Path, capsys, argv) -> None:
     before = (conf.parent / "apps.toml").read_text()
-    assert run(conf, *argv) == 1
+    assert run_command(conf, *argv) == 1
     assert capsys.readouterr().err.startswith("error: ")
     assert (conf.parent / "apps.toml").read_text() == before
 
 
 def test_rotate_secret_keeps_old_valid_for_grace(conf: Path, capsys) -> None:
-    run(conf, "app", "add", "Svc", "--grant", "client_credentials")
+    run_command(conf, "app", "add", "Svc", "--grant", "client_credentials")
     first = lines(capsys.readouterr().out)
     before = time.time()
-    assert run(conf, "app", "rotate-secret", first["client_id"], "--grace", "2h") == 0
+    assert run_command(conf, "app", "rotate-secret", first["client_id"], "--grace", "2h") == 0
     second = lines(capsys.readouterr().out)
     assert second["client_secret"] != first["client_secret"]
     app = load_apps(conf.parent / "apps.toml")[first["client_id"]]
@@ -112,39 +102,39 @@ def test_rotate_secret_keeps_old_valid_for_grace(conf: Path, capsys) -> None:
     text = (conf.parent / "apps.toml").read_text()
     assert "retired_secrets = [{" in text and "hand-written comment" in text
     # Default grace 1h; an expired retired secret is dropped on the next rotation.
-    assert run(conf, "app", "rotate-secret", first["client_id"]) == 0
+    assert run_command(conf, "app", "rotate-secret", first["client_id"]) == 0
     app = load_apps(conf.parent / "apps.toml")[first["client_id"]]
     assert len(app.retired_secrets) == 2
-    assert run(conf, "app", "rotate-secret", first["client_id"], "--grace", "0") == 0
+    assert run_command(conf, "app", "rotate-secret", first["client_id"], "--grace", "0") == 0
     assert len(load_apps(conf.parent / "apps.toml")[first["client_id"]].retired_secrets) == 2
 
 
 def test_rotate_errors(conf: Path, capsys) -> None:
-    assert run(conf, "app", "rotate-secret", "ghost") == 1
+    assert run_command(conf, "app", "rotate-secret", "ghost") == 1
     err = capsys.readouterr().err
     assert "apps.toml" in err and "ghost" in err
-    assert run(conf, "app", "rotate-secret", "existing") == 1  # public: no secret
-    run(conf, "app", "add", "Svc", "--grant", "client_credentials")
+    assert run_command(conf, "app", "rotate-secret", "existing") == 1  # public: no secret
+    run_command(conf, "app", "add", "Svc", "--grant", "client_credentials")
     cid = lines(capsys.readouterr().out)["client_id"]
-    assert run(conf, "app", "rotate-secret", cid, "--grace", "soon") == 1
+    assert run_command(conf, "app", "rotate-secret", cid, "--grace", "soon") == 1
     assert "grace" in capsys.readouterr().err
 
 
 def test_app_remove(conf: Path, capsys) -> None:
-    assert run(conf, "app", "remove", "existing") == 0
+    assert run_command(conf, "app", "remove", "existing") == 0
     text = (conf.parent / "apps.toml").read_text()
     assert "hand-written comment that must survive" in text
     assert load_apps(conf.parent / "apps.toml") == {}
-    assert run(conf, "app", "remove", "existing") == 1
+    assert run_command(conf, "app", "remove", "existing") == 1
 
 
 def test_creates_missing_files_with_private_mode(conf: Path, capsys, monkeypatch) -> None:
     (conf.parent / "apps.toml").unlink()
-    assert run(conf, "app", "add", "New", "--redirect-uri", "https://n.example/cb") == 0
+    assert run_command(conf, "app", "add", "New", "--redirect-uri", "https://n.example/cb") == 0
     path = conf.parent / "apps.toml"
     assert len(load_apps(path)) == 1
     assert path.stat().st_mode & 0o777 == 0o600
-    assert run(conf, "user", "add", "alice", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 0
+    assert run_command(conf, "user", "add", "alice", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 0
     assert (conf.parent / "users.json").stat().st_mode & 0o777 == 0o600
 
 
@@ -153,21 +143,21 @@ def test_rewrite_tightens_mode_to_0600(conf: Path, capsys, monkeypatch) -> None:
     # checkout or a hand edit becomes 0600 when a command rewrites it.
     path = conf.parent / "apps.toml"
     path.chmod(0o644)
-    run(conf, "app", "add", "New", "--redirect-uri", "https://n.example/cb")
+    run_command(conf, "app", "add", "New", "--redirect-uri", "https://n.example/cb")
     assert path.stat().st_mode & 0o777 == 0o600
     users = conf.parent / "users.json"
     users.write_text('{"users": []}\n')
     users.chmod(0o640)
-    assert run(conf, "user", "add", "alice", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 0
+    assert run_command(conf, "user", "add", "alice", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 0
     assert users.stat().st_mode & 0o777 == 0o600
     assert not [p for p in conf.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_user_add_passwd_disable_enable(conf: Path, capsys, monkeypatch) -> None:
     users_path = conf.parent / "users.json"
-    assert run(conf, "user", "add", "alice", "--password-stdin", "--scope", "chat:read", "chat:write",
-               "--display-name", "Alice", "--email", "alice@example.com",
-               stdin="correct horse\n", monkeypatch=monkeypatch) == 0
+    assert run_command(conf, "user", "add", "alice", "--password-stdin", "--scope", "chat:read", "chat:write",
+                       "--display-name", "Alice", "--email", "alice@example.com",
+                       stdin="correct horse\n", monkeypatch=monkeypatch) == 0
     data = json.loads(users_path.read_text())
     assert data["users"][0]["name"] == "alice" and "correct horse" not in users_path.read_text()
     assert users_path.read_text().startswith('{\n  "users": [')  # indent 2
@@ -175,33 +165,33 @@ def test_user_add_passwd_disable_enable(conf: Path, capsys, monkeypatch) -> None
     assert verify_secret(user.password_hash, "correct horse")
     assert user.scopes == ("chat:read", "chat:write") and user.email == "alice@example.com"
 
-    assert run(conf, "user", "passwd", "alice", "--password-stdin", stdin="battery staple\n",
-               monkeypatch=monkeypatch) == 0
+    assert run_command(conf, "user", "passwd", "alice", "--password-stdin", stdin="battery staple\n",
+                       monkeypatch=monkeypatch) == 0
     user = load_users(users_path)["alice"]
     assert verify_secret(user.password_hash, "battery staple")
     assert not verify_secret(user.password_hash, "correct horse")
 
-    assert run(conf, "user", "disable", "alice") == 0
+    assert run_command(conf, "user", "disable", "alice") == 0
     assert load_users(users_path)["alice"].disabled
-    assert run(conf, "user", "enable", "alice") == 0
+    assert run_command(conf, "user", "enable", "alice") == 0
     assert not load_users(users_path)["alice"].disabled
 
 
 def test_user_errors(conf: Path, capsys, monkeypatch) -> None:
-    run(conf, "user", "add", "alice", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch)
-    assert run(conf, "user", "add", "Alice", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 1
-    assert run(conf, "user", "disable", "ghost") == 1
+    run_command(conf, "user", "add", "alice", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch)
+    assert run_command(conf, "user", "add", "Alice", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 1
+    assert run_command(conf, "user", "disable", "ghost") == 1
     assert "users.json" in capsys.readouterr().err
-    assert run(conf, "user", "add", "bob", "--password-stdin", stdin="\n", monkeypatch=monkeypatch) == 1
-    assert run(conf, "user", "add", "b:ob", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 1
+    assert run_command(conf, "user", "add", "bob", "--password-stdin", stdin="\n", monkeypatch=monkeypatch) == 1
+    assert run_command(conf, "user", "add", "b:ob", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 1
 
 
 def test_user_add_prompts_twice(conf: Path, capsys, monkeypatch) -> None:
     answers = iter(["secret-one-long", "secret-one-long", "a", "b"])
     monkeypatch.setattr(getpass, "getpass", lambda prompt="": next(answers))
-    assert run(conf, "user", "add", "carol") == 0
+    assert run_command(conf, "user", "add", "carol") == 0
     assert verify_secret(load_users(conf.parent / "users.json")["carol"].password_hash, "secret-one-long")
-    assert run(conf, "user", "passwd", "carol") == 1  # mismatch
+    assert run_command(conf, "user", "passwd", "carol") == 1  # mismatch
     assert "do not match" in capsys.readouterr().err
 
 
@@ -209,15 +199,15 @@ def test_users_toml(conf: Path, capsys, monkeypatch) -> None:
     text = conf.read_text().replace('users = "users.json"', 'users = "users.toml"')
     conf.write_text(text)
     (conf.parent / "users.toml").write_text("# people\n")
-    assert run(conf, "user", "add", "dan", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 0
-    assert run(conf, "user", "disable", "dan") == 0
+    assert run_command(conf, "user", "add", "dan", "--password-stdin", stdin="pw-long-enough-1\n", monkeypatch=monkeypatch) == 0
+    assert run_command(conf, "user", "disable", "dan") == 0
     path = conf.parent / "users.toml"
     assert path.read_text().startswith("# people")
     assert load_users(path)["dan"].disabled
 
 
 def test_missing_config(tmp_path: Path, capsys) -> None:
-    assert run(tmp_path / "nope.toml", "app", "remove", "x") == 1
+    assert run_command(tmp_path / "nope.toml", "app", "remove", "x") == 1
     assert "nope.toml" in capsys.readouterr().err
 
 
@@ -233,7 +223,7 @@ def test_notify_server_sends_sighup(conf: Path, capsys) -> None:
                               str(state_dir)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline() == "ready\n"
-        assert run(conf, "app", "remove", "existing") == 0
+        assert run_command(conf, "app", "remove", "existing") == 0
         assert child.wait(timeout=10) == -signal.SIGHUP
         assert "reload" in capsys.readouterr().err
     finally:
@@ -253,7 +243,7 @@ def test_key_rotate(conf: Path, capsys) -> None:
     keys = conf.parent / "var" / "keys"
     KeyRing.load_or_create(keys, "RS256")
     first = KeyRing.load(keys).active.kid
-    assert run(conf, "key", "rotate") == 0
+    assert run_command(conf, "key", "rotate") == 0
     kid = lines(capsys.readouterr().out)["kid"]
     ring = KeyRing.load(keys)
     assert ring.active.kid == kid != first
@@ -267,7 +257,7 @@ def test_key_rotate_names_file_line_and_key_of_a_bad_value(conf: Path, capsys, l
     reported as every config error is (file:line: key: message) and no key is made."""
     conf.write_text(conf.read_text() + line + "\n")
     bad_line = conf.read_text().splitlines().index(line) + 1
-    assert run(conf, "key", "rotate") == 1
+    assert run_command(conf, "key", "rotate") == 1
     err = capsys.readouterr().err
     assert f"realtime.toml:{bad_line}: {key}:" in err
     assert not (conf.parent / "var" / "keys").exists()

@@ -5,7 +5,6 @@ processes against one file."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -16,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from realtime.cli.client import write_secret_file
-from realtime.cli.main import build_parser
 from realtime.config.apps import load_apps, load_users
 from realtime.config.load import ConfigError, load_settings
 from realtime.oauth.passwords import hash_secret, verify_secret
+from tests.helpers.operator import run_command, write_operator_conf
 
 PASSWORD = "a long enough pw"  # 16 characters
 
@@ -46,21 +45,11 @@ scopes = ["chat:read"]
 
 @pytest.fixture
 def conf(tmp_path: Path) -> Path:
-    d = tmp_path / "conf"
-    d.mkdir()
-    (d / "realtime.toml").write_text(CONFIG)
-    (d / "apps.toml").write_text(APPS_TOML)
-    (d / "users.json").write_text('{"users": []}\n')
-    (d / "users.json").chmod(0o600)
-    return d / "realtime.toml"
+    conf = write_operator_conf(tmp_path, CONFIG, APPS_TOML)
+    (conf.parent / "users.json").write_text('{"users": []}\n')
+    (conf.parent / "users.json").chmod(0o600)
+    return conf
 
-
-def run(conf: Path, *argv: str, stdin: str | None = None, monkeypatch: pytest.MonkeyPatch | None = None) -> int:
-    if stdin is not None:
-        assert monkeypatch is not None
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    args = build_parser().parse_args([*argv, "-c", str(conf)])
-    return args.func(args)
 
 
 def realtime(*argv: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -107,7 +96,7 @@ def test_concurrent_app_adds_keep_every_app(conf: Path) -> None:
 
 
 def test_the_lock_is_a_sidecar_that_outlives_the_rename(conf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert run(conf, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n", monkeypatch=monkeypatch) == 0
+    assert run_command(conf, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n", monkeypatch=monkeypatch) == 0
     lock = conf.parent / ".users.json.lock"
     assert lock.is_file() and lock.stat().st_mode & 0o777 == 0o600
 
@@ -118,13 +107,13 @@ def test_the_lock_is_a_sidecar_that_outlives_the_rename(conf: Path, monkeypatch:
 def test_written_files_are_0600_and_a_rewrite_tightens(conf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     apps, users = conf.parent / "apps.toml", conf.parent / "users.json"
     apps.chmod(0o644)
-    assert run(conf, "app", "add", "New", "--redirect-uri", "https://n.example/cb") == 0
+    assert run_command(conf, "app", "add", "New", "--redirect-uri", "https://n.example/cb") == 0
     assert apps.stat().st_mode & 0o777 == 0o600
     users.unlink()
-    assert run(conf, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n", monkeypatch=monkeypatch) == 0
+    assert run_command(conf, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n", monkeypatch=monkeypatch) == 0
     assert users.stat().st_mode & 0o777 == 0o600  # a new file
     users.chmod(0o664)
-    assert run(conf, "user", "disable", "alice") == 0
+    assert run_command(conf, "user", "disable", "alice") == 0
     assert users.stat().st_mode & 0o777 == 0o600
 
 
@@ -149,7 +138,7 @@ def test_check_warns_about_readable_hashes_and_still_passes(conf: Path) -> None:
 def test_load_warns_for_a_group_readable_apps_file_with_secrets(conf: Path, caplog: pytest.LogCaptureFixture,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     # What `serve` logs at start and on every reload (both call load_settings).
-    assert run(conf, "app", "add", "Confidential", "--redirect-uri", "https://c.example/cb") == 0
+    assert run_command(conf, "app", "add", "Confidential", "--redirect-uri", "https://c.example/cb") == 0
     apps = conf.parent / "apps.toml"
     apps.chmod(0o640)
     with caplog.at_level(logging.WARNING, logger="realtime.config"):
@@ -176,34 +165,34 @@ def test_no_warning_for_a_file_without_hashes(conf: Path, caplog: pytest.LogCapt
 
 def test_short_password_is_refused(conf: Path, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(conf, "user", "add", "alice", "--password-stdin", stdin="sevench\n", monkeypatch=monkeypatch) == 1
+    assert run_command(conf, "user", "add", "alice", "--password-stdin", stdin="sevench\n", monkeypatch=monkeypatch) == 1
     err = capsys.readouterr().err
     assert "at least 8 characters" in err and "min_password_length" in err and "sevench" not in err
     assert load_users(conf.parent / "users.json") == {}
     # Eight characters (NIST 800-63B's floor) are enough by default.
-    assert run(conf, "user", "add", "alice", "--password-stdin", stdin="eight ch\n", monkeypatch=monkeypatch) == 0
-    assert run(conf, "user", "passwd", "alice", "--password-stdin", stdin="short\n", monkeypatch=monkeypatch) == 1
+    assert run_command(conf, "user", "add", "alice", "--password-stdin", stdin="eight ch\n", monkeypatch=monkeypatch) == 0
+    assert run_command(conf, "user", "passwd", "alice", "--password-stdin", stdin="short\n", monkeypatch=monkeypatch) == 1
     assert "at least 8 characters" in capsys.readouterr().err
     assert verify_secret(load_users(conf.parent / "users.json")["alice"].password_hash, "eight ch")
 
 
 def test_overlong_password_is_refused(conf: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(conf, "user", "add", "alice", "--password-stdin", stdin="x" * 1025 + "\n", monkeypatch=monkeypatch) == 1
+    assert run_command(conf, "user", "add", "alice", "--password-stdin", stdin="x" * 1025 + "\n", monkeypatch=monkeypatch) == 1
     assert "at most 1024 characters" in capsys.readouterr().err
-    assert run(conf, "user", "add", "alice", "--password-stdin", stdin="x" * 1024 + "\n", monkeypatch=monkeypatch) == 0
+    assert run_command(conf, "user", "add", "alice", "--password-stdin", stdin="x" * 1024 + "\n", monkeypatch=monkeypatch) == 0
 
 
 def test_min_password_length_is_configurable(conf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     conf.write_text(CONFIG + "min_password_length = 20\n")
     assert load_settings(conf).oauth.min_password_length == 20
-    assert run(conf, "user", "add", "alice", "--password-stdin", stdin="nineteen characters\n",
-               monkeypatch=monkeypatch) == 1
-    assert run(conf, "user", "add", "alice", "--password-stdin", stdin="twenty characters!!!\n",
-               monkeypatch=monkeypatch) == 0
+    assert run_command(conf, "user", "add", "alice", "--password-stdin", stdin="nineteen characters\n",
+                       monkeypatch=monkeypatch) == 1
+    assert run_command(conf, "user", "add", "alice", "--password-stdin", stdin="twenty characters!!!\n",
+                       monkeypatch=monkeypatch) == 0
     conf.write_text(CONFIG + "min_password_length = 12\n")  # ASVS's recommendation
-    assert run(conf, "user", "add", "bob", "--password-stdin", stdin="elevenchars\n", monkeypatch=monkeypatch) == 1
-    assert run(conf, "user", "add", "bob", "--password-stdin", stdin="twelve chars\n", monkeypatch=monkeypatch) == 0
+    assert run_command(conf, "user", "add", "bob", "--password-stdin", stdin="elevenchars\n", monkeypatch=monkeypatch) == 1
+    assert run_command(conf, "user", "add", "bob", "--password-stdin", stdin="twelve chars\n", monkeypatch=monkeypatch) == 0
 
 
 @pytest.mark.parametrize("value", ["0", "1025", '"12"', "true"])
@@ -214,7 +203,7 @@ def test_bad_min_password_length_names_file_line_and_key(conf: Path, value: str,
     with pytest.raises(ConfigError) as caught:
         load_settings(conf)
     assert str(caught.value).startswith(f"{conf}:{line}: oauth.min_password_length: ")
-    assert run(conf, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n", monkeypatch=monkeypatch) == 1
+    assert run_command(conf, "user", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n", monkeypatch=monkeypatch) == 1
     assert f"{conf}:{line}: oauth.min_password_length: " in capsys.readouterr().err
 
 
@@ -243,7 +232,7 @@ def test_load_refuses_a_user_named_like_a_client_id(conf: Path) -> None:
 
 def test_user_add_refuses_a_client_id(conf: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(conf, "user", "add", "existing", "--password-stdin", stdin=PASSWORD + "\n", monkeypatch=monkeypatch) == 1
+    assert run_command(conf, "user", "add", "existing", "--password-stdin", stdin=PASSWORD + "\n", monkeypatch=monkeypatch) == 1
     assert "client_id of an app" in capsys.readouterr().err
     assert load_users(conf.parent / "users.json") == {}
 
@@ -253,7 +242,7 @@ def test_app_add_never_generates_a_user_name(conf: Path, monkeypatch: pytest.Mon
     (conf.parent / "users.json").write_text('{"users": [{"name": "Mine-00000000", "scopes": []}]}')
     hexes = iter(["00000000", "11111111"])
     monkeypatch.setattr("realtime.cli.admin.apps.secrets.token_hex", lambda n: next(hexes))
-    assert run(conf, "app", "add", "mine", "--public", "--redirect-uri", "https://m.example/cb") == 0
+    assert run_command(conf, "app", "add", "mine", "--public", "--redirect-uri", "https://m.example/cb") == 0
     assert "client_id: mine-11111111" in capsys.readouterr().out
     load_settings(conf)  # and the pair loads
 
