@@ -39,6 +39,7 @@ from realtime.protocol import sse
 from realtime.protocol.close import CloseCode
 from realtime.protocol.upgrade import StreamRequest
 from realtime.session.clock import Clock
+from realtime.session.identity import TokenIdentity
 from realtime.session.refresh import apply_refresh
 from realtime.session.streams import Streams
 from realtime.session.timers import Timers
@@ -65,13 +66,13 @@ HEAD = (
 )
 
 
-class SseSession:
+class SseSession(TokenIdentity):
     """Implements the hub's ``Connection`` and the refresh endpoint's
     :class:`~realtime.session.streams.Stream` for one ``GET /sse``."""
 
     __slots__ = (
-        "conn_id", "stream_id", "transport", "state", "clock", "request", "claims", "sub", "client_id", "kid",
-        "jti", "scopes", "exp", "close_code", "close_reason", "positions", "recovered", "_pending",
+        "conn_id", "stream_id", "transport", "state", "clock", "request",
+        "close_code", "close_reason", "positions", "recovered", "_pending",
         "_pending_bytes", "_scope", "_nursery", "_writer_running", "_timer",
         "_started", "_extra_head", "timers",
     )
@@ -99,16 +100,6 @@ class SseSession:
         self.timers = Timers()  # the warning and the keep-alive, as on the WebSocket
         self._started = False
         self._extra_head = extra_head
-
-    # -- identity -----------------------------------------------------------
-    def adopt(self, claims: AccessClaims) -> None:
-        self.claims = claims
-        self.sub = claims.sub
-        self.client_id = claims.client_id
-        self.kid = claims.kid
-        self.jti = claims.jti
-        self.scopes = claims.scope
-        self.exp = claims.exp
 
     # -- the hub-facing, synchronous side -----------------------------------
     def offer(self, frame: bytes) -> None:

@@ -44,6 +44,7 @@ from realtime.protocol import replies
 from realtime.protocol.close import TOO_BIG, CloseCode, ProtocolError
 from realtime.session.clock import Clock
 from realtime.session.dispatch import Dispatcher, Reply
+from realtime.session.identity import TokenIdentity
 from realtime.session.ratelimit import RateLimiter
 from realtime.session.timers import Timers
 from realtime.tokens.keyring import AccessClaims
@@ -86,7 +87,7 @@ class TrioClock:
 TRIO_CLOCK = TrioClock()
 
 
-class Session:
+class Session(TokenIdentity):
     """Implements the hub's ``Connection`` protocol for one socket, and the
     dispatcher's :class:`~realtime.session.dispatch.Peer`."""
 
@@ -94,8 +95,7 @@ class Session:
     __slots__ = (
         "conn_id", "transport", "state", "clock", "echo", "ws", "publish_limit", "message_limit", "close_code", "close_reason",
         "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
-        "_partial", "_held", "_room", "timers", "claims", "sub", "client_id", "kid", "jti", "scopes", "exp",
-        "remote", "connected_at",
+        "_partial", "_held", "_room", "timers", "remote", "connected_at",
     )
 
     #: Stateless and shared: composing it costs an idle socket nothing.
@@ -145,18 +145,6 @@ class Session:
         # Timers live in the reader's receive deadline, not in tasks of their
         # own: a task per idle socket costs memory and handshake time.
         self.timers = Timers()
-
-    # -- identity (read by the hub's indexes) --------------------------------
-    def adopt(self, claims: AccessClaims) -> None:
-        """Take ``claims`` as this session's identity (at the start, and
-        from the dispatcher after a good ``refresh``)."""
-        self.claims = claims
-        self.sub = claims.sub
-        self.client_id = claims.client_id
-        self.kid = claims.kid
-        self.jti = claims.jti
-        self.scopes = claims.scope
-        self.exp = claims.exp
 
     # -- the hub-facing, synchronous side -------------------------------------
     def offer(self, frame: bytes) -> None:
