@@ -9,7 +9,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websocket_url
 
 from realtime.client.errors import ChannelError, ClientError, PublishError, TransportError
+from realtime.client.inbox import Inbox
 from realtime.client.token_providers import TokenProvider
 from realtime.client.verdict import Reconnect, verdict_of
 from realtime.protocol.close import CloseCode
@@ -25,7 +26,7 @@ from realtime.client.wire import SUBPROTOCOL, Message, ws_url_for
 log = logging.getLogger("realtime.client")
 
 
-class Client:
+class Client(Inbox):
     """One logical subscription stream that survives reconnects.
 
     Use :func:`connect` to run it; iterate it for :class:`Message` values.
@@ -82,30 +83,6 @@ class Client:
         self._stopped = False
 
     # -- the caller's side ------------------------------------------------------
-    def __aiter__(self) -> "Client":
-        return self
-
-    async def __anext__(self) -> Message:
-        try:
-            return await self._recv.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            if self._failure is not None:
-                raise self._failure from None
-            raise StopAsyncIteration from None
-
-    async def wait_until(self, predicate: Callable[["Client"], bool], timeout: float | None = None) -> None:
-        """Wait until ``predicate(client)`` holds (checked on each state change).
-
-        Raises:
-            trio.TooSlowError: ``timeout`` passed first.
-            ClientError: the client stopped for good first.
-        """
-        with trio.fail_after(timeout) if timeout is not None else _no_deadline():
-            while not predicate(self):
-                if self._failure is not None:
-                    raise self._failure
-                await self._changed.wait()
-
     async def publish(self, channel: str, data: Any, timeout: float = 10.0) -> int:
         """Publish over the socket; returns the message's ``seq``.
 
@@ -131,10 +108,6 @@ class Client:
             await self._subscribe(self._ws, channel, initial=True)
 
     # -- plumbing ---------------------------------------------------------------
-    def _touch(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
     async def _call(self, obj: dict[str, Any]) -> dict[str, Any]:
         ws = self._ws
         if ws is None:
@@ -353,14 +326,6 @@ class Client:
         for slot in self._waiters.values():
             slot[0].set()
         self._pending.clear()
-
-
-class _no_deadline:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @asynccontextmanager

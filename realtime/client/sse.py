@@ -25,7 +25,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -33,6 +33,7 @@ import trio
 
 from realtime.client.errors import AuthError, ChannelError, ClientError, TransportError
 from realtime.client.http_client import describe_error
+from realtime.client.inbox import Inbox
 from realtime.client.token_providers import TokenProvider
 from realtime.client.wire import Message
 from realtime.protocol.close import NEEDS_NEW_TOKEN
@@ -77,7 +78,7 @@ class _Ended(Exception):
         self.refresh, self.worked = refresh, worked
 
 
-class SseClient:
+class SseClient(Inbox):
     """One logical SSE subscription that survives reconnects.
 
     Same attributes as :class:`realtime.client.Client` (``connected``,
@@ -116,29 +117,6 @@ class SseClient:
         self.last_close: int | None = None
         self._send, self._recv = trio.open_memory_channel[Message](queue_size)
         self._failure: BaseException | None = None
-        self._changed = trio.Event()
-
-    def __aiter__(self) -> "SseClient":
-        return self
-
-    async def __anext__(self) -> Message:
-        try:
-            return await self._recv.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            if self._failure is not None:
-                raise self._failure from None
-            raise StopAsyncIteration from None
-
-    async def wait_until(self, predicate: Callable[["SseClient"], bool], timeout: float | None = None) -> None:
-        """Wait until ``predicate(client)`` holds (checked on each state change)."""
-        with trio.fail_after(timeout if timeout is not None else float("inf")):
-            while not predicate(self):
-                if self._failure is not None:
-                    raise self._failure
-                await self._changed.wait()
-
-    def _touch(self) -> None:
-        self._changed.set()
         self._changed = trio.Event()
 
     async def run(self) -> None:
