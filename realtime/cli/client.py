@@ -33,9 +33,10 @@ import logging
 import os
 import ssl
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from realtime.config.edit import replace_file
 
 ENV = {
     "url": "REALTIME_URL",
@@ -110,26 +111,9 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def write_secret_file(path: Path, value: str) -> None:
-    """Replace ``path`` with ``value`` (a rotated refresh token), mode 0600.
-
-    The temp file is made by ``mkstemp`` in the target directory: a fresh
-    random name opened with O_EXCL and mode 0600, so a symlink or file
-    planted at a guessable name (``<file>.tmp``) in a shared directory is
-    neither followed nor reused; ``os.replace`` then swaps it in.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(value + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Replace ``path`` with ``value`` (a rotated refresh token), mode 0600
+    (see :func:`realtime.config.edit.replace_file`)."""
+    replace_file(path, value + "\n")
 
 
 def tokens_from(args: argparse.Namespace, url: str, ctx: ssl.SSLContext | None) -> Any:

@@ -60,6 +60,32 @@ def locked(path: Path) -> Iterator[None]:
         os.close(fd)  # closing the only descriptor releases the lock
 
 
+def replace_file(path: Path, text: str, mode: int | None = None) -> None:
+    """Replace ``path`` with ``text`` through a temp file beside it.
+
+    The temp file is made by ``mkstemp`` in the target directory: a fresh
+    random name opened with O_EXCL and mode 0600, so a symlink or file
+    planted at a guessable name (``<file>.tmp``) in a shared directory is
+    neither followed nor reused.  It is written, fsync'd, given ``mode``
+    (when set) and renamed over ``path``; on any failure it is removed.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Replace ``path`` with ``text``: temp file beside it, fsync, rename.
 
@@ -69,21 +95,7 @@ def atomic_write(path: Path, text: str) -> None:
     ``path``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = FILE_MODE
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    replace_file(path, text, FILE_MODE)
     try:
         dfd = os.open(path.parent, os.O_RDONLY)
     except OSError:
