@@ -104,6 +104,25 @@ def find_token(request: Request, settings: Settings) -> str | None:
     return None
 
 
+def foreign_origin(request: Request, settings: Settings) -> Response | None:
+    """A 403 for a browser ``Origin`` that ``allowed_origins`` does not
+    list (when it lists any), or None."""
+    allowed = settings.websocket.allowed_origins
+    origin = request.header("origin")
+    if allowed and origin is not None and origin not in allowed:
+        return error_response(403, "forbidden_origin", "Origin not allowed")
+    return None
+
+
+def _credentials(request: Request, settings: Settings, keyring: KeyRing, revoked: RevokedSet,
+                 now: float | None, principal: AccessClaims | Response | None) -> AccessClaims | Response:
+    """``principal`` when the caller already checked the credentials, else
+    the bearer token's claims (or its 401)."""
+    if principal is not None:
+        return principal
+    return verify_bearer(find_token(request, settings), settings, keyring, revoked, now)
+
+
 def check_upgrade(
     request: Request,
     settings: Settings,
@@ -128,14 +147,10 @@ def check_upgrade(
     problem = _handshake_problem(request)
     if problem is not None:
         return problem
-    allowed = settings.websocket.allowed_origins
-    origin = request.header("origin")
-    if allowed and origin is not None and origin not in allowed:
-        return error_response(403, "forbidden_origin", "Origin not allowed")
-    if principal is not None:
-        result = principal
-    else:
-        result = verify_bearer(find_token(request, settings), settings, keyring, revoked, now)
+    origin_problem = foreign_origin(request, settings)
+    if origin_problem is not None:
+        return origin_problem
+    result = _credentials(request, settings, keyring, revoked, now, principal)
     if isinstance(result, Response):
         return result
     claims = result
@@ -249,10 +264,7 @@ def check_stream(
         positions = None if last_id is None else sse.decode_positions(last_id)
     except sse.PositionError as exc:
         return error_response(400, "bad_last_event_id", str(exc))
-    if principal is not None:
-        result = principal
-    else:
-        result = verify_bearer(find_token(request, settings), settings, keyring, revoked, now)
+    result = _credentials(request, settings, keyring, revoked, now, principal)
     if isinstance(result, Response):
         return result
     if not allows_any_channel(result.scope) and raw_channels != [f"user:{result.sub}"] and raw_channels:
@@ -269,11 +281,7 @@ def stream_problem(request: Request, settings: Settings) -> Response | None:
     accept = request.header("accept")
     if accept is not None and not _accepts_event_stream(accept):
         return error_response(406, "not_acceptable", f"this endpoint answers {sse.CONTENT_TYPE}")
-    allowed = settings.websocket.allowed_origins
-    origin = request.header("origin")
-    if allowed and origin is not None and origin not in allowed:
-        return error_response(403, "forbidden_origin", "Origin not allowed")
-    return None
+    return foreign_origin(request, settings)
 
 
 def _accepts_event_stream(accept: str) -> bool:
