@@ -17,10 +17,9 @@ needed.  When the console is off every path answers 404.
 from __future__ import annotations
 
 import html
-from functools import lru_cache
-from pathlib import Path
 
 from realtime.api.app import App
+from realtime.api.static_files import read_static, static_headers
 from realtime.http.request import Request
 from realtime.http.responses import Response, error_response, redirect
 from realtime.http.router import Router
@@ -40,27 +39,15 @@ CSP = (
     "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
-STATIC = Path(__file__).resolve().parent / "static"
-
-
-@lru_cache(maxsize=None)
-def _read(name: str) -> bytes:
-    return (STATIC / name).read_bytes()
-
-
 async def serve_file(request: Request, state: App) -> Response:
     admin = state.settings.admin
     if not admin.enabled:
         return error_response(404, "not_found", "no such endpoint")
     name, content_type = FILES[request.path]
-    body = _read(name)
-    headers: tuple[tuple[str, str], ...] = (("content-type", content_type),)
+    body = read_static(name)
     if content_type.startswith("text/html"):
         body = body.replace(b"{{client_id}}", html.escape(admin.client_id, quote=True).encode())
-        headers += (("content-security-policy", CSP), ("cache-control", "no-store"),
-                    ("x-frame-options", "DENY"), ("referrer-policy", "no-referrer"))
-    else:
-        headers += (("cache-control", "no-cache"),)
+    headers = static_headers(content_type, CSP, (("x-frame-options", "DENY"), ("referrer-policy", "no-referrer")))
     return Response(200, headers + (("x-content-type-options", "nosniff"),), body)
 
 

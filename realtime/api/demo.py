@@ -26,10 +26,8 @@ registers that URI for every origin the page is opened on.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 from realtime.api.app import App
+from realtime.api.static_files import read_static, static_headers
 from realtime.http.request import Request
 from realtime.http.responses import Response, error_response, redirect
 from realtime.http.router import Router
@@ -58,17 +56,6 @@ CSP = (
 )
 
 
-STATIC = Path(__file__).resolve().parent / "static"
-
-
-@lru_cache(maxsize=None)
-def _read(name: str) -> bytes:
-    # Beside this module (package data, see pyproject.toml).  Not
-    # importlib.resources: under an editable install, run from another
-    # directory, ``realtime`` can resolve as a namespace package.
-    return (STATIC / name).read_bytes()
-
-
 def _enabled(state: App) -> bool:
     return state.settings.demo.enabled
 
@@ -82,13 +69,7 @@ async def serve_file(request: Request, state: App) -> Response:
     if not _enabled(state):
         return _not_found()
     name, content_type = FILES[request.path]
-    headers: tuple[tuple[str, str], ...] = (("content-type", content_type),)
-    if content_type.startswith("text/html"):
-        # The callback URL carries the code: never cache the page.
-        headers += (("content-security-policy", CSP), ("cache-control", "no-store"))
-    else:
-        headers += (("cache-control", "no-cache"),)
-    return Response(200, headers, _read(name))
+    return Response(200, static_headers(content_type, CSP), read_static(name))
 
 
 async def bare(request: Request, state: App) -> Response:
