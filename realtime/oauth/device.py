@@ -31,15 +31,13 @@ from realtime.oauth.errors import (
     OAuthError,
     ServerError,
     UnauthorizedClientError,
+    json_endpoint_failure,
     retry_after_value,
 )
 from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import Settings
 from realtime.store import token_hash
 from realtime.store.devices import APPROVED, DENIED, PENDING, DeviceRecord
-
-from realtime.oauth.errors import store_unavailable
-from realtime.store import StoreUnavailable
 
 log = logging.getLogger("realtime.oauth.device")
 
@@ -155,13 +153,8 @@ async def device_authorization_endpoint(request: Request, state: OAuthApp) -> Re
             raise TooManyDeviceRequestsError(wait)
         services.device_request_throttle.spend(address, now)
         body = await _new_request(services, settings, client, scope, now)
-    except OAuthError as exc:
-        return exc.to_response()
-    except StoreUnavailable as exc:
-        return store_unavailable(log, "device authorization endpoint", exc)
-    except Exception:
-        log.exception("device authorization endpoint failed")
-        return ServerError("internal error").to_response()
+    except Exception as exc:
+        return json_endpoint_failure(log, "device authorization endpoint", exc)
     return json_response(200, body, NO_STORE)
 
 

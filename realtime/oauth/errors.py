@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from realtime.http.responses import Response, error_response
+from realtime.store.records import StoreUnavailable
 
 NO_STORE: tuple[tuple[str, str], ...] = (("cache-control", "no-store"), ("pragma", "no-cache"))
 
@@ -239,3 +240,15 @@ def store_unavailable(log: Any, endpoint: str, exc: BaseException) -> Response:
     return TemporarilyUnavailableError(
         STORE_RETRY_AFTER, "the authorization server's database is unavailable, retry later").to_response()
 
+
+def json_endpoint_failure(log: Any, endpoint: str, exc: Exception) -> Response:
+    """A JSON endpoint's answer to the exception that ended its request
+    (call it from the ``except`` block): an :class:`OAuthError` as itself,
+    the store's 503 for :class:`StoreUnavailable`, else a 500 with no
+    detail, the traceback logged."""
+    if isinstance(exc, OAuthError):
+        return exc.to_response()
+    if isinstance(exc, StoreUnavailable):
+        return store_unavailable(log, endpoint, exc)
+    log.exception("%s failed", endpoint)  # never a traceback or its text to the client
+    return ServerError("internal error").to_response()

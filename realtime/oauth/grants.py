@@ -43,13 +43,11 @@ from realtime.oauth.errors import (
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
-    OAuthError,
-    ServerError,
     TemporarilyUnavailableError,
     TooManyAttemptsError,
     UnauthorizedClientError,
     UnsupportedGrantTypeError,
-    store_unavailable,
+    json_endpoint_failure,
 )
 from realtime.oauth.families import (
     credential_changed,
@@ -61,7 +59,7 @@ from realtime.oauth.families import (
 from realtime.oauth.login import MAX_PASSWORD, MAX_USERNAME, Busy, Throttled, log_failed_login, verify_login
 from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import App, Settings
-from realtime.store import IssuedTokens, RefreshRecord, StoreUnavailable, token_hash
+from realtime.store import IssuedTokens, RefreshRecord, token_hash
 from realtime.oauth.idtoken import OPENID, issue_id_token
 from realtime.tokens.keyring import issue_access_token
 
@@ -411,13 +409,8 @@ async def token_endpoint(request: Request, state: OAuthApp) -> Response:
             raise UnauthorizedClientError("the client may not use this grant type")
         ctx = GrantContext(request, form, client, state, settings, services, now)
         body = await grant(ctx)
-    except OAuthError as exc:
-        return exc.to_response()
-    except StoreUnavailable as exc:
-        return store_unavailable(log, "token endpoint", exc)
-    except Exception:  # never a traceback or its text to the client
-        log.exception("token endpoint failed")
-        return ServerError("internal error").to_response()
+    except Exception as exc:
+        return json_endpoint_failure(log, "token endpoint", exc)
     try:
         await services.maybe_sweep(now)
     except Exception:

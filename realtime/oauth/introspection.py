@@ -25,10 +25,10 @@ from realtime.http.responses import Response, json_response
 from realtime.oauth.clients import authenticate_client
 from realtime.oauth.common import active_user, read_form, scope_string
 from realtime.oauth.families import credential_changed, family_deadline
-from realtime.oauth.errors import NO_STORE, InvalidClientError, InvalidRequestError, OAuthError, ServerError, store_unavailable
+from realtime.oauth.errors import NO_STORE, InvalidClientError, InvalidRequestError, json_endpoint_failure
 from realtime.oauth.revocation import looks_like_jwt
 from realtime.oauth.services import OAuthApp
-from realtime.store import StoreUnavailable, token_hash
+from realtime.store import token_hash
 from realtime.tokens.bearer import principal_problem
 from realtime.tokens.keyring import TokenError
 
@@ -106,11 +106,6 @@ async def introspect_endpoint(request: Request, state: OAuthApp) -> Response:
         if not token:
             raise InvalidRequestError("token is missing")
         body = await _introspect(token, client.client_id, state, now)
-    except OAuthError as exc:
-        return exc.to_response()
-    except StoreUnavailable as exc:
-        return store_unavailable(log, "introspection endpoint", exc)
-    except Exception:
-        log.exception("introspection endpoint failed")
-        return ServerError("internal error").to_response()
+    except Exception as exc:
+        return json_endpoint_failure(log, "introspection endpoint", exc)
     return json_response(200, body, NO_STORE)

@@ -29,9 +29,9 @@ from realtime.http.request import Request
 from realtime.http.responses import Response
 from realtime.oauth.clients import authenticate_client
 from realtime.oauth.common import read_form
-from realtime.oauth.errors import NO_STORE, InvalidGrantError, InvalidRequestError, OAuthError, ServerError, store_unavailable
+from realtime.oauth.errors import NO_STORE, InvalidGrantError, InvalidRequestError, json_endpoint_failure
 from realtime.oauth.services import OAuthApp
-from realtime.store import StoreUnavailable, token_hash
+from realtime.store import token_hash
 from realtime.tokens.keyring import TokenError
 
 log = logging.getLogger("realtime.oauth")
@@ -75,11 +75,6 @@ async def revoke_endpoint(request: Request, state: OAuthApp) -> Response:
                     raise InvalidGrantError("the token was issued to another client")
                 for jti, exp in await services.store.revoke_family(record.family_id, now):
                     state.revoke_access(jti, exp)
-    except OAuthError as exc:
-        return exc.to_response()
-    except StoreUnavailable as exc:
-        return store_unavailable(log, "revocation endpoint", exc)
-    except Exception:
-        log.exception("revocation endpoint failed")
-        return ServerError("internal error").to_response()
+    except Exception as exc:
+        return json_endpoint_failure(log, "revocation endpoint", exc)
     return Response(200, NO_STORE)
