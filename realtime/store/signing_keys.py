@@ -37,7 +37,7 @@ from realtime.tokens.keyfiles import SigningKey
 from realtime.tokens.keyring import KeyRing
 
 __all__ = [
-    "SIGNING_KEYS_LABEL", "KeyRow", "add_signing_key", "insert_signing_keys", "load_ring", "prune_ring",
+    "SIGNING_KEYS_LABEL", "KeyRow", "add_signing_key", "insert_rows", "insert_signing_keys", "load_ring", "prune_ring",
     "prune_signing_keys", "ring_stamp", "rotate_ring", "seal", "settle_signing_keys", "signing_key_rows",
     "signing_key_stamp", "unseal",
 ]
@@ -136,10 +136,15 @@ def add_signing_key(db: Database, new: KeyRow, *, retire_at: float) -> None:
     db.write(run)
 
 
+def insert_rows(c: sqlite3.Connection, rows: Iterable[KeyRow]) -> None:
+    """Rows as they are, inside a caller's transaction (``realtime store copy``)."""
+    c.executemany(f"INSERT INTO signing_keys({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", list(rows))
+
+
 def insert_signing_keys(db: Database, rows: Iterable[KeyRow]) -> None:
-    """Rows as they are (``realtime store copy``)."""
+    """Rows as they are."""
     rows = list(rows)
-    db.write(lambda c: c.executemany(f"INSERT INTO signing_keys({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows))
+    db.write(lambda c: insert_rows(c, rows))
 
 
 def prune_signing_keys(db: Database, now: float) -> int:
