@@ -15,7 +15,9 @@ import httpx
 import trio
 
 from realtime.cli.main import build_parser
+from realtime.config.load import load_settings
 from realtime.config.settings import StoreSettings
+from realtime.store.postgres import PgStore
 from tests.helpers.oidc import OIDC_SECRET, Browser, exchange, oidc_settings
 
 
@@ -93,3 +95,28 @@ async def test_key_rotate_on_b_is_signed_with_on_a_within_a_second(
         info = await on_a.get("/oauth2/userinfo", headers={"authorization": f"Bearer {old_token}"})
         assert info.status_code == 200, info.text
     assert not (tmp_path / "b" / "keys").exists()  # the rotation wrote the store, not B's state dir
+
+
+async def test_a_reload_takes_the_ring_from_the_store(start_server: Callable[..., Any], pg_url: str,
+                                                     tmp_path: Path) -> None:
+    key_file = tmp_path / "store.key"
+    key_file.write_bytes(secrets.token_bytes(32))
+    key_file.chmod(0o600)
+    conf = tmp_path / "realtime.toml"
+    conf.write_text('[server]\nhttp = "127.0.0.1:0"\nhttps = ""\nstate_dir = "var"\n'
+                    'public_url = "https://localhost"\n[oauth]\nsigning_alg = "ES256"\n'
+                    f'[store]\nurl = "{pg_url}"\nkey_file = "store.key"\n')
+    node = await start_server(load_settings(conf))
+    first = node.state.keyring.active
+    assert first.alg == "ES256"
+    # The operator switches the algorithm: the reload makes an EdDSA key in the store, the old one retires.
+    conf.write_text(conf.read_text().replace('"ES256"', '"EdDSA"'))
+    assert await node.server.reload("test")
+    ring = node.state.keyring
+    assert ring.active.alg == "EdDSA" and ring.keys[first.kid].retire_at is not None
+    store = PgStore.open(pg_url, pool_size=1)
+    try:
+        assert {row[0] for row in store.signing_key_rows()} == {first.kid, ring.active.kid}
+    finally:
+        store.close()
+    assert not (tmp_path / "var" / "keys").exists()
