@@ -89,6 +89,9 @@ class App:
     stream_directory: StreamDirectory | None = None
     # /api/ticket and /api/streams/ID/refresh buckets ([api] publish_rate), by kind.
     stream_limits: dict[str, PrincipalLimit] = attrs.field(factory=dict)
+    # With [store] url: the [store] key_file bytes, and the signing key ring
+    # lives in the store (realtime.store.signing_keys); None: state_dir/keys.
+    store_key: bytes | None = attrs.field(default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self.metrics_registry = build_registry(self)

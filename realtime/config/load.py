@@ -329,10 +329,13 @@ def load_key_settings(path: Path, apps_file: Path) -> Settings:
     apps: dict[str, App] = {}
     if apps_file.is_file():
         apps = read_apps(apps_file, issues)
-    relevant = [i for i in issues if i.key is None or i.key.endswith(("access_token_ttl", "leeway", "signing_alg"))]
+    # [store]: with a url the ring is in the database, not in state_dir/keys.
+    store = _section(source, data, "store", _store_fields(Path(path).parent), StoreSettings)
+    relevant = [i for i in issues if i.key is None
+                or i.key.endswith(("access_token_ttl", "leeway", "signing_alg", "store.url", "store.key_file"))]
     if relevant:
         raise ConfigError(relevant)
-    return Settings(oauth=oauth, apps=apps, config_path=Path(path))
+    return Settings(oauth=oauth, apps=apps, store=store, config_path=Path(path))
 
 
 def _read(path: Path, issues: list[ConfigIssue]) -> tuple[Settings, Source] | None:

@@ -167,3 +167,19 @@ def send_reload(state_dir: Path) -> tuple[int | None, str]:
         return pid, "sent"
     finally:
         os.close(fd)
+
+
+def running(state_dir: Path) -> bool:
+    """Whether a server holds the pid file's lock now (``realtime store copy``
+    refuses to copy a live state dir)."""
+    try:
+        fd = os.open(state_dir / PID_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a probe's shared lock
+    return False

@@ -24,11 +24,14 @@ from realtime.protocol.close import CloseCode
 from realtime.net.tls import build_tls_context
 from realtime.oauth1.resource import OAUTH1_KID, withdraw_oauth1
 from realtime.protocol import replies
+from realtime.store import signing_keys
+from realtime.store.calls import StoreCalls
 from realtime.tokens.keyring import KeyRing
 
 log = logging.getLogger("realtime.reload")
 
 HOUSEKEEPING_INTERVAL = 30.0
+KEY_POLL_INTERVAL = 0.25  # seconds between two looks at the shared key ring
 
 
 def _load(settings: Settings) -> Settings:
@@ -57,7 +60,10 @@ async def _reload(state: App, trigger: str, set_tls: Callable[[ssl.SSLContext | 
         from_files = await trio.to_thread.run_sync(_load, old)
         new = _keep_listeners(from_files, old)
         ssl_context = await trio.to_thread.run_sync(build_tls_context, new)
-        keyring = await trio.to_thread.run_sync(load_keyring, new)
+        if state.store_key is not None:
+            keyring = await store_keyring(state.store, state.store_key, new)
+        else:
+            keyring = await trio.to_thread.run_sync(load_keyring, new)
     except ConfigError as exc:
         for issue in exc.issues:
             log.error("reload (%s) rejected: %s", trigger, issue)
@@ -91,6 +97,42 @@ def load_keyring(settings: Settings) -> KeyRing:
         settings.oauth.signing_alg,
         retire_after=settings.key_retire_after,
     )
+
+
+async def store_keyring(store: StoreCalls, store_key: bytes, settings: Settings) -> KeyRing:
+    """The ring in the shared store, with a key of ``signing_alg`` active
+    (created there if missing: the first node to start makes the first key)."""
+    return await store.call(signing_keys.load_ring, store.sync, store_key, settings.oauth.signing_alg,
+                            retire_after=settings.key_retire_after, now=time.time())
+
+
+async def watch_signing_keys(state: App, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """With the ring in the store: poll its ``(kid, retire_at)`` list every
+    :data:`KEY_POLL_INTERVAL` and take the new ring when it changed, so a
+    ``realtime key rotate`` on any node (or a pruning) is seen here within
+    a second.  A failed poll (database down) is retried at the next tick."""
+    assert state.store_key is not None
+    task_status.started()
+    failing = False
+    while True:
+        await trio.sleep(KEY_POLL_INTERVAL)
+        try:
+            stamp = await state.store.call(state.store.sync.signing_key_stamp)
+            if stamp == signing_keys.ring_stamp(state.keyring):
+                failing = False
+                continue
+            ring = await state.store.call(signing_keys.load_ring, state.store.sync, state.store_key,
+                                          now=time.time())
+        except (OSError, ValueError) as exc:
+            if not failing:
+                log.error("cannot read the signing keys in the store: %s", exc)
+            failing = True
+            continue
+        failing = False
+        if ring.active.kid != state.keyring.active.kid:
+            log.info("signing key %s is active (from the store)", ring.active.kid)
+        state.keyring = ring
+        withdraw_retired_keys(state)
 
 
 def _keep_listeners(new: Settings, old: Settings) -> Settings:
@@ -134,8 +176,12 @@ async def housekeeping(state: App) -> None:
         state.revoked.sweep()
         keys_dir = state.settings.server.state_dir / "keys"
         try:
-            ring = await trio.to_thread.run_sync(state.keyring.prune, keys_dir)
-        except OSError as exc:
+            if state.store_key is not None:
+                ring = await state.store.call(signing_keys.prune_ring, state.store.sync, state.store_key,
+                                              time.time())
+            else:
+                ring = await trio.to_thread.run_sync(state.keyring.prune, keys_dir)
+        except (OSError, ValueError) as exc:
             log.error("key pruning failed: %s", exc)
             continue
         if set(ring.keys) != set(state.keyring.keys):

@@ -136,7 +136,6 @@ async def build_state(settings: Settings) -> Started:
     """Everything a request needs, built once before the first accept."""
     server = settings.server
     await trio.to_thread.run_sync(prepare_state_dir, server.state_dir, limiter=_file_limiter)
-    keyring = await trio.to_thread.run_sync(reloading.load_keyring, settings, limiter=_file_limiter)
     broker = None
     if settings.broker.url is not None:
         # Imported here: coredis costs ~0.4 s of start-up, and only a [broker] url needs it.
@@ -155,12 +154,17 @@ async def build_state(settings: Settings) -> Started:
         # Shared store: sessions, CSRF tokens and family fingerprints must verify on every node.
         store_key = await trio.to_thread.run_sync(read_key_file, settings.store.key_file, limiter=_file_limiter)
         oauth_key = derive_key(store_key, OAUTH_HMAC)
+        # The signing key ring is in the store too (the first node creates its first key).
+        keyring = await reloading.store_keyring(store, store_key, settings)
     else:
+        store_key = None
         oauth_key = await trio.to_thread.run_sync(oauth.load_or_create_key, server.state_dir,
                                                   limiter=_file_limiter)
+        keyring = await trio.to_thread.run_sync(reloading.load_keyring, settings, limiter=_file_limiter)
     oauth1_key = await trio.to_thread.run_sync(oauth1_crypto.load_or_create_key, server.state_dir,
                                                limiter=_file_limiter)
     app = compose_app(settings, keyring, store, revoked, broker, oauth_key=oauth_key, oauth1_key=oauth1_key)
+    app.store_key = store_key
     await app.oauth.start()
     for sub, client_id, issued_before, _ in await store.live_cutoffs(time.time()):
         revoked.cut(sub, client_id, issued_before)  # POST /api/revoke survives a restart
@@ -333,6 +337,8 @@ class Server:
                 parts = [f"{scheme}={getattr(self.bound, scheme)}" for _, scheme in listeners]
                 log.info("listening %s", " ".join(parts) if parts else "(no listeners)")
                 root.start_soon(reloading.housekeeping, state)
+                if state.store_key is not None:  # a rotation on any node, seen here within a second
+                    root.start_soon(reloading.watch_signing_keys, state)
                 root.start_soon(hub_tick, state)  # held join/leave events
                 if started.webhooks is not None:
                     await root.start(started.webhooks.run)

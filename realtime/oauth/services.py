@@ -51,6 +51,12 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def credential_mark(key: bytes, user: User) -> str:
+    """What a login session carries of its user's credential under ``key``
+    (:meth:`OAuthServices.credential_mark`)."""
+    return _b64(credential_hmac(key, "credential", user.name, user.password_hash or ""))[:22]
+
+
 def load_or_create_key(state_dir: Path) -> bytes:
     """The server's HMAC key for sessions and CSRF tokens (32 random bytes)."""
     path = state_dir / KEY_FILE
@@ -166,7 +172,7 @@ class OAuthServices:
         """An HMAC of the user's current password hash: it changes with the
         password and reveals nothing about it (the hash itself never goes
         into a cookie or the store)."""
-        return _b64(credential_hmac(self.key, "credential", user.name, user.password_hash or ""))[:22]
+        return credential_mark(self.key, user)
 
     async def make_session(self, user: User, now: float, ttl: float = SESSION_TTL, *,
                            replacing: str | None = None) -> str:

@@ -33,8 +33,10 @@ def add_cutoff(
         c.execute(
             "INSERT INTO cutoffs(sub, client_id, issued_before, keep_until) VALUES (?, ?, ?, ?)"
             " ON CONFLICT(sub, client_id) DO UPDATE SET"
-            " issued_before = max(issued_before, excluded.issued_before),"
-            " keep_until = max(keep_until, excluded.keep_until)",
+            " issued_before = CASE WHEN excluded.issued_before > cutoffs.issued_before"
+            " THEN excluded.issued_before ELSE cutoffs.issued_before END,"
+            " keep_until = CASE WHEN excluded.keep_until > cutoffs.keep_until"
+            " THEN excluded.keep_until ELSE cutoffs.keep_until END",
             (sub, client_id, issued_before, keep_until),
         )
         query = "SELECT family_id FROM families WHERE sub = ? AND revoked = 0 AND created_at < ?"

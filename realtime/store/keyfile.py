@@ -5,8 +5,8 @@ must agree on are derived from it with HKDF-SHA256, one label each, so a
 key derived for one purpose says nothing about another: today the HMAC
 key of login sessions, CSRF tokens and refresh-family credential
 fingerprints (which a node kept in ``state_dir/oauth.key`` until the
-store was shared); next, the key that encrypts the signing key ring in
-the store.
+store was shared), and the key that encrypts the signing key ring in the
+store (:mod:`realtime.store.signing_keys`, its own label).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Device authorization grant (RFC 8628, schema 3): one row per request,
 #: by SHA-256 of the device code and of the normalised user code
@@ -157,6 +157,21 @@ CUTOFFS_TABLE = """CREATE TABLE IF NOT EXISTS cutoffs (
 )"""
 SCHEMA += CUTOFFS_TABLE + ";\n"
 
+# The signing key ring when the store is shared ([store] url, schema 4):
+# one row per key, the private key sealed with AES-GCM under a key derived
+# from [store] key_file (realtime.store.signing_keys).  A node on its own
+# keeps its ring in state_dir/keys; `realtime store copy` fills this table.
+SIGNING_KEYS_TABLE = """CREATE TABLE IF NOT EXISTS signing_keys (
+    kid          TEXT PRIMARY KEY,
+    alg          TEXT NOT NULL,
+    public_jwk   TEXT NOT NULL,  -- the JWKS entry (JSON)
+    private_enc  TEXT NOT NULL,  -- PKCS#8 DER, AES-GCM, the kid as associated data
+    created_at   REAL NOT NULL,
+    activated_at REAL NOT NULL,
+    retire_at    REAL            -- NULL: not scheduled (the newest such key is active)
+)"""
+SCHEMA += SIGNING_KEYS_TABLE + ";\n"
+
 #: The steps from each version to the next: ``MIGRATIONS[n]`` takes a
 #: file from ``n - 1`` to ``n``.  Columns only ever get added, with
 #: defaults that keep an old row's meaning.
@@ -182,6 +197,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # Revocation cut-offs (POST /api/revoke).
         CUTOFFS_TABLE,
     ),
+    4: (SIGNING_KEYS_TABLE,),
 }
 
 

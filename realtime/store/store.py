@@ -27,7 +27,7 @@ import types
 from pathlib import Path
 from typing import Callable, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from realtime.store import consents, cutoffs, devices, grants, oauth1, revoked, sessions
+from realtime.store import consents, cutoffs, devices, grants, oauth1, revoked, sessions, signing_keys
 from realtime.store.database import Database
 
 __all__ = ["Store", "TableCall"]
@@ -129,6 +129,14 @@ class Store:
     save_login_session = TableCall(sessions.save_login_session)
     get_login_session = TableCall(sessions.get_login_session)
     end_login_session = TableCall(sessions.end_login_session)
+
+    # -- the signing key ring of a shared store ([store] url) ----------------
+    signing_key_rows = TableCall(signing_keys.signing_key_rows)
+    signing_key_stamp = TableCall(signing_keys.signing_key_stamp)
+    settle_signing_keys = TableCall(signing_keys.settle_signing_keys)
+    add_signing_key = TableCall(signing_keys.add_signing_key)
+    insert_signing_keys = TableCall(signing_keys.insert_signing_keys)
+    prune_signing_keys = TableCall(signing_keys.prune_signing_keys)
 
     # -- OAuth 1.0a ---------------------------------------------------------
     oauth1_use_nonce = TableCall(oauth1.oauth1_use_nonce)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import attrs
 
-from realtime.store import LoginSession, Store, token_hash
+from realtime.store import SCHEMA_VERSION, LoginSession, Store, token_hash
 from tests.helpers.store import NOW, OpenStore, issued
 
 
@@ -80,7 +80,7 @@ def test_a_version_2_file_gets_the_session_columns(tmp_path: Path) -> None:
     conn.close()
     store = Store.open(path)
     try:
-        assert store.db.read("SELECT value FROM meta WHERE key = 'schema'") == [("3",)]
+        assert store.db.read("SELECT value FROM meta WHERE key = 'schema'") == [(str(SCHEMA_VERSION),)]
         assert store.get_code("old").sid is None
         store.save_login_session(session())
         assert store.end_login_session("sid-1", NOW) == []

@@ -30,6 +30,7 @@ from realtime.cli.admin.files import DEFAULT_CONFIG, GRANT_TYPES, AdminError, Pa
 from realtime.config.edit import EditError, atomic_write
 from realtime.cli.admin.keys import cmd_key_rotate
 from realtime.cli.admin.store import cmd_store_migrate
+from realtime.cli.admin.store_copy import cmd_store_copy
 from realtime.cli.admin.users import cmd_user_add, cmd_user_disable, cmd_user_enable, cmd_user_passwd
 
 __all__ = ["AdminError", "Paths", "add_subcommands", "atomic_write", "notify_server"]
@@ -125,3 +126,8 @@ def add_subcommands(subparsers: Any) -> None:
     migrate = store_sub.add_parser("migrate", help="create or upgrade the schema; write [store] key_file if missing")
     add_config_option(migrate)
     migrate.set_defaults(func=_run(cmd_store_migrate))
+    copy = store_sub.add_parser("copy", help="copy a stopped node's SQLite state and key ring into a migrated, "
+                                             "empty database")
+    add_config_option(copy)
+    copy.add_argument("--to", required=True, metavar="URL", help="the PostgreSQL database (postgresql://...)")
+    copy.set_defaults(func=_run(cmd_store_copy))

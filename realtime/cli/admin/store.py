@@ -24,7 +24,7 @@ from realtime.store.keyfile import KEY_BYTES
 def cmd_store_migrate(args: argparse.Namespace) -> int:
     from realtime.store.postgres import SchemaMismatch, StoreUnavailable, connect, migrate
 
-    settings = _settings(args.config)
+    settings = read_settings(args.config)
     if settings is None:
         return 1
     url = settings.store.url
@@ -98,7 +98,7 @@ def check_store(settings: Settings) -> list[str]:
     return problems
 
 
-def _settings(config: Path) -> Settings | None:
+def read_settings(config: Path) -> Settings | None:
     if not config.exists():
         print(f"error: {config}: no such file", file=sys.stderr)
         return None

@@ -1,7 +1,7 @@
 """The PostgreSQL schema of the shared state store, and its migrations.
 
 The tables and columns are the SQLite store's (:mod:`realtime.store.schema`,
-version 3), so the same table functions run on both; only the types
+version 4), so the same table functions run on both; only the types
 differ: timestamps are ``DOUBLE PRECISION`` (PostgreSQL's ``REAL`` is a
 4-byte float, too coarse for epoch seconds) and the OAuth 1.0a
 timestamp is ``BIGINT``.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PG_SCHEMA_VERSION = 1
+PG_SCHEMA_VERSION = 2
 
 #: Any fixed number: the advisory lock that serialises migrations.
 _MIGRATE_LOCK = 0x7265616C74696D65  # "realtime"
@@ -142,9 +142,34 @@ CREATE TABLE IF NOT EXISTS device_codes (
 CREATE INDEX IF NOT EXISTS device_codes_by_sub ON device_codes(sub, client_id);
 """
 
+#: Version 2: revocation cut-offs by sub (POST /api/revoke), which the
+#: SQLite store gained while version 1 was written.
+PG_CUTOFFS = """CREATE TABLE IF NOT EXISTS cutoffs (
+    sub           TEXT NOT NULL,
+    client_id     TEXT NOT NULL DEFAULT '',
+    issued_before DOUBLE PRECISION NOT NULL,
+    keep_until    DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (sub, client_id)
+)"""
+PG_SCHEMA += PG_CUTOFFS + ";\n"
+
+#: Version 2 too: the shared signing key ring (SQLite schema 4's table).
+PG_SIGNING_KEYS = """CREATE TABLE IF NOT EXISTS signing_keys (
+    kid          TEXT PRIMARY KEY,
+    alg          TEXT NOT NULL,
+    public_jwk   TEXT NOT NULL,
+    private_enc  TEXT NOT NULL,
+    created_at   DOUBLE PRECISION NOT NULL,
+    activated_at DOUBLE PRECISION NOT NULL,
+    retire_at    DOUBLE PRECISION
+)"""
+PG_SCHEMA += PG_SIGNING_KEYS + ";\n"
+
 #: ``PG_MIGRATIONS[n]`` takes a database from version ``n - 1`` to ``n``
-#: (none yet: version 1 is the first PostgreSQL layout).
-PG_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+#: (version 1 is the first PostgreSQL layout).
+PG_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (PG_CUTOFFS, PG_SIGNING_KEYS),
+}
 
 
 class SchemaMismatch(OSError):

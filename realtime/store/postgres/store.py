@@ -10,7 +10,7 @@ and the store tests run on both (``tests/store``).
 
 from __future__ import annotations
 
-from realtime.store.postgres.database import POOL_SIZE, PgDatabase
+from realtime.store.postgres.database import OPEN_TIMEOUT, POOL_SIZE, PgDatabase
 from realtime.store.store import Store
 
 __all__ = ["PgStore"]
@@ -25,9 +25,10 @@ class PgStore(Store):
         self.db = db  # type: ignore[assignment]
 
     @classmethod
-    def open(cls, url: str, *, pool_size: int = POOL_SIZE) -> PgStore:  # type: ignore[override]
+    def open(cls, url: str, *, pool_size: int = POOL_SIZE,  # type: ignore[override]
+             timeout: float = OPEN_TIMEOUT) -> PgStore:
         """Connect to the migrated database at ``url``; see :meth:`PgDatabase.open`."""
-        return cls(PgDatabase.open(url, pool_size=pool_size))
+        return cls(PgDatabase.open(url, pool_size=pool_size, timeout=timeout))
 
     @property
     def url(self) -> str:
