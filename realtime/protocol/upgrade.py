@@ -195,7 +195,9 @@ def ticket_principal(
         return bearer_challenge(401, "invalid_token", "unknown, used or expired ticket")
     if claims.exp <= now:
         return bearer_challenge(401, "invalid_token", "the ticket's token has expired")
-    if claims.jti in revoked:
+    # The ticket carries the claims as they were when it was made: a
+    # revocation since (by jti, or a POST /api/revoke cut-off) must still hold.
+    if claims.jti in revoked or revoked.cut_off(claims.sub, claims.client_id, claims.iat):
         return bearer_challenge(401, "invalid_token", "the ticket's token was revoked")
     if claims.kid not in keyring.keys:
         return bearer_challenge(401, "invalid_token", "the ticket's signing key was retired")

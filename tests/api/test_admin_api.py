@@ -153,3 +153,23 @@ async def test_revoke_closes_refuses_and_survives_a_restart(
         # A token issued after the cut-off (next second: iat is whole seconds) works.
         fresh = again.mint(now=time.time() + 1)
         assert (await api(again, "GET", "/api/history", token=fresh, params={"channel": "chat:x"})).status_code == 200
+
+
+async def test_a_ticket_made_before_a_revoke_opens_nothing_after_it(running: Running) -> None:
+    # The ticket holds the token's claims as they were: the POST /api/revoke
+    # cut-off must still refuse it, on /sse and on the /ws handshake.
+    with trio.fail_after(20):
+        token = running.mint()
+        tickets = []
+        for _ in range(2):
+            made = await api(running, "POST", "/api/ticket", token=token)
+            assert made.status_code == 200, made.text
+            tickets.append(made.json()["ticket"])
+        assert (await api(running, "POST", "/api/revoke", json={"sub": "alice"})).status_code == 200
+        stream = await api(running, "GET", "/sse", token="", params={"ticket": tickets[0], "channel": "chat:x"},
+                           headers={"accept": "text/event-stream"})
+        assert stream.status_code == 401 and "revoked" in stream.json()["error_description"]
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(running.url(f"/ws?ticket={tickets[1]}", "ws")):
+                pass
+        assert rejected.value.status_code == 401
