@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from realtime.hub import admin as hub_admin
 from realtime.protocol.close import CloseCode
+from realtime.tokens.revoked import cutoff_keep_until
 
 if TYPE_CHECKING:
     from realtime.api.app import App
@@ -24,7 +25,6 @@ __all__ = ["OPS", "conn_view", "merge", "run_local"]
 
 # An access token of a sub cut off now may still be presented until its
 # exp; the cut-off is kept this long past issued_before, at least.
-MIN_CUTOFF_KEEP = 24 * 3600.0
 
 
 def conn_view(app: "App", conn: Any) -> dict[str, Any]:
@@ -77,7 +77,7 @@ async def unsubscribe(app: "App", args: dict[str, Any]) -> dict[str, Any]:
 
 def cutoff_keep(app: "App", issued_before: float) -> float:
     """Until when a cut-off must be kept: past the longest access-token life."""
-    return issued_before + max(MIN_CUTOFF_KEEP, app.settings.key_retire_after)
+    return cutoff_keep_until(app.settings.key_retire_after, issued_before)
 
 
 async def revoke(app: "App", args: dict[str, Any]) -> dict[str, Any]:

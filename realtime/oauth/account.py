@@ -20,6 +20,7 @@ import time
 from typing import Protocol
 
 from realtime.hub import Hub
+from realtime.hub import admin as hub_admin
 from realtime.http import pages
 from realtime.http.request import Request
 from realtime.http.responses import Response, redirect
@@ -29,6 +30,7 @@ from realtime.protocol.close import CloseCode
 
 from realtime.oauth.errors import STORE_UNAVAILABLE_PAGE, log_store_unavailable
 from realtime.store import StoreUnavailable
+from realtime.tokens.revoked import cutoff_keep_until
 
 log = logging.getLogger("realtime.oauth.account")
 
@@ -101,6 +103,20 @@ async def account_endpoint(request: Request, state: AccountApp) -> Response:
         return page.error(500, "Server error", "Something went wrong. Please try again.")
 
 
+async def cut_off(state: AccountApp, sub: str, client_id: str, now: float) -> None:
+    """Refuse every token of ``sub`` for ``client_id`` (``""``: every app)
+    issued before ``now``, also those the store never recorded (a
+    ``password`` grant without a refresh token, a ticket made from one):
+    the same durable cut-off as ``POST /api/revoke``, kept in the store,
+    applied here, kept in the broker for nodes away, and run on every other
+    node (which close their sockets of those tokens with 4003)."""
+    keep = cutoff_keep_until(state.settings.key_retire_after, now)
+    await state.oauth.store.add_cutoff(sub, client_id, now, keep, now)
+    state.revoked.cut(sub, client_id, now)
+    await hub_admin.share_cutoff(state.hub, sub, client_id, now, keep)
+    await hub_admin.ask_others(state.hub, "revoke", {"sub": sub, "client_id": client_id, "issued_before": now})
+
+
 async def revoke_endpoint(request: Request, state: AccountApp) -> Response:
     """POST /account/revoke: withdraw one app (``client_id``) or all (``all=1``)."""
     page = BrowserPage(request, state, REVOKE_PATH, "your account")
@@ -121,6 +137,7 @@ async def revoke_endpoint(request: Request, state: AccountApp) -> Response:
         pairs = await page.services.store.withdraw_grant(user.name, client_id, page.now)
         for jti, exp in pairs:
             state.revoke_access(jti, exp)  # 4003 here and, through the broker, on every node
+        await cut_off(state, user.name, client_id or "", page.now)
         for conn in live_connections(state.hub, user.name, client_id):
             conn.withdraw(CloseCode.REVOKED, "access withdrawn")  # tokens the store never recorded
         log.info("access withdrawn (user=%s, client_id=%s, tokens=%d)", user.name, client_id or "*", len(pairs))

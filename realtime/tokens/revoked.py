@@ -78,3 +78,13 @@ class RevokedSet:
                 del self._exp[jti]
                 dropped += 1
         return dropped
+
+
+#: A cut-off is kept at least this long, whatever the token lifetimes.
+MIN_CUTOFF_KEEP = 24 * 3600.0
+
+
+def cutoff_keep_until(longest_token_life: float, issued_before: float) -> float:
+    """Until when a cut-off must be kept: no token it refuses can still be
+    valid after that (``longest_token_life``: Settings.key_retire_after)."""
+    return issued_before + max(MIN_CUTOFF_KEEP, longest_token_life)

@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 
 import attrs
+import pytest
 
 from realtime.store import token_hash
+from realtime.tokens.keyring import TokenError, issue_access_token
 import jwt
 from tests.helpers.device import add_device_apps, decide, enter_code, poll, sign_in, start
 from tests.helpers.oauth import WEB_CB, WEB_SECRET, Env, body_json, get_code, header, hidden_fields
@@ -73,6 +75,28 @@ async def test_withdraw_one_app(env: Env) -> None:
     assert jti_of(env, tv["access_token"]) not in env.state.revoked
     page = await env.get("/account?done=1")
     assert b"Access withdrawn" in page.body and b"Web &lt;App&gt;" not in page.body and b"Living-room TV" in page.body
+
+
+async def test_withdrawing_cuts_off_tokens_the_store_never_recorded(env: Env) -> None:
+    # A password-grant token without a refresh token (or a ticket made from
+    # one) is in no family: only a cut-off like POST /api/revoke's refuses it,
+    # here, after a restart (the store) and on other nodes.
+    add_device_apps(env)
+    await sign_in(env, "/account")
+    await web_tokens(env)
+    settings = env.state.settings
+    unrecorded, _ = issue_access_token(env.state.keyring, issuer=settings.issuer, audience=settings.audience,
+                                       sub="alice", client_id="web", scope=["chat:read"], ttl=900, now=env.now - 1)
+    fields = hidden_fields(await env.get("/account"))
+    env.advance(1)
+    resp = await env.post("/account/revoke", {"csrf_token": fields["csrf_token"], "client_id": "web"})
+    assert resp.status == 303
+    with pytest.raises(TokenError):
+        env.state.keyring.verify(unrecorded, issuer=settings.issuer, audience=settings.audience, now=env.now,
+                                 revoked=env.state.revoked)
+    kept = await env.store.live_cutoffs(env.now)
+    assert [(sub, client_id) for sub, client_id, *_ in kept] == [("alice", "web")]
+    assert not env.state.revoked.cut_off("alice", "tv", env.now - 1)  # the other app is untouched
 
 
 async def test_sign_out_everywhere(env: Env) -> None:
