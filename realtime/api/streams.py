@@ -20,6 +20,7 @@ token's signature and before any store or stream work.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -30,9 +31,11 @@ from realtime.hub import BrokerUnavailable
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response, bearer_challenge, error_response, json_response
 from realtime.http.router import Router
-from realtime.session.refresh import ANOTHER_PRINCIPAL, Refused, refresh, verify_refresh
+from realtime.session.refresh import ANOTHER_PRINCIPAL, Refused, apply_refresh, verify_refresh
 from realtime.session.streams import TICKET_TTL
 from realtime.tokens.bearer import header_token, verify_bearer
+
+log = logging.getLogger("realtime.api")
 
 STREAMS_PREFIX = "/api/streams/"
 
@@ -61,7 +64,8 @@ async def ticket(request: Request, state: App) -> Response:
     try:
         issued = await state.tickets.issue(claims, expires_in)
     except BrokerUnavailable as exc:
-        return error_response(503, "unavailable", f"the ticket store is unreachable: {exc}", (("retry-after", "1"),))
+        log.warning("ticket store unreachable: %s", exc)
+        return error_response(503, "unavailable", "the ticket store is unreachable", (("retry-after", "1"),))
     return json_response(200, {"ticket": issued, "expires_in": expires_in}, headers=(("cache-control", "no-store"),))
 
 
@@ -80,12 +84,16 @@ async def refresh_stream(request: Request, state: App) -> Response:
     stream = state.streams.get(stream_id)
     if stream is None:
         return await _refresh_elsewhere(stream_id, body["token"], state)
+    # The token first: only a token of the stream's own principal spends
+    # that principal's bucket, so a stranger who learnt the stream id cannot
+    # use it up and make the owner's real refresh fail.
+    claims = verify_refresh(body["token"], stream.sub, stream.client_id, state)
+    if isinstance(claims, Refused):
+        return _refused(claims)
     refused = _over_rate("refresh", state, stream.sub, stream.client_id)
     if refused is not None:
         return refused
-    outcome = refresh(body["token"], stream, state)
-    if isinstance(outcome, Refused):
-        return _refused(outcome)
+    outcome = apply_refresh(claims, stream, state)
     stream.refreshed(outcome.claims, outcome.lost)
     return _moved(outcome.claims.exp)
 
@@ -101,17 +109,17 @@ async def _refresh_elsewhere(stream_id: str, token: str, state: App) -> Response
         entry = await directory.lookup(stream_id)
         if entry is None:
             return unknown
-        refused = _over_rate("refresh", state, entry.sub, entry.client_id)
-        if refused is not None:
-            return refused
         claims = verify_refresh(token, entry.sub, entry.client_id, state)
         if isinstance(claims, Refused):
             return _refused(claims)
+        refused = _over_rate("refresh", state, entry.sub, entry.client_id)
+        if refused is not None:
+            return refused
         if not await directory.forward(stream_id, claims):
             return unknown
     except BrokerUnavailable as exc:
-        return error_response(503, "unavailable", f"the stream directory is unreachable: {exc}",
-                              (("retry-after", "1"),))
+        log.warning("stream directory unreachable: %s", exc)
+        return error_response(503, "unavailable", "the stream directory is unreachable", (("retry-after", "1"),))
     return _moved(claims.exp)
 
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import trio
 
+from realtime.config.settings import ApiSettings
 from realtime.protocol.close import CloseCode
 from tests.helpers.server import Running
 from tests.helpers.sse import open_stream, sse_url
@@ -211,6 +212,19 @@ async def test_refresh_moves_the_deadline_and_the_stream_outlives_its_first_toke
         assert (await api_publish(running, "chat:a", "still here", later)).status_code == 200
         message = await stream.next()
         assert message.name == "message" and message.data["data"] == "still here"
+
+
+async def test_bad_refreshes_by_a_stranger_do_not_spend_the_owners_allowance(
+        start_server: Callable[..., Any], make_settings: Callable[..., Any]) -> None:
+    # Whoever learns a stream id must not be able to make its owner's real
+    # refresh fail: only a token of the stream's own principal is charged.
+    running = await start_server(make_settings(websocket={"ping_interval": 0}, api=ApiSettings(publish_rate="3/m")))
+    async with open_stream(running, "chat:a", token=running.mint()) as stream, httpx.AsyncClient() as client:
+        url = running.url(f"/api/streams/{(await stream.next()).data['stream']}/refresh")
+        stranger = [await client.post(url, json={"token": "x.y.z"}) for _ in range(10)]
+        assert {answer.status_code for answer in stranger} == {401}
+        answer = await client.post(url, json={"token": running.mint(ttl=60)})
+        assert answer.status_code == 200, answer.text
 
 
 async def test_the_stream_ends_with_4001_at_its_tokens_exp(start_server: Callable[..., Any],
