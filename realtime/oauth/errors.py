@@ -137,11 +137,6 @@ class ServerError(OAuthError):
     status_code = 500
 
 
-class TemporarilyUnavailableError(OAuthError):
-    error = "temporarily_unavailable"
-    status_code = 503
-
-
 class LoginRequiredError(OAuthError):
     """OpenID Connect Core §3.1.2.6, for ``prompt=none`` without a session."""
 
