@@ -28,8 +28,6 @@ from realtime.oauth.services import OAuthApp
 from realtime.oauth.signed_in import BrowserPage
 from realtime.protocol.close import CloseCode
 
-from realtime.oauth.errors import STORE_UNAVAILABLE_PAGE, log_store_unavailable
-from realtime.store import StoreUnavailable
 from realtime.tokens.revoked import cutoff_keep_until
 
 log = logging.getLogger("realtime.oauth.account")
@@ -95,12 +93,8 @@ async def account_endpoint(request: Request, state: AccountApp) -> Response:
         html = pages.account_page(user=user.display_name or user.name, apps=await _listing(page, state, user.name),
                                   hidden=hidden, notice=notice, form_action=REVOKE_PATH)
         return page.page(200, html)  # no-store, as every page
-    except StoreUnavailable as exc:
-        log_store_unavailable(log, "account page", exc)
-        return page.error(503, *STORE_UNAVAILABLE_PAGE)
-    except Exception:
-        log.exception("account page failed")
-        return page.error(500, "Server error", "Something went wrong. Please try again.")
+    except Exception as exc:  # noqa: BLE001 - answered by its kind
+        return page.failure(log, "account page", exc)
 
 
 async def cut_off(state: AccountApp, sub: str, client_id: str, now: float) -> None:
@@ -142,9 +136,5 @@ async def revoke_endpoint(request: Request, state: AccountApp) -> Response:
             conn.withdraw(CloseCode.REVOKED, "access withdrawn")  # tokens the store never recorded
         log.info("access withdrawn (user=%s, client_id=%s, tokens=%d)", user.name, client_id or "*", len(pairs))
         return redirect(f"{ACCOUNT_PATH}?done={'all' if everything else '1'}", 303)
-    except StoreUnavailable as exc:
-        log_store_unavailable(log, "account revoke", exc)
-        return page.error(503, *STORE_UNAVAILABLE_PAGE)
-    except Exception:
-        log.exception("account revoke failed")
-        return page.error(500, "Server error", "Something went wrong. Please try again.")
+    except Exception as exc:  # noqa: BLE001 - answered by its kind
+        return page.failure(log, "account revoke", exc)

@@ -28,8 +28,6 @@ from realtime.oauth.services import OAuthApp, Session
 from realtime.oauth.signed_in import BrowserPage
 from realtime.store.devices import PENDING, DeviceRecord
 
-from realtime.oauth.errors import STORE_UNAVAILABLE_PAGE, log_store_unavailable
-from realtime.store import StoreUnavailable
 
 log = logging.getLogger("realtime.oauth.device")
 
@@ -158,9 +156,5 @@ async def device_page_endpoint(request: Request, state: OAuthApp) -> Response:
         if action == "consent":
             return await _decide(page, user, session, form)
         return page.error(400, "Invalid request", "Unknown action.")
-    except StoreUnavailable as exc:
-        log_store_unavailable(log, "device page", exc)
-        return page.error(503, *STORE_UNAVAILABLE_PAGE)
-    except Exception:
-        log.exception("device page failed")
-        return page.error(500, "Server error", "Something went wrong. Please try again.")
+    except Exception as exc:  # noqa: BLE001 - answered by its kind
+        return page.failure(log, "device page", exc)

@@ -15,6 +15,7 @@ these pages live outside ``/oauth2``.
 
 from __future__ import annotations
 
+import logging
 from typing import Mapping
 
 from realtime.config.settings import Settings, User
@@ -22,11 +23,12 @@ from realtime.http import pages
 from realtime.http.request import BadRequest, Request
 from realtime.http.responses import Response
 from realtime.oauth.common import single
-from realtime.oauth.errors import InvalidRequestError
+from realtime.oauth.errors import STORE_UNAVAILABLE_PAGE, InvalidRequestError, log_store_unavailable
 from realtime.oauth.login import LoginRefused, check_password
 from realtime.oauth.services import (
     CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, OAuthApp, OAuthServices, Session, read_cookie, set_cookie,
 )
+from realtime.store import StoreUnavailable
 
 LOGIN = "login"
 
@@ -83,6 +85,16 @@ class BrowserPage:
 
     def error(self, status: int, title: str, message: str) -> Response:
         return self.page(status, pages.error_page(title, message))
+
+    def failure(self, log: logging.Logger, what: str, exc: Exception) -> Response:
+        """The page's answer to the exception that ended its request (call it
+        from the ``except`` block): the store's 503 page, else a 500 with no
+        detail and the traceback logged."""
+        if isinstance(exc, StoreUnavailable):
+            log_store_unavailable(log, what, exc)
+            return self.error(503, *STORE_UNAVAILABLE_PAGE)
+        log.exception("%s failed", what)
+        return self.error(500, "Server error", "Something went wrong. Please try again.")
 
     def login_form(self, *, status: int = 200, error: str | None = None, username: str = "",
                    keep: Mapping[str, str] | None = None, headers: tuple[tuple[str, str], ...] = ()) -> Response:
