@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -16,6 +15,7 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websocket_url
 
+from realtime.client.backoff import reconnect_delay
 from realtime.client.errors import ChannelError, ClientError, PublishError, TransportError
 from realtime.client.inbox import Inbox
 from realtime.client.token_providers import TokenProvider
@@ -126,10 +126,6 @@ class Client(Inbox):
             raise TransportError("the connection closed before the server answered")
         return slot[1]
 
-    def _backoff(self, attempt: int) -> float:
-        base = min(self.max_backoff, self.min_backoff * 2 ** max(0, attempt - 1))
-        return base * random.uniform(0.75, 1.25)
-
     async def run(self) -> None:
         """Connect, stream, and reconnect until cancelled or a fatal error.
 
@@ -151,7 +147,7 @@ class Client(Inbox):
         force_refresh = False
         while True:
             if attempt:
-                delay = self._backoff(attempt)
+                delay = reconnect_delay(attempt, self.min_backoff, self.max_backoff)
                 log.info("reconnecting in %.1f s", delay)
                 await trio.sleep(delay)
             attempt += 1

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from typing import Any
 import httpx
 import trio
 
+from realtime.client.backoff import reconnect_delay
 from realtime.client.errors import AuthError, ChannelError, ClientError, TransportError
 from realtime.client.http_client import describe_error
 from realtime.client.inbox import Inbox
@@ -137,8 +137,7 @@ class SseClient(Inbox):
         attempt, force_refresh = 0, False
         while True:
             if attempt:
-                base = min(self.max_backoff, self.min_backoff * 2 ** max(0, attempt - 1))
-                await trio.sleep(base * random.uniform(0.75, 1.25))
+                await trio.sleep(reconnect_delay(attempt, self.min_backoff, self.max_backoff))
             attempt += 1
             try:
                 token = await (self.tokens.refresh() if force_refresh else self.tokens.token())
