@@ -28,14 +28,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from realtime.config.apps import (
-    load_apps,
-    load_users,
-    password_length,
-    read_apps,
-    read_users,
-    readable_secrets_warnings,
-)
+from realtime.config.apps import load_apps, read_apps, readable_secrets_warnings
+from realtime.config.users import load_users, password_length, read_users
 from realtime.config.providers import read_providers
 from realtime.config.webhooks import read_webhooks
 from realtime.config.redact import redact_url

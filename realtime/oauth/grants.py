@@ -56,9 +56,10 @@ from realtime.oauth.families import (
     may_retry,
     refresh_expiry,
 )
-from realtime.oauth.login import MAX_PASSWORD, MAX_USERNAME, Busy, Throttled, log_failed_login, verify_login
+from realtime.oauth.login import MAX_USERNAME, Busy, Throttled, log_failed_login, verify_login
 from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import App, Settings
+from realtime.config.users import MAX_PASSWORD_LENGTH
 from realtime.store import IssuedTokens, RefreshRecord, token_hash
 from realtime.oauth.idtoken import OPENID, issue_id_token
 from realtime.tokens.keyring import issue_access_token
@@ -345,7 +346,7 @@ async def password(ctx: GrantContext) -> dict:
     username = _required(ctx.form, "username")
     secret = _required(ctx.form, "password")
     requested = parse_scope(ctx.form.get("scope"))
-    if len(username) > MAX_USERNAME or len(secret) > MAX_PASSWORD:
+    if len(username) > MAX_USERNAME or len(secret) > MAX_PASSWORD_LENGTH:
         raise InvalidGrantError("invalid username or password")
     address = ctx.request.client_host or "-"
     user = await verify_login(ctx.services, ctx.settings.users, username, secret, address)

@@ -20,11 +20,11 @@ from realtime.oauth.errors import retry_after_value
 from realtime.oauth.offload import OffloadBusy
 from realtime.oauth.services import OAuthServices
 from realtime.config.settings import User
+from realtime.config.users import MAX_PASSWORD_LENGTH
 
 log = logging.getLogger("realtime.oauth.login")
 
 MAX_USERNAME = 256
-MAX_PASSWORD = 1024
 
 
 @attrs.frozen
@@ -58,7 +58,7 @@ async def check_password(
     so time spent queued for argon2 is no refill."""
     username = form.get("username", "")
     secret = form.get("password", "")
-    if not username or not secret or len(username) > MAX_USERNAME or len(secret) > MAX_PASSWORD:
+    if not username or not secret or len(username) > MAX_USERNAME or len(secret) > MAX_PASSWORD_LENGTH:
         return LoginRefused(400, "Enter your user name and password.", username[:MAX_USERNAME])
     result = await verify_login(services, users, username, secret, request.client_host or "-")
     if isinstance(result, Throttled):

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from realtime.cli import admin
-from realtime.config.apps import load_apps, load_users
+from realtime.config.apps import load_apps
+from realtime.config.users import load_users
 from realtime.oauth.passwords import verify_secret
 from tests.helpers.operator import run_command, write_operator_conf
 

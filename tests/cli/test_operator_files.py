@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from realtime.cli.client import write_secret_file
-from realtime.config.apps import load_apps, load_users
+from realtime.config.apps import load_apps
+from realtime.config.users import load_users
 from realtime.config.load import ConfigError, load_settings
 from realtime.oauth.passwords import hash_secret, verify_secret
 from tests.helpers.operator import run_command, write_operator_conf
@@ -210,7 +211,7 @@ def test_bad_min_password_length_names_file_line_and_key(conf: Path, value: str,
 def test_default_min_password_length() -> None:
     from realtime.config.settings import OAuthSettings
 
-    from realtime.config.apps import DEFAULT_MIN_PASSWORD_LENGTH
+    from realtime.config.users import DEFAULT_MIN_PASSWORD_LENGTH
 
     assert OAuthSettings().min_password_length == DEFAULT_MIN_PASSWORD_LENGTH == 8
 

@@ -15,7 +15,7 @@ import pytest
 
 from realtime.cli.main import build_parser
 from realtime.config.load import ConfigError, load_settings
-from realtime.config.apps import load_users
+from realtime.config.users import load_users
 from realtime.config.login_provider import Provider, ProviderError, allowed_url, parse_token_response
 
 EXAMPLE = Path("/work/shared/provider-example.json")

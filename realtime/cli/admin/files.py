@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from realtime.config.apps import DEFAULT_MIN_PASSWORD_LENGTH, password_length
+from realtime.config.users import DEFAULT_MIN_PASSWORD_LENGTH, password_length
 from realtime.config.edit import EditError, UserFile, load_toml
 from realtime.config.fields import parse_toml
 from realtime.net import pidfile

@@ -7,7 +7,7 @@ import getpass
 import sys
 
 from realtime.cli.admin.files import AdminError, Paths, check_value, client_ids, min_password_length, notify
-from realtime.config.apps import email, password_policy, user_name_with
+from realtime.config.users import email, password_policy, user_name_with
 from realtime.config.edit import UserFile, locked
 from realtime.config.fields import scope
 from realtime.config.providers import provider_names

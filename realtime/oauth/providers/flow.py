@@ -28,7 +28,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
-from realtime.config.apps import email
+from realtime.config.users import email
 from realtime.config.edit import EditError, UserFile
 from realtime.config.login_provider import Provider, ProviderError
 from realtime.config.settings import User
