@@ -86,14 +86,9 @@ async def revoke(app: "App", args: dict[str, Any]) -> dict[str, Any]:
     issued_before = float(args["issued_before"])
     families, pairs = await app.store.add_cutoff(
         sub, client_id, issued_before, cutoff_keep(app, issued_before), time.time())
-    app.revoked.cut(sub, client_id, issued_before)
     for jti, exp in pairs:
         app.revoked.add(jti, exp)
-    closed = 0
-    for conn in hub_admin.select(app.hub, sub=sub, client_id=client_id or None):
-        if conn.claims.iat < issued_before:
-            conn.withdraw(CloseCode.REVOKED, "tokens revoked")
-            closed += 1
+    closed = app.apply_cutoff(sub, client_id, issued_before)
     return {"revoked_families": families, "closed": closed}
 
 

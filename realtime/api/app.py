@@ -42,6 +42,7 @@ from realtime.api.webhooks import WebhookStats
 from realtime.config.settings import Settings
 from realtime.http.counters import Counters
 from realtime.hub import Hub
+from realtime.hub import admin as hub_admin
 from realtime.protocol.close import CloseCode
 from realtime.session.streams import StreamDirectory, Streams, TicketBook, TicketStore
 from realtime.store.calls import StoreCalls
@@ -121,4 +122,17 @@ class App:
         for conn in list(self.hub.connections.by_jti(jti)):
             conn.withdraw(CloseCode.REVOKED, "token revoked")
             closed += 1
+        return closed
+
+    def apply_cutoff(self, sub: str, client_id: str, issued_before: float) -> int:
+        """Refuse every token of ``sub`` (of ``client_id``; ``""``: any app)
+        issued before ``issued_before`` and close the live sockets opened
+        with one, with 4003; returns how many were closed.  Callers persist
+        the cut-off in the store themselves, as for :meth:`revoke_access`."""
+        self.revoked.cut(sub, client_id, issued_before)
+        closed = 0
+        for conn in hub_admin.select(self.hub, sub=sub, client_id=client_id or None):
+            if conn.claims.iat < issued_before:
+                conn.withdraw(CloseCode.REVOKED, "tokens revoked")
+                closed += 1
         return closed

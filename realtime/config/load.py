@@ -241,7 +241,9 @@ BROKER_FIELDS: dict[str, Converter] = {"url": broker_url, "node_ttl": duration(p
 
 
 def _store_fields(base: Path) -> dict[str, Converter]:
-    return {"url": store_url, "key_file": file_path(base)}
+    return {"url": store_url, "key_file": file_path(base),
+            # The pool and the revocation poll of a node on PostgreSQL.
+            "pool_size": integer(1, 100), "revocation_poll": duration()}
 
 DEMO_FIELDS: dict[str, Converter] = {"enabled": boolean}
 API_FIELDS: dict[str, Converter] = {

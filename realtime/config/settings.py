@@ -134,6 +134,12 @@ class StoreSettings:
     # 32 random bytes (mode 0600) that encrypt the private keys kept in the
     # store; `realtime store migrate` generates it when missing.
     key_file: Path | None = None
+    # Connections per node to the database (and worker threads running store calls).
+    pool_size: int = 8
+    # How often a node reads the store's revocations (revoked jti, cut-offs)
+    # made by other nodes, as the safety net under the broker's push (and the
+    # only way without a broker); 0 turns the poll off.  Unused on SQLite.
+    revocation_poll: float = 1.0
 
 
 @attrs.frozen

@@ -36,6 +36,7 @@ from realtime.net import reload as reloading
 from realtime.net import systemd
 from realtime.net.http_connection import HttpConnection
 from realtime.net.provider_http import PROVIDER_HTTP
+from realtime.net.revocation_watch import watch_revocations
 from realtime.net.tls import build_tls_context
 from realtime.net.transport import Transport
 from realtime.net.webhooks import Webhooks
@@ -145,7 +146,7 @@ async def build_state(settings: Settings) -> Started:
         await broker.check()  # unreachable at start: BrokerUnavailable (an OSError), exit 1
     ssl_context = await trio.to_thread.run_sync(build_tls_context, settings)
     if settings.store.url is not None:  # SPEC §14: the OAuth state shared by every node on the database
-        store = await AsyncStore.open_url(settings.store.url)
+        store = await AsyncStore.open_url(settings.store.url, pool_size=settings.store.pool_size)
     else:
         store = await AsyncStore.open(server.state_dir / "state.sqlite3")
     revoked = RevokedSet()
@@ -339,6 +340,9 @@ class Server:
                 root.start_soon(reloading.housekeeping, state)
                 if state.store_key is not None:  # a rotation on any node, seen here within a second
                     root.start_soon(reloading.watch_signing_keys, state)
+                if self.settings.store.url is not None and self.settings.store.revocation_poll > 0:
+                    # Another node's revocations, with or without a broker.
+                    await root.start(watch_revocations, state, self.settings.store.revocation_poll)
                 root.start_soon(hub_tick, state)  # held join/leave events
                 if started.webhooks is not None:
                     await root.start(started.webhooks.run)

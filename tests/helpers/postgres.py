@@ -17,14 +17,18 @@ import glob
 import itertools
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import attrs
 import psycopg
 import pytest
 
+from realtime.config.settings import Settings, StoreSettings
 from realtime.store.postgres import migrate
 from tests.helpers.redis import free_port
 
@@ -105,3 +109,17 @@ class PostgresCluster:
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
         return self.url(name)
+
+
+def write_store_key(directory: Path) -> Path:
+    """The ``[store] key_file`` every node of a test shares (32 bytes, 0600)."""
+    key_file = directory / "store.key"
+    key_file.write_bytes(secrets.token_bytes(32))
+    key_file.chmod(0o600)
+    return key_file
+
+
+def pg_node_settings(base: Settings, url: str, key_file: Path, state_dir: Path, **store: Any) -> Settings:
+    """``base`` as one node on the database at ``url``, with a state dir of its own."""
+    return attrs.evolve(base, server=attrs.evolve(base.server, state_dir=state_dir),
+                        store=StoreSettings(url=url, key_file=key_file, **store))
