@@ -20,6 +20,16 @@ and nodes.  A retried transaction runs again against the committed
 winner, so the loser's conditional UPDATE matches no row and it answers
 False, as on SQLite.
 
+A connection that breaks during ``COMMIT`` leaves the outcome unknown:
+the transaction may have landed with only its answer lost.  The node
+then asks PostgreSQL on another connection (``pg_xact_status`` of the
+transaction's id, read just before ``COMMIT``): committed, the call
+returns what it computed; aborted, it runs again; and when the database
+cannot be asked within the request wait, :class:`CommitUnknown` (a 503),
+never an answer as if nothing had happened: a client retrying a code
+exchange whose first answer it never got would otherwise be taken for a
+replay and lose its grant.
+
 Blocking, like the SQLite store: the trio edge
 (:class:`realtime.store.aio.AsyncStore`) runs calls in worker threads,
 as many at a time as the pool has connections.
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import psycopg
@@ -40,7 +51,13 @@ from realtime.store.database import LostRace
 from realtime.store.postgres.schema import check_version
 from realtime.store.records import StoreClosed, StoreUnavailable
 
-__all__ = ["OPEN_TIMEOUT", "POOL_SIZE", "PgDatabase", "StoreUnavailable", "connect", "pg_sql"]
+
+class CommitUnknown(StoreUnavailable):
+    """The connection broke during COMMIT and the database could not be asked
+    whether the transaction landed: the caller answers 503, never as if it
+    had not (a code exchange retried after a landed commit would be a replay)."""
+
+__all__ = ["CommitUnknown", "OPEN_TIMEOUT", "POOL_SIZE", "PgDatabase", "StoreUnavailable", "connect", "pg_sql"]
 
 T = TypeVar("T")
 
@@ -48,6 +65,7 @@ OPEN_TIMEOUT = 30.0  # seconds to wait for the first connection at start
 POOL_SIZE = 8  # connections per node (and worker threads running store calls)
 MAX_ATTEMPTS = 50  # a serializable transaction is retried at most this often
 REQUEST_TIMEOUT = 5.0  # seconds a call waits for a working connection before StoreUnavailable
+OUTCOME_RETRY = 0.05  # seconds between asks about a transaction whose COMMIT lost its connection
 
 
 def connect(url: str, *, timeout: float = 10.0) -> psycopg.Connection[Any]:
@@ -105,10 +123,15 @@ class PgDatabase:
 
     path = None  # no file: the store is at :attr:`url`
 
-    def __init__(self, pool: psycopg_pool.ConnectionPool, url: str) -> None:
+    def __init__(self, pool: psycopg_pool.ConnectionPool, url: str,
+                 request_timeout: float = REQUEST_TIMEOUT) -> None:
         self._pool: psycopg_pool.ConnectionPool | None = pool
         self.url = redact_url(url)  # for logs and errors: never the password
         self.pool_size = pool.max_size
+        self.request_timeout = request_timeout
+        # Called with the connection just before each COMMIT: the tests' way
+        # to break a connection at that moment.  None in a server.
+        self.before_commit: Callable[[psycopg.Connection[Any]], None] | None = None
 
     @classmethod
     def open(cls, url: str, *, pool_size: int = POOL_SIZE, timeout: float = OPEN_TIMEOUT,
@@ -138,7 +161,7 @@ class PgDatabase:
         except BaseException:
             pool.close()
             raise
-        return cls(pool, url)
+        return cls(pool, url, request_timeout)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -160,28 +183,72 @@ class PgDatabase:
 
         Any other exception rolls back and propagates (a
         :class:`~realtime.store.database.LostRace` too: see :meth:`claim`);
-        a lost or unobtainable connection as :class:`StoreUnavailable`.
+        a lost or unobtainable connection as :class:`StoreUnavailable`, and
+        a COMMIT whose outcome cannot be learnt as :class:`CommitUnknown`.
         """
         with _unavailable_as(self.url):
             return self._write(fn)
 
     def _write(self, fn: Callable[[PgConnection], T]) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            lost_commit = False  # the connection broke during COMMIT
             with self._connections().connection() as conn:
                 conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                xid, committing = None, False
                 try:
                     result = fn(PgConnection(conn))
+                    # The transaction's id (None when it wrote nothing), to ask
+                    # afterwards whether a COMMIT whose answer was lost landed.
+                    xid = conn.execute("SELECT pg_current_xact_id_if_assigned()::text").fetchone()[0]
+                    if self.before_commit is not None:
+                        self.before_commit(conn)
+                    committing = True
                     conn.execute("COMMIT")
                 except (errors.SerializationFailure, errors.DeadlockDetected):
                     _rollback(conn)
                     if attempt == MAX_ATTEMPTS:
                         raise
                     continue
+                except psycopg.OperationalError:
+                    if not (committing and conn.broken):
+                        # Before COMMIT, or the server answered it: nothing committed.
+                        _rollback(conn)
+                        raise
+                    lost_commit = True
                 except BaseException:
                     _rollback(conn)
                     raise
+            if not lost_commit:
                 return result
+            # Asked on another connection, the broken one back in the pool
+            # (which drops it), so even a pool of one can ask.
+            outcome = "aborted" if xid is None else self._commit_outcome(xid)
+            if outcome == "committed":
+                return result
+            if outcome != "aborted" or attempt == MAX_ATTEMPTS:
+                raise CommitUnknown(f"lost the connection to {self.url} during COMMIT;"
+                                    " whether the transaction landed is unknown")
+            # It did not land: nothing happened, so it runs again from the start.
         raise AssertionError("unreachable")
+
+    def _commit_outcome(self, xid: str) -> str | None:
+        """``committed`` or ``aborted``: what became of transaction ``xid``
+        whose COMMIT lost its connection (PostgreSQL's ``pg_xact_status``,
+        asked on another connection); None when the database cannot be asked
+        within :data:`REQUEST_TIMEOUT` (still down)."""
+        deadline = time.monotonic() + self.request_timeout
+        while True:
+            try:
+                with self._connections().connection(timeout=max(0.1, deadline - time.monotonic())) as conn:
+                    status = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()[0]
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+                status = None
+            if status in ("committed", "aborted"):
+                return str(status)
+            if time.monotonic() >= deadline:
+                return None
+            # "in progress": the broken backend has not finished aborting yet.
+            time.sleep(OUTCOME_RETRY)
 
     def claim(self, fn: Callable[[PgConnection], object]) -> bool:
         """:meth:`write` for a single-use row: False when ``fn`` raised :class:`LostRace`."""
