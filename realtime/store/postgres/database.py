@@ -23,7 +23,7 @@ False, as on SQLite.
 A connection that breaks during ``COMMIT`` leaves the outcome unknown:
 the transaction may have landed with only its answer lost.  The node
 then asks PostgreSQL on another connection (``pg_xact_status`` of the
-transaction's id, read just before ``COMMIT``): committed, the call
+transaction's id, read with ``BEGIN`` in one round trip): committed, the call
 returns what it computed; aborted, it runs again; and when the database
 cannot be asked within the request wait, :class:`CommitUnknown` (a 503),
 never an answer as if nothing had happened: a client retrying a code
@@ -193,13 +193,10 @@ class PgDatabase:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             lost_commit = False  # the connection broke during COMMIT
             with self._connections().connection() as conn:
-                conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
-                xid, committing = None, False
+                xid = _begin(conn)
+                committing = False
                 try:
                     result = fn(PgConnection(conn))
-                    # The transaction's id (None when it wrote nothing), to ask
-                    # afterwards whether a COMMIT whose answer was lost landed.
-                    xid = conn.execute("SELECT pg_current_xact_id_if_assigned()::text").fetchone()[0]
                     if self.before_commit is not None:
                         self.before_commit(conn)
                     committing = True
@@ -222,7 +219,7 @@ class PgDatabase:
                 return result
             # Asked on another connection, the broken one back in the pool
             # (which drops it), so even a pool of one can ask.
-            outcome = "aborted" if xid is None else self._commit_outcome(xid)
+            outcome = self._commit_outcome(xid)
             if outcome == "committed":
                 return result
             if outcome != "aborted" or attempt == MAX_ATTEMPTS:
@@ -266,6 +263,17 @@ class PgDatabase:
     def read_one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         rows = self.read(sql, args)
         return rows[0] if rows else None
+
+
+def _begin(conn: psycopg.Connection[Any]) -> str:
+    """Open a ``SERIALIZABLE`` transaction and return its id, in one round
+    trip: the id is what :meth:`PgDatabase._commit_outcome` asks about if
+    the connection breaks during ``COMMIT``."""
+    cur = conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT pg_current_xact_id()::text")
+    cur.nextset()  # past BEGIN's (empty) result
+    row = cur.fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:
