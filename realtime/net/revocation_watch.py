@@ -32,7 +32,7 @@ from realtime.store import revoked as revoked_table
 from realtime.store import cutoffs as cutoffs_table
 from realtime.tokens.keyring import RevokedSet
 
-__all__ = ["Applied", "CutoffMemory", "apply_revocations", "watch_revocations"]
+__all__ = ["Applied", "CutoffMemory", "apply_revocations", "new_jtis", "read_revocations", "watch_revocations"]
 
 log = logging.getLogger("realtime.revocations")
 
