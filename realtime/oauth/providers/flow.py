@@ -48,17 +48,19 @@ def callback_uri(issuer: str, provider: Provider) -> str:
 # -- start: off to the provider ---------------------------------------------------
 
 
-def start_provider_login(logins: ProviderLogins, provider: Provider, *, issuer: str,
-                         params: Mapping[str, str], binding: str, client_id: str, now: float) -> str:
+async def start_provider_login(logins: ProviderLogins, provider: Provider, *, issuer: str,
+                               params: Mapping[str, str], binding: str, client_id: str, address: str,
+                               now: float) -> str:
     """POST /oauth2/authorize ``action=provider`` (its CSRF token checked):
-    remember the request; the provider's authorization URL to send the browser to."""
+    remember the request (in the store: any node may get the callback); the
+    provider's authorization URL to send the browser to."""
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(48) if provider.pkce else None  # 64 characters (RFC 7636 §4.1: 43-128)
     redirect_uri = callback_uri(issuer, provider)
-    logins.add(state, Pending(
+    await logins.add(state, Pending(
         provider=provider.name, params=dict(params), binding=digest(binding),
         verifier=verifier, redirect_uri=redirect_uri, expires_at=now + PENDING_TTL,
-    ), now)
+    ), address=address, now=now)
     log.info("provider login started (provider=%s, client_id=%s)", provider.name, client_id)
     return provider.authorization_request(
         redirect_uri=redirect_uri, state=state, challenge=pkce.s256(verifier) if verifier else None
