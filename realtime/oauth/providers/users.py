@@ -7,7 +7,8 @@ disables and removes it like any other.  Nodes on a shared store
 (:mod:`realtime.store.provider_users`) and every node merges the stored
 users into its snapshot's ``users``: at start, after every reload, and
 whenever :func:`refresh` (polled by the shell) sees the table change, so
-a user created on node B is known on node A within a second or two.
+a user created on node B is known on node A within :data:`POLL_INTERVAL`
+(until then A refuses that user's session and tokens as unknown).
 Every lookup (login, token grants, ``userinfo``, ``/account``, the
 WebSocket gate) reads that one merged dict.
 
@@ -36,7 +37,7 @@ from realtime.store.provider_users import StoredUser
 log = logging.getLogger("realtime.oauth.providers")
 
 #: Seconds between two looks at the stored users (the shell's poll).
-POLL_INTERVAL = 1.0
+POLL_INTERVAL = 0.25
 
 
 def as_user(row: StoredUser) -> User:
