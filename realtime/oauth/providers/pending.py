@@ -39,7 +39,11 @@ log = logging.getLogger("realtime.oauth.providers")
 
 PENDING_TTL = 600.0
 MAX_PENDING = 10_000
-MAX_PENDING_PER_ADDRESS = 20
+#: One address holds at most a tenth of the table, so it cannot push out
+#: everyone else's logins.  Behind a reverse proxy every browser has the
+#: proxy's address and this is a second, lower total: 1000 logins started
+#: within ten minutes.
+MAX_PENDING_PER_ADDRESS = 1_000
 
 #: HKDF label of the sealing key (derived from the server's HMAC key).
 SEAL_LABEL = b"realtime/oauth/provider-logins/v1"
