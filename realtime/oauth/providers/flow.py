@@ -12,8 +12,9 @@
    (RFC 6749 §10.12), exchanges the code and fetches the profile through
    the injected :class:`realtime.oauth.providers.outbound.ProviderHttp`.
 3. The local user ``NAME:<ProfileIdVariable>`` is looked up; with
-   ``auto_create`` a missing one is added to the users file
-   (:func:`realtime.oauth.callback.create_user`).
+   ``auto_create`` a missing one is added to the users file, or on a
+   shared store to the store (:func:`realtime.oauth.callback.create_user`,
+   :mod:`realtime.oauth.providers.users`).
 4. :func:`realtime.oauth.authorize.resume_login` continues: session,
    consent, code, as after a password login.
 
@@ -67,7 +68,7 @@ async def start_provider_login(logins: ProviderLogins, provider: Provider, *, is
     )
 
 
-# -- a first login: the users file -----------------------------------------------
+# -- a first login: the new user -------------------------------------------------
 
 
 def new_user(provider: Provider, sub: str, profile: Mapping[str, Any]) -> User:
