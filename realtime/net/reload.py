@@ -22,6 +22,7 @@ from realtime.config.load import ConfigError, load_settings
 from realtime.config.settings import Settings
 from realtime.protocol.close import CloseCode
 from realtime.net.tls import build_tls_context
+from realtime.oauth.providers import users as provider_users
 from realtime.oauth1.resource import OAUTH1_KID, withdraw_oauth1
 from realtime.protocol import replies
 from realtime.store import signing_keys
@@ -76,6 +77,8 @@ async def _reload(state: App, trigger: str, set_tls: Callable[[ssl.SSLContext | 
         return False
     if (from_files.server.http, from_files.server.https) != (old.server.http, old.server.https):
         log.warning("reload: listener addresses changed in the file; they apply after a restart")
+    # Users a provider's first login put in a shared store stay (the file's win).
+    new = provider_users.merged(new, state.oauth.provider_users.users)
     state.settings = new
     set_tls(ssl_context)
     state.keyring = keyring
@@ -133,6 +136,25 @@ async def watch_signing_keys(state: App, task_status: trio.TaskStatus[None] = tr
             log.info("signing key %s is active (from the store)", ring.active.kid)
         state.keyring = ring
         withdraw_retired_keys(state)
+
+
+async def watch_provider_users(state: App, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """On a shared store: poll the users other nodes' first provider logins
+    created, every :data:`~realtime.oauth.providers.users.POLL_INTERVAL`,
+    and merge them into the snapshot.  A failed poll is retried at the next tick."""
+    task_status.started()
+    failing = False
+    while True:
+        await trio.sleep(provider_users.POLL_INTERVAL)
+        try:
+            if await provider_users.refresh(state):
+                log.info("provider users from the store: %d", len(state.oauth.provider_users.users))
+        except OSError as exc:
+            if not failing:
+                log.error("cannot read the provider users in the store: %s", exc)
+            failing = True
+            continue
+        failing = False
 
 
 def _keep_listeners(new: Settings, old: Settings) -> Settings:

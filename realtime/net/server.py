@@ -44,6 +44,7 @@ from realtime.net.websocket import Session
 from realtime.net.workers import ARGON2_THREADS, CLIENT_ARGON2_THREADS, thread_offload
 from realtime.oauth import services as oauth
 from realtime.oauth.passwords import Hasher
+from realtime.oauth.providers import users as provider_users
 from realtime.oauth1 import credentials as oauth1
 from realtime.oauth1 import crypto as oauth1_crypto
 from realtime.protocol.close import CloseCode
@@ -162,11 +163,15 @@ async def build_state(settings: Settings) -> Started:
         oauth_key = await trio.to_thread.run_sync(oauth.load_or_create_key, server.state_dir,
                                                   limiter=_file_limiter)
         keyring = await trio.to_thread.run_sync(reloading.load_keyring, settings, limiter=_file_limiter)
-    oauth1_key = await trio.to_thread.run_sync(oauth1_crypto.load_or_create_key, server.state_dir,
-                                               limiter=_file_limiter)
+    if store_key is not None:  # shared store: every node opens every node's OAuth 1 secrets
+        oauth1_key = oauth1_crypto.shared_key(store_key)
+    else:
+        oauth1_key = await trio.to_thread.run_sync(oauth1_crypto.load_or_create_key, server.state_dir,
+                                                   limiter=_file_limiter)
     app = compose_app(settings, keyring, store, revoked, broker, oauth_key=oauth_key, oauth1_key=oauth1_key)
     app.store_key = store_key
     await app.oauth.start()
+    await provider_users.refresh(app)  # users a provider's first login put in the store
     for sub, client_id, issued_before, _ in await store.live_cutoffs(time.time()):
         revoked.cut(sub, client_id, issued_before)  # POST /api/revoke survives a restart
     if settings.webhooks:  # SPEC §12: events go to a bounded outbox, delivered by its own tasks
@@ -343,6 +348,8 @@ class Server:
                 if self.settings.store.url is not None and self.settings.store.revocation_poll > 0:
                     # Another node's revocations, with or without a broker.
                     await root.start(watch_revocations, state, self.settings.store.revocation_poll)
+                if self.settings.store.url is not None:  # users created by first logins on other nodes
+                    root.start_soon(reloading.watch_provider_users, state)
                 root.start_soon(hub_tick, state)  # held join/leave events
                 if started.webhooks is not None:
                     await root.start(started.webhooks.run)

@@ -211,16 +211,17 @@ async def _consent(flow: _Flow, form: Mapping[str, str]) -> Response:
     return await flow.issue_code(user, granted, session)
 
 
-def _provider_login(flow: _Flow, form: Mapping[str, str]) -> Response:
+async def _provider_login(flow: _Flow, form: Mapping[str, str]) -> Response:
     """``action=provider``: off to the provider (:mod:`realtime.oauth.providers.flow`)."""
     if not flow.csrf_ok(form.get("csrf_token"), "login"):
         return flow.login(403, "The form has expired. Please sign in again.")
     provider = flow.settings.providers.get(form.get("provider", ""))
     if provider is None:
         return flow.login(400, "That sign-in option is not available.")
-    url = start_provider_login(flow.services.logins, provider, issuer=flow.settings.issuer,
-                               params=flow.authz.params, binding=flow.binding,
-                               client_id=flow.authz.app.client_id, now=flow.now)
+    url = await start_provider_login(flow.services.logins, provider, issuer=flow.settings.issuer,
+                                     params=flow.authz.params, binding=flow.binding,
+                                     client_id=flow.authz.app.client_id,
+                                     address=flow.request.client_host or "-", now=flow.now)
     return redirect(url).with_headers(*flow.set_cookies)
 
 
@@ -253,7 +254,7 @@ async def authorize_endpoint(request: Request, state: OAuthApp) -> Response:
         if action == "consent":
             return await _consent(flow, extra)
         if action == "provider":
-            return _provider_login(flow, extra)
+            return await _provider_login(flow, extra)
         if action is None:
             return await _start(flow)  # RFC 6749 §3.1: POST may carry the request
         return flow.fail(InvalidRequestError("unknown action"))

@@ -32,11 +32,14 @@ from realtime.http.request import Request
 from realtime.http.responses import Response
 from realtime.oauth.authorize import resume_login
 from realtime.oauth.common import single
-from realtime.oauth.errors import InvalidRequestError
+from realtime.oauth.errors import STORE_UNAVAILABLE_PAGE, InvalidRequestError, log_store_unavailable
 from realtime.oauth.providers.pending import digest
 from realtime.oauth.providers.flow import CALLBACK_PREFIX, append_user, new_user
 from realtime.oauth.providers.outbound import ProviderTimeout, ProviderUnreachable
+from realtime.oauth.providers.users import as_user, merged
 from realtime.oauth.services import OAuthApp
+from realtime.store import StoreUnavailable
+from realtime.store.provider_users import StoredUser
 
 log = logging.getLogger("realtime.oauth.providers")
 
@@ -61,7 +64,11 @@ async def callback_endpoint(request: Request, state: OAuthApp) -> Response:
     services = state.oauth
     now = services.clock()
     given = params.get("state", "")
-    pending = services.logins.take(given, now) if 0 < len(given) <= 200 else None
+    try:
+        pending = await services.logins.take(given, now) if 0 < len(given) <= 200 else None
+    except StoreUnavailable as exc:
+        log_store_unavailable(log, "provider callback", exc)
+        return pages.page_response(503, pages.error_page(*STORE_UNAVAILABLE_PAGE))
     binding = services.read_binding(request)
     if (pending is None or pending.provider != name or not binding
             or not hmac.compare_digest(digest(binding), pending.binding)):
@@ -105,6 +112,9 @@ async def callback_endpoint(request: Request, state: OAuthApp) -> Response:
                          f"Ask the operator to add the user {sub}.", retry)
         try:
             user = await create_user(state, provider, sub, profile)
+        except StoreUnavailable as exc:
+            log_store_unavailable(log, "provider callback", exc)
+            return pages.page_response(503, pages.error_page(*STORE_UNAVAILABLE_PAGE))
         except (OSError, ProviderError) as exc:
             log.error("provider login: could not add user %s: %s", sub, exc)
             return _page(500, "Sign-in failed", "Your account could not be created. Please try again later.")
@@ -116,6 +126,39 @@ async def callback_endpoint(request: Request, state: OAuthApp) -> Response:
 
 
 async def create_user(state: OAuthApp, provider: Provider, sub: str, profile: Mapping[str, Any]) -> User:
+    """Add ``sub``: to the store on a shared store (every node must know it,
+    :mod:`realtime.oauth.providers.users`), else to the users file; then
+    to the running snapshot."""
+    if state.settings.store.url is not None:
+        return await _store_user(state, provider, sub, profile)
+    return await _file_user(state, provider, sub, profile)
+
+
+async def _store_user(state: OAuthApp, provider: Provider, sub: str, profile: Mapping[str, Any]) -> User:
+    """The users file wins (the caller found no file user named ``sub``); a
+    file user or a stored one differing only in case refuses the login.  Of
+    two first logins of one user, on one node or two, the store keeps the
+    first and both get it."""
+    user = new_user(provider, sub, profile)
+    for name in state.settings.users:
+        if name.casefold() == sub.casefold() and name != sub:
+            raise ProviderError(f"{sub!r} differs only in case from the existing user {name!r}")
+    row = StoredUser(name=sub, provider=provider.name, subject=sub[len(provider.name) + 1:],
+                     scopes=frozenset(user.scopes), display_name=user.display_name, email=user.email,
+                     created_at=state.oauth.clock())
+    stored = await state.oauth.store.add_provider_user(row)
+    if stored.name != sub:
+        raise ProviderError(f"{sub!r} differs only in case from the existing user {stored.name!r}")
+    if stored == row:
+        log.info("provider login: added user %s (scopes %s) to the store", sub, " ".join(user.scopes) or "-")
+    known = state.oauth.provider_users
+    before = dict(known.users)
+    known.add(as_user(stored))
+    state.settings = merged(state.settings, known.users, before)
+    return state.settings.users[sub]
+
+
+async def _file_user(state: OAuthApp, provider: Provider, sub: str, profile: Mapping[str, Any]) -> User:
     """Add ``sub`` to the users file (the operator sees, disables or removes
     it there like any user), then to the running snapshot.
 

@@ -33,6 +33,7 @@ from realtime.http.request import Request
 from realtime.oauth.offload import Offload
 from realtime.oauth.passwords import Hasher, SecretCache, credential_hmac
 from realtime.oauth.providers.pending import ProviderLogins
+from realtime.oauth.providers.users import ProviderUsers
 from realtime.oauth.providers.outbound import ProviderHttp
 from realtime.oauth.throttle import ClientAuthThrottle, KeyedBuckets, LoginThrottle
 from realtime.tokens.keyring import KeyRing, RevokedSet
@@ -138,7 +139,11 @@ class OAuthServices:
     hasher: Hasher  # user passwords
     provider_http: ProviderHttp  # outbound HTTP of provider logins
     users_offload: Offload  # one writer of the users file (a provider's first login)
-    logins: ProviderLogins = attrs.field(factory=ProviderLogins)  # pending provider logins
+    # Pending provider logins, in the store (a callback may reach another node).
+    logins: ProviderLogins = attrs.field(
+        default=attrs.Factory(lambda self: ProviderLogins(self.store, self.key), takes_self=True))
+    # Users a provider's first login created in a shared store, merged into settings.users.
+    provider_users: ProviderUsers = attrs.field(factory=ProviderUsers)
     secret_cache: SecretCache = attrs.field(factory=SecretCache)
     throttle: LoginThrottle = attrs.field(factory=lambda: LoginThrottle(10 / 60, 10, 30 / 60, 30))
     # Client secrets get their own argon2 limiter and queue;

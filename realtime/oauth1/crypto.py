@@ -11,10 +11,15 @@ value copied onto another entry does not decrypt.
 ``apps.toml`` and the state store alone reveal no secret; whoever holds
 the key file too can read them all, so back it up apart from them.
 
-Both the server and ``realtime app add --oauth1`` call
-:func:`load_or_create_key`; whichever comes first creates the file, the
-other reads it (a hard link makes creation atomic, so two racing
-creators agree on one key).
+Both the server and ``realtime app add --oauth1`` call :func:`key_for`.
+A node alone uses ``state_dir/oauth1.key`` (:func:`load_or_create_key`):
+whichever comes first creates the file, the other reads it (a hard link
+makes creation atomic, so two racing creators agree on one key).  Nodes
+on a shared store (``[store] url``) must open each other's secrets: the
+key is derived from ``[store] key_file`` with HKDF under a label of its
+own (:func:`shared_key`), so every node holding that file has it and
+``state_dir/oauth1.key`` is not read; ``realtime store copy`` re-seals
+what was sealed under the old file.
 """
 
 from __future__ import annotations
@@ -28,11 +33,34 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from realtime.config.sealed import NONCE_BYTES, PREFIX, SecretError, unpack
+from realtime.store.keyfile import derive_key, read_key_file
 
-__all__ = ["KEY_FILE", "PREFIX", "SecretError", "consumer_context", "decrypt", "encrypt",
-           "load_key", "load_or_create_key", "token_context", "unpack"]
+__all__ = ["KEY_FILE", "PREFIX", "SHARED_LABEL", "SecretError", "consumer_context", "decrypt", "encrypt",
+           "key_for", "load_key", "load_or_create_key", "reseal", "shared_key", "token_context", "unpack"]
 
 KEY_FILE = "oauth1.key"
+#: HKDF label of the OAuth 1.0a key on a shared store (from ``[store] key_file``).
+SHARED_LABEL = "realtime/store/oauth1-secrets/v1"
+
+
+def shared_key(store_key: bytes) -> bytes:
+    """The OAuth 1.0a key of every node on a shared store (``store_key``: the key file's bytes)."""
+    return derive_key(store_key, SHARED_LABEL)
+
+
+def key_for(state_dir: Path, store_key_file: Path | None) -> bytes:
+    """Blocking: the OAuth 1.0a key: :func:`shared_key` of ``store_key_file``
+    when the store is shared (the caller passes the file only with
+    ``[store] url``), else ``state_dir/oauth1.key``, created if missing.
+
+    Raises:
+        OSError: the state dir cannot be written, or the key file is
+            missing or unsafe (:class:`realtime.store.keyfile.StoreKeyError`).
+        SecretError: ``oauth1.key`` is damaged.
+    """
+    if store_key_file is not None:
+        return shared_key(read_key_file(store_key_file))
+    return load_or_create_key(state_dir)
 
 
 def load_key(state_dir: Path) -> bytes | None:
@@ -93,7 +121,17 @@ def decrypt(key: bytes, value: str, context: str) -> str:
     try:
         return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode("utf-8")).decode("utf-8")
     except (InvalidTag, UnicodeDecodeError):
-        raise SecretError("the secret does not decrypt with this state dir's oauth1.key") from None
+        raise SecretError("the secret does not decrypt with this node's OAuth 1 key "
+                          "(state_dir/oauth1.key, or [store] key_file on a shared store)") from None
+
+
+def reseal(old_key: bytes, new_key: bytes, value: str, context: str) -> str:
+    """``value`` (sealed under ``old_key`` for ``context``) sealed under ``new_key``.
+
+    Raises:
+        SecretError: ``value`` does not open under ``old_key``.
+    """
+    return encrypt(new_key, decrypt(old_key, value, context), context)
 
 
 def consumer_context(consumer_key: str) -> str:

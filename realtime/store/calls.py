@@ -111,6 +111,12 @@ class StoreCalls:
     get_login_session = Awaited(Store.get_login_session)
     end_login_session = Awaited(Store.end_login_session)
 
+    add_provider_login = Awaited(Store.add_provider_login)
+    take_provider_login = Awaited(Store.take_provider_login)
+    add_provider_user = Awaited(Store.add_provider_user)
+    provider_user_rows = Awaited(Store.provider_user_rows)
+    provider_users_stamp = Awaited(Store.provider_users_stamp)
+
     oauth1_use_nonce = Awaited(Store.oauth1_use_nonce)
     oauth1_save_request_token = Awaited(Store.oauth1_save_request_token)
     oauth1_get_request_token = Awaited(Store.oauth1_get_request_token)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Device authorization grant (RFC 8628, schema 3): one row per request,
 #: by SHA-256 of the device code and of the normalised user code
@@ -172,6 +172,36 @@ SIGNING_KEYS_TABLE = """CREATE TABLE IF NOT EXISTS signing_keys (
 )"""
 SCHEMA += SIGNING_KEYS_TABLE + ";\n"
 
+# What a node must share with the others on a shared store (schema 5):
+# provider logins waiting for the provider's answer, by SHA-256 of the
+# state sent (realtime.store.provider_logins), and the users a provider's
+# first login created (realtime.store.provider_users).
+PROVIDER_TABLES = """
+CREATE TABLE IF NOT EXISTS provider_logins (
+    state_hash TEXT PRIMARY KEY,
+    provider   TEXT NOT NULL,
+    binding    TEXT NOT NULL,  -- SHA-256 of the browser's rt_csrf cookie
+    address    TEXT NOT NULL,  -- the browser's address (the per-address cap)
+    sealed     TEXT NOT NULL,  -- the request, redirect URI and PKCE verifier, AES-GCM
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS provider_logins_expiry ON provider_logins(expires_at);
+CREATE INDEX IF NOT EXISTS provider_logins_by_address ON provider_logins(address, created_at);
+CREATE TABLE IF NOT EXISTS provider_users (
+    name         TEXT PRIMARY KEY,      -- the local user name, PROVIDER:ID
+    name_key     TEXT NOT NULL UNIQUE,  -- casefold(name)
+    provider     TEXT NOT NULL,
+    subject      TEXT NOT NULL,         -- the provider's profile id
+    scopes       TEXT NOT NULL,
+    display_name TEXT,
+    email        TEXT,
+    created_at   REAL NOT NULL
+);
+"""
+PROVIDER_STEPS = tuple(statement.strip() for statement in PROVIDER_TABLES.split(";") if statement.strip())
+SCHEMA += PROVIDER_TABLES
+
 #: The steps from each version to the next: ``MIGRATIONS[n]`` takes a
 #: file from ``n - 1`` to ``n``.  Columns only ever get added, with
 #: defaults that keep an old row's meaning.
@@ -198,6 +228,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         CUTOFFS_TABLE,
     ),
     4: (SIGNING_KEYS_TABLE,),
+    5: PROVIDER_STEPS,
 }
 
 

@@ -27,7 +27,9 @@ import types
 from pathlib import Path
 from typing import Callable, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from realtime.store import consents, cutoffs, devices, grants, oauth1, revoked, sessions, signing_keys
+from realtime.store import (
+    consents, cutoffs, devices, grants, oauth1, provider_logins, provider_users, revoked, sessions, signing_keys,
+)
 from realtime.store.database import Database
 
 __all__ = ["Store", "TableCall"]
@@ -138,6 +140,14 @@ class Store:
     insert_signing_keys = TableCall(signing_keys.insert_signing_keys)
     prune_signing_keys = TableCall(signing_keys.prune_signing_keys)
 
+    # -- external provider logins: pending ones, and the users they created --
+    add_provider_login = TableCall(provider_logins.add_provider_login)
+    take_provider_login = TableCall(provider_logins.take_provider_login)
+    provider_logins_count = TableCall(provider_logins.provider_logins_count)
+    add_provider_user = TableCall(provider_users.add_provider_user)
+    provider_user_rows = TableCall(provider_users.provider_user_rows)
+    provider_users_stamp = TableCall(provider_users.provider_users_stamp)
+
     # -- OAuth 1.0a ---------------------------------------------------------
     oauth1_use_nonce = TableCall(oauth1.oauth1_use_nonce)
     oauth1_save_request_token = TableCall(oauth1.oauth1_save_request_token)
@@ -155,7 +165,7 @@ class Store:
         """Delete OAuth 2 rows that can no longer matter, in one transaction;
         returns counts per table (the OAuth 1 tables: :meth:`oauth1_sweep`)."""
         return self.db.write(lambda c: {**grants.sweep(c, now), **revoked.sweep(c, now), **sessions.sweep(c, now),
-                                        **devices.sweep(c, now)})
+                                        **devices.sweep(c, now), **provider_logins.sweep(c, now)})
 
     def counts(self) -> dict[str, int]:
         out = {}

@@ -79,7 +79,7 @@ def test_sweep_keeps_live_rows(store: Store) -> None:
     store.record_issue(NOW, issued("a", refresh="r"))
     store.revoke_jtis([("j", NOW + 100)])
     assert store.sweep(NOW + 61) == {"codes": 0, "refresh_tokens": 0, "families": 0, "revoked": 0, "login_sessions": 0,
-                                     "device_codes": 0}
+                                     "device_codes": 0, "provider_logins": 0}
 
 
 def test_consents_merge(store: Store) -> None:

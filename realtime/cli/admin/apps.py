@@ -127,14 +127,17 @@ def _oauth1_consumer(paths: Paths, table: Any, rsa_pem: str | None) -> tuple[str
     """Make OAuth 1.0a consumer credentials for ``table``.
 
     The consumer secret (for HMAC-SHA1/-SHA256 and PLAINTEXT) is stored
-    AES-GCM-encrypted under ``state_dir/oauth1.key``, the key the server
-    reads; with an RSA public key the secret is still issued, so the
-    consumer may use either method.
+    AES-GCM-encrypted under the key the server uses (``state_dir/oauth1.key``,
+    or derived from ``[store] key_file`` with ``[store] url``); with an RSA
+    public key the secret is still issued, so the consumer may use either method.
     """
+    store = paths.raw.get("store") if isinstance(paths.raw.get("store"), dict) else {}
+    named = store.get("key_file") if store.get("url") else None  # as the loader resolves it
+    key_file = paths.config.parent / Path(str(named)).expanduser() if named else None
     try:
-        key = crypto.load_or_create_key(paths.state_dir)
+        key = crypto.key_for(paths.state_dir, key_file)
     except (OSError, crypto.SecretError) as exc:
-        raise AdminError(f"{paths.state_dir / crypto.KEY_FILE}: {exc}") from None
+        raise AdminError(f"{key_file or paths.state_dir / crypto.KEY_FILE}: {exc}") from None
     consumer_key = "ck-" + secrets.token_hex(16)
     consumer_secret = secrets.token_urlsafe(32)
     table["oauth1"] = True

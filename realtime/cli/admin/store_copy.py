@@ -17,25 +17,44 @@ so a failed copy leaves the database empty:
   would have been on the old node;
 - the signing keys of ``state_dir/keys``, sealed with ``key_file``, with
   their schedule (``activated_at`` is unknown for a key file: its
-  ``created_at``).
+  ``created_at``);
+- pending provider logins, re-sealed from ``oauth.key`` to the shared
+  HMAC key (expired ones and ones that do not open are left behind);
+- OAuth 1.0a secrets, re-sealed from ``state_dir/oauth1.key`` to the key
+  nodes on a shared store derive from ``key_file``
+  (:func:`realtime.oauth1.crypto.shared_key`): the token secrets in the
+  copied rows and, once the database copy committed, the consumer secrets
+  in the apps file, rewritten in place under its lock (comments kept; the
+  file as it was is kept beside it as ``<apps file>.before-store-copy``).
+  A value that does not open under ``oauth1.key`` is copied as it is and
+  counted.  After the copy, run this node with ``[store] url``: its
+  ``oauth1.key`` no longer opens the apps file.
 """
 
 from __future__ import annotations
 
 import argparse
 import hmac
+import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import tomlkit
+
 from realtime.cli.admin.store import read_settings
+from realtime.config.edit import atomic_write, load_toml, locked
 from realtime.config.redact import redact_url
 from realtime.config.settings import Settings
 from realtime.net import pidfile
 from realtime.oauth.families import credential_fingerprint
+from realtime.oauth.providers.pending import PendingSeal
+from realtime.oauth1 import crypto
 from realtime.oauth.services import KEY_FILE, credential_mark
 from realtime.store import signing_keys
 from realtime.store.keyfile import OAUTH_HMAC, StoreKeyError, derive_key, read_key_file
+from realtime.store.provider_logins import PendingRow
 from realtime.store.store import Store
 from realtime.tokens.keyring import KeyRing
 
@@ -102,16 +121,27 @@ def copy_state(settings: Settings, url: str) -> dict[str, int]:
     data["families"] = (cols, [rekey.family(row, cols) for row in rows])
     cols, rows = data["login_sessions"]
     data["login_sessions"] = (cols, [rekey.session(row, cols) for row in rows])
+    cols, rows = data["provider_logins"]
+    data["provider_logins"] = (cols, rekey.provider_logins(rows, cols, time.time()))
+    reseal = Reseal(crypto.load_key(state_dir), crypto.shared_key(store_key))
+    for table in ("oauth1_request_tokens", "oauth1_access_tokens"):
+        cols, rows = data[table]
+        data[table] = (cols, [reseal.token(row, cols) for row in rows])
 
     target = PgStore.open(url, pool_size=1, timeout=10.0)
     try:
         target.db.write(lambda c: _fill(c, tables, data, key_rows))
     finally:
         target.close()
+    if settings.oauth.apps is not None and settings.oauth.apps.is_file():
+        reseal.apps_file(settings.oauth.apps)
     counts = {table: len(data[table][1]) for table in tables}
     counts["signing_keys"] = len(key_rows)
     counts["fingerprints re-keyed"] = rekey.rekeyed
     counts["fingerprints kept (no longer the user's credential)"] = rekey.kept
+    counts["pending provider logins left behind (expired or not opening)"] = rekey.dropped
+    counts["OAuth 1 secrets re-sealed"] = reseal.resealed
+    counts["OAuth 1 secrets kept (not opening with oauth1.key)"] = reseal.kept
     return counts
 
 
@@ -153,7 +183,7 @@ class Rekey:
     def __init__(self, settings: Settings, old: bytes | None, new: bytes) -> None:
         self.users = settings.users
         self.old, self.new = old, new
-        self.rekeyed = self.kept = 0
+        self.rekeyed = self.kept = self.dropped = 0
 
     def family(self, row: tuple[Any, ...], cols: list[str]) -> tuple[Any, ...]:
         i = cols.index("credential")
@@ -176,3 +206,64 @@ class Rekey:
         self.rekeyed += 1
         return (*row[:i], credential_mark(self.new, user), *row[i + 1:])
 
+
+    def provider_logins(self, rows: list[tuple[Any, ...]], cols: list[str], now: float) -> list[tuple[Any, ...]]:
+        """Live pending logins sealed under the new key; the rest left behind."""
+        old = PendingSeal(self.old) if self.old is not None else None
+        new = PendingSeal(self.new)
+        out = []
+        for row in rows:
+            stored = PendingRow(**dict(zip(cols, row)))
+            pending = old.open(stored) if old is not None and stored.expires_at > now else None
+            if pending is None:
+                self.dropped += 1
+                continue
+            values = dict(zip(cols, row), sealed=new.seal(stored.state_hash, pending))
+            out.append(tuple(values[c] for c in cols))
+        return out
+
+
+class Reseal:
+    """OAuth 1.0a secrets from ``state_dir/oauth1.key`` to the shared store's key."""
+
+    def __init__(self, old: bytes | None, new: bytes) -> None:
+        self.old, self.new = old, new
+        self.resealed = self.kept = 0
+
+    def value(self, value: str, context: str) -> str:
+        if self.old is not None:
+            try:
+                sealed = crypto.reseal(self.old, self.new, value, context)
+            except crypto.SecretError:
+                pass
+            else:
+                self.resealed += 1
+                return sealed
+        self.kept += 1
+        return value
+
+    def token(self, row: tuple[Any, ...], cols: list[str]) -> tuple[Any, ...]:
+        i = cols.index("secret_enc")
+        sealed = self.value(row[i], crypto.token_context(row[cols.index("token_hash")]))
+        return (*row[:i], sealed, *row[i + 1:])
+
+    def apps_file(self, path: Path) -> None:
+        """Re-seal the consumer secrets of ``path`` in place, under the lock
+        ``realtime app`` takes; the file as it was stays beside it."""
+        with locked(path):
+            doc = load_toml(path)
+            apps = doc.get("app", [])
+            changed = False
+            for table in apps if isinstance(apps, list) else ():
+                if not isinstance(table, dict):
+                    continue
+                sealed, consumer_key = table.get("consumer_secret_enc"), table.get("consumer_key")
+                if isinstance(sealed, str) and isinstance(consumer_key, str):
+                    new = self.value(sealed, crypto.consumer_context(consumer_key))
+                    if new != sealed:
+                        table["consumer_secret_enc"] = new
+                        changed = True
+            if changed:
+                backup = path.with_name(path.name + ".before-store-copy")
+                shutil.copy2(path, backup)
+                atomic_write(path, tomlkit.dumps(doc))

@@ -12,8 +12,9 @@
    (RFC 6749 §10.12), exchanges the code and fetches the profile through
    the injected :class:`realtime.oauth.providers.outbound.ProviderHttp`.
 3. The local user ``NAME:<ProfileIdVariable>`` is looked up; with
-   ``auto_create`` a missing one is added to the users file
-   (:func:`realtime.oauth.callback.create_user`).
+   ``auto_create`` a missing one is added to the users file, or on a
+   shared store to the store (:func:`realtime.oauth.callback.create_user`,
+   :mod:`realtime.oauth.providers.users`).
 4. :func:`realtime.oauth.authorize.resume_login` continues: session,
    consent, code, as after a password login.
 
@@ -48,24 +49,26 @@ def callback_uri(issuer: str, provider: Provider) -> str:
 # -- start: off to the provider ---------------------------------------------------
 
 
-def start_provider_login(logins: ProviderLogins, provider: Provider, *, issuer: str,
-                         params: Mapping[str, str], binding: str, client_id: str, now: float) -> str:
+async def start_provider_login(logins: ProviderLogins, provider: Provider, *, issuer: str,
+                               params: Mapping[str, str], binding: str, client_id: str, address: str,
+                               now: float) -> str:
     """POST /oauth2/authorize ``action=provider`` (its CSRF token checked):
-    remember the request; the provider's authorization URL to send the browser to."""
+    remember the request (in the store: any node may get the callback); the
+    provider's authorization URL to send the browser to."""
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(48) if provider.pkce else None  # 64 characters (RFC 7636 §4.1: 43-128)
     redirect_uri = callback_uri(issuer, provider)
-    logins.add(state, Pending(
+    await logins.add(state, Pending(
         provider=provider.name, params=dict(params), binding=digest(binding),
         verifier=verifier, redirect_uri=redirect_uri, expires_at=now + PENDING_TTL,
-    ), now)
+    ), address=address, now=now)
     log.info("provider login started (provider=%s, client_id=%s)", provider.name, client_id)
     return provider.authorization_request(
         redirect_uri=redirect_uri, state=state, challenge=pkce.s256(verifier) if verifier else None
     )
 
 
-# -- a first login: the users file -----------------------------------------------
+# -- a first login: the new user -------------------------------------------------
 
 
 def new_user(provider: Provider, sub: str, profile: Mapping[str, Any]) -> User:

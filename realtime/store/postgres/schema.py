@@ -1,7 +1,7 @@
 """The PostgreSQL schema of the shared state store, and its migrations.
 
 The tables and columns are the SQLite store's (:mod:`realtime.store.schema`,
-version 4), so the same table functions run on both; only the types
+version 5), so the same table functions run on both; only the types
 differ: timestamps are ``DOUBLE PRECISION`` (PostgreSQL's ``REAL`` is a
 4-byte float, too coarse for epoch seconds) and the OAuth 1.0a
 timestamp is ``BIGINT``.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PG_SCHEMA_VERSION = 2
+PG_SCHEMA_VERSION = 3
 
 #: Any fixed number: the advisory lock that serialises migrations.
 _MIGRATE_LOCK = 0x7265616C74696D65  # "realtime"
@@ -165,10 +165,37 @@ PG_SIGNING_KEYS = """CREATE TABLE IF NOT EXISTS signing_keys (
 )"""
 PG_SCHEMA += PG_SIGNING_KEYS + ";\n"
 
+#: Version 3: pending provider logins and provider-created users (SQLite schema 5).
+PG_PROVIDER_TABLES = """
+CREATE TABLE IF NOT EXISTS provider_logins (
+    state_hash TEXT PRIMARY KEY,
+    provider   TEXT NOT NULL,
+    binding    TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    sealed     TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS provider_logins_expiry ON provider_logins(expires_at);
+CREATE INDEX IF NOT EXISTS provider_logins_by_address ON provider_logins(address, created_at);
+CREATE TABLE IF NOT EXISTS provider_users (
+    name         TEXT PRIMARY KEY,
+    name_key     TEXT NOT NULL UNIQUE,
+    provider     TEXT NOT NULL,
+    subject      TEXT NOT NULL,
+    scopes       TEXT NOT NULL,
+    display_name TEXT,
+    email        TEXT,
+    created_at   DOUBLE PRECISION NOT NULL
+);
+"""
+PG_SCHEMA += PG_PROVIDER_TABLES
+
 #: ``PG_MIGRATIONS[n]`` takes a database from version ``n - 1`` to ``n``
 #: (version 1 is the first PostgreSQL layout).
 PG_MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (PG_CUTOFFS, PG_SIGNING_KEYS),
+    3: (PG_PROVIDER_TABLES,),
 }
 
 
