@@ -418,7 +418,7 @@ static void publish(int p) {
     char msg[4608];
     long long seq = published[p]++;
     if (phase == PH_SAT) slot_count[p * opt_inflight + (int)(seq % opt_inflight)] = 0;
-    snprintf(msg, sizeof msg, "{\"type\":\"publish\",\"channel\":\"%s\",\"data\":{\"t\":%llu,\"p\":%d,\"s\":%lld,\"x\":\"%s\"}}",
+    snprintf(msg, sizeof msg, "{\"type\":\"publish\",\"channel\":\"%s\",\"data\":{\"t\":%llu,\"i\":%d,\"s\":%lld,\"p\":\"%s\"}}",
              channel, (unsigned long long)now_us(), p, seq, pad_text);
     ws_send_text(&pubs[p], msg);
 }
@@ -453,7 +453,7 @@ static void on_delivery(const unsigned char *data, size_t len) {
         return;
     }
     if (phase != PH_SAT && phase != PH_DRAIN) return;
-    pp = find_key(data, len, "\"p\":");
+    pp = find_key(data, len, "\"i\":");
     sp = find_key(data, len, "\"s\":");
     if (pp && sp) {
         int p = atoi((const char *)pp);
