@@ -65,6 +65,7 @@ def test_bench_smoke_runs_and_reports(tmp_path: Path) -> None:
         assert multipub["pubs"] == 10
         assert multipub["sat"]["deliveries"] > 0
         assert multipub["sat"]["undelivered_after_drain"] == 0
+        assert multipub["sat"]["stuck_messages"] == 0
         assert multipub["lat"]["samples"] == multipub["lat"]["messages"] * 20
         assert result["fanout_tls"]["generator"] == "c"
         assert result["fanout_tls"]["sat"]["deliveries"] > 0

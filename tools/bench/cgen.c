@@ -406,6 +406,9 @@ static long long delivered, bytes_in;
 static long long *published, *completed; /* per publisher */
 static int *slot_count;                    /* [pub * inflight + seq % inflight] */
 static int sat_running;
+static uint64_t *progress_at; /* per publisher: when a message of it last completed (or was sent) */
+static long stuck_messages;  /* given up after STUCK_US without completing (lost or very late) */
+#define STUCK_US 2000000u
 static double *lat_samples;
 static size_t nlat, lat_cap;
 static long lat_got; /* deliveries of the message in flight (lat) */
@@ -425,6 +428,21 @@ static void publish(int p) {
 
 static void top_up(int p) {
     while (sat_running && published[p] - completed[p] < opt_inflight) publish(p);
+}
+
+/* a publisher whose messages have not all arrived for STUCK_US gives up on
+ * them and goes on, so one lost message does not stall it for the window */
+static void sat_watchdog(uint64_t t) {
+    int p;
+    if (!sat_running) return;
+    for (p = 0; p < opt_pubs; p++) {
+        if (published[p] > completed[p] && t - progress_at[p] > STUCK_US) {
+            stuck_messages += published[p] - completed[p];
+            completed[p] = published[p];
+            progress_at[p] = t;
+            top_up(p);
+        }
+    }
 }
 
 static const unsigned char *find_key(const unsigned char *data, size_t len, const char *key) {
@@ -460,8 +478,9 @@ static void on_delivery(const unsigned char *data, size_t len) {
         long long s = atoll((const char *)sp);
         if (p >= 0 && p < opt_pubs && s < published[p] && s >= published[p] - opt_inflight) {
             int *slot = &slot_count[p * opt_inflight + (int)(s % opt_inflight)];
-            if (++*slot == opt_n) {
+            if (++*slot == opt_n && completed[p] < published[p]) {
                 completed[p]++;
+                progress_at[p] = now_us();
                 top_up(p);
             }
         }
@@ -761,6 +780,7 @@ static void loop_until(int (*done)(void), uint64_t deadline) {
         if (t - last_check > 100000u) {
             check_deadlines(conns, nconns, t);
             if (pubs) check_deadlines(pubs, opt_pubs, t);
+            if (progress_at) sat_watchdog(t);
             last_check = t;
         }
     }
@@ -875,6 +895,8 @@ static void mode_fanout(void) {
     published = calloc((size_t)opt_pubs, sizeof *published);
     completed = calloc((size_t)opt_pubs, sizeof *completed);
     slot_count = calloc((size_t)(opt_pubs * opt_inflight), sizeof *slot_count);
+    progress_at = calloc((size_t)opt_pubs, sizeof *progress_at);
+    if (!published || !completed || !slot_count || !progress_at) die("out of memory");
     if (opt_settle_ms > 0) loop_until(NULL, now_us() + (uint64_t)opt_settle_ms * 1000u);
     t_setup = now_us() - t_setup;
 
@@ -883,6 +905,7 @@ static void mode_fanout(void) {
         delivered = bytes_in = 0;
         mark("sat_start");
         t0 = now_us();
+        for (p = 0; p < opt_pubs; p++) progress_at[p] = t0;
         sat_running = 1;
         for (p = 0; p < opt_pubs; p++) top_up(p);
         loop_until(NULL, t0 + (uint64_t)(opt_sat * 1e6));
@@ -920,9 +943,10 @@ static void mode_fanout(void) {
            opt_n, opt_pubs, (double)t_setup / 1e6);
     if (have_sat)
         printf(",\"sat\":{\"deliveries\":%lld,\"seconds\":%.4f,\"per_s\":%.2f,\"messages_per_s\":%.2f,"
-               "\"frame_bytes\":%.1f,\"inflight\":%d,\"pubs\":%d,\"undelivered_after_drain\":%lld}",
+               "\"frame_bytes\":%.1f,\"inflight\":%d,\"pubs\":%d,\"undelivered_after_drain\":%lld,"
+               "\"stuck_messages\":%ld}",
                got, sat_seconds, (double)got / sat_seconds, (double)got / opt_n / sat_seconds,
-               got ? (double)nbytes / (double)got : 0.0, opt_inflight, opt_pubs, undelivered);
+               got ? (double)nbytes / (double)got : 0.0, opt_inflight, opt_pubs, undelivered, stuck_messages);
     if (have_lat) {
         printf(",\"lat\":{\"messages\":%ld,\"samples\":%zu,\"seconds\":%.4f,\"timeouts\":%ld,\"p50_ms\":",
                lat_messages, nlat, lat_seconds, timeouts);

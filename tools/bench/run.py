@@ -726,6 +726,7 @@ def table(results: dict[str, dict[str, Any]], prof: dict[str, Any]) -> list[str]
         rows.append((label, [fn(results[name]) for name in names]))
 
     row(f"handshakes/s ({prof['hs_loops']} loops)", lambda r: cell(get(r, "handshake", "per_s"), get(r, "handshake", "cpu")))
+    row("  server / generator CPU µs per handshake", lambda r: handshake_cost(get(r, "handshake")))
     for n in prof["ns"]:
         row(f"deliveries/s N={n}", lambda r, n=n: cell(get(r, f"fanout_{n}", "sat", "per_s"),
                                                        get(r, f"fanout_{n}", "sat_cpu")))
@@ -794,6 +795,14 @@ def cpu_us_per_delivery(res: dict[str, Any] | None, who: str = "server") -> floa
     if not cpu or not sat or not sat.get("deliveries"):
         return None
     return cpu[f"{who}_cpu_pct"] / 100 * cpu["seconds"] / sat["deliveries"] * 1e6
+
+
+def handshake_cost(res: dict[str, Any] | None) -> str:
+    cpu, ok = get(res or {}, "cpu"), get(res or {}, "ok")
+    if not cpu or not ok:
+        return "–"
+    per = cpu["seconds"] / ok * 1e6 / 100
+    return f"{cpu['server_cpu_pct'] * per:.0f} / {cpu['gen_cpu_pct'] * per:.0f}"
 
 
 def cost_cell(res: dict[str, Any] | None) -> str:
@@ -879,6 +888,9 @@ def summary(results: dict[str, dict[str, Any]], prof: dict[str, Any],
                                          cpu_us_per_delivery(get(rt, "multipub"))),
         "multipub_cpu_ratio_websockets": ratio(cpu_us_per_delivery(get(ws, "multipub")),
                                                cpu_us_per_delivery(get(rt, "multipub"))),
+        # one node's CPU per delivery over node B's (the subscribers' node)
+        "broker_cpu_ratio": ratio(cpu_us_per_delivery(get(broker, "one_node")),
+                                  cpu_us_per_delivery(get(broker, "two_nodes"))),
     }
     notes = []
     gen_bound = [
@@ -911,7 +923,8 @@ def summary(results: dict[str, dict[str, Any]], prof: dict[str, Any],
           f"multipub deliveries/s ≥ 3x websockets: {fmt(f['multipub_ratio_websockets'], 2)}x "
           f"(server CPU per delivery: websockets {fmt(f['multipub_cpu_ratio_websockets'], 2)}x realtime's)")
     check(None if f["broker_ratio"] is None else f["broker_ratio"] >= 1.0,
-          f"two nodes via Redis ≥ 1.0x one node in-process: {fmt(f['broker_ratio'], 2)}x")
+          f"two nodes via Redis ≥ 1.0x one node in-process: {fmt(f['broker_ratio'], 2)}x "
+          f"(CPU per delivery: one node {fmt(f['broker_cpu_ratio'], 2)}x the subscribers' node's)")
     return figures, notes
 
 
