@@ -553,7 +553,7 @@ static void on_end(conn_t *c, const char *why) {
     int was = c->st;
     conn_close(c);
     if (c->kind == K_HS) {
-        if (was == ST_WAITEOF || was == ST_CLOSING) {
+        if (was == ST_WAITEOF) {
             uint64_t t = now_us();
             if (t <= hs_end_at) {
                 hs_ok++;
@@ -611,12 +611,17 @@ static size_t on_frames(conn_t *c, const unsigned char *data, size_t len) {
             off += h + (size_t)plen;
             if (opcode == 8) {
                 c->close_code = plen >= 2 ? payload[0] << 8 | payload[1] : 1005;
-                if (c->st != ST_CLOSING) ws_send_close(c, c->close_code == 1005 ? 1000 : c->close_code);
-                if (c->st >= ST_READY && c->st != ST_CLOSING && c->kind != K_HS) {
-                    /* an unexpected close: count it when the TCP close follows */
+                if (c->st == ST_CLOSING) {
+                    /* our close answered: the server closes TCP next (RFC 6455 §7.1.1) */
+                    c->st = ST_WAITEOF;
+                    c->deadline = now_us() + 2000000u;
+                } else {
+                    char why[64];
+                    ws_send_close(c, c->close_code == 1005 ? 1000 : c->close_code);
+                    snprintf(why, sizeof why, "the server closed with %d", c->close_code);
+                    on_end(c, why);
+                    return off;
                 }
-                if (c->kind == K_HS || c->st == ST_CLOSING) c->st = ST_WAITEOF, c->deadline = now_us() + 2000000u;
-                else { on_end(c, "server closed"); return off; }
             } else if (opcode == 9) {
                 ws_send(c, 10, (const char *)payload, (size_t)plen);
             } else if (opcode == 1 || opcode == 2) {
@@ -758,7 +763,7 @@ static void check_deadlines(conn_t *arr, int n, uint64_t t) {
     for (i = 0; i < n; i++) {
         conn_t *c = &arr[i];
         if (c->fd < 0 || c->st == ST_READY || t < c->deadline) continue;
-        if (c->st == ST_WAITEOF) on_end(c, "closed");
+        if (c->st == ST_WAITEOF) on_end(c, "closed"); /* close frames exchanged; no TCP close in 2 s */
         else { c->tries = 99; on_end(c, "handshake timeout"); }
     }
 }
