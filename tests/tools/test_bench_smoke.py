@@ -53,7 +53,9 @@ def test_bench_smoke_runs_and_reports(tmp_path: Path) -> None:
     assert "| handshakes/s" in stdout
     assert "| multipub deliveries/s" in stdout
     assert "| two nodes via Redis" in stdout
-    assert report["generator"] == "c"
+    assert report["generator"] == "c", (
+        "run.py fell back from the C generator: it needs `cc` (Debian package gcc) and, for wss://, "
+        "libssl-dev; tools/test.sh installs both")
     for name in ("realtime", "websockets"):
         result = report["results"][name]
         assert result["handshake"]["ok"] > 0
