@@ -15,6 +15,8 @@ DEBS=(
     "chromium:chromium"
     "nodejs:node"
     "npm:npm"
+    "gcc:cc"
+    "libssl-dev:/usr/include/openssl/ssl.h"
 )
 missing=()
 for pair in "${DEBS[@]}"; do

@@ -50,10 +50,10 @@ function result(obj) {
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
-function openAuthed(token) {
+function openAuthed(token, url = cfg.url) {
   // Resolves with the socket once the welcome arrived.
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(cfg.url, { ...WS_OPTS, headers: { Authorization: `Bearer ${token}` } });
+    const ws = new WebSocket(url, { ...WS_OPTS, headers: { Authorization: `Bearer ${token}` } });
     let done = false;
     ws.once('message', (data) => {
       done = true;
@@ -121,8 +121,9 @@ const tls = require('tls');
 const crypto = require('crypto');
 
 class RawWS {
-  constructor(token) {
+  constructor(token, url = cfg.url) {
     this.token = token;
+    this.url = url;
     this.onFrame = null; // (opcode, payload Buffer) for data frames after the upgrade
     this.closeCode = null;
     this.onClose = null;
@@ -132,7 +133,7 @@ class RawWS {
   }
 
   open() {
-    const u = new URL(cfg.url);
+    const u = new URL(this.url);
     const port = Number(u.port || (u.protocol === 'wss:' ? 443 : 80));
     return new Promise((resolve, reject) => {
       const secure = u.protocol === 'wss:';
@@ -237,7 +238,7 @@ class RawWS {
   get isOpen() { return this._upgraded && !this.sock.destroyed && this.closeCode === null; }
 }
 
-async function openRaw(token) { return new RawWS(token).open(); }
+async function openRaw(token, url) { return new RawWS(token, url).open(); }
 
 // ---------------------------------------------------------------------------
 
@@ -296,9 +297,11 @@ async function fanout() {
   const token = cfg.token;
   const pad = 'x'.repeat(cfg.pad === undefined ? 4 : cfg.pad);
   const setupStart = performance.now();
+  const subUrls = cfg.sub_urls || [cfg.url];
+  const pubUrls = cfg.pub_urls || [cfg.url];
 
   const subs = await pool(n, cfg.connect_concurrency || 100, async (i) => retrying(async () => {
-    const ws = await openRaw(token);
+    const ws = await openRaw(token, subUrls[i % subUrls.length]);
     await ws.request({ type: 'subscribe', channel, id: i + 1 });
     return ws;
   }));
@@ -309,14 +312,20 @@ async function fanout() {
     await stalled.request({ type: 'subscribe', channel: stallChannel, id: -1 });
     stalled.pause(); // never reads again
   }
-  const pub = await openAuthed(token);
+  // cfg.pubs publishers on their own sockets (multipub); the first one is `pub`
+  const pubs = [];
+  for (let i = 0; i < (cfg.pubs || 1); i++) pubs.push(await openAuthed(token, pubUrls[i % pubUrls.length]));
+  const pub = pubs[0];
+  if (cfg.settle_ms) await sleep(cfg.settle_ms);
   const setupSeconds = (performance.now() - setupStart) / 1000;
 
   let publisherErrors = 0; let lastError = null;
-  pub.on('message', (data) => {
-    const text = data.toString();
-    if (!text.startsWith('{"type":"ack"')) { publisherErrors++; lastError = text.slice(0, 200); }
-  });
+  for (const p of pubs) {
+    p.on('message', (data) => {
+      const text = data.toString();
+      if (!text.startsWith('{"type":"ack"')) { publisherErrors++; lastError = text.slice(0, 200); }
+    });
+  }
   let closedDuring = 0; const closeCodes = {};
   const onClose = (code) => { closedDuring++; closeCodes[code] = (closeCodes[code] || 0) + 1; };
   for (const ws of subs) ws.onClose = onClose;
@@ -330,9 +339,29 @@ async function fanout() {
   let bytesIn = 0;
   let onDelivery = null; // phase hook
   const latencies = [];
+  // multipub: publisher i keeps `inflight` messages in flight, each until every
+  // subscriber has it, counted from its own deliveries ("i" and "s" in the data)
+  const multi = !!cfg.pubs;
+  const pubSent = new Array(pubs.length).fill(0);
+  const pubDone = new Array(pubs.length).fill(0);
+  const slots = new Array(pubs.length * (cfg.inflight || 4)).fill(0);
+  let topUp = null; // (i) => publish while publisher i has room, during sat
   const onFrame = (opcode, data) => {
     delivered++;
     bytesIn += data.length;
+    if (multi && phase === 'sat') {
+      const at = data.indexOf('"i":');
+      const sat = data.indexOf('"s":');
+      if (at >= 0 && sat >= 0) {
+        const i = parseInt(data.toString('latin1', at + 4, at + 12), 10);
+        const s = parseInt(data.toString('latin1', sat + 4, sat + 24), 10);
+        const k = cfg.inflight || 4;
+        if (i >= 0 && i < pubs.length && s < pubSent[i] && s >= pubSent[i] - k && ++slots[i * k + (s % k)] === n) {
+          pubDone[i]++;
+          if (topUp) topUp(i);
+        }
+      }
+    }
     if (phase === 'lat') {
       // {"type":"message",...,"data":{"t":<ms>,"p":"..."}}: the publish time
       const at = data.indexOf('"t":');
@@ -343,9 +372,11 @@ async function fanout() {
   for (const ws of subs) ws.onFrame = onFrame;
   const out = { mode: 'fanout', n, stalled: !!cfg.stalled, setup_seconds: setupSeconds };
 
-  function publish(bigPad) {
+  function publish(bigPad, i = published % pubs.length) {
     published++;
-    pub.send(`{"type":"publish","channel":"${channel}","data":{"t":${performance.now().toFixed(3)},"p":"${bigPad || pad}"}}`);
+    const s = pubSent[i]++;
+    if (multi && phase === 'sat') slots[i * (cfg.inflight || 4) + (s % (cfg.inflight || 4))] = 0;
+    pubs[i].send(`{"type":"publish","channel":"${channel}","data":{"t":${performance.now().toFixed(3)},"i":${i},"s":${s},"p":"${bigPad || pad}"}}`);
   }
 
   async function latPhase(name) {
@@ -408,12 +439,17 @@ async function fanout() {
     const inflight = cfg.inflight || 4;
     phase = 'sat'; delivered = 0; published = 0; bytesIn = 0;
     let running = true;
-    onDelivery = () => {
-      if (running) while (published - delivered / n < inflight) publish();
-    };
+    if (multi) {
+      topUp = (i) => { while (running && pubSent[i] - pubDone[i] < inflight) publish(undefined, i); };
+    } else {
+      onDelivery = () => {
+        if (running) while (published - delivered / n < inflight) publish();
+      };
+    }
     await mark('sat_start');
     const t0 = performance.now();
-    for (let i = 0; i < inflight; i++) publish();
+    if (multi) for (let i = 0; i < pubs.length; i++) topUp(i);
+    else for (let i = 0; i < inflight; i++) publish();
     await sleep(cfg.sat_duration * 1000);
     const elapsed = (performance.now() - t0) / 1000;
     const got = delivered;
@@ -444,8 +480,8 @@ async function fanout() {
   }
   for (const ws of subs) ws.terminate();
   if (stalled) stalled.terminate();
-  pub.terminate();
-  result(out);
+  for (const p of pubs) p.terminate();
+  result({ ...out, pubs: pubs.length });
 }
 
 // ---------------------------------------------------------------------------

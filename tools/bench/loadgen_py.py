@@ -40,9 +40,10 @@ def result(obj: dict[str, Any]) -> None:
     print("RESULT " + json.dumps(obj), flush=True)
 
 
-async def open_authed(token: str):  # noqa: ANN201
-    ws = await connect(CFG["url"], additional_headers={"Authorization": f"Bearer {token}"}, compression=None,
-                       ping_interval=None, ssl=SSL if CFG["url"].startswith("wss:") else None,
+async def open_authed(token: str, url: str | None = None):  # noqa: ANN201
+    url = url or CFG["url"]
+    ws = await connect(url, additional_headers={"Authorization": f"Bearer {token}"}, compression=None,
+                       ping_interval=None, ssl=SSL if url.startswith("wss:") else None,
                        max_size=4 << 20, open_timeout=20)
     welcome = json.loads(await ws.recv())
     if welcome.get("type") != "welcome":
@@ -106,9 +107,11 @@ async def fanout() -> None:
     token = CFG["token"]
     pad = "x" * CFG.get("pad", 4)
     t_setup = time.perf_counter()
+    sub_urls = CFG.get("sub_urls") or [CFG["url"]]
+    pub_urls = CFG.get("pub_urls") or [CFG["url"]]
 
     async def sub(i: int):  # noqa: ANN202
-        ws = await open_authed(token)
+        ws = await open_authed(token, sub_urls[i % len(sub_urls)])
         await ws.send(json.dumps({"type": "subscribe", "channel": channel, "id": i + 1}))
         ack = json.loads(await ws.recv())
         assert ack.get("type") == "ack", ack
@@ -121,13 +124,23 @@ async def fanout() -> None:
         # never read: after max_queue frames, websockets stops reading the socket
         stalled = await sub(-1)
         await stalled.send(json.dumps({"type": "subscribe", "channel": stall_channel}))
-    pub = await open_authed(token)
-    out: dict[str, Any] = {"mode": "fanout", "n": n, "stalled": bool(stalled),
+    # CFG["pubs"] publishers on their own sockets (multipub)
+    pubs = [await open_authed(token, pub_urls[i % len(pub_urls)]) for i in range(CFG.get("pubs", 1))]
+    if CFG.get("settle_ms"):
+        await asyncio.sleep(CFG["settle_ms"] / 1000)
+    out: dict[str, Any] = {"mode": "fanout", "n": n, "stalled": bool(stalled), "pubs": len(pubs),
                            "setup_seconds": time.perf_counter() - t_setup}
     state = {"phase": "idle", "delivered": 0, "published": 0, "bytes": 0}
     latencies: list[float] = []
     changed = asyncio.Event()
     close_codes: dict[str, int] = {}
+    # multipub: publisher i keeps `inflight` messages in flight, each until every
+    # subscriber has it, counted from its own deliveries ("i" and "s" in the data)
+    multi = "pubs" in CFG
+    inflight = CFG.get("inflight", 4)
+    sent = [0] * len(pubs)
+    done = [0] * len(pubs)
+    slots = [0] * (len(pubs) * inflight)
 
     async def reader(ws) -> None:  # noqa: ANN001
         try:
@@ -136,6 +149,13 @@ async def fanout() -> None:
                 state["bytes"] += len(raw)
                 if state["phase"] == "lat":
                     latencies.append(now_ms() - json.loads(raw)["data"]["t"])
+                elif multi and state["phase"] == "sat":
+                    data = json.loads(raw)["data"]
+                    i, s = data["i"], data["s"]
+                    if sent[i] - inflight <= s < sent[i]:
+                        slots[i * inflight + s % inflight] += 1
+                        if slots[i * inflight + s % inflight] == n:
+                            done[i] += 1
                 changed.set()
         except ConnectionClosed as exc:
             code = str(exc.rcvd.code if exc.rcvd else None)
@@ -143,18 +163,24 @@ async def fanout() -> None:
 
     pub_errors = []
 
-    async def pub_reader() -> None:
-        async for raw in pub:
+    async def pub_reader(ws) -> None:  # noqa: ANN001
+        async for raw in ws:
             if not str(raw).startswith('{"type":"ack"'):
                 pub_errors.append(str(raw)[:200])
 
     readers = [asyncio.create_task(reader(ws)) for ws in subs]
-    pub_task = asyncio.create_task(pub_reader())
+    pub_tasks = [asyncio.create_task(pub_reader(ws)) for ws in pubs]
 
-    async def publish(body: str | None = None, to: str = channel) -> None:
+    async def publish(body: str | None = None, to: str = channel, i: int | None = None) -> None:
+        i = state["published"] % len(pubs) if i is None else i
         if to == channel:
             state["published"] += 1
-        await pub.send(f'{{"type":"publish","channel":"{to}","data":{{"t":{now_ms():.3f},"p":"{body or pad}"}}}}')
+        s = sent[i]
+        sent[i] += 1
+        if multi and state["phase"] == "sat":
+            slots[i * inflight + s % inflight] = 0
+        await pubs[i].send(f'{{"type":"publish","channel":"{to}","data":{{"t":{now_ms():.3f},"i":{i},"s":{s},'
+                           f'"p":"{body or pad}"}}}}')
 
     async def wait_for(target: int, timeout: float) -> bool:
         end = time.perf_counter() + timeout
@@ -200,13 +226,16 @@ async def fanout() -> None:
         out["prefill"] = {"messages": count, "bytes": count * len(big)}
 
     if CFG.get("sat_duration", 0) > 0:
-        inflight = CFG.get("inflight", 4)
         state.update(phase="sat", delivered=0, published=0, bytes=0)
         await mark("sat_start")
         t0 = time.perf_counter()
         end = t0 + CFG["sat_duration"]
         while time.perf_counter() < end:
-            while state["published"] - state["delivered"] / n < inflight:
+            if multi:
+                for i in range(len(pubs)):
+                    while sent[i] - done[i] < inflight:
+                        await publish(i=i)
+            while not multi and state["published"] - state["delivered"] / n < inflight:
                 await publish()
             changed.clear()
             try:
@@ -235,9 +264,9 @@ async def fanout() -> None:
             out["stalled_close_code"] = exc.rcvd.code if exc.rcvd else None
         except asyncio.TimeoutError:
             out["stalled_close_code"] = None
-    for task in [*readers, pub_task]:
+    for task in [*readers, *pub_tasks]:
         task.cancel()
-    for ws in [*subs, pub] + ([stalled] if stalled is not None else []):
+    for ws in [*subs, *pubs] + ([stalled] if stalled is not None else []):
         ws.transport.abort()
     result(out)
 

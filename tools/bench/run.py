@@ -1,9 +1,10 @@
 """realtime against its peers, side by side, on 127.0.0.1 (DESIGN.md §3, §9).
 
-    python tools/bench/run.py            # the standard run (~6-8 minutes)
-    python tools/bench/run.py --quick    # under 5 minutes
+    python tools/bench/run.py            # the standard run (~8-10 minutes)
+    python tools/bench/run.py --quick    # about 5 minutes
     python tools/bench/run.py --full     # longer windows, idle RSS at 5,000 and 10,000
-    python tools/bench/run.py --smoke    # seconds, tiny N, Python generator, no thresholds (CI)
+    python tools/bench/run.py --smoke    # seconds, tiny N, no thresholds (CI)
+    python tools/bench/run.py --quick --only multipub,handshake --pubs 10
 
 Servers under test (each on core 0 with ``taskset`` where it exists):
 
@@ -12,25 +13,43 @@ Servers under test (each on core 0 with ``taskset`` where it exists):
   importable; ``websockets.broadcast()`` fan-out, the same JWT check);
 - ``node-ws``    tools/bench/peer_ws.js (Node ``ws``), when ``node`` exists.
 
-The load generator is tools/bench/loadgen.js (Node ``ws``; ``npm ci`` runs
-here when tools/bench/node_modules is missing) on core 1, or with ``--gen py``
-(the default for ``--smoke``) tools/bench/loadgen_py.py, a small asyncio
-``websockets`` client that needs nothing beyond the repo's test install.
+The load generator (on core 1) is, with ``--gen``:
+
+- ``c`` (the default when ``cc`` exists): tools/bench/cgen.c, one thread,
+  epoll, non-blocking sockets, OpenSSL for wss:// when its headers exist;
+  compiled here with ``cc -O2`` into tools/bench/build/ when missing or
+  older than its source. It is far cheaper per delivery than the servers,
+  so the figures are the servers'. The never-reading-subscriber scenario
+  (``slow``) is not in it and runs on the node generator (py with ``--smoke``);
+- ``node``: tools/bench/loadgen.js (Node ``ws``; ``npm ci`` runs here when
+  tools/bench/node_modules is missing);
+- ``py`` (``--smoke`` without ``cc``): tools/bench/loadgen_py.py, a small
+  asyncio ``websockets`` client that needs nothing beyond the test install.
 
 Measured per server: authenticated handshakes/s (50 loops of connect, JWT
 check, welcome, close); deliveries/s at 100 and 1000 subscribers of one
-channel (~100-byte frames, a few messages in flight); p50/p99 fan-out
-latency with one message in flight (publish time in the message, measured at
-each receiver); the same over TLS; the same with one extra subscriber that
-never reads (after a prefill that fills its buffers); RSS per idle
-authenticated connection on a fresh server. Beside each figure: the server's
-and the generator's CPU over the same window; a figure is marked ``≥`` (a
-lower bound) when the generator was above 90% of its core.
+channel (~100-byte frames, one publisher with a few messages in flight);
+``multipub``: ``--pubs`` publishers on their own sockets, one message in
+flight each (until every subscriber has it), 1000 subscribers: deliveries/s,
+then p50/p99 with one message in flight in all; p50/p99 fan-out latency
+(publish time in the message, measured at each receiver); the same over TLS;
+the same with one extra subscriber that never reads (after a prefill that
+fills its buffers); RSS per idle authenticated connection on a fresh server.
+Then ``broker`` (realtime only): the multipub load on one node with the
+in-process broker, then on two nodes sharing a throwaway ``redis-server``
+(publishers on node A, every subscriber on node B, so each delivery crosses
+Redis; node B on core 0 like the single node, node A and Redis beside the
+generator on core 1). Beside each figure: the server's and the generator's
+CPU over the same window; a figure is marked ``≥`` (a lower bound) when the
+generator was above 90% of its core.
 
 Output: a markdown table on stdout, JSON in tools/bench/results/, and as the
 last line ``bench: handshake_ratio=X delivery_ratio=Y p99_ms=Z kb_per_conn=W
-tls_ratio=T`` (ratios realtime / websockets at N=1000; tls_ratio is
-realtime TLS deliveries / realtime plain deliveries).
+tls_ratio=T multipub_ratio_node=A multipub_ratio_websockets=B broker_ratio=C``
+(ratios realtime / websockets at N=1000; tls_ratio is realtime TLS
+deliveries / realtime plain deliveries; multipub_ratio_* are realtime's
+multipub deliveries/s over node-ws's and websockets'; broker_ratio is
+two-node deliveries/s over one-node deliveries/s).
 """
 
 from __future__ import annotations
@@ -44,6 +63,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -73,16 +93,17 @@ from realtime.tokens.keyring import KeyRing, issue_access_token  # noqa: E402
 PUBLIC_URL = "https://localhost"
 CHANNEL = "chat:bench"
 GEN_BUSY = 90.0  # generator CPU% above which a figure is a lower bound
+PUBS = 10  # multipub publishers (--pubs)
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(ns=[5, 20], hs_seconds=0.7, hs_loops=5, sat=0.7, lat=0.7, idle=[100], slow_n=20,
-                  tls_n=20, prefill=256 * 1024, inflight=8, settle_ms=300),
+                  tls_n=20, prefill=256 * 1024, inflight=8, settle_ms=300, multipub_n=20),
     "quick": dict(ns=[100, 1000], hs_seconds=5, hs_loops=50, sat=5, lat=5, idle=[5000], slow_n=1000,
-                  tls_n=1000, prefill=16 << 20, inflight=8, settle_ms=1000),
+                  tls_n=1000, prefill=16 << 20, inflight=8, settle_ms=1000, multipub_n=1000),
     "standard": dict(ns=[100, 1000], hs_seconds=8, hs_loops=50, sat=8, lat=8, idle=[5000], slow_n=1000,
-                     tls_n=1000, prefill=16 << 20, inflight=8, settle_ms=1500),
+                     tls_n=1000, prefill=16 << 20, inflight=8, settle_ms=1500, multipub_n=1000),
     "full": dict(ns=[100, 1000], hs_seconds=10, hs_loops=50, sat=10, lat=10, idle=[5000, 10000], slow_n=1000,
-                 tls_n=1000, prefill=16 << 20, inflight=8, settle_ms=2000),
+                 tls_n=1000, prefill=16 << 20, inflight=8, settle_ms=2000, multipub_n=1000),
 }
 
 REALTIME_TOML = """
@@ -315,13 +336,19 @@ class Setup:
                                    client_id="chat-app", scope=["chat:read", "chat:write"], ttl=3600)[0]
                 for _ in range(count)]
 
-    def server(self, name: str) -> Server:
+    def broker_config(self, redis_url: str) -> Path:
+        """A second config on the same state dir (keys, tokens) with ``[broker] url``."""
+        path = self.conf / "realtime-broker.toml"
+        path.write_text(REALTIME_TOML.format(public_url=PUBLIC_URL) + f'\n[broker]\nurl = "{redis_url}"\n')
+        return path
+
+    def server(self, name: str, config: Path | None = None, core_index: int = 0) -> Server:
         self.starts += 1
         logs = self.work / f"{name}-{self.starts}.log"
-        core = pin(0)
+        core = pin(core_index)
         if name == "realtime":
-            cmd = [*core, sys.executable, "-m", "realtime", "serve", "-c", str(self.conf / "realtime.toml"),
-                   "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"]
+            cmd = [*core, sys.executable, "-m", "realtime", "serve", "-c",
+                   str(config or self.conf / "realtime.toml"), "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"]
             return Server(name, cmd, ROOT, logs)
         if name == "websockets":
             cmd = [*core, sys.executable, str(BENCH / "peer_websockets.py"), "--pubkey", str(self.pubkey),
@@ -346,18 +373,106 @@ def ensure_node_modules() -> None:
                    stdout=sys.stderr, stderr=sys.stderr)
 
 
+CGEN_SOURCE = BENCH / "cgen.c"
+CGEN_BINARY = BENCH / "build" / "cgen"
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def build_cgen() -> tuple[Path, bool]:
+    """Compile tools/bench/cgen.c with the system ``cc -O2`` when the binary is
+    missing or older than its source; with OpenSSL (wss://) when its headers
+    exist. Returns (binary, has_tls)."""
+    cc = shutil.which("cc")
+    tls_marker = CGEN_BINARY.with_name("cgen.tls")
+    fresh = CGEN_BINARY.exists() and CGEN_BINARY.stat().st_mtime >= CGEN_SOURCE.stat().st_mtime
+    if fresh:
+        return CGEN_BINARY, tls_marker.exists()
+    if cc is None:
+        raise BuildError("the C load generator needs a C compiler: `cc` was not found on PATH "
+                         "(Debian: apt-get install gcc), or pass --gen node / --gen py")
+    CGEN_BINARY.parent.mkdir(parents=True, exist_ok=True)
+    tmp = CGEN_BINARY.with_name("cgen.tmp")
+    base = [cc, "-O2", "-Wall", "-o", str(tmp), str(CGEN_SOURCE)]
+    attempts = [(True, [*base[:2], "-DCGEN_TLS", *base[2:], "-lssl", "-lcrypto"]), (False, base)]
+    if not Path("/usr/include/openssl/ssl.h").exists():
+        attempts = attempts[1:]
+    errors = []
+    for has_tls, cmd in attempts:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode == 0:
+            tmp.replace(CGEN_BINARY)
+            tls_marker.unlink(missing_ok=True)
+            if has_tls:
+                tls_marker.touch()
+            log(f"built {CGEN_BINARY.relative_to(ROOT)} ({'with' if has_tls else 'without'} TLS): {' '.join(cmd)}")
+            return CGEN_BINARY, has_tls
+        errors.append(f"$ {' '.join(cmd)}\n{done.stderr.strip()}")
+    raise BuildError("could not compile tools/bench/cgen.c:\n" + "\n".join(errors))
+
+
+def c_args(spec: dict[str, Any], tokens_file: Path) -> list[str]:
+    """The C generator's argv for a spec in loadgen.js's JSON shape."""
+    urls = [spec["url"]] if "url" in spec else []
+    args = [spec["mode"]]
+    sub_urls = spec.get("sub_urls") or urls
+    pub_urls = spec.get("pub_urls") or urls
+    every = list(dict.fromkeys([*sub_urls, *pub_urls]))
+    for url in every:
+        args += ["--url", url]
+    args += ["--sub-urls", ",".join(str(every.index(u)) for u in sub_urls),
+             "--pub-urls", ",".join(str(every.index(u)) for u in pub_urls), "--tokens", str(tokens_file)]
+    if spec["mode"] == "handshake":
+        args += ["--concurrency", spec["concurrency"], "--duration", spec["duration"]]
+    elif spec["mode"] == "fanout":
+        args += ["--n", spec["n"], "--pubs", spec.get("pubs", 1), "--inflight", spec.get("inflight", 4),
+                 "--sat", spec.get("sat_duration", 0), "--lat", spec.get("lat_duration", 0),
+                 "--channel", spec.get("channel", CHANNEL), "--pad", spec.get("pad", 4),
+                 "--settle-ms", spec.get("settle_ms", 0)]
+    elif spec["mode"] == "idle":
+        args += ["--n", spec["n"], "--settle-ms", spec.get("settle_ms", 1000),
+                 "--connect-concurrency", spec.get("connect_concurrency", 100)]
+    return [str(a) for a in args]
+
+
 class Generator:
-    def __init__(self, kind: str) -> None:
+    """The load generator: ``c``, ``node`` or ``py``; ``fallback`` runs what ``c`` lacks."""
+
+    def __init__(self, kind: str, work: Path, fallback: str = "py") -> None:
         self.kind = kind
+        self.work = work
+        self.fallback = fallback
+        self.cgen: Path | None = None
+        self.cgen_tls = False
+        if kind == "c":
+            self.cgen, self.cgen_tls = build_cgen()
+
+    def kind_for(self, spec: dict[str, Any]) -> str:
+        if self.kind != "c":
+            return self.kind
+        tls = any(u.startswith("wss:") for u in [spec.get("url", ""), *spec.get("sub_urls", [])])
+        if spec.get("stalled") or spec.get("prefill_bytes") or (tls and not self.cgen_tls):
+            return self.fallback
+        return "c"
 
     def command(self, spec: dict[str, Any]) -> list[str]:
         core = pin(1)
-        if self.kind == "node":
+        kind = self.kind_for(spec)
+        if kind == "c":
+            assert self.cgen is not None
+            tokens_file = self.work / "cgen-tokens.txt"
+            tokens_file.write_text("\n".join(spec.get("tokens") or [spec["token"]]) + "\n")
+            return [*core, str(self.cgen), *c_args(spec, tokens_file)]
+        if kind == "node":
             return [*core, "node", str(BENCH / "loadgen.js"), json.dumps(spec)]
         return [*core, sys.executable, str(BENCH / "loadgen_py.py"), json.dumps(spec)]
 
-    def run(self, server: Server, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Run one scenario; sample CPU and RSS at each MARK; return the result with ``marks``."""
+    def run(self, server: Server, spec: dict[str, Any], timeout: float,
+            also: dict[str, int] | None = None) -> dict[str, Any]:
+        """Run one scenario; sample CPU and RSS at each MARK (and the CPU of the
+        processes in ``also``, by name); return the result with ``marks``."""
         if QUIET["max_wait"] > 0 and spec.get("n", 0) != 50:
             wait_quiet(f"{server.name} {spec['mode']}")
         proc = subprocess.Popen(self.command(spec), cwd=BENCH, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -376,7 +491,8 @@ class Generator:
                         time.sleep(0.5)  # let the server settle before RSS is read
                     marks[name] = {"t": time.monotonic(), "server_cpu": cpu_seconds(server.pid),
                                    "gen_cpu": cpu_seconds(proc.pid), "server_rss_kb": rss_kb(server.pid),
-                                   "cores": core_times()}
+                                   "cores": core_times(),
+                                   "also": {k: cpu_seconds(pid) for k, pid in (also or {}).items()}}
                     if kind == "MARKWAIT":
                         proc.stdin.write("go\n")
                         proc.stdin.flush()
@@ -395,6 +511,7 @@ class Generator:
         if killer.finished.is_set() and proc.returncode == -signal.SIGKILL:
             result.setdefault("error", f"generator timed out after {timeout}s")
         result["marks"] = marks
+        result.setdefault("generator", self.kind_for(spec))
         return result
 
 
@@ -413,10 +530,14 @@ def window(result: dict[str, Any], start: str, end: str) -> dict[str, float] | N
         if total > total0 and core != "procs":
             suffix = "_pct" if core.endswith("_irq") else "_busy_pct"
             out[f"{core}{suffix}"] = 100 * (busy - busy0) / (total - total0)
+    also = 0.0
+    for name, cpu in b.get("also", {}).items():
+        out[f"{name}_cpu_pct"] = 100 * (cpu - a.get("also", {}).get(name, cpu)) / dt
+        also += out[f"{name}_cpu_pct"]
     procs_b, procs_a = b.get("cores", {}).get("procs"), a.get("cores", {}).get("procs")
     if procs_a and procs_b:
-        # user+system time of every process minus the server's and the generator's
-        other = 100 * (procs_b[0] - procs_a[0]) / CLK_TCK / dt - out["server_cpu_pct"] - out["gen_cpu_pct"]
+        # user+system time of every process minus the server's and the generator's (and ``also``)
+        other = 100 * (procs_b[0] - procs_a[0]) / CLK_TCK / dt - out["server_cpu_pct"] - out["gen_cpu_pct"] - also
         out["other_cpu_pct"] = max(0.0, other)
     return out
 
@@ -424,7 +545,7 @@ def window(result: dict[str, Any], start: str, end: str) -> dict[str, float] | N
 # -- scenarios -----------------------------------------------------------------
 
 
-SCENARIOS = ("handshake", "fanout", "tls", "slow", "idle")
+SCENARIOS = ("handshake", "fanout", "multipub", "tls", "slow", "idle", "broker")
 
 
 def run_server(name: str, setup: Setup, gen: Generator, prof: dict[str, Any],
@@ -443,11 +564,14 @@ def run_server(name: str, setup: Setup, gen: Generator, prof: dict[str, Any],
                           timeout=prof["hs_seconds"] + 60)
             out["handshake"] = {**res, "cpu": window(res, "hs_start", "hs_end")}
 
-        def fanout(key: str, n: int, tls: bool = False, stalled: bool = False) -> None:
-            log(f"{name}: {key} (n={n}{', tls' if tls else ''}{', one never-reading subscriber' if stalled else ''})")
+        def fanout(key: str, n: int, tls: bool = False, stalled: bool = False, pubs: int | None = None) -> None:
+            log(f"{name}: {key} (n={n}{', tls' if tls else ''}{', one never-reading subscriber' if stalled else ''}"
+                f"{f', {pubs} publishers, one message in flight each' if pubs else ''})")
             spec = {"mode": "fanout", "url": server.url(tls), "token": one, "n": n, "channel": CHANNEL,
                     "inflight": prof["inflight"], "sat_duration": prof["sat"], "lat_duration": prof["lat"],
                     "stalled": stalled, "prefill_bytes": prof["prefill"] if stalled else 0}
+            if pubs:
+                spec.update(pubs=pubs, inflight=1)
             if stalled:  # lat before the stall, fill its buffers, lat again
                 spec["sat_duration"] = 0
             res = gen.run(server, spec, timeout=prof["sat"] + 2 * prof["lat"] + 120)
@@ -458,6 +582,8 @@ def run_server(name: str, setup: Setup, gen: Generator, prof: dict[str, Any],
         if "fanout" in only:
             for n in prof["ns"]:
                 fanout(f"fanout_{n}", n)
+        if "multipub" in only:
+            fanout("multipub", prof["multipub_n"], pubs=prof["pubs"])
         if "tls" in only:
             fanout("fanout_tls", prof["tls_n"], tls=True)
         if "slow" in only:
@@ -487,6 +613,75 @@ def run_server(name: str, setup: Setup, gen: Generator, prof: dict[str, Any],
             out["idle"][str(n)] = res
         finally:
             server.stop()
+    return out
+
+
+
+def start_redis(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A throwaway redis-server: a free loopback port, no persistence, on core 1."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("the broker scenario needs redis-server (Debian package redis-server); "
+                           "or leave it out with --only")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (work / "redis").mkdir(exist_ok=True)
+    proc = subprocess.Popen([*pin(1), exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(work / "redis"), "--logfile", "",
+                             "--daemonize", "no"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # ends at EOF if the server dies
+        seen.append(line.decode(errors="replace"))
+        if b"Ready to accept connections" in line:
+            break
+    else:
+        proc.wait()
+        raise RuntimeError("redis-server did not start:\n" + "".join(seen[-20:]))
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # never block on a full pipe
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def run_broker(setup: Setup, gen: Generator, prof: dict[str, Any]) -> dict[str, Any]:
+    """The multipub load on one realtime node (in-process broker) and on two
+    nodes sharing a throwaway redis-server: publishers on node A, every
+    subscriber on node B, so every delivery crosses Redis. Node B (and the
+    single node) on core 0; node A and Redis beside the generator on core 1:
+    they carry one publish per message, the subscriber node carries N
+    deliveries per message."""
+    out: dict[str, Any] = {"pubs": prof["pubs"], "n": prof["multipub_n"]}
+    one = setup.tokens(1)[0]
+    spec = {"mode": "fanout", "token": one, "n": prof["multipub_n"], "channel": CHANNEL, "pubs": prof["pubs"],
+            "inflight": 1, "sat_duration": prof["sat"], "lat_duration": prof["lat"]}
+    server = setup.server("realtime").start()
+    try:
+        log(f"broker: one node, in-process broker (n={spec['n']}, {spec['pubs']} publishers)")
+        res = gen.run(server, {**spec, "url": server.url()}, timeout=prof["sat"] + prof["lat"] + 120)
+        res["sat_cpu"] = window(res, "sat_start", "sat_end")
+        res["lat_cpu"] = window(res, "lat_start", "lat_end")
+        out["one_node"] = res
+    finally:
+        server.stop()
+    redis, redis_url = start_redis(setup.work)
+    conf = setup.broker_config(redis_url)
+    node_a = node_b = None
+    try:
+        node_a = setup.server("realtime", config=conf, core_index=1).start()
+        node_b = setup.server("realtime", config=conf, core_index=0).start()
+        log(f"broker: two nodes via Redis, publishers on A (pid {node_a.pid}), subscribers on B (pid {node_b.pid})")
+        res = gen.run(node_b, {**spec, "sub_urls": [node_b.url()], "pub_urls": [node_a.url()],
+                               "settle_ms": 500}, timeout=prof["sat"] + prof["lat"] + 120,
+                      also={"node_a": node_a.pid, "redis": redis.pid})
+        res["sat_cpu"] = window(res, "sat_start", "sat_end")
+        res["lat_cpu"] = window(res, "lat_start", "lat_end")
+        out["two_nodes"] = res
+    finally:
+        for node in (node_a, node_b):
+            if node is not None:
+                node.stop()
+        redis.terminate()
+        redis.wait(10)
     return out
 
 
@@ -531,11 +726,19 @@ def table(results: dict[str, dict[str, Any]], prof: dict[str, Any]) -> list[str]
         rows.append((label, [fn(results[name]) for name in names]))
 
     row(f"handshakes/s ({prof['hs_loops']} loops)", lambda r: cell(get(r, "handshake", "per_s"), get(r, "handshake", "cpu")))
+    row("  server / generator CPU µs per handshake", lambda r: handshake_cost(get(r, "handshake")))
     for n in prof["ns"]:
         row(f"deliveries/s N={n}", lambda r, n=n: cell(get(r, f"fanout_{n}", "sat", "per_s"),
                                                        get(r, f"fanout_{n}", "sat_cpu")))
         row(f"  core0 / core1 busy, incl. softirq (N={n} saturated)", lambda r, n=n: cores_cell(get(r, f"fanout_{n}", "sat_cpu")))
+        row(f"  server / generator CPU µs per delivery (N={n} saturated)", lambda r, n=n: cost_cell(get(r, f"fanout_{n}")))
         row(f"p50 / p99 ms N={n}", lambda r, n=n: lat_cell(r, f"fanout_{n}"))
+    n, p = prof["multipub_n"], prof["pubs"]
+    row(f"multipub deliveries/s N={n}, {p} publishers, one message in flight each",
+        lambda r: cell(get(r, "multipub", "sat", "per_s"), get(r, "multipub", "sat_cpu")))
+    row("  core0 / core1 busy, incl. softirq (multipub saturated)", lambda r: cores_cell(get(r, "multipub", "sat_cpu")))
+    row("  server / generator CPU µs per delivery (multipub saturated)", lambda r: cost_cell(get(r, "multipub")))
+    row(f"  p50 / p99 ms, one message in flight in all (N={n})", lambda r: lat_cell(r, "multipub"))
     n = prof["tls_n"]
     row(f"TLS deliveries/s N={n}", lambda r: cell(get(r, "fanout_tls", "sat", "per_s"), get(r, "fanout_tls", "sat_cpu")))
     row(f"TLS p50 / p99 ms N={n}", lambda r: lat_cell(r, "fanout_tls"))
@@ -551,6 +754,60 @@ def table(results: dict[str, dict[str, Any]], prof: dict[str, Any]) -> list[str]
     lines = [header, "|---|" + "---|" * len(names)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
     return lines
+
+
+def broker_table(broker: dict[str, Any]) -> list[str]:
+    """One node (in-process broker) vs two nodes via Redis, realtime only."""
+    if not broker:
+        return []
+    if broker.get("error"):
+        return [f"broker: error: {broker['error']}"]
+    lines = [f"| broker: realtime, N={broker['n']}, {broker['pubs']} publishers, one message in flight each "
+             "| deliveries/s (node B / node A / redis / generator CPU%) | p50 / p99 ms, one in flight "
+             "| node B (+ node A + redis) / generator CPU µs per delivery |",
+             "|---|---|---|---|"]
+    for key, label in (("one_node", "one node, in-process broker"),
+                       ("two_nodes", "two nodes via Redis: publishers on A, subscribers on B")):
+        res = broker.get(key) or {}
+        cpu = res.get("sat_cpu") or {}
+        text = fmt(get(res, "sat", "per_s"))
+        if cpu:
+            lower = "≥" if gen_busy(cpu) > GEN_BUSY and get(res, "sat", "per_s") else ""
+            parts = [cpu.get("server_cpu_pct"), cpu.get("node_a_cpu_pct"), cpu.get("redis_cpu_pct"),
+                     cpu.get("gen_cpu_pct")]
+            text = lower + text + " (" + " / ".join("–" if x is None else f"{x:.0f}%" for x in parts) + ")"
+        server = cpu_us_per_delivery(res)
+        if server is not None and cpu:
+            extra = (cpu.get("node_a_cpu_pct", 0.0) + cpu.get("redis_cpu_pct", 0.0)) / 100 * cpu["seconds"]
+            server_all = server + extra / res["sat"]["deliveries"] * 1e6
+            cost = f"{server:.2f}{f' (+ {server_all - server:.2f})' if key == 'two_nodes' else ''} / " \
+                   f"{cpu_us_per_delivery(res, 'gen'):.2f}"
+        else:
+            cost = "–"
+        lines.append(f"| {label} | {text} | {lat_cell(broker, key)} | {cost} |")
+    return lines
+
+
+def cpu_us_per_delivery(res: dict[str, Any] | None, who: str = "server") -> float | None:
+    """CPU time per delivery over the saturated window: steadier than
+    deliveries/s when other processes share the cores."""
+    cpu, sat = get(res or {}, "sat_cpu"), get(res or {}, "sat")
+    if not cpu or not sat or not sat.get("deliveries"):
+        return None
+    return cpu[f"{who}_cpu_pct"] / 100 * cpu["seconds"] / sat["deliveries"] * 1e6
+
+
+def handshake_cost(res: dict[str, Any] | None) -> str:
+    cpu, ok = get(res or {}, "cpu"), get(res or {}, "ok")
+    if not cpu or not ok:
+        return "–"
+    per = cpu["seconds"] / ok * 1e6 / 100
+    return f"{cpu['server_cpu_pct'] * per:.0f} / {cpu['gen_cpu_pct'] * per:.0f}"
+
+
+def cost_cell(res: dict[str, Any] | None) -> str:
+    server, generator = cpu_us_per_delivery(res), cpu_us_per_delivery(res, "gen")
+    return "–" if server is None or generator is None else f"{server:.2f} / {generator:.2f}"
 
 
 def cores_cell(cpu: dict[str, float] | None) -> str:
@@ -603,7 +860,8 @@ def idle_cell(r: dict[str, Any], n: str) -> str:
     return f"{kb:.1f}{extra}"
 
 
-def summary(results: dict[str, dict[str, Any]], prof: dict[str, Any]) -> tuple[dict[str, float | None], list[str]]:
+def summary(results: dict[str, dict[str, Any]], prof: dict[str, Any],
+            broker: dict[str, Any] | None = None) -> tuple[dict[str, float | None], list[str]]:
     rt = results.get("realtime", {})
     ws = results.get("websockets", {})
     n = str(max(prof["ns"]))
@@ -619,6 +877,20 @@ def summary(results: dict[str, dict[str, Any]], prof: dict[str, Any]) -> tuple[d
         "tls_ratio": ratio(get(rt, "fanout_tls", "sat", "per_s"), get(rt, f"fanout_{n}", "sat", "per_s")),
         "handshakes_per_s": get(rt, "handshake", "per_s"),
         "slow_p99_change_pct": slow_change(rt),
+        "multipub_ratio_node": ratio(get(rt, "multipub", "sat", "per_s"),
+                                     get(results, "node-ws", "multipub", "sat", "per_s")),
+        "multipub_ratio_websockets": ratio(get(rt, "multipub", "sat", "per_s"), get(ws, "multipub", "sat", "per_s")),
+        "multipub_p99_ms": get(rt, "multipub", "lat", "p99_ms"),
+        "broker_ratio": ratio(get(broker, "two_nodes", "sat", "per_s"), get(broker, "one_node", "sat", "per_s")),
+        # server CPU per delivery, peer's over realtime's: steadier than the
+        # deliveries/s ratios when other processes share the cores
+        "multipub_cpu_ratio_node": ratio(cpu_us_per_delivery(get(results, "node-ws", "multipub")),
+                                         cpu_us_per_delivery(get(rt, "multipub"))),
+        "multipub_cpu_ratio_websockets": ratio(cpu_us_per_delivery(get(ws, "multipub")),
+                                               cpu_us_per_delivery(get(rt, "multipub"))),
+        # one node's CPU per delivery over node B's (the subscribers' node)
+        "broker_cpu_ratio": ratio(cpu_us_per_delivery(get(broker, "one_node")),
+                                  cpu_us_per_delivery(get(broker, "two_nodes"))),
     }
     notes = []
     gen_bound = [
@@ -644,6 +916,15 @@ def summary(results: dict[str, dict[str, Any]], prof: dict[str, Any]) -> tuple[d
     check(None if f["slow_p99_change_pct"] is None else f["slow_p99_change_pct"] < 10,
           f"a never-reading subscriber raises the others' p99 by < 10%: {pct(f['slow_p99_change_pct'])} "
           "(run-to-run noise of p99 on this box is about ±10%)")
+    check(None if f["multipub_ratio_node"] is None else f["multipub_ratio_node"] >= 2.0,
+          f"multipub deliveries/s ≥ 2x node-ws: {fmt(f['multipub_ratio_node'], 2)}x "
+          f"(server CPU per delivery: node-ws {fmt(f['multipub_cpu_ratio_node'], 2)}x realtime's)")
+    check(None if f["multipub_ratio_websockets"] is None else f["multipub_ratio_websockets"] >= 3.0,
+          f"multipub deliveries/s ≥ 3x websockets: {fmt(f['multipub_ratio_websockets'], 2)}x "
+          f"(server CPU per delivery: websockets {fmt(f['multipub_cpu_ratio_websockets'], 2)}x realtime's)")
+    check(None if f["broker_ratio"] is None else f["broker_ratio"] >= 1.0,
+          f"two nodes via Redis ≥ 1.0x one node in-process: {fmt(f['broker_ratio'], 2)}x "
+          f"(CPU per delivery: one node {fmt(f['broker_cpu_ratio'], 2)}x the subscribers' node's)")
     return figures, notes
 
 
@@ -652,7 +933,9 @@ def bench_line(f: dict[str, float | None]) -> str:
         return "nan" if x is None else f"{x:.{d}f}"
 
     return (f"bench: handshake_ratio={v(f['handshake_ratio'], 2)} delivery_ratio={v(f['delivery_ratio'], 2)} "
-            f"p99_ms={v(f['p99_ms'], 1)} kb_per_conn={v(f['kb_per_conn'], 1)} tls_ratio={v(f['tls_ratio'], 2)}")
+            f"p99_ms={v(f['p99_ms'], 1)} kb_per_conn={v(f['kb_per_conn'], 1)} tls_ratio={v(f['tls_ratio'], 2)} "
+            f"multipub_ratio_node={v(f['multipub_ratio_node'], 2)} "
+            f"multipub_ratio_websockets={v(f['multipub_ratio_websockets'], 2)} broker_ratio={v(f['broker_ratio'], 2)}")
 
 
 # -- main ----------------------------------------------------------------------
@@ -665,10 +948,13 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="under 5 minutes")
+    mode.add_argument("--quick", action="store_true", help="about 5 minutes")
     mode.add_argument("--full", action="store_true", help="longer windows; idle RSS at 5,000 and 10,000")
-    mode.add_argument("--smoke", action="store_true", help="seconds; tiny N; no thresholds (CI)")
-    parser.add_argument("--gen", choices=["node", "py"], help="load generator (default: node; py for --smoke)")
+    mode.add_argument("--smoke", action="store_true", help="seconds; tiny N; no thresholds (CI); no node needed")
+    parser.add_argument("--gen", choices=["c", "node", "py"],
+                        help="load generator (default: c when `cc` exists, else node, or py for --smoke)")
+    parser.add_argument("--pubs", type=int, default=PUBS,
+                        help=f"publishers in the multipub and broker scenarios (default {PUBS})")
     parser.add_argument("--servers", help="comma list of realtime,websockets,node-ws (default: all available)")
     parser.add_argument("--quiet-wait", type=float, default=None,
                         help="seconds to wait, before each scenario, for other processes to use < 10%% CPU "
@@ -680,12 +966,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
 
     profile = "smoke" if args.smoke else "quick" if args.quick else "full" if args.full else "standard"
-    prof = PROFILES[profile]
-    gen_kind = args.gen or ("py" if args.smoke else "node")
-    if gen_kind == "node":
+    prof = {**PROFILES[profile], "pubs": args.pubs}
+    if args.pubs < 1:
+        parser.error("--pubs must be at least 1")
+    only = tuple(args.only.split(",")) if args.only else SCENARIOS
+    unknown = [name for name in only if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"--only: unknown scenario {', '.join(unknown)} (known: {', '.join(SCENARIOS)})")
+    gen_kind = args.gen or ("c" if shutil.which("cc") else "py" if args.smoke else "node")
+    # what the C generator does not do (the never-reading subscriber) runs on this one
+    fallback = "py" if args.smoke else "node"
+    if "node" in (gen_kind, fallback if gen_kind == "c" else None):
         if not shutil.which("node"):
-            log("node not found: using the Python generator (figures will be generator-bound)")
-            gen_kind = "py"
+            log("node not found: using the Python generator (its figures are generator-bound)")
+            gen_kind = "py" if gen_kind == "node" else gen_kind
+            fallback = "py"
         else:
             ensure_node_modules()
     servers = args.servers.split(",") if args.servers else ["realtime", "websockets"] + (
@@ -701,21 +996,33 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="realtime-bench-") as tmp:
         setup = Setup(Path(tmp))
-        gen = Generator(gen_kind)
+        try:
+            gen = Generator(gen_kind, Path(tmp), fallback)
+        except BuildError as exc:
+            log(str(exc))
+            return 2
         for name in servers:
             try:
-                results[name] = run_server(name, setup, gen, prof,
-                                           tuple(args.only.split(",")) if args.only else SCENARIOS)
+                results[name] = run_server(name, setup, gen, prof, only)
             except Exception as exc:  # one failing server must not hide the others
                 log(f"{name} failed: {exc!r}")
                 results[name] = {"server": name, "error": repr(exc)}
+        broker: dict[str, Any] = {}
+        if "broker" in only and "realtime" in servers:
+            try:
+                broker = run_broker(setup, gen, prof)
+            except Exception as exc:
+                log(f"broker failed: {exc!r}")
+                broker = {"error": repr(exc)}
     elapsed = time.time() - started
 
-    figures, notes = summary(results, prof)
+    figures, notes = summary(results, prof, broker)
     lines = table(results, prof)
     errors = [f"- {name}/{key}: {val['error']}" for name, r in results.items()
               for key, val in r.items() if isinstance(val, dict) and val.get("error")]
     errors += [f"- {name}: {r['error']}" for name, r in results.items() if r.get("error")]
+    errors += [f"- broker/{key}: {val['error']}" for key, val in broker.items() if isinstance(val, dict) and val.get("error")]
+    errors += [f"- broker: {broker['error']}"] if broker.get("error") else []
     errors += [f"- {name}/{key}: publisher got {val['publisher_errors']} errors, e.g. {val.get('publisher_last_error')}"
                for name, r in results.items() for key, val in r.items()
                if isinstance(val, dict) and val.get("publisher_errors")]
@@ -723,15 +1030,20 @@ def main(argv: list[str] | None = None) -> int:
                for name, r in results.items() for key, val in r.items()
                if isinstance(val, dict) and key == "handshake" and val.get("errors")]
 
-    print(f"## realtime bench ({profile}, generator {gen_kind}, {elapsed:.0f} s, "
+    print(f"## realtime bench ({profile}, generator {gen_kind}{f' (slow: {fallback})' if gen_kind == 'c' else ''}, "
+          f"{elapsed:.0f} s, "
           f"{platform.node() or 'host'} {os.cpu_count()} cpus, Python {platform.python_version()})\n")
     print("\n".join(lines))
+    if broker:
+        print("\n" + "\n".join(broker_table(broker)))
     print("\n`≥`: the generator (its process plus its core's softirq) was above 90% busy, so the figure is a lower bound. "
           "Cells: value (server process CPU% / generator process CPU% over the measured window); "
           "per-core busy time including softirq, where loopback TCP work lands, is in the JSON.")
     others = [(w.get("other_cpu_pct", 0.0), f"{name}/{key}") for name, r in results.items()
               for key, val in r.items() if isinstance(val, dict)
               for w in (val.get("cpu"), val.get("sat_cpu"), val.get("lat_cpu")) if w]
+    others += [(w.get("other_cpu_pct", 0.0), f"broker/{key}") for key, val in broker.items() if isinstance(val, dict)
+               for w in (val.get("sat_cpu"), val.get("lat_cpu")) if w]
     worst = max(others, default=(0.0, ""))
     if worst[0] >= 10:
         print(f"\n**Warning: the machine was not quiet**: other processes used up to {worst[0]:.0f}% of a core "
@@ -748,16 +1060,17 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or RESULTS / f"{stamp}-{profile}.json"
     out.write_text(json.dumps({
-        "profile": profile, "params": prof, "generator": gen_kind, "seconds": elapsed,
+        "profile": profile, "params": prof, "generator": gen_kind, "generator_fallback": fallback,
+        "seconds": elapsed,
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                  "taskset": bool(pin(0))},
-        "summary": figures, "targets": notes, "results": results, "errors": errors,
+        "summary": figures, "targets": notes, "results": results, "broker": broker, "errors": errors,
         "other_cpu_worst_pct": worst[0], "other_cpu_worst_window": worst[1],
     }, indent=2, default=str))
     print(f"\nJSON: {out}")
     print(bench_line(figures))
-    hard_failure = not results or any(r.get("error") for r in results.values()) or any(
-        get(results, "realtime", key) is None for key in ("handshake",))
+    hard_failure = not results or bool(broker.get("error")) or any(r.get("error") for r in results.values()) or (
+        "handshake" in only and "realtime" in results and get(results, "realtime", "handshake") is None)
     return 1 if hard_failure else 0
 
 
