@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -90,9 +91,9 @@ class Session(TokenIdentity):
 
     # Thousands live at once: slots instead of a per-instance dict.
     __slots__ = (
-        "conn_id", "transport", "state", "clock", "echo", "reader", "publish_limit", "message_limit", "close_code",
-        "close_reason", "peer_close", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
-        "_held", "_room", "timers", "remote", "connected_at",
+        "conn_id", "transport", "state", "clock", "echo", "reader", "_publish_limit", "_message_limit", "close_code",
+        "close_reason", "peer_close", "deadline", "_scope", "_asking", "_nursery", "_writer_running", "_writer_wanted",
+        "_held", "_room", "timers", "connected_at",
     )
 
     #: Stateless and shared: composing it costs an idle socket nothing.
@@ -110,29 +111,33 @@ class Session(TokenIdentity):
     ) -> None:
         self.conn_id = next_conn_id()
         self.transport = transport
-        # For the server API's connection list (SPEC §11).
-        self.remote = "%s:%d" % transport.peer()
-        self.connected_at = int(time.time())
+        self.connected_at = int(time.time())  # for the server API's connection list (SPEC §11)
         self.state = state
         self.clock = clock
         self.echo = echo
         self.adopt(claims)
-        ws = state.settings.websocket
         # Client frames in (RFC 6455 §5), and the close handshake's state.
         self.reader = WsReader()
         self.reader.receive_data(trailing_data)  # frames sent with the upgrade request
-        self.publish_limit = RateLimiter.from_spec(ws.publish_rate)
-        self.message_limit = RateLimiter.for_messages(ws.message_rate, ws.max_subscriptions)
+        # The rate buckets are made when first needed: most sockets only
+        # listen, and the two cost an idle one ~0.2 KB.
+        self._publish_limit: RateLimiter | None = None
+        self._message_limit: RateLimiter | None = None
         self.close_code: int | None = None
         self.close_reason = ""
         self.peer_close: CloseReceived | None = None
-        self._scope = trio.CancelScope()
+        self.deadline = math.inf  # the token's exp on the timer clock, set by run()
+        # The reader's wait, the one cancel scope an idle session keeps: its
+        # deadline is the token's or the next timer's, whichever is first,
+        # and withdraw() cancels it (a scope of its own for the whole
+        # session would cost every idle socket another ~0.7 KB).
+        self._scope: trio.CancelScope | None = None
+        self._asking: trio.CancelScope | None = None  # waiting for a remote broker's answer
         # The writer task's nursery opens only when a backlog first appears:
         # a nursery and its cancel scope cost ~1 KB per idle socket.
         self._nursery: trio.Nursery | None = None
         self._writer_running = False
         self._writer_wanted = False
-        self._timer: trio.CancelScope | None = None  # the reader's receive deadline
         # Frames kept while the cork is held (net/cork.py), each with whether
         # it is charged to the slow-consumer limit (see offer and _apply).
         self._held: list[tuple[bytes, bool]] | None = None
@@ -142,6 +147,28 @@ class Session(TokenIdentity):
         # Timers live in the reader's receive deadline, not in tasks of their
         # own: a task per idle socket costs memory and handshake time.
         self.timers = Timers()
+
+    @property
+    def remote(self) -> str:
+        """The peer's address, for the server API's connection list (SPEC §11)."""
+        return "%s:%d" % self.transport.peer()
+
+    @property
+    def publish_limit(self) -> RateLimiter:
+        """The ``publish_rate`` bucket (full at the first publish, as at connect)."""
+        limit = self._publish_limit
+        if limit is None:
+            limit = self._publish_limit = RateLimiter.from_spec(self.state.settings.websocket.publish_rate)
+        return limit
+
+    @property
+    def message_limit(self) -> RateLimiter:
+        """The ``message_rate`` bucket every client message passes."""
+        limit = self._message_limit
+        if limit is None:
+            ws = self.state.settings.websocket
+            limit = self._message_limit = RateLimiter.for_messages(ws.message_rate, ws.max_subscriptions)
+        return limit
 
     # -- the hub-facing, synchronous side -------------------------------------
     def offer(self, frame: bytes) -> None:
@@ -197,7 +224,9 @@ class Session(TokenIdentity):
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
-        self._scope.cancel()
+        for waiting in (self._scope, self._asking):  # whatever the reader waits on
+            if waiting is not None:
+                waiting.cancel()
 
     def _start_writer(self) -> None:
         if self._writer_running:
@@ -208,8 +237,8 @@ class Session(TokenIdentity):
         elif not self._writer_wanted:
             # No nursery yet: ask the reader to step out so run() opens one.
             self._writer_wanted = True
-            if self._timer is not None:
-                self._timer.cancel()
+            if self._scope is not None:
+                self._scope.cancel()
 
     async def _writer(self) -> None:
         transport = self.transport
@@ -241,21 +270,18 @@ class Session(TokenIdentity):
         if not self.echo:  # a webhook event (SPEC §12); nothing without hooks
             self.state.emit("connect", {"sub": self.sub, "client_id": self.client_id, "conn_id": self.conn_id})
         try:
-            self._scope.deadline = self.clock.deadline(self.exp)
-            with self._scope:
-                if not self.echo:
-                    self.send_obj(replies.welcome(self.sub, self.exp))
-                ws = self.state.settings.websocket
-                self.timers.start(self.clock.now(), self._scope.deadline, ws.expiry_warning, ws.ping_interval)
-                if await self._reader():  # it stepped out: a backlog needs the writer
-                    async with trio.open_nursery() as nursery:
-                        self._nursery = nursery
-                        self._writer_running = True
-                        nursery.start_soon(self._writer)
-                        await self._reader()
-                        nursery.cancel_scope.cancel()
-            if self.close_code is None and self._scope.cancelled_caught:
-                self.close_code, self.close_reason = CloseCode.TOKEN_EXPIRED, "token expired"
+            self.deadline = self.clock.deadline(self.exp)
+            if not self.echo:
+                self.send_obj(replies.welcome(self.sub, self.exp))
+            ws = self.state.settings.websocket
+            self.timers.start(self.clock.now(), self.deadline, ws.expiry_warning, ws.ping_interval)
+            if await self._reader():  # it stepped out: a backlog needs the writer
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self._writer_running = True
+                    nursery.start_soon(self._writer)
+                    await self._reader()
+                    nursery.cancel_scope.cancel()
         finally:
             self._nursery = None
             hub.drop(self)
@@ -321,6 +347,19 @@ class Session(TokenIdentity):
                 if handled % EVENTS_PER_CHECKPOINT == 0:  # a peer still flooding (see _reader)
                     await trio.lowlevel.checkpoint()
 
+    async def _remote(self, reply: Awaitable[Reply]) -> Reply | None:
+        """Wait for a remote broker's answer, as withdraw() and the token's
+        deadline allow (None when either came first)."""
+        with trio.CancelScope(deadline=self.deadline) as scope:
+            self._asking = scope
+            try:
+                return await reply
+            finally:
+                self._asking = None
+        if self.close_code is None:
+            self.withdraw(CloseCode.TOKEN_EXPIRED, "token expired")
+        return None
+
     def _next_event(self, max_bytes: int) -> Message | Ping | Pong | CloseReceived | CloseError | None:
         """The reader's next event; a broken rule comes back as the error, in
         its place after the messages before it (it ends the session)."""
@@ -344,14 +383,18 @@ class Session(TokenIdentity):
         for frame in reply.frames:
             self._write(frame, charged=False)
         if reply.claims is not None:  # a good refresh moves the deadline
-            self._scope.deadline = self.clock.deadline(reply.claims.exp)
-            self.timers.aim_warning(self._scope.deadline, self.state.settings.websocket.expiry_warning)
+            self.deadline = self.clock.deadline(reply.claims.exp)
+            self.timers.aim_warning(self.deadline, self.state.settings.websocket.expiry_warning)
         if reply.close is not None:
             self.withdraw(reply.close.code, reply.close.reason)
 
     # -- timers -----------------------------------------------------------------
     def _on_timer(self, now: float) -> None:
-        """The reader's receive deadline passed: run whichever timer is due."""
+        """The reader's wait passed its deadline: end the session at the
+        token's (4001), or run whichever timer is due."""
+        if now >= self.deadline:
+            self.withdraw(CloseCode.TOKEN_EXPIRED, "token expired")
+            return
         ws = self.state.settings.websocket
         due = self.timers.due(now, ws.ping_interval, ws.pong_timeout)
         if due.gone:
@@ -373,6 +416,8 @@ class Session(TokenIdentity):
         reader = self.reader
         unread = reader.pending  # frames that came with the upgrade request
         while True:
+            if self.close_code is not None:  # withdrawn while no wait was running
+                return False
             if self._writer_wanted and self._nursery is None:
                 return True
             if unread:
@@ -383,8 +428,8 @@ class Session(TokenIdentity):
                 # read no new message meanwhile (see _apply).
                 paused = transport.paced_bytes > transport.max_backlog and self._writer_running
                 data: bytes | None = None
-                with trio.move_on_at(self.timers.next_wake()) as timer:
-                    self._timer = timer
+                with trio.CancelScope(deadline=min(self.deadline, self.timers.next_wake())) as scope:
+                    self._scope = scope
                     if paused:
                         self._room = trio.Event()
                         await self._room.wait()
@@ -393,14 +438,12 @@ class Session(TokenIdentity):
                             data = await transport.receive_some()
                         except TransportClosed:
                             data = b""
-                self._timer = None
+                self._scope = None
                 self._room = None
-                if timer.cancelled_caught:
-                    if self._writer_wanted and self._nursery is None:
-                        continue  # handed over above; a due timer fires on the next pass
+                if scope.cancelled_caught:
+                    if self.close_code is not None or self._writer_wanted and self._nursery is None:
+                        continue  # withdrawn, or handed over: see above; a due timer fires on the next pass
                     self._on_timer(self.clock.now())
-                    if self.close_code is not None:
-                        return False
                     continue
                 if data is None:  # room for more: read again
                     continue
@@ -435,7 +478,9 @@ class Session(TokenIdentity):
                             if corked:  # never hold frames across an await
                                 CORK.release()
                                 corked = False
-                            reply = await reply
+                            reply = await self._remote(reply)
+                            if reply is None:  # withdrawn or expired meanwhile
+                                return False
                         self._apply(reply)
                         if self.close_code is not None:
                             return False
