@@ -123,21 +123,27 @@ class Transport:
             return ("", 0)
 
     # -- raw socket I/O ---------------------------------------------------
+    def _recv_now(self, size: int = RECV_SIZE) -> bytes | None:
+        """One ``recv``: bytes (b"" at EOF), or None when it would block.
+
+        The caller waits outside this function: awaiting inside the
+        ``except BlockingIOError`` clause would keep the exception and its
+        traceback alive for as long as the socket stays idle (~0.5 KB per
+        idle connection)."""
+        if self.closed:
+            raise TransportClosed
+        try:
+            return self.sock.recv(size)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise TransportClosed from exc
+
     async def _recv_raw(self, size: int = RECV_SIZE) -> bytes:
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
-            if self.closed:
-                raise TransportClosed
-            try:
-                data: bytes | None = self.sock.recv(size)
-            except BlockingIOError:
-                data = None
-            except OSError as exc:
-                raise TransportClosed from exc
+            data = self._recv_now(size)
             if data is None:
-                # Wait outside the except clause: awaiting inside it would
-                # keep the exception and its traceback alive for as long as
-                # the socket stays idle (~0.5 KB per idle connection).
                 await trio.lowlevel.wait_readable(self.sock)
                 continue
             await trio.lowlevel.cancel_shielded_checkpoint()
@@ -289,28 +295,43 @@ class Transport:
 
     # -- public I/O -----------------------------------------------------------
     async def receive_some(self) -> bytes:
-        """Plaintext bytes from the peer; b"" on a clean EOF."""
-        if self._tls is None:
-            return await self._recv_raw()
-        assert self._tls_in is not None
+        """Plaintext bytes from the peer; b"" on a clean EOF.
+
+        Every idle connection stays suspended in here, so it awaits trio
+        directly, with no helper coroutine in between: each frame in an
+        await chain is ~0.25 KB per idle socket."""
+        tls = self._tls
+        await trio.lowlevel.checkpoint_if_cancelled()
         while True:
-            try:
-                data: bytes | None = self._tls.read(RECV_SIZE)
-            except ssl.SSLWantReadError:
-                data = None
-            except ssl.SSLZeroReturnError:
-                return b""
-            except ssl.SSLError as exc:
-                raise TransportClosed(f"TLS error: {exc.reason}") from exc
-            if data is not None:
-                if self._tls_in.pending:
-                    data = self._read_more_records(data)
-                self._flush_tls()  # TLS 1.3 may answer (key updates)
+            if tls is not None:
+                plain = self._decrypt()
+                if plain is not None:
+                    return plain
+            data = self._recv_now()
+            if data is None:
+                await trio.lowlevel.wait_readable(self.sock)
+                continue
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            if tls is None or not data:
                 return data
-            raw = await self._recv_raw()  # outside the except clause (see _recv_raw)
-            if not raw:
-                return b""
-            self._tls_in.write(raw)
+            self._tls_in.write(data)  # type: ignore[union-attr]
+
+    def _decrypt(self) -> bytes | None:
+        """The plaintext the TLS object can give now (b"" after the peer's
+        close_notify), or None when it needs more bytes from the socket."""
+        assert self._tls is not None and self._tls_in is not None
+        try:
+            data = self._tls.read(RECV_SIZE)
+        except ssl.SSLWantReadError:
+            return None
+        except ssl.SSLZeroReturnError:
+            return b""
+        except ssl.SSLError as exc:
+            raise TransportClosed(f"TLS error: {exc.reason}") from exc
+        if self._tls_in.pending:
+            data = self._read_more_records(data)
+        self._flush_tls()  # TLS 1.3 may answer (key updates)
+        return data
 
     def _read_more_records(self, first: bytes) -> bytes:
         """Decrypt the records already received after ``first``.

@@ -26,22 +26,20 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import attrs
 import trio
-from wsproto.connection import Connection as WSConnection
-from wsproto.connection import ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 from realtime.net.cork import CORK
-from realtime.net.inbound import Fragments
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.protocol import frames
 from realtime.protocol import replies
-from realtime.protocol.close import TOO_BIG, CloseCode, ProtocolError
+from realtime.protocol.close import CloseCode, CloseError
+from realtime.protocol.ws_reader import CloseReceived, ConnectionState, Message, Ping, Pong, WsReader
 from realtime.session.clock import Clock
 from realtime.session.dispatch import Dispatcher, Reply
 from realtime.session.identity import TokenIdentity
@@ -93,9 +91,9 @@ class Session(TokenIdentity):
 
     # Thousands live at once: slots instead of a per-instance dict.
     __slots__ = (
-        "conn_id", "transport", "state", "clock", "echo", "ws", "publish_limit", "message_limit", "close_code", "close_reason",
-        "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
-        "_partial", "_held", "_room", "timers", "remote", "connected_at",
+        "conn_id", "transport", "state", "clock", "echo", "reader", "_publish_limit", "_message_limit", "close_code",
+        "close_reason", "peer_close", "deadline", "_scope", "_asking", "_nursery", "_writer_running", "_writer_wanted",
+        "_held", "_room", "timers", "connected_at",
     )
 
     #: Stateless and shared: composing it costs an idle socket nothing.
@@ -113,29 +111,33 @@ class Session(TokenIdentity):
     ) -> None:
         self.conn_id = next_conn_id()
         self.transport = transport
-        # For the server API's connection list (SPEC §11).
-        self.remote = "%s:%d" % transport.peer()
-        self.connected_at = int(time.time())
+        self.connected_at = int(time.time())  # for the server API's connection list (SPEC §11)
         self.state = state
         self.clock = clock
         self.echo = echo
         self.adopt(claims)
-        ws = state.settings.websocket
-        self.ws = WSConnection(ConnectionType.SERVER, trailing_data=trailing_data)
-        self.publish_limit = RateLimiter.from_spec(ws.publish_rate)
-        self.message_limit = RateLimiter.for_messages(ws.message_rate, ws.max_subscriptions)
+        # Client frames in (RFC 6455 §5), and the close handshake's state.
+        self.reader = WsReader()
+        self.reader.receive_data(trailing_data)  # frames sent with the upgrade request
+        # The rate buckets are made when first needed: most sockets only
+        # listen, and the two cost an idle one ~0.2 KB.
+        self._publish_limit: RateLimiter | None = None
+        self._message_limit: RateLimiter | None = None
         self.close_code: int | None = None
         self.close_reason = ""
-        self.peer_close: CloseConnection | None = None
-        self._parse_failed = False
-        self._scope = trio.CancelScope()
+        self.peer_close: CloseReceived | None = None
+        self.deadline = math.inf  # the token's exp on the timer clock, set by run()
+        # The reader's wait, the one cancel scope an idle session keeps: its
+        # deadline is the token's or the next timer's, whichever is first,
+        # and withdraw() cancels it (a scope of its own for the whole
+        # session would cost every idle socket another ~0.7 KB).
+        self._scope: trio.CancelScope | None = None
+        self._asking: trio.CancelScope | None = None  # waiting for a remote broker's answer
         # The writer task's nursery opens only when a backlog first appears:
         # a nursery and its cancel scope cost ~1 KB per idle socket.
         self._nursery: trio.Nursery | None = None
         self._writer_running = False
         self._writer_wanted = False
-        self._timer: trio.CancelScope | None = None  # the reader's receive deadline
-        self._partial: Fragments | None = None  # a message cut by that hand-over
         # Frames kept while the cork is held (net/cork.py), each with whether
         # it is charged to the slow-consumer limit (see offer and _apply).
         self._held: list[tuple[bytes, bool]] | None = None
@@ -145,6 +147,28 @@ class Session(TokenIdentity):
         # Timers live in the reader's receive deadline, not in tasks of their
         # own: a task per idle socket costs memory and handshake time.
         self.timers = Timers()
+
+    @property
+    def remote(self) -> str:
+        """The peer's address, for the server API's connection list (SPEC §11)."""
+        return "%s:%d" % self.transport.peer()
+
+    @property
+    def publish_limit(self) -> RateLimiter:
+        """The ``publish_rate`` bucket (full at the first publish, as at connect)."""
+        limit = self._publish_limit
+        if limit is None:
+            limit = self._publish_limit = RateLimiter.from_spec(self.state.settings.websocket.publish_rate)
+        return limit
+
+    @property
+    def message_limit(self) -> RateLimiter:
+        """The ``message_rate`` bucket every client message passes."""
+        limit = self._message_limit
+        if limit is None:
+            ws = self.state.settings.websocket
+            limit = self._message_limit = RateLimiter.for_messages(ws.message_rate, ws.max_subscriptions)
+        return limit
 
     # -- the hub-facing, synchronous side -------------------------------------
     def offer(self, frame: bytes) -> None:
@@ -200,7 +224,9 @@ class Session(TokenIdentity):
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
-        self._scope.cancel()
+        for waiting in (self._scope, self._asking):  # whatever the reader waits on
+            if waiting is not None:
+                waiting.cancel()
 
     def _start_writer(self) -> None:
         if self._writer_running:
@@ -211,8 +237,8 @@ class Session(TokenIdentity):
         elif not self._writer_wanted:
             # No nursery yet: ask the reader to step out so run() opens one.
             self._writer_wanted = True
-            if self._timer is not None:
-                self._timer.cancel()
+            if self._scope is not None:
+                self._scope.cancel()
 
     async def _writer(self) -> None:
         transport = self.transport
@@ -244,21 +270,18 @@ class Session(TokenIdentity):
         if not self.echo:  # a webhook event (SPEC §12); nothing without hooks
             self.state.emit("connect", {"sub": self.sub, "client_id": self.client_id, "conn_id": self.conn_id})
         try:
-            self._scope.deadline = self.clock.deadline(self.exp)
-            with self._scope:
-                if not self.echo:
-                    self.send_obj(replies.welcome(self.sub, self.exp))
-                ws = self.state.settings.websocket
-                self.timers.start(self.clock.now(), self._scope.deadline, ws.expiry_warning, ws.ping_interval)
-                if await self._reader():  # it stepped out: a backlog needs the writer
-                    async with trio.open_nursery() as nursery:
-                        self._nursery = nursery
-                        self._writer_running = True
-                        nursery.start_soon(self._writer)
-                        await self._reader()
-                        nursery.cancel_scope.cancel()
-            if self.close_code is None and self._scope.cancelled_caught:
-                self.close_code, self.close_reason = CloseCode.TOKEN_EXPIRED, "token expired"
+            self.deadline = self.clock.deadline(self.exp)
+            if not self.echo:
+                self.send_obj(replies.welcome(self.sub, self.exp))
+            ws = self.state.settings.websocket
+            self.timers.start(self.clock.now(), self.deadline, ws.expiry_warning, ws.ping_interval)
+            if await self._reader():  # it stepped out: a backlog needs the writer
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self._writer_running = True
+                    nursery.start_soon(self._writer)
+                    await self._reader()
+                    nursery.cancel_scope.cancel()
         finally:
             self._nursery = None
             hub.drop(self)
@@ -278,23 +301,22 @@ class Session(TokenIdentity):
                         # reads the 4009 after the wire's tail, not after a
                         # whole backlog it cannot read in time.
                         transport.discard_queued()
-                    if self.ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                    if self.reader.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
                         # Not charged: a slow consumer's queue is past its limit.
-                        transport.write(self.ws.send(CloseConnection(code=code, reason=self.close_reason[:100])),
-                                        charged=False)
+                        transport.write(self.reader.close_frame(code, self.close_reason), charged=False)
                     # The close handshake gets its usual time once our close
                     # frame is with the kernel, however long that took.
                     with trio.move_on_after(CLOSE_WAIT) as sending:
                         await transport.drain(retry_every=CLOSE_RETRY)
                     if not sending.cancelled_caught:
                         with trio.move_on_after(CLOSE_WAIT):
-                            if self._parse_failed:
-                                # wsproto's parser is dead after a protocol error
-                                # and would never see the peer's close: RFC 6455
-                                # §7.1.7 "Fail the WebSocket Connection" — our close
-                                # is out, so half-close and drop what still comes.
+                            if self.reader.failed:
+                                # The reader stops at a broken rule and would never
+                                # see the peer's close: RFC 6455 §7.1.7 "Fail the
+                                # WebSocket Connection" — our close is out, so
+                                # half-close and drop what still comes.
                                 await transport.linger_close(CLOSE_WAIT)
-                            elif self.ws.state is ConnectionState.LOCAL_CLOSING:
+                            elif self.reader.state is ConnectionState.LOCAL_CLOSING:
                                 await self._await_peer_close()
             except (TransportClosed, BacklogOverflow):
                 pass
@@ -306,18 +328,46 @@ class Session(TokenIdentity):
         log.debug("ws %d closed code=%s reason=%s", self.conn_id, code, self.close_reason)
 
     async def _await_peer_close(self) -> None:
+        reader = self.reader
+        max_bytes = self.state.settings.websocket.max_message_bytes
         handled = 0
-        while self.ws.state is not ConnectionState.CLOSED:
+        while reader.reading:
             data = await self.transport.receive_some()
             if not data:
                 return
-            self.ws.receive_data(data)
-            for event in self.ws.events():
-                if isinstance(event, CloseConnection):
+            reader.receive_data(data)
+            while True:
+                try:
+                    event = reader.next_event(max_bytes)
+                except CloseError:
                     return
+                if event is None or isinstance(event, CloseReceived):
+                    break
                 handled += 1
                 if handled % EVENTS_PER_CHECKPOINT == 0:  # a peer still flooding (see _reader)
                     await trio.lowlevel.checkpoint()
+
+    async def _remote(self, reply: Awaitable[Reply]) -> Reply | None:
+        """Wait for a remote broker's answer, as withdraw() and the token's
+        deadline allow (None when either came first)."""
+        with trio.CancelScope(deadline=self.deadline) as scope:
+            self._asking = scope
+            try:
+                return await reply
+            finally:
+                self._asking = None
+        if self.close_code is None:
+            self.withdraw(CloseCode.TOKEN_EXPIRED, "token expired")
+        return None
+
+    def _next_event(self, max_bytes: int) -> Message | Ping | Pong | CloseReceived | CloseError | None:
+        """The reader's next event; a broken rule comes back as the error, in
+        its place after the messages before it (it ends the session)."""
+        try:
+            event = self.reader.next_event(max_bytes)
+        except CloseError as exc:
+            return exc
+        return event
 
     def _apply(self, reply: Reply) -> None:
         """Carry out the dispatcher's answer to one message.
@@ -333,14 +383,18 @@ class Session(TokenIdentity):
         for frame in reply.frames:
             self._write(frame, charged=False)
         if reply.claims is not None:  # a good refresh moves the deadline
-            self._scope.deadline = self.clock.deadline(reply.claims.exp)
-            self.timers.aim_warning(self._scope.deadline, self.state.settings.websocket.expiry_warning)
+            self.deadline = self.clock.deadline(reply.claims.exp)
+            self.timers.aim_warning(self.deadline, self.state.settings.websocket.expiry_warning)
         if reply.close is not None:
             self.withdraw(reply.close.code, reply.close.reason)
 
     # -- timers -----------------------------------------------------------------
     def _on_timer(self, now: float) -> None:
-        """The reader's receive deadline passed: run whichever timer is due."""
+        """The reader's wait passed its deadline: end the session at the
+        token's (4001), or run whichever timer is due."""
+        if now >= self.deadline:
+            self.withdraw(CloseCode.TOKEN_EXPIRED, "token expired")
+            return
         ws = self.state.settings.websocket
         due = self.timers.due(now, ws.ping_interval, ws.pong_timeout)
         if due.gone:
@@ -356,53 +410,58 @@ class Session(TokenIdentity):
     async def _reader(self) -> bool:
         """Read and handle client messages until the session ends (False),
         or until a backlog first needs the writer task and there is no
-        nursery for it yet (True: run() opens one and calls again)."""
+        nursery for it yet (True: run() opens one and calls again; a
+        half-received message stays in the reader)."""
         max_bytes = self.state.settings.websocket.max_message_bytes
-        message = self._partial
-        self._partial = None
+        reader = self.reader
+        unread = reader.pending  # frames that came with the upgrade request
         while True:
+            if self.close_code is not None:  # withdrawn while no wait was running
+                return False
             if self._writer_wanted and self._nursery is None:
-                self._partial = message
                 return True
-            transport = self.transport
-            # Paced answers past the limit wait for the peer to read them:
-            # read no new message meanwhile (see _apply).
-            paused = transport.paced_bytes > transport.max_backlog and self._writer_running
-            data: bytes | None = None
-            with trio.move_on_at(self.timers.next_wake()) as timer:
-                self._timer = timer
-                if paused:
-                    self._room = trio.Event()
-                    await self._room.wait()
-                else:
-                    try:
-                        data = await transport.receive_some()
-                    except TransportClosed:
-                        data = b""
-            self._timer = None
-            self._room = None
-            if timer.cancelled_caught:
-                if self._writer_wanted and self._nursery is None:
-                    continue  # handed over above; a due timer fires on the next pass
-                self._on_timer(self.clock.now())
-                if self.close_code is not None:
+            if unread:
+                unread = False
+            else:
+                transport = self.transport
+                # Paced answers past the limit wait for the peer to read them:
+                # read no new message meanwhile (see _apply).
+                paused = transport.paced_bytes > transport.max_backlog and self._writer_running
+                data: bytes | None = None
+                with trio.CancelScope(deadline=min(self.deadline, self.timers.next_wake())) as scope:
+                    self._scope = scope
+                    if paused:
+                        self._room = trio.Event()
+                        await self._room.wait()
+                    else:
+                        try:
+                            data = await transport.receive_some()
+                        except TransportClosed:
+                            data = b""
+                self._scope = None
+                self._room = None
+                if scope.cancelled_caught:
+                    if self.close_code is not None or self._writer_wanted and self._nursery is None:
+                        continue  # withdrawn, or handed over: see above; a due timer fires on the next pass
+                    self._on_timer(self.clock.now())
+                    continue
+                if data is None:  # room for more: read again
+                    continue
+                self.timers.heard()  # any bytes at all prove the peer is alive
+                if not data:  # end of stream, no close frame: the peer is gone
+                    self.withdraw(TransportClosed.close_code, TransportClosed.close_reason)
                     return False
-                continue
-            if data is None:  # room for more: read again
-                continue
-            self.timers.heard()  # any bytes at all prove the peer is alive
-            self.ws.receive_data(data if data else None)
+                reader.receive_data(data)
             # Parsed lazily, one frame per step: a read full of tiny frames
             # is handled with checkpoints between them (below).
-            events = self.ws.events()
-            event = next(events, None)
+            event = self._next_event(max_bytes)
             # Several messages in one read: hold their frames and write each
             # recipient's share as one chunk (net/cork.py).
             corked = False
             handled = 0
             try:
                 while event is not None:
-                    following = next(events, None)
+                    following = self._next_event(max_bytes)
                     if following is not None and not corked:
                         corked = CORK.hold()
                     handled += 1
@@ -413,43 +472,34 @@ class Session(TokenIdentity):
                             CORK.release()
                             corked = False
                         await trio.lowlevel.checkpoint()
-                    if isinstance(event, (TextMessage, BytesMessage)):
-                        if message is None:
-                            message = Fragments(isinstance(event, TextMessage))
-                        if not message.add(event.data, event.frame_finished, max_bytes):
-                            self.withdraw(TOO_BIG.code, TOO_BIG.reason)
-                            return False
-                        if event.message_finished:
-                            whole, message = message.whole(), None
-                            reply = self.dispatcher.receive(whole, self, self.state, self.clock.now())
-                            if not isinstance(reply, Reply):  # a remote broker's round trip
-                                if corked:  # never hold frames across an await
-                                    CORK.release()
-                                    corked = False
-                                reply = await reply
-                            self._apply(reply)
-                            if self.close_code is not None:
+                    if isinstance(event, Message):
+                        reply = self.dispatcher.receive(event.data, self, self.state, self.clock.now())
+                        if not isinstance(reply, Reply):  # a remote broker's round trip
+                            if corked:  # never hold frames across an await
+                                CORK.release()
+                                corked = False
+                            reply = await self._remote(reply)
+                            if reply is None:  # withdrawn or expired meanwhile
                                 return False
+                        self._apply(reply)
+                        if self.close_code is not None:
+                            return False
                     elif isinstance(event, Ping):
                         # A closing connection need not answer pings (RFC 6455
                         # §5.5.2 asks for a Pong only "as soon as practical").
                         # The pong is charged like any other frame: a peer that
                         # pings and never reads is a slow consumer (4009).
-                        if self.ws.state is ConnectionState.OPEN:
-                            self.offer(self.ws.send(event.response()))
+                        if reader.state is ConnectionState.OPEN:
+                            self.offer(frames.encode_pong_frame(event.payload))
                             if self.close_code is not None:
                                 return False
-                    elif isinstance(event, CloseConnection):
-                        if not data:  # end of stream, no close frame: the peer is gone
-                            self.withdraw(TransportClosed.close_code, TransportClosed.close_reason)
-                        elif self.ws.state is ConnectionState.REMOTE_CLOSING:
-                            self.peer_close = event
-                        else:  # wsproto found a protocol error (1002, 1007, ...)
-                            self._parse_failed = True
-                            self.withdraw(event.code, event.reason or ProtocolError.close_reason)
+                    elif isinstance(event, CloseReceived):
+                        self.peer_close = event
                         return False
-                    elif isinstance(event, Pong):
-                        pass
+                    elif isinstance(event, CloseError):  # a broken rule: 1002, 1007 or 1009
+                        close = event.close()
+                        self.withdraw(close.code, close.reason)
+                        return False
                     event = following
             finally:
                 if corked:

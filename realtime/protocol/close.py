@@ -42,7 +42,7 @@ class CloseCode(IntEnum):
     #: sends it when it leaves a server that stopped answering pings.
     GOING_AWAY = 1001
     #: RFC 6455: "terminating the connection due to a protocol error"
-    #: (decided by wsproto's parser).
+    #: (decided by the frame parser, protocol/ws_reader.py).
     PROTOCOL_ERROR = 1002
     #: RFC 6455: "received a type of data it cannot accept": a binary message.
     UNSUPPORTED_DATA = 1003

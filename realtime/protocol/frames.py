@@ -5,12 +5,12 @@ connection.  A server frame is never masked (RFC 6455 §5.1: "A server MUST
 NOT mask any frames that it sends to the client"), and without
 permessage-deflate the bytes depend only on the payload, so one prepared
 frame serves every subscriber of a channel (DESIGN.md §4).  The session's
-keep-alive ping goes through these helpers too; its close frame and its
-answers to the peer's pings come from wsproto, which tracks the closing
-handshake.
+keep-alive ping, its pongs and its close frame (through
+:mod:`realtime.protocol.ws_reader`, which tracks the closing handshake) go
+through these helpers too.
 
 Every frame here is final (FIN set), unfragmented and carries no RSV bits.
-wsproto still parses what the client sends us.
+What the client sends us is parsed by :mod:`realtime.protocol.ws_reader`.
 
 RFC 6455 §5.2, the payload length: "7 bits, 7+16 bits, or 7+64 bits ...
 If 0-125, that is the payload length.  If 126, the following 2 bytes

@@ -243,7 +243,7 @@ def parse_client_message(text: str, *, max_channel: int = 200) -> ClientMessage:
     """Read one client text message (SPEC §4).
 
     Args:
-        text: the whole message, already decoded from UTF-8 by wsproto.
+        text: the whole message, already decoded from UTF-8 by the frame parser.
         max_channel: ``[websocket] max_channel_name``.
 
     Returns:

@@ -142,7 +142,7 @@ class Dispatcher:
         """Handle one whole client message.
 
         Args:
-            data: the message as wsproto assembled it (text or binary).
+            data: the whole message (text or binary) as protocol/ws_reader.py assembled it.
             peer: the session it came on.
             app: the server's services.
             now: the session's timer clock (for the rate limits).

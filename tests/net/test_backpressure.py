@@ -27,7 +27,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
 
 from realtime.config.settings import ChannelRule
-from realtime.net.inbound import FRAME_COST
+from realtime.protocol.ws_reader import FRAME_COST
 from tests.helpers.server import Running
 from tests.helpers.ws import call, connect
 
