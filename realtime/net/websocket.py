@@ -472,6 +472,8 @@ class Session(TokenIdentity):
                             CORK.release()
                             corked = False
                         await trio.lowlevel.checkpoint()
+                        if self.close_code is not None:  # withdrawn meanwhile (revoked, shutdown)
+                            return False
                     if isinstance(event, Message):
                         reply = self.dispatcher.receive(event.data, self, self.state, self.clock.now())
                         if not isinstance(reply, Reply):  # a remote broker's round trip

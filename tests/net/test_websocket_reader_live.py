@@ -88,3 +88,40 @@ async def test_a_ping_between_fragments_is_answered_and_the_message_goes_on(runn
     assert frames[1] == (OP_PONG, b"p")
     assert json.loads(frames[2][1]) == {"type": "pong", "id": "frag"}
     assert close_of(frames) == (3000, "")  # the peer's code echoed
+
+
+async def test_a_session_withdrawn_at_its_flood_checkpoint_handles_no_further_message(
+        running: Running, monkeypatch) -> None:
+    """A revocation that lands while the reader yields between two runs of 64
+    frames (SPEC §7's flood checkpoint) must stop it: the publish after the
+    checkpoint is not handled, and the socket closes with 4003."""
+    import sys
+
+    listener = await trio.open_tcp_stream(running.http.host, running.http.port)
+    await listener.send_all(upgrade_request("/ws", running.mint(sub="bob")))
+    await listener.send_all(mask_frame(OP_TEXT, json.dumps({"type": "subscribe", "channel": "chat:x", "id": "s"}).encode()))
+    seen = b""
+    with trio.fail_after(10):
+        while b'"id":"s"' not in seen:
+            seen += await listener.receive_some(65536)
+
+    stream, data = await upgraded(running)
+    real_checkpoint = trio.lowlevel.checkpoint
+    withdrawn: list[int] = []
+
+    async def checkpoint() -> None:
+        # Withdraw exactly when the session's reader takes its flood checkpoint.
+        if not withdrawn and sys._getframe(1).f_code.co_name == "_reader":
+            (session,) = [c for c in running.state.hub.connections if getattr(c, "sub", None) == "alice"]
+            session.withdraw(4003, "token revoked")
+            withdrawn.append(session.conn_id)
+        await real_checkpoint()
+
+    monkeypatch.setattr(trio.lowlevel, "checkpoint", checkpoint)
+    publish = mask_frame(OP_TEXT, json.dumps({"type": "publish", "channel": "chat:x", "data": "late", "id": "p"}).encode())
+    await stream.send_all(mask_frame(OP_PONG, b"") * 63 + publish + mask_frame(OP_PONG, b"") * 10)
+    frames = await until_closed(stream, data)
+    assert withdrawn, "the reader never took its flood checkpoint"
+    assert close_of(frames) == (4003, "token revoked")
+    assert running.state.metrics.publishes == 0
+    assert not any(json.loads(p).get("id") == "p" for op, p in frames if op == OP_TEXT)

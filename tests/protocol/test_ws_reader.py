@@ -266,3 +266,27 @@ def test_our_close_reason_is_cut_to_whole_characters_and_local_codes_are_never_s
     assert len(frame) == 2 + 2 + 122  # 61 characters of 2 bytes fit in 123
     assert frame[4:].decode() == "é" * 61
     assert WsReader().close_frame(CloseCode.ABORT, "")[2:4] == struct.pack("!H", 1000)
+
+
+def test_text_trickled_in_tiny_reads_is_held_as_bytes_not_a_str_per_read() -> None:
+    """A peer sending a text message two bytes per read must cost about the
+    bytes it sent, not a str object per read (~40x that) for as long as it
+    keeps the message open."""
+    import tracemalloc
+
+    payload = ("\u0100" * 16_000).encode()  # 32,000 bytes, every character split across reads
+    frame = mask_frame(OP_TEXT, payload)
+    reader = WsReader()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(0, len(frame) - 2, 2):  # the last two bytes never come
+            reader.receive_data(frame[i:i + 2])
+            assert reader.next_event(BIG) is None
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 3 * len(payload), f"{held} bytes held for {len(payload)} received"
+    reader.receive_data(frame[-2:])
+    event = reader.next_event(BIG)
+    assert isinstance(event, Message) and event.data == payload.decode()
