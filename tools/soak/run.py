@@ -195,7 +195,7 @@ class Workers:
             count = min(per, args.connections - first)
             cfg = {"host": "127.0.0.1", "port": port, "path": "/ws", "sources": args.sources, "first": first,
                    "count": count, "channels": args.channels, "state_dir": str(state_dir), "issuer": ISSUER,
-                   "app": APP, "token_ttl": args.token_ttl, "warning": args.warning, "window": args.window}
+                   "app": APP, "token_ttl": args.token_ttl, "ramp_allowance": args.connections / 500, "warning": args.warning, "window": args.window}
             cmd = [str(VENV_PY), str(HERE / "worker.py"), json.dumps(cfg)]
             if args.pin_clients is not None:
                 cmd = ["taskset", "-c", args.pin_clients, *cmd]
@@ -284,6 +284,12 @@ class Table:
         return t
 
 
+def latencies(reports: list[dict]) -> str:
+    """Connect-to-subscribed times, the worst worker's percentiles."""
+    return ("each connection connect to subscribed: p50 {:.2f}s p99 {:.2f}s max {:.2f}s".format(
+        *(max(r[k] for r in reports) for k in ("p50", "p99", "max"))))
+
+
 def sources(spec: str) -> list[str]:
     """``127.0.0.2-127.0.0.9`` or ``a,b,c``."""
     if "-" in spec:
@@ -293,17 +299,33 @@ def sources(spec: str) -> list[str]:
     return spec.split(",")
 
 
-def raise_fd_limit(want: int) -> None:
+def raise_fd_limit(n: int) -> int:
+    """Raise RLIMIT_NOFILE (inherited by the server and the workers) toward
+    2N + 1000, the server's need when a storm's new sockets arrive before
+    the old ones are closed; past the hard limit only with
+    CAP_SYS_RESOURCE.  N + 200 is the least a run can do with: the server
+    then holds N, and in the storm its accept backs off on EMFILE until
+    old sockets close (clients wait in the queue).  Returns the limit."""
+    want = 2 * n + 1000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= want:
-        return
-    if hard < want and os.geteuid() == 0:
-        hard = max(hard, min(want, int(Path("/proc/sys/fs/nr_open").read_text())))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))  # inherited by the server and workers
     if hard < want:
-        raise SystemExit(f"soak: RLIMIT_NOFILE hard limit {hard} is below the {want} this run needs (2N for the "
-                         "server during the storm): raise it (ulimit -Hn, prlimit, limits.conf; LimitNOFILE= "
-                         "for systemd) or run as root")
+        nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, nr_open),) * 2)
+            return min(want, nr_open)
+        except (ValueError, OSError):
+            pass  # no CAP_SYS_RESOURCE (a container may drop it even for root)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    if hard < n + 200:
+        raise SystemExit(
+            f"soak: the open file limit is {hard} (hard) and this process cannot raise it: {n} connections need "
+            f"at least {n + 200} for the server ({want} to take a storm without EMFILE). Raise it for the shell that "
+            "runs the soak (root with CAP_SYS_RESOURCE: ulimit -Hn / prlimit; else limits.conf, or LimitNOFILE= "
+            "in a systemd unit), and /proc/sys/fs/nr_open above that")
+    if hard < want:
+        print(f"soak: open file limit {hard} < {want}: the storm's overlap may hit EMFILE (accept backs off)",
+              flush=True)
+    return min(want, hard)
 
 
 def run(args: argparse.Namespace, tmp: Path) -> int:
@@ -317,11 +339,12 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
               f"{args.rate:g} publishes/s, tokens {args.token_ttl:g}s (warning {args.warning:g}s), "
               f"ping {args.ping_interval:g}s; RLIMIT_NOFILE {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}, "
               f"somaxconn {somaxconn}", flush=True)
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), server.cpu()
         workers = Workers(args, server.port, tmp / "state")
-        workers.wait_all("ready", args.ramp_timeout)
+        ready = workers.wait_all("ready", args.ramp_timeout)
         t = workers.total()
-        print(f"soak: ramp: {t['open']} connected and subscribed in {time.monotonic() - t0:.1f}s; "
+        print(f"soak: ramp: {t['open']} connected and subscribed in {time.monotonic() - t0:.1f}s "
+              f"({latencies(ready)}); server CPU {server.cpu() - cpu0:.1f}s; "
               f"rss={server.status('VmRSS'):.0f} MiB fds={server.fds()} tcp_retrans={t['tcp_retrans']} "
               f"refused={dict(t['refused']) or '-'}", flush=True)
 
@@ -346,13 +369,13 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         if not args.no_storm:
             before = workers.total()
             server.reset_peak()
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), server.cpu()
             workers.tell("storm rst" if args.storm_drop == "rst" else "storm")
             done = workers.wait_all("storm_done", args.ramp_timeout)
             seconds = time.monotonic() - t0
             t = workers.total()
             storm_line = (f"soak: storm: {args.connections} dropped ({args.storm_drop}) and back, resubscribed "
-                          f"with since, in {seconds:.1f}s (slowest worker {max(d['seconds'] for d in done):.1f}s); "
+                          f"with since, in {seconds:.1f}s ({latencies(done)}); server CPU {server.cpu() - cpu0:.1f}s; "
                           f"server peak RSS {server.status('VmHWM'):.0f} MiB; tcp_retrans "
                           f"{t['tcp_retrans'] - before['tcp_retrans']}; refused {dict(t['refused']) or '-'}; "
                           f"unrecovered {t['unrecovered']}")
@@ -396,7 +419,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="publishes per second (total)")
     parser.add_argument("--channels", type=int, help="default: one per 100 connections")
     parser.add_argument("--history", type=int, default=100, help="kept per channel, for since after the storm")
-    parser.add_argument("--token-ttl", type=float, help="seconds (default: half the duration, 20-300 s)")
+    parser.add_argument("--token-ttl", type=float, help="seconds (default: half the duration, 60-300 s)")
     parser.add_argument("--warning", type=float, help="expiry_warning seconds (default: min(30, ttl/3))")
     parser.add_argument("--ping-interval", type=float, default=25.0, help="server keep-alive (0: off)")
     parser.add_argument("--workers", type=int, help="client processes (default: one per 50,000 connections)")
@@ -413,12 +436,14 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args()
     args.channels = args.channels or max(1, round(args.connections / 100))
-    args.token_ttl = args.token_ttl or min(300.0, max(20.0, args.duration * 30))
+    args.token_ttl = args.token_ttl or min(300.0, max(60.0, args.duration * 30))
     args.warning = args.warning or min(30.0, args.token_ttl / 3)
-    args.workers = args.workers or max(1, math.ceil(args.connections / 50_000))
     if args.warning + 5 >= args.token_ttl:
         parser.error("--warning must be at least 5 s below --token-ttl")
-    raise_fd_limit(2 * args.connections + 1000)
+    limit = raise_fd_limit(args.connections)
+    # A worker holds one fd per connection: enough workers to stay under the limit.
+    args.workers = args.workers or max(1, math.ceil(args.connections / 50_000),
+                                       math.ceil(args.connections / (limit - 200)))
 
     tmp = Path(tempfile.mkdtemp(prefix="realtime-soak-"))
     try:

@@ -47,7 +47,7 @@ CONNECTING, UPGRADING, OPEN, SUBSCRIBED, DOWN = range(5)
 
 class Conn:
     __slots__ = ("idx", "channel", "sub", "sock", "state", "buf", "accept", "last_seq", "token", "exp", "tries",
-                 "refreshed")
+                 "refreshed", "t0")
 
     def __init__(self, idx: int, channels: int) -> None:
         self.idx = idx
@@ -62,6 +62,7 @@ class Conn:
         self.exp = 0.0
         self.tries = 0
         self.refreshed = False
+        self.t0 = 0.0  # when its current attempt began
 
 
 class Worker:
@@ -81,6 +82,7 @@ class Worker:
         self.refused: Counter[str] = Counter()
         self.sources = cfg["sources"]
         self.next_source = cfg["first"]
+        self.latencies: list[float] = []  # connect to subscribed, this ramp or storm (retries included)
 
     # -- tokens -------------------------------------------------------------
     def mint(self, conn: Conn, ttl: float) -> None:
@@ -92,10 +94,13 @@ class Worker:
     # -- connection lifecycle -------------------------------------------------
     def start_connect(self, conn: Conn) -> None:
         cfg = self.cfg
-        if not conn.token:  # first expiries spread over the lifetime, so refreshes come evenly
-            self.mint(conn, random.uniform(cfg["warning"] + 5, cfg["token_ttl"]))
-        elif conn.exp - time.time() < cfg["warning"] + 5:
-            self.mint(conn, cfg["token_ttl"])
+        if not conn.token:
+            # First expiries spread over a lifetime that starts once the ramp
+            # is over (allowed 1 s per 500 connections), so refreshes come
+            # evenly and no token runs out in a slow ramp.
+            self.mint(conn, cfg["ramp_allowance"] + random.uniform(cfg["warning"] + 5, cfg["token_ttl"]))
+        elif conn.exp - time.time() < cfg["warning"] + 5 + cfg["ramp_allowance"]:
+            self.mint(conn, cfg["token_ttl"])  # a real client refreshes a token this close to its end first
         source = self.sources[self.next_source % len(self.sources)]
         self.next_source += 1
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -111,6 +116,8 @@ class Worker:
             self.failed(conn, f"connect {errno.errorcode.get(err, err)}")
             return
         conn.sock, conn.state, conn.buf = sock, CONNECTING, bytearray()
+        if not conn.tries:
+            conn.t0 = time.monotonic()
         self.by_fd[sock.fileno()] = conn
         self.ep.register(sock.fileno(), select.EPOLLOUT)
         self.inflight += 1
@@ -268,6 +275,7 @@ class Worker:
                 stats["unrecovered"] += 1
             conn.state = SUBSCRIBED
             conn.tries = 0
+            self.latencies.append(time.monotonic() - conn.t0)
             self.inflight -= 1
             self.subscribed += 1
         elif kind == "error":
@@ -303,10 +311,13 @@ class Worker:
             while self.retry and self.retry[0][0] <= now:
                 self.pending.append(heapq.heappop(self.retry)[2])
             if self.phase in ("ramp", "storm") and self.subscribed == len(self.conns):
+                lat = sorted(self.latencies)
+                self.latencies = []
+                pct = {"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)], "max": lat[-1]}
                 if self.phase == "ramp":
-                    self.report("ready")
+                    self.report("ready", **pct)
                 else:
-                    self.report("storm_done", seconds=now - storm_started)
+                    self.report("storm_done", seconds=now - storm_started, **pct)
                 self.phase = "hold"
             if (self.phase in ("ramp", "storm") and not self.pending and not self.retry and not self.inflight
                     and self.subscribed < len(self.conns)):
