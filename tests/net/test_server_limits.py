@@ -4,13 +4,15 @@ limit (one descriptor per connection)."""
 
 from __future__ import annotations
 
+import configparser
 import shutil
 import subprocess
 from pathlib import Path
 
 import trio
 
-from realtime.config.settings import Addr
+from realtime.config.settings import Addr, ServerSettings
+from realtime.net.fd_limit import FD_HEADROOM
 from realtime.net.server import open_listener
 from tests.helpers.server import ServerProcess, write_conf
 
@@ -68,3 +70,18 @@ async def test_server_warns_when_the_hard_fd_limit_is_below_max_connections(
     assert "WARNING" in line and "max_connections = 5000" in line and "limit is 2048" in line
     assert "LimitNOFILE" in line
     server.proc.terminate()
+
+
+def test_systemd_units_allow_a_storm_of_max_connections() -> None:
+    """The unit's open file limit covers old and new sockets in a reconnect
+    storm at the default max_connections, and the socket units ask for
+    more than the kernel's default accept queue (4096) so a raised
+    somaxconn takes effect."""
+    contrib = Path(__file__).resolve().parents[2] / "contrib" / "systemd"
+    service = configparser.ConfigParser(strict=False, interpolation=None)
+    service.read(contrib / "realtime.service")
+    assert int(service["Service"]["LimitNOFILE"]) >= 2 * ServerSettings().max_connections + FD_HEADROOM
+    for path in contrib.glob("*.socket"):
+        unit = configparser.ConfigParser(strict=False, interpolation=None)
+        unit.read(path)
+        assert int(unit["Socket"]["Backlog"]) > 4096, path.name
