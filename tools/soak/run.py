@@ -221,16 +221,18 @@ class Workers:
             proc.stdin.write(word.encode() + b"\n")
             proc.stdin.flush()
 
-    def wait_all(self, kind: str, timeout: float) -> list[dict]:
+    def wait_all(self, kind: str, timeout: float) -> list[dict] | str:
+        """Every worker's ``kind`` report, or why not (a worker gave up
+        on some connections, exited, or the time ran out)."""
         got: dict[int, dict] = {}
         deadline = time.monotonic() + timeout
         while len(got) < len(self.procs):
             try:
                 w, report = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
             except Empty:
-                raise SystemExit(f"soak: workers not all {kind} within {timeout:.0f}s: {self.total()}") from None
+                return f"workers not all {kind} within {timeout:.0f}s"
             if report["kind"] in ("exited", "stuck"):
-                raise SystemExit(f"soak: worker {w} {report['kind']} waiting for {kind}: {report}")
+                return f"worker {w} {report['kind']} waiting for {kind} ({report.get('open')} connections up)"
             if report["kind"] == kind:
                 got[w] = report
         return [got[w] for w in sorted(got)]
@@ -342,6 +344,8 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         t0, cpu0 = time.monotonic(), server.cpu()
         workers = Workers(args, server.port, tmp / "state")
         ready = workers.wait_all("ready", args.ramp_timeout)
+        if isinstance(ready, str):
+            raise SystemExit(f"soak: ramp failed: {ready}: {workers.total()}")
         t = workers.total()
         print(f"soak: ramp: {t['open']} connected and subscribed in {time.monotonic() - t0:.1f}s "
               f"({latencies(ready)}); server CPU {server.cpu() - cpu0:.1f}s; "
@@ -365,7 +369,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             if time.monotonic() >= start + 60 * minute:
                 table.row(str(minute))
                 minute += 1
-        storm_line = ""
+        storm_line, storm_failed = "", False
         if not args.no_storm:
             before = workers.total()
             server.reset_peak()
@@ -374,8 +378,11 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             done = workers.wait_all("storm_done", args.ramp_timeout)
             seconds = time.monotonic() - t0
             t = workers.total()
-            storm_line = (f"soak: storm: {args.connections} dropped ({args.storm_drop}) and back, resubscribed "
-                          f"with since, in {seconds:.1f}s ({latencies(done)}); server CPU {server.cpu() - cpu0:.1f}s; "
+            storm_failed = isinstance(done, str)
+            outcome = (f"{done} after {seconds:.1f}s" if isinstance(done, str) else
+                       f"in {seconds:.1f}s ({latencies(done)})")
+            storm_line = (f"soak: storm: {args.connections} dropped ({args.storm_drop}), back and resubscribed "
+                          f"with since {outcome}; server CPU {server.cpu() - cpu0:.1f}s; "
                           f"server peak RSS {server.status('VmHWM'):.0f} MiB; tcp_retrans "
                           f"{t['tcp_retrans'] - before['tcp_retrans']}; refused {dict(t['refused']) or '-'}; "
                           f"unrecovered {t['unrecovered']}")
@@ -390,7 +397,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         expected = table.expected()
         ok = (t["lost"] == 0 and t["dupes"] == 0 and t["delivered"] == expected and not t["closes"]
               and not t["refused"] and t["refresh_errors"] == 0 and t["errors"] == 0 and t["unrecovered"] == 0
-              and t["bad_frames"] == 0 and publisher.errors == 0)
+              and t["bad_frames"] == 0 and publisher.errors == 0 and not storm_failed)
         summary = (f"soak: connections={args.connections} minutes={args.duration:g} published={publisher.acked} "
                    f"delivered={t['delivered']} expected={expected} lost={t['lost']} dupes={t['dupes']} "
                    f"refreshed={t['refreshed']} (connections refreshed: {t['conns_refreshed']}) "
