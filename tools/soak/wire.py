@@ -1,7 +1,7 @@
 """The soak client's WebSocket wire: the RFC 6455 upgrade written by hand
-and a minimal frame codec, so 100,000 client sockets cost a few hundred
-bytes and a few microseconds per event each (wsproto's Connection per
-socket costs ~1.6 KB and ~20 us per message).
+and a minimal frame codec, so 100,000 client sockets fit on the core the
+server does not use (a wsproto Connection per socket costs ~1.6 KB, and
+its event machinery runs for every message).
 
 Server frames are unmasked and never fragmented by realtime; client
 frames are masked (RFC 6455 §5.3).  Nothing here does I/O.
