@@ -38,9 +38,11 @@ unrecoverable ``since``, or any close code at all.
 File descriptors: the server needs one per connection, up to 2N during
 the storm (closing and new sockets overlap), and each worker one per
 connection.  The tool raises RLIMIT_NOFILE for itself (inherited by the
-server and workers) up to the hard limit, and beyond it when running as
-root (up to /proc/sys/fs/nr_open); otherwise it stops and says what to
-raise.
+server and workers) up to the hard limit, and beyond it with
+CAP_SYS_RESOURCE (up to /proc/sys/fs/nr_open; a container may withhold it
+even from root).  Below N + 200 it stops and says what to raise; below 2N
+it runs and warns that the storm may meet EMFILE.  Full size therefore
+needs a hard limit of at least 201,000 or that capability.
 """
 
 from __future__ import annotations
