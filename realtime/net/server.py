@@ -34,6 +34,7 @@ from realtime.net import control, pidfile
 from realtime.net.hub_tick import hub_tick
 from realtime.net import reload as reloading
 from realtime.net import systemd
+from realtime.net.fd_limit import raise_fd_limit
 from realtime.net.http_connection import HttpConnection
 from realtime.net.provider_http import PROVIDER_HTTP
 from realtime.net.revocation_watch import watch_revocations
@@ -58,6 +59,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("realtime.server")
 
 ACCEPT_BATCH = 64
+# The kernel caps the accept queue at net.core.somaxconn (4096 since Linux
+# 5.4): ask for the most and let that sysctl decide.  A fixed 1024 dropped
+# SYNs (a second's retry each) in a reconnect storm of 100,000 clients.
+LISTEN_BACKLOG = 65535
 BROKER_STOP_TIMEOUT = 3.0  # unsubscribe, close, remove this node's presence (1 s of it)
 _file_limiter = trio.CapacityLimiter(1)
 
@@ -78,7 +83,7 @@ def open_listener(addr: Addr) -> socket.socket:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((addr.host, addr.port))
-        sock.listen(1024)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except OSError:
         sock.close()
@@ -324,6 +329,7 @@ class Server:
         install_signals: bool = True,
         task_status: trio.TaskStatus[Bound] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        raise_fd_limit(self.settings.server.max_connections)
         started = await build_state(self.settings)
         self.state = state = started.app
         self.broker, self.ssl_context = started.broker, started.ssl_context

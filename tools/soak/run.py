@@ -1,40 +1,56 @@
 #!/usr/bin/env python3
-"""Soak: many authenticated WebSocket connections, a steady publisher and
-short-lived tokens refreshed in-band, for minutes; a table each minute.
+"""Soak: up to 100,000 authenticated WebSocket connections on one server
+process, held for minutes with in-band token refreshes and a steady
+publisher, then a reconnect storm; a table each minute.  Not run in CI.
 
-    .venv/bin/python tools/soak/run.py                       # 5,000 connections, 10 minutes
-    .venv/bin/python tools/soak/run.py -n 2000 -d 3          # shorter
-    .venv/bin/python tools/soak/run.py --rate 20 --channels 20 --token-ttl 60
-
-What it proves: flat server memory, no fd leak, no lost message, and
-token refresh all along (issue 13 §6).  Not run in CI.
+    .venv/bin/python tools/soak/run.py -n 200 -d 0.5          # self-check, < 1 minute
+    .venv/bin/python tools/soak/run.py -n 20000 -d 2          # a short one
+    .venv/bin/python tools/soak/run.py -n 100000 -d 10        # the full soak (as root: see below)
 
 How: the server runs as a subprocess (``python -m realtime serve``) on a
-generated config in a temp dir (HTTP on 127.0.0.1:0, ES256 tokens,
-``expiry_warning`` shorter than the token lifetime).  This process reads
-the server's signing key from its state dir to mint tokens (as the
-authorization server would), opens N connections with a lean wsproto
-client, subscribes each to one of ``--channels`` channels, and then a
-publisher connection publishes ``--rate`` messages per second round-robin
-over the channels.  Every connection answers ``token_expiring`` with a
-``refresh`` carrying a fresh token, so each connection refreshes about
-every ``token_ttl - expiry_warning`` seconds.
+generated config (HTTP on 127.0.0.1:0, ES256 tokens, the connection
+limits raised to 2N, ``history`` long enough to recover a storm).  This
+process reads the server's signing key from its state dir to mint tokens,
+as the authorization server would.  ``--workers`` client processes
+(``worker.py``, one epoll loop each, a hand-written WebSocket client:
+``wire.py``) open the N connections from ``--sources`` (127.0.0.2-127.0.0.9:
+~28,000 ephemeral ports each), each subscribed to one of N/100 channels
+(~100 subscribers per channel), each with a token whose first expiry is
+spread over ``--token-ttl`` and answered with an in-band ``refresh``.
+Then one publisher connection publishes ``--rate`` messages per second
+round-robin over the channels.
 
-Each minute: server RSS and open fds (``/proc/PID``), open connections,
-messages delivered vs expected (expected = publishes acked on a
-connection's channel since the publisher started, all connections being
-subscribed before it starts), messages lost (gaps in ``seq``), refreshes,
-closes by code.  At the end the publisher stops, deliveries drain, and the
-last line compares the exact totals.  Exit 1 if anything was lost or a
-connection closed.
+Each minute: server RSS, open fds and CPU, the clients' CPU, open
+connections, messages published (acked), delivered, expected (publishes
+times subscribers of their channel), lost (gaps in a connection's
+``seq``), duplicated, refreshes, closes by code.  Then the storm: every
+client socket is closed at once (FIN, or RST with ``--storm-drop rst``)
+and all reconnect at once, at most ``--window`` handshakes in flight per
+worker (0: no bound), each resubscribing with ``since`` = the last seq it
+saw; the publisher keeps publishing.  Its line gives the duration, the
+server's peak RSS during it, refused attempts and TCP retransmissions
+(SYNs dropped by a full accept queue are retried by TCP: counted, not
+failed).  Then the publisher stops, deliveries drain, and the totals must
+match exactly.  Exit 1 on any loss, duplicate, refused client (an HTTP
+error, a failed connect, an error reply), a refresh error, an
+unrecoverable ``since``, or any close code at all.
+
+File descriptors: the server needs one per connection, up to 2N during
+the storm (closing and new sockets overlap), and each worker one per
+connection.  The tool raises RLIMIT_NOFILE for itself (inherited by the
+server and workers) up to the hard limit, and beyond it with
+CAP_SYS_RESOURCE (up to /proc/sys/fs/nr_open; a container may withhold it
+even from root).  Below N + 200 it stops and says what to raise; below 2N
+it runs and warns that the storm may meet EMFILE.  Full size therefore
+needs a hard limit of at least 201,000 or that capability.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import random
 import re
 import resource
 import shutil
@@ -46,29 +62,25 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from queue import Empty, Queue
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 VENV_PY = ROOT / ".venv" / "bin" / "python"
 if Path(sys.executable).resolve() != VENV_PY.resolve() and VENV_PY.exists() and "REALTIME_SOAK_REEXEC" not in os.environ:
     os.environ["REALTIME_SOAK_REEXEC"] = "1"
     os.execv(str(VENV_PY), [str(VENV_PY), *sys.argv])
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
-import trio  # noqa: E402
-from wsproto import ConnectionType, WSConnection  # noqa: E402
-from wsproto.events import (  # noqa: E402
-    AcceptConnection,
-    CloseConnection,
-    Ping,
-    RejectConnection,
-    Request,
-    TextMessage,
-)
+from publisher import Publisher  # noqa: E402
 
 from realtime.tokens.keyring import KeyRing, issue_access_token  # noqa: E402
 
 ISSUER = "https://soak.localhost"
-APP, USER = "soak-app", "soak"
+APP = "soak-app"
+SUM_KEYS = ("open", "inflight", "delivered", "lost", "dupes", "refreshed", "conns_refreshed", "refresh_errors",
+            "errors", "tcp_retrans", "unrecovered", "pings", "cpu", "bad_frames", "recv_errors", "short_sends")
 
 
 def write_config(tmp: Path, args: argparse.Namespace) -> Path:
@@ -77,7 +89,10 @@ def write_config(tmp: Path, args: argparse.Namespace) -> Path:
         'redirect_uris = ["http://127.0.0.1/cb"]\ngrant_types = ["authorization_code", "refresh_token"]\n'
         'scopes = ["chat:read", "chat:write"]\n'
     )
-    (tmp / "users.json").write_text(json.dumps({"users": [{"name": USER, "scopes": ["chat:read", "chat:write"]}]}))
+    users = [{"name": f"soak-{k}", "scopes": ["chat:read", "chat:write"]}
+             for k in range(math.ceil(args.connections / args.channels))] + [{"name": "soak-publisher"}]
+    (tmp / "users.json").write_text(json.dumps({"users": users}))
+    limit = 2 * args.connections + 1000  # old and new sockets overlap during the storm
     conf = tmp / "realtime.toml"
     conf.write_text(f"""
 [server]
@@ -85,8 +100,8 @@ http = "127.0.0.1:0"
 https = ""
 state_dir = "state"
 public_url = "{ISSUER}"
-max_connections = {args.connections * 2 + 100}
-max_connections_per_ip = {args.connections * 2 + 100}
+max_connections = {limit}
+max_connections_per_ip = {limit}
 log_level = "info"
 
 [oauth]
@@ -97,27 +112,29 @@ access_token_ttl = "{int(args.token_ttl)}s"
 
 [websocket]
 path = "/ws"
-expiry_warning = "{int(args.warning)}s"
-ping_interval = "25s"
+expiry_warning = "{args.warning}s"
+ping_interval = "{args.ping_interval}s"
 pong_timeout = "10s"
-publish_rate = "{max(50, int(args.rate * 2))}/s"
-message_rate = "{max(100, int(args.rate * 4))}/s"
+publish_rate = "{max(50, int(args.rate * 4))}/s"
+message_rate = "{max(100, int(args.rate * 8))}/s"
+# Every channel's subscribers leave at once in the storm: keep their counters.
+max_idle_channels = {args.channels + 100}
 
 [[channel]]
 pattern = "soak:*"
 subscribe_scope = "chat:read"
 publish_scope = "chat:write"
-history = 10
+history = {args.history}
 """)
     return conf
 
 
 class Server:
-    def __init__(self, conf: Path) -> None:
-        self.proc = subprocess.Popen(
-            [str(VENV_PY), "-m", "realtime", "serve", "-c", str(conf)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=conf.parent,
-        )
+    def __init__(self, conf: Path, pin: str | None) -> None:
+        cmd = [str(VENV_PY), "-m", "realtime", "serve", "-c", str(conf)]
+        if pin is not None:
+            cmd = ["taskset", "-c", pin, *cmd]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=conf.parent)
         self.port = 0
         self.log: list[str] = []
         deadline = time.monotonic() + 60
@@ -142,266 +159,305 @@ class Server:
             self.log.append(line)
             del self.log[:-200]
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+    def status(self, key: str) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def reset_peak(self) -> None:
+        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS (Linux >= 4.0)
+
     def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def cpu(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(30)
+            return self.proc.wait(60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return -9
 
 
-class Stats:
-    def __init__(self) -> None:
-        self.open = 0
-        self.delivered = 0
-        self.lost = 0
-        self.dupes = 0
-        self.refreshed = 0
-        self.refresh_errors = 0
-        self.errors = 0
-        self.closes: Counter[int] = Counter()
-        self.published: Counter[str] = Counter()  # acked publishes per channel
-        self.subscribers: Counter[str] = Counter()
+class Workers:
+    """The client processes and their latest reports."""
+
+    def __init__(self, args: argparse.Namespace, port: int, state_dir: Path) -> None:
+        self.latest: list[dict] = []
+        self.events: Queue[tuple[int, dict]] = Queue()
+        self.procs: list[subprocess.Popen] = []
+        per = math.ceil(args.connections / args.workers)
+        for w in range(args.workers):
+            first = w * per
+            count = min(per, args.connections - first)
+            cfg = {"host": "127.0.0.1", "port": port, "path": "/ws", "sources": args.sources, "first": first,
+                   "count": count, "channels": args.channels, "state_dir": str(state_dir), "issuer": ISSUER,
+                   "app": APP, "token_ttl": args.token_ttl, "ramp_allowance": args.connections / 500, "warning": args.warning, "window": args.window}
+            cmd = [str(VENV_PY), str(HERE / "worker.py"), json.dumps(cfg)]
+            if args.pin_clients is not None:
+                cmd = ["taskset", "-c", args.pin_clients, *cmd]
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self.procs.append(proc)
+            self.latest.append({})
+            threading.Thread(target=self._read, args=(w, proc), daemon=True).start()
+
+    def _read(self, w: int, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            report = json.loads(line)
+            if os.environ.get("SOAK_DEBUG"):  # every worker report on stderr
+                print(f"worker {w}: {report}", file=sys.stderr, flush=True)
+            self.latest[w] = report
+            if report["kind"] != "stats":
+                self.events.put((w, report))
+        self.events.put((w, {"kind": "exited", "rc": proc.wait()}))
+
+    def tell(self, word: str) -> None:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write(word.encode() + b"\n")
+            proc.stdin.flush()
+
+    def wait_all(self, kind: str, timeout: float) -> list[dict] | str:
+        """Every worker's ``kind`` report, or why not (a worker gave up
+        on some connections, exited, or the time ran out)."""
+        got: dict[int, dict] = {}
+        deadline = time.monotonic() + timeout
+        while len(got) < len(self.procs):
+            try:
+                w, report = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except Empty:
+                return f"workers not all {kind} within {timeout:.0f}s"
+            if report["kind"] in ("exited", "stuck"):
+                return f"worker {w} {report['kind']} waiting for {kind} ({report.get('open')} connections up)"
+            if report["kind"] == kind:
+                got[w] = report
+        return [got[w] for w in sorted(got)]
+
+    def total(self) -> dict:
+        out: dict = {key: 0 for key in SUM_KEYS}
+        out["closes"], out["refused"] = Counter(), Counter()
+        for report in self.latest:
+            for key in SUM_KEYS:
+                out[key] += report.get(key, 0)
+            out["closes"].update({int(k): v for k, v in report.get("closes", {}).items()})
+            out["refused"].update(report.get("refused", {}))
+        return out
+
+    def stop(self) -> None:
+        try:
+            self.tell("stop")
+        except OSError:
+            pass
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class Table:
+    HEADER = ("| minute | server RSS MiB | server fds | server CPU % | clients CPU % | open conns | published "
+              "| delivered | expected | lost | dupes | refreshed | refresh errors | closes |")
+
+    def __init__(self, server: Server, workers: Workers, publisher: Publisher, subscribers: Counter) -> None:
+        self.server, self.workers, self.publisher, self.subscribers = server, workers, publisher, subscribers
+        self.rows = [self.HEADER, "|" + "---|" * 14]
+        self.last = (time.monotonic(), server.cpu(), workers.total()["cpu"])
+        print("\n".join(self.rows), flush=True)
 
     def expected(self) -> int:
-        return sum(self.published[c] * n for c, n in self.subscribers.items())
+        return sum(n * self.subscribers[c] for c, n in self.publisher.published.copy().items())
+
+    def row(self, label: str) -> dict:
+        t = self.workers.total()
+        now, server_cpu = time.monotonic(), self.server.cpu()
+        wall = max(1e-9, now - self.last[0])
+        cpu_s, cpu_c = 100 * (server_cpu - self.last[1]) / wall, 100 * (t["cpu"] - self.last[2]) / wall
+        self.last = (now, server_cpu, t["cpu"])
+        line = (f"| {label} | {self.server.status('VmRSS'):.0f} | {self.server.fds()} | {cpu_s:.0f} | {cpu_c:.0f} "
+                f"| {t['open']} | {self.publisher.acked} | {t['delivered']} | {self.expected()} | {t['lost']} "
+                f"| {t['dupes']} | {t['refreshed']} | {t['refresh_errors']} | {dict(t['closes']) or '-'} |")
+        self.rows.append(line)
+        print(line, flush=True)
+        return t
 
 
-class Minter:
-    def __init__(self, state_dir: Path, ttl: float) -> None:
-        self.ring = KeyRing.load(state_dir / "keys")
-        self.ttl = ttl
-
-    def token(self, ttl: float | None = None) -> str:
-        token, _ = issue_access_token(self.ring, issuer=ISSUER, audience=ISSUER, sub=USER, client_id=APP,
-                                      scope=["chat:read", "chat:write"], ttl=ttl or self.ttl)
-        return token
+def latencies(reports: list[dict]) -> str:
+    """Connect-to-subscribed times, the worst worker's percentiles."""
+    return ("each connection connect to subscribed: p50 {:.2f}s p99 {:.2f}s max {:.2f}s".format(
+        *(max(r[k] for r in reports) for k in ("p50", "p99", "max"))))
 
 
-class Client:
-    """One lean WebSocket client: wsproto over a trio stream."""
+def sources(spec: str) -> list[str]:
+    """``127.0.0.2-127.0.0.9`` or ``a,b,c``."""
+    if "-" in spec:
+        first, last = spec.split("-")
+        base, lo = first.rsplit(".", 1)
+        return [f"{base}.{i}" for i in range(int(lo), int(last.rsplit(".", 1)[1]) + 1)]
+    return spec.split(",")
 
-    def __init__(self, port: int, minter: Minter, stats: Stats, channel: str) -> None:
-        self.port = port
-        self.minter = minter
-        self.stats = stats
-        self.channel = channel
-        self.ws = WSConnection(ConnectionType.CLIENT)
-        self.stream: trio.SocketStream | None = None
-        self.last_seq: int | None = None
-        self.subscribed = trio.Event()
-        self.acks: dict[int, trio.Event] = {}
-        self.ack_seq: dict[int, int] = {}
-        self.send_lock = trio.Lock()
 
-    async def connect(self, first_ttl: float) -> None:
-        self.stream = await trio.open_tcp_stream("127.0.0.1", self.port)
-        token = self.minter.token(first_ttl)
-        await self.stream.send_all(self.ws.send(Request(
-            host=f"127.0.0.1:{self.port}", target="/ws", extra_headers=[(b"authorization", f"Bearer {token}".encode())])))
-        while True:
-            data = await self.stream.receive_some(65536)
-            if not data:
-                raise ConnectionError("closed during handshake")
-            self.ws.receive_data(data)
-            for event in self.ws.events():
-                if isinstance(event, AcceptConnection):
-                    return
-                if isinstance(event, RejectConnection):
-                    raise ConnectionError(f"rejected {event.status_code}")
-
-    async def send(self, obj: dict) -> None:
-        await self._send_raw(self.ws.send(TextMessage(json.dumps(obj, separators=(",", ":")))))
-
-    async def _send_raw(self, data: bytes) -> None:
-        assert self.stream is not None
-        async with self.send_lock:
-            await self.stream.send_all(data)
-
-    async def run(self, subscribe: bool = True) -> None:
-        assert self.stream is not None
-        stats = self.stats
-        counted = subscribe  # the publisher is not one of the N
-        stats.open += counted
+def raise_fd_limit(n: int) -> int:
+    """Raise RLIMIT_NOFILE (inherited by the server and the workers) toward
+    2N + 1000, the server's need when a storm's new sockets arrive before
+    the old ones are closed; past the hard limit only with
+    CAP_SYS_RESOURCE.  N + 200 is the least a run can do with: the server
+    then holds N, and in the storm its accept backs off on EMFILE until
+    old sockets close (clients wait in the queue).  Returns the limit."""
+    want = 2 * n + 1000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < want:
+        nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
         try:
-            if subscribe:
-                await self.send({"type": "subscribe", "channel": self.channel, "id": 0})
-            while True:
-                data = await self.stream.receive_some(65536)
-                self.ws.receive_data(data or None)
-                for event in self.ws.events():
-                    if isinstance(event, TextMessage):
-                        await self._on_text(event.data)
-                    elif isinstance(event, Ping):
-                        await self._send_raw(self.ws.send(event.response()))
-                    elif isinstance(event, CloseConnection):
-                        stats.closes[event.code] += 1
-                        try:
-                            await self._send_raw(self.ws.send(event.response()))
-                        except Exception:  # noqa: BLE001 - best effort
-                            pass
-                        return
-                if not data:
-                    stats.closes[1006] += 1
-                    return
-        finally:
-            stats.open -= counted
-            await self.stream.aclose()
-
-    async def _on_text(self, text: str) -> None:
-        stats = self.stats
-        msg = json.loads(text)
-        kind = msg.get("type")
-        if kind == "message":
-            seq = msg["seq"]
-            if self.last_seq is not None:
-                if seq <= self.last_seq:
-                    stats.dupes += 1
-                    return
-                stats.lost += seq - self.last_seq - 1
-            self.last_seq = seq
-            stats.delivered += 1
-        elif kind == "token_expiring":
-            await self.send({"type": "refresh", "token": self.minter.token(), "id": "r"})
-        elif kind == "refreshed":
-            stats.refreshed += 1
-        elif kind == "ack":
-            mid = msg.get("id")
-            if mid == 0:
-                stats.subscribers[self.channel] += 1
-                self.subscribed.set()
-            elif isinstance(mid, int) and mid in self.acks:
-                self.ack_seq[mid] = msg.get("seq", 0)
-                self.acks.pop(mid).set()
-        elif kind == "error":
-            if msg.get("id") == "r":
-                stats.refresh_errors += 1
-            else:
-                stats.errors += 1
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, nr_open),) * 2)
+            return min(want, nr_open)
+        except (ValueError, OSError):
+            pass  # no CAP_SYS_RESOURCE (a container may drop it even for root)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    if hard < n + 200:
+        raise SystemExit(
+            f"soak: the open file limit is {hard} (hard) and this process cannot raise it: {n} connections need "
+            f"at least {n + 200} for the server ({want} to take a storm without EMFILE). Raise it for the shell that "
+            "runs the soak (root with CAP_SYS_RESOURCE: ulimit -Hn / prlimit; else limits.conf, or LimitNOFILE= "
+            "in a systemd unit), and /proc/sys/fs/nr_open above that")
+    if hard < want:
+        print(f"soak: open file limit {hard} < {want}: the storm's overlap may hit EMFILE (accept backs off)",
+              flush=True)
+    return min(want, hard)
 
 
-async def soak(args: argparse.Namespace, server: Server, minter: Minter) -> int:
-    stats = Stats()
-    channels = [f"soak:{i}" for i in range(args.channels)]
-    print(f"soak: server pid {server.pid} port {server.port}; opening {args.connections} connections", flush=True)
-    t0 = time.monotonic()
-    clients: list[Client] = []
-    async with trio.open_nursery() as nursery:
-        limit = trio.CapacityLimiter(200)
+def run(args: argparse.Namespace, tmp: Path) -> int:
+    server = Server(write_config(tmp, args), args.pin_server)
+    workers: Workers | None = None
+    publisher: Publisher | None = None
+    try:
+        somaxconn = Path("/proc/sys/net/core/somaxconn").read_text().strip()
+        print(f"soak: server pid {server.proc.pid} port {server.port}; {args.connections} connections from "
+              f"{len(args.sources)} source addresses by {args.workers} workers, {args.channels} channels, "
+              f"{args.rate:g} publishes/s, tokens {args.token_ttl:g}s (warning {args.warning:g}s), "
+              f"ping {args.ping_interval:g}s; RLIMIT_NOFILE {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}, "
+              f"somaxconn {somaxconn}", flush=True)
+        t0, cpu0 = time.monotonic(), server.cpu()
+        workers = Workers(args, server.port, tmp / "state")
+        ready = workers.wait_all("ready", args.ramp_timeout)
+        if isinstance(ready, str):
+            raise SystemExit(f"soak: ramp failed: {ready}: {workers.total()}")
+        t = workers.total()
+        print(f"soak: ramp: {t['open']} connected and subscribed in {time.monotonic() - t0:.1f}s "
+              f"({latencies(ready)}); server CPU {server.cpu() - cpu0:.1f}s; "
+              f"rss={server.status('VmRSS'):.0f} MiB fds={server.fds()} tcp_retrans={t['tcp_retrans']} "
+              f"refused={dict(t['refused']) or '-'}", flush=True)
 
-        async def open_one(i: int) -> None:
-            async with limit:
-                client = Client(server.port, minter, stats, channels[i % len(channels)])
-                # Spread first expiries so refreshes do not come in waves.
-                await client.connect(first_ttl=args.warning + 5 + random.uniform(0, args.token_ttl))
-                clients.append(client)
-                nursery.start_soon(client.run)
-                await client.subscribed.wait()
-
-        async with trio.open_nursery() as opening:
-            for i in range(args.connections):
-                opening.start_soon(open_one, i)
-        print(f"soak: {len(clients)} connected and subscribed in {time.monotonic() - t0:.1f}s; "
-              f"rss={server.rss_mib():.1f} MiB fds={server.fds()}", flush=True)
-
-        publisher = Client(server.port, minter, stats, "")
-        await publisher.connect(first_ttl=args.token_ttl)
-        nursery.start_soon(publisher.run, False)
-
-        header = ("| minute | server RSS MiB | server fds | open conns | published | delivered | expected "
-                  "| lost | refreshed | refresh errors | closes |")
-        print(header + "\n|" + "---|" * 11, flush=True)
-        rows = [header, "|" + "---|" * 11]
-
-        def row(label: str) -> None:
-            line = (f"| {label} | {server.rss_mib():.1f} | {server.fds()} | {stats.open} | {sum(stats.published.values())} "
-                    f"| {stats.delivered} | {stats.expected()} | {stats.lost} | {stats.refreshed} | {stats.refresh_errors} "
-                    f"| {dict(stats.closes) or '-'} |")
-            rows.append(line)
-            print(line, flush=True)
-
-        row("0")
-        start = trio.current_time()
+        ring = KeyRing.load(tmp / "state" / "keys")
+        token, _ = issue_access_token(ring, issuer=ISSUER, audience=ISSUER, sub="soak-publisher", client_id=APP,
+                                      scope=["chat:read", "chat:write"], ttl=args.duration * 60 + 3600)
+        channels = [f"soak:{i}" for i in range(args.channels)]
+        publisher = Publisher(server.port, token, channels, args.rate)
+        publisher.start()
+        subscribers = Counter(channels[i % args.channels] for i in range(args.connections))
+        table = Table(server, workers, publisher, subscribers)
+        table.row("0")
+        start = time.monotonic()
         end = start + args.duration * 60
-        interval = 1.0 / args.rate
-        mid = 0
-        next_row = start + 60
-        next_pub = start
-        while trio.current_time() < end:
-            await trio.sleep_until(next_pub)
-            next_pub += interval
-            mid += 1
-            channel = channels[mid % len(channels)]
-            done = trio.Event()
-            publisher.acks[mid] = done
-            await publisher.send({"type": "publish", "channel": channel, "data": {"n": mid, "pad": "x" * 64}, "id": mid})
-            with trio.move_on_after(10):
-                await done.wait()
-            if done.is_set():
-                stats.published[channel] += 1
-            else:
-                stats.errors += 1
-            if trio.current_time() >= next_row:
-                row(str(round((trio.current_time() - start) / 60)))
-                next_row += 60
-        # Drain: wait until every expected delivery arrived (bounded).
-        with trio.move_on_after(30):
-            while stats.delivered < stats.expected():
-                await trio.sleep(0.2)
-        row("end")
-        nursery.cancel_scope.cancel()
-
-    ok = stats.lost == 0 and stats.delivered == stats.expected() and not stats.closes and stats.refresh_errors == 0
-    print(f"soak: connections={args.connections} minutes={args.duration} delivered={stats.delivered} "
-          f"expected={stats.expected()} lost={stats.lost} dupes={stats.dupes} refreshed={stats.refreshed} "
-          f"refresh_errors={stats.refresh_errors} errors={stats.errors} closes={dict(stats.closes)} "
-          f"{'OK' if ok else 'FAILED'}", flush=True)
-    if args.out:
-        Path(args.out).write_text("\n".join(rows) + "\n")
-    return 0 if ok else 1
+        minute = 1
+        while time.monotonic() < end:
+            time.sleep(max(0.0, min(end, start + 60 * minute) - time.monotonic()))
+            if time.monotonic() >= start + 60 * minute:
+                table.row(str(minute))
+                minute += 1
+        storm_line, storm_failed = "", False
+        if not args.no_storm:
+            before = workers.total()
+            server.reset_peak()
+            t0, cpu0 = time.monotonic(), server.cpu()
+            workers.tell("storm rst" if args.storm_drop == "rst" else "storm")
+            done = workers.wait_all("storm_done", args.ramp_timeout)
+            seconds = time.monotonic() - t0
+            t = workers.total()
+            storm_failed = isinstance(done, str)
+            outcome = (f"{done} after {seconds:.1f}s" if isinstance(done, str) else
+                       f"in {seconds:.1f}s ({latencies(done)})")
+            storm_line = (f"soak: storm: {args.connections} dropped ({args.storm_drop}), back and resubscribed "
+                          f"with since {outcome}; server CPU {server.cpu() - cpu0:.1f}s; "
+                          f"server peak RSS {server.status('VmHWM'):.0f} MiB; tcp_retrans "
+                          f"{t['tcp_retrans'] - before['tcp_retrans']}; refused {dict(t['refused']) or '-'}; "
+                          f"unrecovered {t['unrecovered']}")
+            print(storm_line, flush=True)
+            time.sleep(args.tail)
+            table.row("storm")
+        publisher.stop()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and workers.total()["delivered"] < table.expected():
+            time.sleep(0.2)
+        t = table.row("end")
+        expected = table.expected()
+        ok = (t["lost"] == 0 and t["dupes"] == 0 and t["delivered"] == expected and not t["closes"]
+              and not t["refused"] and t["refresh_errors"] == 0 and t["errors"] == 0 and t["unrecovered"] == 0
+              and t["bad_frames"] == 0 and publisher.errors == 0 and not storm_failed)
+        summary = (f"soak: connections={args.connections} minutes={args.duration:g} published={publisher.acked} "
+                   f"delivered={t['delivered']} expected={expected} lost={t['lost']} dupes={t['dupes']} "
+                   f"refreshed={t['refreshed']} (connections refreshed: {t['conns_refreshed']}) "
+                   f"refresh_errors={t['refresh_errors']} errors={t['errors']} publisher_errors={publisher.errors} "
+                   f"closes={dict(t['closes'])} refused={dict(t['refused'])} server_peak_rss="
+                   f"{server.status('VmHWM'):.0f}MiB {'OK' if ok else 'FAILED'}")
+        print(summary, flush=True)
+        if args.out:
+            Path(args.out).write_text("\n".join(table.rows + ["", storm_line, summary]) + "\n")
+        return 0 if ok else 1
+    finally:
+        if publisher is not None:
+            publisher.stop()
+        if workers is not None:
+            workers.stop()
+        rc = server.stop()
+        print(f"soak: server exit {rc}", flush=True)
+        if rc != 0:
+            print("".join(server.log[-20:]), file=sys.stderr)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--connections", type=int, default=5000)
-    parser.add_argument("-d", "--duration", type=float, default=10.0, help="minutes")
-    parser.add_argument("--rate", type=float, default=10.0, help="publishes per second (total)")
-    parser.add_argument("--channels", type=int, default=10)
-    parser.add_argument("--token-ttl", type=float, default=60.0, help="seconds; refresh tokens live this long")
-    parser.add_argument("--warning", type=float, default=20.0, help="expiry_warning seconds")
+    parser.add_argument("-d", "--duration", type=float, default=10.0, help="minutes held before the storm")
+    parser.add_argument("--rate", type=float, default=100.0, help="publishes per second (total)")
+    parser.add_argument("--channels", type=int, help="default: one per 100 connections")
+    parser.add_argument("--history", type=int, default=100, help="kept per channel, for since after the storm")
+    parser.add_argument("--token-ttl", type=float, help="seconds (default: half the duration, 60-300 s)")
+    parser.add_argument("--warning", type=float, help="expiry_warning seconds (default: min(30, ttl/3))")
+    parser.add_argument("--ping-interval", type=float, default=25.0, help="server keep-alive (0: off)")
+    parser.add_argument("--workers", type=int, help="client processes (default: one per 50,000 connections)")
+    parser.add_argument("--sources", type=sources, default=sources("127.0.0.2-127.0.0.9"),
+                        help="client source addresses: a-b range or a,b,c")
+    parser.add_argument("--window", type=int, default=1000, help="handshakes in flight per worker (0: no bound)")
+    parser.add_argument("--no-storm", action="store_true")
+    parser.add_argument("--storm-drop", choices=("fin", "rst"), default="fin")
+    parser.add_argument("--tail", type=float, default=10.0, help="seconds of publishing after the storm")
+    parser.add_argument("--ramp-timeout", type=float, default=600.0)
+    parser.add_argument("--pin-server", metavar="CPUS", help="taskset the server (e.g. 0)")
+    parser.add_argument("--pin-clients", metavar="CPUS", help="taskset the workers (e.g. 1)")
     parser.add_argument("--out", help="also write the table here")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args()
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = args.connections * 2 + 1000
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))  # the server inherits it
-    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < args.connections + 200:
-        raise SystemExit(f"soak: RLIMIT_NOFILE hard limit {hard} is too low for {args.connections} connections")
+    args.channels = args.channels or max(1, round(args.connections / 100))
+    args.token_ttl = args.token_ttl or min(300.0, max(60.0, args.duration * 30))
+    args.warning = args.warning or min(30.0, args.token_ttl / 3)
+    if args.warning + 5 >= args.token_ttl:
+        parser.error("--warning must be at least 5 s below --token-ttl")
+    limit = raise_fd_limit(args.connections)
+    # A worker holds one fd per connection: enough workers to stay under the limit.
+    args.workers = args.workers or max(1, math.ceil(args.connections / 50_000),
+                                       math.ceil(args.connections / (limit - 200)))
 
     tmp = Path(tempfile.mkdtemp(prefix="realtime-soak-"))
-    server = Server(write_config(tmp, args))
     try:
-        minter = Minter(tmp / "state", args.token_ttl)
-        return trio.run(soak, args, server, minter)
+        return run(args, tmp)
     finally:
-        rc = server.stop()
-        print(f"soak: server exit {rc}", flush=True)
         if args.keep:
             print(f"soak: files in {tmp}")
         else:
