@@ -36,7 +36,6 @@ from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from realtime.net.cork import CORK
 from realtime.net.inbound import Fragments
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.protocol import frames
@@ -95,7 +94,7 @@ class Session(TokenIdentity):
     __slots__ = (
         "conn_id", "transport", "state", "clock", "echo", "ws", "publish_limit", "message_limit", "close_code", "close_reason",
         "peer_close", "_parse_failed", "_scope", "_nursery", "_writer_running", "_writer_wanted", "_timer",
-        "_partial", "_held", "_room", "timers", "remote", "connected_at",
+        "_partial", "_room", "timers", "remote", "connected_at",
     )
 
     #: Stateless and shared: composing it costs an idle socket nothing.
@@ -136,9 +135,6 @@ class Session(TokenIdentity):
         self._writer_wanted = False
         self._timer: trio.CancelScope | None = None  # the reader's receive deadline
         self._partial: Fragments | None = None  # a message cut by that hand-over
-        # Frames kept while the cork is held (net/cork.py), each with whether
-        # it is charged to the slow-consumer limit (see offer and _apply).
-        self._held: list[tuple[bytes, bool]] | None = None
         # Set by the writer when paced answers have drained enough for the
         # reader, which stopped reading messages, to go on (see _reader).
         self._room: trio.Event | None = None
@@ -157,33 +153,13 @@ class Session(TokenIdentity):
         self._write(frame, charged=True)
 
     def _write(self, frame: bytes, *, charged: bool) -> None:
+        # The transport keeps the frame until the end of this scheduling
+        # pass (net/cork.py): what is written before a withdraw in the same
+        # pass (an ack before a 4008) still goes out, before the close frame.
         if self.close_code is not None:
-            return
-        if CORK.active:
-            held = self._held
-            if held is None:
-                self._held = [(frame, charged)]
-                CORK.held.append(self)
-            else:
-                held.append((frame, charged))
             return
         try:
             self.transport.write(frame, charged=charged)
-        except (BacklogOverflow, TransportClosed) as exc:
-            self._write_failed(exc)
-
-    def release_held(self) -> None:
-        """Write the frames kept under the cork, each run of frames with the
-        same charge as one chunk.  They were accepted before any withdraw in
-        the same batch (an ack before a 4008), so they go out even if the
-        session is closing now."""
-        held, self._held = self._held, None
-        if not held:
-            return
-        try:
-            for charged, run in itertools.groupby(held, key=lambda item: item[1]):
-                chunk = [frame for frame, _ in run]
-                self.transport.write(chunk[0] if len(chunk) == 1 else b"".join(chunk), charged=charged)
         except (BacklogOverflow, TransportClosed) as exc:
             self._write_failed(exc)
 
@@ -241,6 +217,7 @@ class Session(TokenIdentity):
         hub = self.state.hub
         hub.connections.add(self)
         self.transport.on_backlog = self._start_writer
+        self.transport.coalesce(self.withdraw)  # overflow or a broken socket found at the pass's end
         if not self.echo:  # a webhook event (SPEC §12); nothing without hooks
             self.state.emit("connect", {"sub": self.sub, "client_id": self.client_id, "conn_id": self.conn_id})
         try:
@@ -396,61 +373,47 @@ class Session(TokenIdentity):
             # is handled with checkpoints between them (below).
             events = self.ws.events()
             event = next(events, None)
-            # Several messages in one read: hold their frames and write each
-            # recipient's share as one chunk (net/cork.py).
-            corked = False
             handled = 0
-            try:
-                while event is not None:
-                    following = next(events, None)
-                    if following is not None and not corked:
-                        corked = CORK.hold()
-                    handled += 1
-                    if handled % EVENTS_PER_CHECKPOINT == 0:
-                        # A flood of small frames must not hold up every other
-                        # connection (SPEC §7): let the loop run.
-                        if corked:  # never hold frames across an await
-                            CORK.release()
-                            corked = False
-                        await trio.lowlevel.checkpoint()
-                    if isinstance(event, (TextMessage, BytesMessage)):
-                        if message is None:
-                            message = Fragments(isinstance(event, TextMessage))
-                        if not message.add(event.data, event.frame_finished, max_bytes):
-                            self.withdraw(TOO_BIG.code, TOO_BIG.reason)
-                            return False
-                        if event.message_finished:
-                            whole, message = message.whole(), None
-                            reply = self.dispatcher.receive(whole, self, self.state, self.clock.now())
-                            if not isinstance(reply, Reply):  # a remote broker's round trip
-                                if corked:  # never hold frames across an await
-                                    CORK.release()
-                                    corked = False
-                                reply = await reply
-                            self._apply(reply)
-                            if self.close_code is not None:
-                                return False
-                    elif isinstance(event, Ping):
-                        # A closing connection need not answer pings (RFC 6455
-                        # §5.5.2 asks for a Pong only "as soon as practical").
-                        # The pong is charged like any other frame: a peer that
-                        # pings and never reads is a slow consumer (4009).
-                        if self.ws.state is ConnectionState.OPEN:
-                            self.offer(self.ws.send(event.response()))
-                            if self.close_code is not None:
-                                return False
-                    elif isinstance(event, CloseConnection):
-                        if not data:  # end of stream, no close frame: the peer is gone
-                            self.withdraw(TransportClosed.close_code, TransportClosed.close_reason)
-                        elif self.ws.state is ConnectionState.REMOTE_CLOSING:
-                            self.peer_close = event
-                        else:  # wsproto found a protocol error (1002, 1007, ...)
-                            self._parse_failed = True
-                            self.withdraw(event.code, event.reason or ProtocolError.close_reason)
+            while event is not None:
+                following = next(events, None)
+                handled += 1
+                if handled % EVENTS_PER_CHECKPOINT == 0:
+                    # A flood of small frames must not hold up every other
+                    # connection (SPEC §7): let the loop run (and the
+                    # cork's flusher write what this batch fanned out).
+                    await trio.lowlevel.checkpoint()
+                if isinstance(event, (TextMessage, BytesMessage)):
+                    if message is None:
+                        message = Fragments(isinstance(event, TextMessage))
+                    if not message.add(event.data, event.frame_finished, max_bytes):
+                        self.withdraw(TOO_BIG.code, TOO_BIG.reason)
                         return False
-                    elif isinstance(event, Pong):
-                        pass
-                    event = following
-            finally:
-                if corked:
-                    CORK.release()
+                    if event.message_finished:
+                        whole, message = message.whole(), None
+                        reply = self.dispatcher.receive(whole, self, self.state, self.clock.now())
+                        if not isinstance(reply, Reply):  # a remote broker's round trip
+                            reply = await reply
+                        self._apply(reply)
+                        if self.close_code is not None:
+                            return False
+                elif isinstance(event, Ping):
+                    # A closing connection need not answer pings (RFC 6455
+                    # §5.5.2 asks for a Pong only "as soon as practical").
+                    # The pong is charged like any other frame: a peer that
+                    # pings and never reads is a slow consumer (4009).
+                    if self.ws.state is ConnectionState.OPEN:
+                        self.offer(self.ws.send(event.response()))
+                        if self.close_code is not None:
+                            return False
+                elif isinstance(event, CloseConnection):
+                    if not data:  # end of stream, no close frame: the peer is gone
+                        self.withdraw(TransportClosed.close_code, TransportClosed.close_reason)
+                    elif self.ws.state is ConnectionState.REMOTE_CLOSING:
+                        self.peer_close = event
+                    else:  # wsproto found a protocol error (1002, 1007, ...)
+                        self._parse_failed = True
+                        self.withdraw(event.code, event.reason or ProtocolError.close_reason)
+                    return False
+                elif isinstance(event, Pong):
+                    pass
+                event = following
