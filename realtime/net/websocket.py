@@ -150,7 +150,12 @@ class Session(TokenIdentity):
         and everything else the peer did not ask for in the message being
         handled.
         """
-        self._write(frame, charged=True)
+        # _write inlined: this is the fan-out's hot loop, one call per delivery.
+        if self.close_code is None:
+            try:
+                self.transport.write(frame)
+            except (BacklogOverflow, TransportClosed) as exc:
+                self._write_failed(exc)
 
     def _write(self, frame: bytes, *, charged: bool) -> None:
         # The transport keeps the frame until the end of this scheduling
