@@ -9,7 +9,6 @@ never timed."""
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import ssl
