@@ -93,6 +93,8 @@ class PassCork:
 
     def flush(self) -> None:
         """Write out every held transport (and any that holds while this runs)."""
+        if self.held:
+            self.flushes += 1
         while self.held:
             held, self.held = self.held, []
             for transport in held:
@@ -100,7 +102,6 @@ class PassCork:
                     transport.flush_held()
                 except Exception:  # a bug: keep the run (this is a system task) and the others
                     log.exception("writing held frames failed")
-        self.flushes += 1
 
     async def _flusher(self) -> None:
         self._task = trio.lowlevel.current_task()
