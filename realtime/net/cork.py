@@ -53,7 +53,7 @@ class PassCork:
     """The cork of one trio run: the transports holding frames and the
     flusher task that writes them out."""
 
-    __slots__ = ("open", "held", "_task", "_scheduled", "_streamed", "flushes")
+    __slots__ = ("open", "held", "_task", "woken", "_streamed", "flushes")
 
     def __init__(self) -> None:
         # True until the flusher ends (with the run): transports hold their
@@ -63,7 +63,7 @@ class PassCork:
         self._task: trio.lowlevel.Task | None = None
         # The flusher is runnable (just spawned, woken, or flushing): a hold
         # need not wake it.  Its first step flushes what was held meanwhile.
-        self._scheduled = True
+        self.woken = True
         self._streamed = False
         self.flushes = 0  # passes written out (tests and profiles read it)
 
@@ -80,12 +80,17 @@ class PassCork:
         return cork
 
     def hold(self, transport: Held) -> None:
-        """``transport`` kept its first frame of this pass: flush it at the pass's end."""
+        """``transport`` kept its first frame of this pass: flush it at the
+        pass's end.  (Transport.write does the same inline.)"""
         self.held.append(transport)
-        if not self._scheduled:
-            self._scheduled = True
-            assert self._task is not None
-            trio.lowlevel.reschedule(self._task)
+        if not self.woken:
+            self.wake()
+
+    def wake(self) -> None:
+        """Run the flusher in trio's next batch."""
+        self.woken = True
+        assert self._task is not None
+        trio.lowlevel.reschedule(self._task)
 
     def streaming(self) -> None:
         """A producer that brings one message per batch just brought one (see the module doc)."""
@@ -109,7 +114,7 @@ class PassCork:
             while True:
                 await self._wait_for_streaming_producer()
                 self.flush()
-                self._scheduled = False
+                self.woken = False
                 await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
         finally:
             self.open = False

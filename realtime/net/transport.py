@@ -387,7 +387,9 @@ class Transport:
         cork = self._cork
         if cork is not None and cork.open:
             self._held = [(data, charged)]
-            cork.hold(self)
+            cork.held.append(self)  # cork.hold inlined: once per connection per pass
+            if not cork.woken:
+                cork.wake()
             return
         self._write_now(data, charged)
 
@@ -400,9 +402,13 @@ class Transport:
         held, self._held = self._held, None
         if not held or self.closed:
             return
-        if len(held) == 1:
+        if len(held) == 1:  # the latency case: one message in the pass
             data, charged = held[0]
-            self._write_held(data, charged)
+            try:
+                self._write_now(data, charged)
+            except (BacklogOverflow, TransportClosed) as exc:
+                if self.on_failure is not None:
+                    self.on_failure(exc.close_code, exc.close_reason)
             return
         overflowed = False
         start = 0
