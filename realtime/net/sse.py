@@ -227,6 +227,7 @@ class SseSession(TokenIdentity):
         streams.add(self)
         self.transport.max_backlog = state.settings.websocket.max_backlog_bytes
         self.transport.on_backlog = self._start_writer
+        self.transport.coalesce(self.withdraw)  # fan-out joins the pass's one write (net/cork.py)
         try:
             self._scope.deadline = self.clock.deadline(self.exp)
             with self._scope:

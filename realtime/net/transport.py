@@ -9,6 +9,11 @@ when the kernel buffer is full does the rest go to a backlog that a writer
 task drains with ``await``.  While a backlog exists new bytes join it, so
 order holds.
 
+Once its owner calls :meth:`Transport.coalesce`, a write is kept until the
+end of the scheduling pass and written with the others of that pass as
+one chunk (:mod:`realtime.net.cork`): order is the order of the writes,
+whoever made them.
+
 Reads follow trio's model: try ``recv``; wait for readability only on
 ``BlockingIOError``.
 """
@@ -22,6 +27,7 @@ from typing import Callable
 
 import trio
 
+from realtime.net.cork import PassCork
 from realtime.protocol.close import CloseCode, CloseError
 
 RECV_SIZE = 65536
@@ -59,7 +65,7 @@ class Transport:
 
     # Thousands live at once: slots instead of a per-instance dict.
     __slots__ = ("sock", "max_backlog", "closed", "_wire", "_wire_bytes", "_queued", "_queued_bytes",
-                 "_charged", "on_backlog", "_tls", "_tls_in", "_tls_out")
+                 "_charged", "on_backlog", "_tls", "_tls_in", "_tls_out", "_cork", "_held", "on_failure")
 
     def __init__(
         self,
@@ -85,6 +91,11 @@ class Transport:
         # Called (synchronously) when a backlog first forms, so the owner can
         # start its writer task: no task exists while the socket keeps up.
         self.on_backlog: Callable[[], None] | None = None
+        # Write coalescing (see coalesce): the run's cork, the writes kept in
+        # this pass as (data, charged), and whom to tell when writing them fails.
+        self._cork: PassCork | None = None
+        self._held: list[tuple[bytes, bool]] | None = None
+        self.on_failure: Callable[[int, str], None] | None = None
         self._tls: ssl.SSLObject | None = None
         self._tls_in: ssl.MemoryBIO | None = None
         self._tls_out: ssl.MemoryBIO | None = None
@@ -110,8 +121,10 @@ class Transport:
 
     @property
     def paced_bytes(self) -> int:
-        """Queued bytes of paced (uncharged) writes."""
-        return self._queued_bytes - self._charged
+        """Queued (or held, see :meth:`coalesce`) bytes of paced (uncharged) writes."""
+        held = self._held
+        paced = self._queued_bytes - self._charged
+        return paced if held is None else paced + sum(len(data) for data, charged in held if not charged)
 
     def peer(self) -> tuple[str, int]:
         try:
@@ -189,12 +202,13 @@ class Transport:
         self._charged = 0
 
     def discard_queued(self) -> int:
-        """Drop every queued write not started yet; return the bytes dropped.
+        """Drop every queued (or held) write not started yet; return the bytes dropped.
 
         What is left (the wire) ends on a write boundary, so a frame written
         next (a close frame) is read whole by the peer.
         """
-        dropped = self._queued_bytes
+        held, self._held = self._held, None
+        dropped = self._queued_bytes + (sum(len(data) for data, _ in held) if held else 0)
         if self._queued:
             self._queued.clear()
         self._queued_bytes = 0
@@ -251,6 +265,7 @@ class Transport:
 
         Only one task drains at a time (the writer); others wait for it.
         """
+        self.flush_held()
         while self._wire or self._queued:
             await self.send_some(retry_every)
         await trio.lowlevel.checkpoint()
@@ -354,8 +369,20 @@ class Transport:
             size += len(more)
         return b"".join(chunks) if len(chunks) > 1 else first
 
+    def coalesce(self, on_failure: Callable[[int, str], None]) -> None:
+        """From now on keep each write until the end of the scheduling pass
+        and write the pass's writes as one chunk (:mod:`realtime.net.cork`).
+
+        A write then no longer fails at once: a slow consumer's overflow or
+        a broken socket found when the chunk is written is reported to
+        ``on_failure(close_code, close_reason)`` (the owner's ``withdraw``).
+        """
+        self.on_failure = on_failure
+        self._cork = PassCork.current()
+
     def write(self, data: bytes, *, charged: bool = True) -> None:
-        """Send ``data`` without awaiting (encrypting first on TLS).
+        """Send ``data`` without awaiting (encrypting first on TLS); after
+        :meth:`coalesce`, at the end of this scheduling pass.
 
         While anything waits, ``data`` joins the queue whole (plaintext), so
         order holds and it can still be dropped by :meth:`discard_queued`.
@@ -369,8 +396,67 @@ class Transport:
         Raises:
             TransportClosed: the socket is gone.
             BacklogOverflow: the peer is not reading and the queue is full;
-                ``data`` was not queued.
+                ``data`` was not queued.  (When held, both go to
+                ``on_failure`` instead, when the pass's chunk is written.)
         """
+        if self.closed:
+            raise TransportClosed
+        held = self._held
+        if held is not None:
+            held.append((data, charged))
+            return
+        cork = self._cork
+        if cork is not None and cork.open:
+            self._held = [(data, charged)]
+            cork.held.append(self)  # cork.hold inlined: once per connection per pass
+            if not cork.woken:
+                cork.wake()
+            return
+        self._write_now(data, charged)
+
+    def flush_held(self) -> None:
+        """Write what was held in this pass: each run of writes with the same
+        charge as one chunk, so the limit applies as it did to each write.
+        Never raises: a failure goes to ``on_failure``; after an overflow the
+        pass's later charged writes are dropped too (as an owner that has
+        withdrawn writes no more), paced ones (a close frame) still go."""
+        held, self._held = self._held, None
+        if not held or self.closed:
+            return
+        if len(held) == 1:  # the latency case: one message in the pass
+            data, charged = held[0]
+            try:
+                self._write_now(data, charged)
+            except (BacklogOverflow, TransportClosed) as exc:
+                if self.on_failure is not None:
+                    self.on_failure(exc.close_code, exc.close_reason)
+            return
+        overflowed = False
+        start = 0
+        end = len(held)
+        while start < end:
+            charged = held[start][1]
+            stop = start + 1
+            while stop < end and held[stop][1] == charged:
+                stop += 1
+            if not (charged and overflowed):
+                chunk = held[start][0] if stop - start == 1 else b"".join([data for data, _ in held[start:stop]])
+                failed = self._write_held(chunk, charged)
+                if failed is TransportClosed:
+                    return
+                overflowed = overflowed or failed is BacklogOverflow
+            start = stop
+
+    def _write_held(self, data: bytes, charged: bool) -> type[CloseError] | None:
+        try:
+            self._write_now(data, charged)
+        except (BacklogOverflow, TransportClosed) as exc:
+            if self.on_failure is not None:
+                self.on_failure(exc.close_code, exc.close_reason)
+            return type(exc)
+        return None
+
+    def _write_now(self, data: bytes, charged: bool) -> None:
         if self.closed:
             raise TransportClosed
         if self._wire or self._queued:
@@ -398,6 +484,7 @@ class Transport:
         """
         if self.closed:
             return
+        self.flush_held()
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
@@ -418,6 +505,8 @@ class Transport:
     def close(self) -> None:
         if self.closed:
             return
+        # What was held goes as a write would have: to the kernel, now.
+        self.flush_held()
         self.closed = True
         self._mark_broken()
         # Input left unread makes close() send RST, and RST throws away what

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from realtime.net.cork import CORK
 from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
 from realtime.protocol import frames
 from realtime.protocol import replies
@@ -93,7 +92,7 @@ class Session(TokenIdentity):
     __slots__ = (
         "conn_id", "transport", "state", "clock", "echo", "reader", "_publish_limit", "_message_limit", "close_code",
         "close_reason", "peer_close", "deadline", "_scope", "_asking", "_nursery", "_writer_running", "_writer_wanted",
-        "_held", "_room", "timers", "connected_at",
+        "_room", "timers", "connected_at",
     )
 
     #: Stateless and shared: composing it costs an idle socket nothing.
@@ -138,9 +137,6 @@ class Session(TokenIdentity):
         self._nursery: trio.Nursery | None = None
         self._writer_running = False
         self._writer_wanted = False
-        # Frames kept while the cork is held (net/cork.py), each with whether
-        # it is charged to the slow-consumer limit (see offer and _apply).
-        self._held: list[tuple[bytes, bool]] | None = None
         # Set by the writer when paced answers have drained enough for the
         # reader, which stopped reading messages, to go on (see _reader).
         self._room: trio.Event | None = None
@@ -178,36 +174,21 @@ class Session(TokenIdentity):
         and everything else the peer did not ask for in the message being
         handled.
         """
-        self._write(frame, charged=True)
+        # _write inlined: this is the fan-out's hot loop, one call per delivery.
+        if self.close_code is None:
+            try:
+                self.transport.write(frame)
+            except (BacklogOverflow, TransportClosed) as exc:
+                self._write_failed(exc)
 
     def _write(self, frame: bytes, *, charged: bool) -> None:
+        # The transport keeps the frame until the end of this scheduling
+        # pass (net/cork.py): what is written before a withdraw in the same
+        # pass (an ack before a 4008) still goes out, before the close frame.
         if self.close_code is not None:
-            return
-        if CORK.active:
-            held = self._held
-            if held is None:
-                self._held = [(frame, charged)]
-                CORK.held.append(self)
-            else:
-                held.append((frame, charged))
             return
         try:
             self.transport.write(frame, charged=charged)
-        except (BacklogOverflow, TransportClosed) as exc:
-            self._write_failed(exc)
-
-    def release_held(self) -> None:
-        """Write the frames kept under the cork, each run of frames with the
-        same charge as one chunk.  They were accepted before any withdraw in
-        the same batch (an ack before a 4008), so they go out even if the
-        session is closing now."""
-        held, self._held = self._held, None
-        if not held:
-            return
-        try:
-            for charged, run in itertools.groupby(held, key=lambda item: item[1]):
-                chunk = [frame for frame, _ in run]
-                self.transport.write(chunk[0] if len(chunk) == 1 else b"".join(chunk), charged=charged)
         except (BacklogOverflow, TransportClosed) as exc:
             self._write_failed(exc)
 
@@ -267,6 +248,7 @@ class Session(TokenIdentity):
         hub = self.state.hub
         hub.connections.add(self)
         self.transport.on_backlog = self._start_writer
+        self.transport.coalesce(self.withdraw)  # overflow or a broken socket found at the pass's end
         if not self.echo:  # a webhook event (SPEC §12); nothing without hooks
             self.state.emit("connect", {"sub": self.sub, "client_id": self.client_id, "conn_id": self.conn_id})
         try:
@@ -455,54 +437,39 @@ class Session(TokenIdentity):
             # Parsed lazily, one frame per step: a read full of tiny frames
             # is handled with checkpoints between them (below).
             event = self._next_event(max_bytes)
-            # Several messages in one read: hold their frames and write each
-            # recipient's share as one chunk (net/cork.py).
-            corked = False
             handled = 0
-            try:
-                while event is not None:
-                    following = self._next_event(max_bytes)
-                    if following is not None and not corked:
-                        corked = CORK.hold()
-                    handled += 1
-                    if handled % EVENTS_PER_CHECKPOINT == 0:
-                        # A flood of small frames must not hold up every other
-                        # connection (SPEC §7): let the loop run.
-                        if corked:  # never hold frames across an await
-                            CORK.release()
-                            corked = False
-                        await trio.lowlevel.checkpoint()
-                        if self.close_code is not None:  # withdrawn meanwhile (revoked, shutdown)
+            while event is not None:
+                handled += 1
+                if handled % EVENTS_PER_CHECKPOINT == 0:
+                    # A flood of small frames must not hold up every other
+                    # connection (SPEC §7): let the loop run (and the
+                    # cork's flusher write what this batch fanned out).
+                    await trio.lowlevel.checkpoint()
+                    if self.close_code is not None:  # withdrawn meanwhile (revoked, shutdown)
+                        return False
+                if isinstance(event, Message):
+                    reply = self.dispatcher.receive(event.data, self, self.state, self.clock.now())
+                    if not isinstance(reply, Reply):  # a remote broker's round trip
+                        reply = await self._remote(reply)
+                        if reply is None:  # withdrawn or expired meanwhile
                             return False
-                    if isinstance(event, Message):
-                        reply = self.dispatcher.receive(event.data, self, self.state, self.clock.now())
-                        if not isinstance(reply, Reply):  # a remote broker's round trip
-                            if corked:  # never hold frames across an await
-                                CORK.release()
-                                corked = False
-                            reply = await self._remote(reply)
-                            if reply is None:  # withdrawn or expired meanwhile
-                                return False
-                        self._apply(reply)
+                    self._apply(reply)
+                    if self.close_code is not None:
+                        return False
+                elif isinstance(event, Ping):
+                    # A closing connection need not answer pings (RFC 6455
+                    # §5.5.2 asks for a Pong only "as soon as practical").
+                    # The pong is charged like any other frame: a peer that
+                    # pings and never reads is a slow consumer (4009).
+                    if reader.state is ConnectionState.OPEN:
+                        self.offer(frames.encode_pong_frame(event.payload))
                         if self.close_code is not None:
                             return False
-                    elif isinstance(event, Ping):
-                        # A closing connection need not answer pings (RFC 6455
-                        # §5.5.2 asks for a Pong only "as soon as practical").
-                        # The pong is charged like any other frame: a peer that
-                        # pings and never reads is a slow consumer (4009).
-                        if reader.state is ConnectionState.OPEN:
-                            self.offer(frames.encode_pong_frame(event.payload))
-                            if self.close_code is not None:
-                                return False
-                    elif isinstance(event, CloseReceived):
-                        self.peer_close = event
-                        return False
-                    elif isinstance(event, CloseError):  # a broken rule: 1002, 1007 or 1009
-                        close = event.close()
-                        self.withdraw(close.code, close.reason)
-                        return False
-                    event = following
-            finally:
-                if corked:
-                    CORK.release()
+                elif isinstance(event, CloseReceived):
+                    self.peer_close = event
+                    return False
+                elif isinstance(event, CloseError):  # a broken rule: 1002, 1007 or 1009
+                    close = event.close()
+                    self.withdraw(close.code, close.reason)
+                    return False
+                event = self._next_event(max_bytes)

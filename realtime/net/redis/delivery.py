@@ -12,6 +12,7 @@ from typing import Any
 import trio
 
 from realtime.hub.broker import BrokerUnavailable, HubView, Replay
+from realtime.net.cork import PassCork
 from realtime.net.redis import lua
 from realtime.net.redis.streams import REFRESH_CHANNEL
 from realtime.net.redis.state import (
@@ -231,11 +232,19 @@ class Delivery:
                 await ps.unsubscribe(*(lua.PREFIX_CHANNEL + as_bytes(c) for c in gone))
 
     async def pump(self, ps: Any) -> None:
-        """Deliver what pub/sub brings, in order, once."""
+        """Deliver what pub/sub brings, in order, once.
+
+        coredis hands its messages over one per scheduling batch (its reader
+        task, then its pub/sub task, each awaits per message), so each
+        delivery tells the cork that more may follow: messages that came in
+        one read from Redis then go to each recipient as one write
+        (:mod:`realtime.net.cork`).
+        """
         prefix = lua.PREFIX_CHANNEL
         cut = len(prefix)
         watches = self.state.watches
         hub: HubView | None = self.state.hub
+        cork = PassCork.current()
         while True:
             message = await ps.get_message()
             if message is None or message["type"] != "message":
@@ -274,10 +283,12 @@ class Delivery:
                 w.cursor = seq
                 self._offer(channel, data[space + 1:])
                 w.moved()
+                cork.streaming()
             elif kind in (b"J", b"L") and hub is not None:
                 sub = as_text(data[1:])
                 event = replies.join(channel, sub) if kind == b"J" else replies.leave(channel, sub)
                 hub.deliver_event(channel, encode_text_frame(event), sub)
+                cork.streaming()
 
     async def _fill(self, channel: str, w: Watch, upto: int) -> None:
         """Offer kept messages ``cursor+1 .. upto`` (a gap in pub/sub)."""
