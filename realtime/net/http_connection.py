@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import h11
 import trio
 
-from realtime.http.request import Request
+from realtime.http.quick_head import read_get_head
+from realtime.http.request import Request, split_target
 from realtime.http.responses import SECURITY_HEADERS, REASONS, Response, error_response
 from realtime.http.transport_security import behind_tls_proxy, hsts_headers, refuse_plain_http
 from realtime.oauth1.resource import oauth1_principal
@@ -26,8 +27,8 @@ from realtime.store import StoreUnavailable
 from realtime.net.sse import SseSession
 from realtime.net.websocket import Session
 from realtime.protocol.upgrade import (
-    Accept, StreamRequest, check_stream, check_upgrade, handshake_problem, is_upgrade, stream_problem, ticket_of,
-    ticket_principal,
+    Accept, StreamRequest, check_stream, check_upgrade, handshake_problem, is_upgrade, stream_problem, switching_head,
+    ticket_of, ticket_principal,
 )
 from realtime.tokens.keyring import AccessClaims
 
@@ -51,8 +52,10 @@ class _Fail(Exception):
 
 class HttpConnection:
     def __init__(self, transport: Transport, state: "App", router: "Router", scheme: str,
-                 sessions: set[Session | SseSession]) -> None:
+                 sessions: set[Session | SseSession], client_host: str | None = None) -> None:
         self.transport = transport
+        # The peer's address as accept() gave it (else asked of the socket when needed).
+        self.client_host = client_host
         self.sessions = sessions  # the server's live WebSockets (told 1001 at shutdown)
         self.state = state
         self.router = router
@@ -66,6 +69,11 @@ class HttpConnection:
         self.shutting_down = False
         self.scope = trio.CancelScope()
         self.upgraded: Session | SseSession | None = None
+        self.upgrade_head = b""  # the 101 response, which the session sends with its welcome
+        # The first request may be read without h11 (_quick_upgrade); its bytes
+        # are kept until the answer, for h11 to read if it is not a 101.
+        self.fresh = True
+        self.unread: bytes | None = None
 
     def shutdown(self) -> None:
         """Stop after the current response; drop at once when idle."""
@@ -100,10 +108,14 @@ class HttpConnection:
         # hold the bearer token) so an idle socket keeps only what it needs.
         self.conn = None  # type: ignore[assignment]
         self.upgraded = None
+        head, self.upgrade_head = self.upgrade_head, b""
         sessions = self.sessions
         sessions.add(session)
         try:
-            await session.run()
+            if isinstance(session, Session):
+                await session.run(head)
+            else:
+                await session.run()
         finally:
             sessions.discard(session)
 
@@ -130,6 +142,9 @@ class HttpConnection:
                     return False
                 raise _Fail(error_response(408, "request_timeout", "request head too slow"))
             self.idle = False
+            if isinstance(event, Request):  # a fresh connection's upgrade, read without h11
+                self.tls = event.effective_scheme == "https"
+                return await self._upgrade(event, echo=event.path != self.state.settings.websocket.path)
             if event is None:
                 with trio.move_on_after(server.header_timeout) as head:
                     event = await self._receive_event()
@@ -167,14 +182,55 @@ class HttpConnection:
         return await self._respond(request)
 
     async def _receive_first(self) -> object | None:
-        """Wait for the first bytes of a request; the event if one is ready."""
+        """Wait for the first bytes of a request; the event if one is ready,
+        or the :class:`Request` of an upgrade read without h11."""
         event = self.conn.next_event()
         if event is not h11.NEED_DATA:
             return event
         data = await self.transport.receive_some()
+        if self.fresh:
+            self.fresh = False
+            request = self._quick_upgrade(data)
+            if request is not None:
+                self.unread = data
+                return request
         self.conn.receive_data(data)
         event = self.conn.next_event()
         return None if event is h11.NEED_DATA else event
+
+    def _quick_upgrade(self, data: bytes) -> Request | None:
+        """The request, when the first bytes of a connection are exactly one
+        well-formed WebSocket upgrade head for our paths that h11 would read
+        the same way (:mod:`realtime.http.quick_head`); else None, and h11
+        reads them as usual, errors and all."""
+        server = self.state.settings.server
+        ws = self.state.settings.websocket
+        if len(data) > server.max_header_bytes:
+            return None  # h11 and head_size() decide about big heads
+        head = read_get_head(data)
+        if head is None:
+            return None
+        target, headers = head
+        path = split_target(target)[0]
+        if path != ws.path and not (ws.echo_path and path == ws.echo_path):
+            return None
+        host = self.client_host if self.client_host is not None else self.transport.peer()[0]
+        request = behind_tls_proxy(Request(method="GET", target=target, headers=headers, client_host=host,
+                                           scheme=self.scheme), server)
+        if not is_upgrade(request) or refuse_plain_http(request, server) is not None:
+            return None
+        return request
+
+    def _catch_up(self) -> None:
+        """Let h11 read the request _quick_upgrade read, so an answer other
+        than the 101 (and keep-alive after it) follows h11's state machine."""
+        data, self.unread = self.unread, None
+        if data is None:
+            return
+        self.conn.receive_data(data)
+        request, end = self.conn.next_event(), self.conn.next_event()
+        if not isinstance(request, h11.Request) or not isinstance(end, h11.EndOfMessage):
+            raise h11.RemoteProtocolError("malformed request", 400)  # a bug in quick_head: still a clean 400
 
     async def _read_request(self, event: h11.Request) -> Request:
         server = self.state.settings.server
@@ -203,7 +259,7 @@ class HttpConnection:
             target = event.target.decode("ascii")
         except UnicodeDecodeError:
             raise _Fail(error_response(400, "bad_request", "request target is not ASCII")) from None
-        host, _ = self.transport.peer()
+        host = self.client_host if self.client_host is not None else self.transport.peer()[0]
         request = behind_tls_proxy(Request(
             method=event.method.decode("ascii", "replace"),
             target=target,
@@ -306,20 +362,21 @@ class HttpConnection:
             principal=principal,
         )
         if not isinstance(decision, Accept):
+            self._catch_up()
             self.state.metrics.handshakes[_HANDSHAKE_RESULTS.get(decision.status, "bad_request")] += 1
             await self._send(decision)
             return self._keep_alive()
-        data = self.conn.send(
-            h11.InformationalResponse(status_code=101, headers=[SERVER_HEADER, *decision.headers])
-        )
         self.state.metrics.handshakes["ok"] += 1
-        trailing, _closed = self.conn.trailing_data
+        # A request read by _quick_upgrade ended with its head: nothing trails it.
+        trailing = b"" if self.unread is not None else bytes(self.conn.trailing_data[0])
+        self.unread = None
         self.transport.max_backlog = self.state.settings.websocket.max_backlog_bytes
-        await self.transport.send_all(data)
         # Run by run() once this exchange's frames (and the request) are gone;
         # a session leaves shutdown()'s reach: the server closes it with 1001.
+        # The session writes the 101 first thing, with its welcome: one send.
         self.idle = False
-        self.upgraded = Session(self.transport, decision.claims, self.state, trailing_data=bytes(trailing), echo=echo)
+        self.upgrade_head = switching_head(decision, SERVER_HEADER)
+        self.upgraded = Session(self.transport, decision.claims, self.state, trailing_data=trailing, echo=echo)
         return False
 
     async def _send(self, response: Response) -> None:

@@ -168,6 +168,14 @@ def check_upgrade(
     return Accept(claims=claims, subprotocol=subprotocol, headers=tuple(headers))
 
 
+def switching_head(accept: Accept, *extra: tuple[str, str]) -> bytes:
+    """The ``101 Switching Protocols`` head for ``accept``, byte for byte
+    what h11 writes for it (``extra`` headers first, e.g. ``server``)."""
+    lines = [b"HTTP/1.1 101 \r\n"]
+    lines += [b"%s: %s\r\n" % (name.encode("ascii"), value.encode("ascii")) for name, value in (*extra, *accept.headers)]
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
 
 # -- tickets (SPEC §13) ---------------------------------------------------------
 
