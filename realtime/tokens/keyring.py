@@ -219,12 +219,16 @@ class KeyRing:
         exp, nbf/iat, the revoked set and the cut-offs are checked on
         every call.
         """
-        header_b64, payload_b64, signature_b64 = split_token(token)
         now = time.time() if now is None else now
-        digest = self._verified.digest(token)
-        seen = self._verified.get(digest)
-        if seen is not None and seen.issuer == issuer and seen.audience == audience:
-            return self._still_valid(seen, digest, now, leeway, revoked)
+        digest = None
+        if isinstance(token, str) and token.isascii() and len(token) <= MAX_TOKEN_CHARS:
+            # Looked up before any parsing: a hit is byte for byte a token
+            # that passed every check below once.
+            digest = self._verified.digest(token)
+            seen = self._verified.get(digest)
+            if seen is not None and seen.issuer == issuer and seen.audience == audience:
+                return self._still_valid(seen, digest, now, leeway, revoked)
+        header_b64, payload_b64, signature_b64 = split_token(token)
         cached = self._headers.get(header_b64)
         kid, algorithm, public_key = cached or self._header_key(header_b64)
         # RFC 9068 §4: "The resource server MUST validate the signature of all
@@ -252,7 +256,8 @@ class KeyRing:
             jti=claims["jti"], client_id=claims["client_id"], scope=scope_set(claims["scope"]), kid=kid,
         )
         times = {"exp": claims["exp"], "iat": claims["iat"], "nbf": claims.get("nbf")}
-        self._verified.put(digest, Verified(access, issuer, audience, times))
+        if digest is not None:
+            self._verified.put(digest, Verified(access, issuer, audience, times))
         return access
 
     def _still_valid(self, seen: Verified, digest: bytes, now: float, leeway: float,
