@@ -351,7 +351,8 @@ class HttpConnection:
         hub = self.state.hub
         # An OAuth 1.0a signed upgrade needs the store (token, nonce): checked here, with I/O.
         principal = await oauth1_principal(request, self.state) if oauth1_is_signed(request) else None
-        if principal is None and handshake_problem(request) is None:  # a ticket is not spent on a bad handshake
+        # A ticket is not spent on a bad handshake; without a query there is none.
+        if principal is None and "?" in request.target and handshake_problem(request) is None:
             principal = await self._ticket(request)
         decision = check_upgrade(
             request,
