@@ -67,7 +67,10 @@ class HttpConnection:
         self.head_request = False  # the current request is HEAD: answers carry no body
         self.tls = scheme == "https"  # the current request came over TLS (here or at a trusted proxy)
         self.shutting_down = False
-        self.scope = trio.CancelScope()
+        # The timeout scope of the wait that shutdown() may cut short: the TLS
+        # handshake, then each wait for a request's first byte.  (No scope
+        # around the whole connection: one scope fewer per handshake.)
+        self.waiting: trio.CancelScope | None = None
         self.upgraded: Session | SseSession | None = None
         self.upgrade_head = b""  # the 101 response, which the session sends with its welcome
         # The first request may be read without h11 (_quick_upgrade); its bytes
@@ -78,24 +81,25 @@ class HttpConnection:
     def shutdown(self) -> None:
         """Stop after the current response; drop at once when idle."""
         self.shutting_down = True
-        if self.idle:
-            self.scope.cancel()
+        if self.idle and self.waiting is not None:
+            self.waiting.cancel()
 
     async def run(self) -> None:
         settings = self.state.settings.server
         try:
-            with self.scope:
-                if self.transport.is_tls:
-                    with trio.move_on_after(settings.handshake_timeout) as hs:
-                        await self.transport.handshake()
-                    if hs.cancelled_caught:
-                        return
-                first = True
-                while not self.shutting_down:
-                    timeout = settings.header_timeout if first else settings.keepalive_timeout
-                    first = False
-                    if not await self._one_exchange(timeout):
-                        break
+            if self.transport.is_tls:
+                with trio.move_on_after(settings.handshake_timeout) as handshake:
+                    self.waiting = handshake
+                    await self.transport.handshake()
+                if handshake.cancelled_caught:
+                    return
+            first = True
+            while not self.shutting_down:
+                timeout = settings.header_timeout if first else settings.keepalive_timeout
+                first = False
+                if not await self._one_exchange(timeout):
+                    break
+            self.waiting = None
             if self.upgraded is not None:
                 await self._run_session(self.upgraded)
         except (TransportClosed, BacklogOverflow):
@@ -135,7 +139,9 @@ class HttpConnection:
             self.idle = True
             self.head_request = False
             self.tls = self.scheme == "https"
+            # shutdown() cancels this scope too: nothing of a request has come.
             with trio.move_on_after(idle_timeout) as idle:
+                self.waiting = idle
                 event = await self._receive_first()
             if idle.cancelled_caught:
                 if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
