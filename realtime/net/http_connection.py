@@ -21,7 +21,7 @@ from realtime.http.responses import SECURITY_HEADERS, REASONS, Response, error_r
 from realtime.http.transport_security import behind_tls_proxy, hsts_headers, refuse_plain_http
 from realtime.oauth1.resource import oauth1_principal
 from realtime.oauth1.signing import is_signed as oauth1_is_signed
-from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
+from realtime.net.transport import RECV_SIZE, BacklogOverflow, Transport, TransportClosed
 from realtime.hub import BrokerUnavailable
 from realtime.store import StoreUnavailable
 from realtime.net.sse import SseSession
@@ -139,14 +139,18 @@ class HttpConnection:
             self.idle = True
             self.head_request = False
             self.tls = self.scheme == "https"
-            # shutdown() cancels this scope too: nothing of a request has come.
-            with trio.move_on_after(idle_timeout) as idle:
-                self.waiting = idle
-                event = await self._receive_first()
-            if idle.cancelled_caught:
-                if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
-                    return False
-                raise _Fail(error_response(408, "request_timeout", "request head too slow"))
+            at_hand = self._bytes_at_hand() if self.fresh else None
+            if at_hand is not None:  # no wait, so no timeout scope
+                event = self._first_event(at_hand)
+            else:
+                # shutdown() cancels this scope too: nothing of a request has come.
+                with trio.move_on_after(idle_timeout) as idle:
+                    self.waiting = idle
+                    event = await self._receive_first()
+                if idle.cancelled_caught:
+                    if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
+                        return False
+                    raise _Fail(error_response(408, "request_timeout", "request head too slow"))
             self.idle = False
             if isinstance(event, Request):  # a fresh connection's upgrade, read without h11
                 self.tls = event.effective_scheme == "https"
@@ -193,7 +197,27 @@ class HttpConnection:
         event = self.conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        data = await self.transport.receive_some()
+        return self._first_event(await self.transport.receive_some())
+
+    def _bytes_at_hand(self) -> bytes | None:
+        """A fresh plain-TCP connection's first bytes when they are already
+        here (a client sends its request right after connecting, so they
+        usually are by the time this task runs), read without waiting: then
+        the first request needs no timeout scope and no trip through the
+        scheduler.  None when nothing has come yet (or on TLS, whose
+        handshake came first): the caller waits as for any request."""
+        transport = self.transport
+        if transport.is_tls or transport.closed:
+            return None
+        try:
+            return transport.sock.recv(RECV_SIZE)  # b"": the peer closed at once
+        except OSError:  # BlockingIOError: nothing yet; else the awaited read reports it
+            return None
+
+    def _first_event(self, data: bytes) -> object | None:
+        """Take the first bytes of a request: the :class:`Request` of an
+        upgrade read without h11 (only the connection's first), else h11's
+        event if one is complete, else None."""
         if self.fresh:
             self.fresh = False
             request = self._quick_upgrade(data)
