@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 import h11
 import trio
 
-from realtime.http.quick_head import read_get_head
-from realtime.http.request import Request, split_target
+from realtime.http.request import Request
 from realtime.http.responses import SECURITY_HEADERS, REASONS, Response, error_response
 from realtime.http.transport_security import behind_tls_proxy, hsts_headers, refuse_plain_http
 from realtime.oauth1.resource import oauth1_principal
@@ -27,8 +26,8 @@ from realtime.store import StoreUnavailable
 from realtime.net.sse import SseSession
 from realtime.net.websocket import Session
 from realtime.protocol.upgrade import (
-    Accept, StreamRequest, check_stream, check_upgrade, handshake_problem, is_upgrade, stream_problem, switching_head,
-    ticket_of, ticket_principal,
+    Accept, StreamRequest, check_stream, check_upgrade, handshake_problem, is_upgrade, quick_upgrade, stream_problem,
+    switching_head, ticket_of, ticket_principal,
 )
 from realtime.tokens.keyring import AccessClaims
 
@@ -73,7 +72,7 @@ class HttpConnection:
         self.waiting: trio.CancelScope | None = None
         self.upgraded: Session | SseSession | None = None
         self.upgrade_head = b""  # the 101 response, which the session sends with its welcome
-        # The first request may be read without h11 (_quick_upgrade); its bytes
+        # The first request may be read without h11 (quick_upgrade); its bytes
         # are kept until the answer, for h11 to read if it is not a 101.
         self.fresh = True
         self.unread: bytes | None = None
@@ -220,7 +219,8 @@ class HttpConnection:
         event if one is complete, else None."""
         if self.fresh:
             self.fresh = False
-            request = self._quick_upgrade(data)
+            host = self.client_host if self.client_host is not None else self.transport.peer()[0]
+            request = quick_upgrade(data, self.state.settings, self.scheme, host)
             if request is not None:
                 self.unread = data
                 return request
@@ -228,31 +228,8 @@ class HttpConnection:
         event = self.conn.next_event()
         return None if event is h11.NEED_DATA else event
 
-    def _quick_upgrade(self, data: bytes) -> Request | None:
-        """The request, when the first bytes of a connection are exactly one
-        well-formed WebSocket upgrade head for our paths that h11 would read
-        the same way (:mod:`realtime.http.quick_head`); else None, and h11
-        reads them as usual, errors and all."""
-        server = self.state.settings.server
-        ws = self.state.settings.websocket
-        if len(data) > server.max_header_bytes:
-            return None  # h11 and head_size() decide about big heads
-        head = read_get_head(data)
-        if head is None:
-            return None
-        target, headers = head
-        path = split_target(target)[0]
-        if path != ws.path and not (ws.echo_path and path == ws.echo_path):
-            return None
-        host = self.client_host if self.client_host is not None else self.transport.peer()[0]
-        request = behind_tls_proxy(Request(method="GET", target=target, headers=headers, client_host=host,
-                                           scheme=self.scheme), server)
-        if not is_upgrade(request) or refuse_plain_http(request, server) is not None:
-            return None
-        return request
-
     def _catch_up(self) -> None:
-        """Let h11 read the request _quick_upgrade read, so an answer other
+        """Let h11 read the request quick_upgrade read, so an answer other
         than the 101 (and keep-alive after it) follows h11's state machine."""
         data, self.unread = self.unread, None
         if data is None:
