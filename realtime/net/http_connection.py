@@ -20,14 +20,14 @@ from realtime.http.responses import SECURITY_HEADERS, REASONS, Response, error_r
 from realtime.http.transport_security import behind_tls_proxy, hsts_headers, refuse_plain_http
 from realtime.oauth1.resource import oauth1_principal
 from realtime.oauth1.signing import is_signed as oauth1_is_signed
-from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
+from realtime.net.transport import RECV_SIZE, BacklogOverflow, Transport, TransportClosed
 from realtime.hub import BrokerUnavailable
 from realtime.store import StoreUnavailable
 from realtime.net.sse import SseSession
 from realtime.net.websocket import Session
 from realtime.protocol.upgrade import (
-    Accept, StreamRequest, check_stream, check_upgrade, handshake_problem, is_upgrade, stream_problem, ticket_of,
-    ticket_principal,
+    Accept, StreamRequest, check_stream, check_upgrade, handshake_problem, is_upgrade, quick_upgrade, stream_problem,
+    switching_head, ticket_of, ticket_principal,
 )
 from realtime.tokens.keyring import AccessClaims
 
@@ -51,8 +51,10 @@ class _Fail(Exception):
 
 class HttpConnection:
     def __init__(self, transport: Transport, state: "App", router: "Router", scheme: str,
-                 sessions: set[Session | SseSession]) -> None:
+                 sessions: set[Session | SseSession], client_host: str | None = None) -> None:
         self.transport = transport
+        # The peer's address as accept() gave it (else asked of the socket when needed).
+        self.client_host = client_host
         self.sessions = sessions  # the server's live WebSockets (told 1001 at shutdown)
         self.state = state
         self.router = router
@@ -64,30 +66,39 @@ class HttpConnection:
         self.head_request = False  # the current request is HEAD: answers carry no body
         self.tls = scheme == "https"  # the current request came over TLS (here or at a trusted proxy)
         self.shutting_down = False
-        self.scope = trio.CancelScope()
+        # The timeout scope of the wait that shutdown() may cut short: the TLS
+        # handshake, then each wait for a request's first byte.  (No scope
+        # around the whole connection: one scope fewer per handshake.)
+        self.waiting: trio.CancelScope | None = None
         self.upgraded: Session | SseSession | None = None
+        self.upgrade_head = b""  # the 101 response, which the session sends with its welcome
+        # The first request may be read without h11 (quick_upgrade); its bytes
+        # are kept until the answer, for h11 to read if it is not a 101.
+        self.fresh = True
+        self.unread: bytes | None = None
 
     def shutdown(self) -> None:
         """Stop after the current response; drop at once when idle."""
         self.shutting_down = True
-        if self.idle:
-            self.scope.cancel()
+        if self.idle and self.waiting is not None:
+            self.waiting.cancel()
 
     async def run(self) -> None:
         settings = self.state.settings.server
         try:
-            with self.scope:
-                if self.transport.is_tls:
-                    with trio.move_on_after(settings.handshake_timeout) as hs:
-                        await self.transport.handshake()
-                    if hs.cancelled_caught:
-                        return
-                first = True
-                while not self.shutting_down:
-                    timeout = settings.header_timeout if first else settings.keepalive_timeout
-                    first = False
-                    if not await self._one_exchange(timeout):
-                        break
+            if self.transport.is_tls:
+                with trio.move_on_after(settings.handshake_timeout) as handshake:
+                    self.waiting = handshake
+                    await self.transport.handshake()
+                if handshake.cancelled_caught:
+                    return
+            first = True
+            while not self.shutting_down:
+                timeout = settings.header_timeout if first else settings.keepalive_timeout
+                first = False
+                if not await self._one_exchange(timeout):
+                    break
+            self.waiting = None
             if self.upgraded is not None:
                 await self._run_session(self.upgraded)
         except (TransportClosed, BacklogOverflow):
@@ -100,10 +111,14 @@ class HttpConnection:
         # hold the bearer token) so an idle socket keeps only what it needs.
         self.conn = None  # type: ignore[assignment]
         self.upgraded = None
+        head, self.upgrade_head = self.upgrade_head, b""
         sessions = self.sessions
         sessions.add(session)
         try:
-            await session.run()
+            if isinstance(session, Session):
+                await session.run(head)
+            else:
+                await session.run()
         finally:
             sessions.discard(session)
 
@@ -123,13 +138,22 @@ class HttpConnection:
             self.idle = True
             self.head_request = False
             self.tls = self.scheme == "https"
-            with trio.move_on_after(idle_timeout) as idle:
-                event = await self._receive_first()
-            if idle.cancelled_caught:
-                if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
-                    return False
-                raise _Fail(error_response(408, "request_timeout", "request head too slow"))
+            at_hand = self._bytes_at_hand() if self.fresh else None
+            if at_hand is not None:  # no wait, so no timeout scope
+                event = self._first_event(at_hand)
+            else:
+                # shutdown() cancels this scope too: nothing of a request has come.
+                with trio.move_on_after(idle_timeout) as idle:
+                    self.waiting = idle
+                    event = await self._receive_first()
+                if idle.cancelled_caught:
+                    if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
+                        return False
+                    raise _Fail(error_response(408, "request_timeout", "request head too slow"))
             self.idle = False
+            if isinstance(event, Request):  # a fresh connection's upgrade, read without h11
+                self.tls = event.effective_scheme == "https"
+                return await self._upgrade(event, echo=event.path != self.state.settings.websocket.path)
             if event is None:
                 with trio.move_on_after(server.header_timeout) as head:
                     event = await self._receive_event()
@@ -167,14 +191,53 @@ class HttpConnection:
         return await self._respond(request)
 
     async def _receive_first(self) -> object | None:
-        """Wait for the first bytes of a request; the event if one is ready."""
+        """Wait for the first bytes of a request; the event if one is ready,
+        or the :class:`Request` of an upgrade read without h11."""
         event = self.conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        data = await self.transport.receive_some()
+        return self._first_event(await self.transport.receive_some())
+
+    def _bytes_at_hand(self) -> bytes | None:
+        """A fresh plain-TCP connection's first bytes when they are already
+        here (a client sends its request right after connecting, so they
+        usually are by the time this task runs), read without waiting: then
+        the first request needs no timeout scope and no trip through the
+        scheduler.  None when nothing has come yet (or on TLS, whose
+        handshake came first): the caller waits as for any request."""
+        transport = self.transport
+        if transport.is_tls or transport.closed:
+            return None
+        try:
+            return transport.sock.recv(RECV_SIZE)  # b"": the peer closed at once
+        except OSError:  # BlockingIOError: nothing yet; else the awaited read reports it
+            return None
+
+    def _first_event(self, data: bytes) -> object | None:
+        """Take the first bytes of a request: the :class:`Request` of an
+        upgrade read without h11 (only the connection's first), else h11's
+        event if one is complete, else None."""
+        if self.fresh:
+            self.fresh = False
+            host = self.client_host if self.client_host is not None else self.transport.peer()[0]
+            request = quick_upgrade(data, self.state.settings, self.scheme, host)
+            if request is not None:
+                self.unread = data
+                return request
         self.conn.receive_data(data)
         event = self.conn.next_event()
         return None if event is h11.NEED_DATA else event
+
+    def _catch_up(self) -> None:
+        """Let h11 read the request quick_upgrade read, so an answer other
+        than the 101 (and keep-alive after it) follows h11's state machine."""
+        data, self.unread = self.unread, None
+        if data is None:
+            return
+        self.conn.receive_data(data)
+        request, end = self.conn.next_event(), self.conn.next_event()
+        if not isinstance(request, h11.Request) or not isinstance(end, h11.EndOfMessage):
+            raise h11.RemoteProtocolError("malformed request", 400)  # a bug in quick_head: still a clean 400
 
     async def _read_request(self, event: h11.Request) -> Request:
         server = self.state.settings.server
@@ -203,7 +266,7 @@ class HttpConnection:
             target = event.target.decode("ascii")
         except UnicodeDecodeError:
             raise _Fail(error_response(400, "bad_request", "request target is not ASCII")) from None
-        host, _ = self.transport.peer()
+        host = self.client_host if self.client_host is not None else self.transport.peer()[0]
         request = behind_tls_proxy(Request(
             method=event.method.decode("ascii", "replace"),
             target=target,
@@ -295,7 +358,8 @@ class HttpConnection:
         hub = self.state.hub
         # An OAuth 1.0a signed upgrade needs the store (token, nonce): checked here, with I/O.
         principal = await oauth1_principal(request, self.state) if oauth1_is_signed(request) else None
-        if principal is None and handshake_problem(request) is None:  # a ticket is not spent on a bad handshake
+        # A ticket is not spent on a bad handshake; without a query there is none.
+        if principal is None and "?" in request.target and handshake_problem(request) is None:
             principal = await self._ticket(request)
         decision = check_upgrade(
             request,
@@ -306,20 +370,21 @@ class HttpConnection:
             principal=principal,
         )
         if not isinstance(decision, Accept):
+            self._catch_up()
             self.state.metrics.handshakes[_HANDSHAKE_RESULTS.get(decision.status, "bad_request")] += 1
             await self._send(decision)
             return self._keep_alive()
-        data = self.conn.send(
-            h11.InformationalResponse(status_code=101, headers=[SERVER_HEADER, *decision.headers])
-        )
         self.state.metrics.handshakes["ok"] += 1
-        trailing, _closed = self.conn.trailing_data
+        # A request read by _quick_upgrade ended with its head: nothing trails it.
+        trailing = b"" if self.unread is not None else bytes(self.conn.trailing_data[0])
+        self.unread = None
         self.transport.max_backlog = self.state.settings.websocket.max_backlog_bytes
-        await self.transport.send_all(data)
         # Run by run() once this exchange's frames (and the request) are gone;
         # a session leaves shutdown()'s reach: the server closes it with 1001.
+        # The session writes the 101 first thing, with its welcome: one send.
         self.idle = False
-        self.upgraded = Session(self.transport, decision.claims, self.state, trailing_data=bytes(trailing), echo=echo)
+        self.upgrade_head = switching_head(decision, SERVER_HEADER)
+        self.upgraded = Session(self.transport, decision.claims, self.state, trailing_data=trailing, echo=echo)
         return False
 
     async def _send(self, response: Response) -> None:

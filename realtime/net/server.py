@@ -254,7 +254,7 @@ class Server:
             return
         ctx = self.ssl_context if scheme == "https" else None
         transport = Transport(sock, ctx)
-        conn = HttpConnection(transport, self.state, self.router, scheme, self.sessions)
+        conn = HttpConnection(transport, self.state, self.router, scheme, self.sessions, client_host=host)
         self.http_conns.add(conn)
         self.per_ip[host] = self.per_ip.get(host, 0) + 1
         try:

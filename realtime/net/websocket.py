@@ -244,16 +244,26 @@ class Session(TokenIdentity):
         self.offer(frames.encode_text_frame(payload))
 
     # -- lifecycle --------------------------------------------------------------
-    async def run(self) -> None:
+    async def run(self, head: bytes = b"") -> None:
+        """Serve the socket until the session ends.  ``head``: the 101
+        response (net/http_connection.py), written first, in one send with
+        the welcome."""
         hub = self.state.hub
         hub.connections.add(self)
         self.transport.on_backlog = self._start_writer
         self.transport.coalesce(self.withdraw)  # overflow or a broken socket found at the pass's end
+        if head:
+            if not self.echo and self.close_code is None:
+                head += frames.encode_text_frame(replies.welcome(self.sub, self.exp))
+            try:
+                self.transport.write(head)
+            except (BacklogOverflow, TransportClosed) as exc:
+                self._write_failed(exc)
         if not self.echo:  # a webhook event (SPEC §12); nothing without hooks
             self.state.emit("connect", {"sub": self.sub, "client_id": self.client_id, "conn_id": self.conn_id})
         try:
             self.deadline = self.clock.deadline(self.exp)
-            if not self.echo:
+            if not self.echo and not head:
                 self.send_obj(replies.welcome(self.sub, self.exp))
             ws = self.state.settings.websocket
             self.timers.start(self.clock.now(), self.deadline, ws.expiry_warning, ws.ping_interval)

@@ -29,8 +29,10 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 from wsproto.utilities import generate_accept_token
 
-from realtime.http.request import Request
+from realtime.http.quick_head import read_get_head
+from realtime.http.request import Request, split_target
 from realtime.http.responses import Response, bearer_challenge, error_response
+from realtime.http.transport_security import behind_tls_proxy, refuse_plain_http
 from realtime.config.settings import Settings
 from realtime.protocol import sse
 from realtime.tokens.bearer import principal_problem, verify_bearer
@@ -52,6 +54,29 @@ def is_upgrade(request: Request) -> bool:
     upgrade = (request.header("upgrade") or "").strip().lower()
     tokens = {t.strip().lower() for v in request.header_values("connection") for t in v.split(",")}
     return upgrade == "websocket" and "upgrade" in tokens
+
+
+def quick_upgrade(data: bytes, settings: Settings, scheme: str, client_host: str) -> Request | None:
+    """The request, when ``data`` (a connection's first bytes) is exactly one
+    well-formed WebSocket upgrade head for our paths that h11 would read the
+    same way (:mod:`realtime.http.quick_head`) and the plain-HTTP rules let
+    through; else None, and h11 reads the bytes as usual, errors and all."""
+    server = settings.server
+    ws = settings.websocket
+    if len(data) > server.max_header_bytes:
+        return None  # h11 and the connection's head size check decide about big heads
+    head = read_get_head(data)
+    if head is None:
+        return None
+    target, headers = head
+    path = split_target(target)[0]
+    if path != ws.path and not (ws.echo_path and path == ws.echo_path):
+        return None
+    request = behind_tls_proxy(Request(method="GET", target=target, headers=headers, client_host=client_host,
+                                       scheme=scheme), server)
+    if not is_upgrade(request) or refuse_plain_http(request, server) is not None:
+        return None
+    return request
 
 
 def handshake_problem(request: Request) -> Response | None:
@@ -167,6 +192,14 @@ def check_upgrade(
         headers.append(("sec-websocket-protocol", subprotocol))
     return Accept(claims=claims, subprotocol=subprotocol, headers=tuple(headers))
 
+
+def switching_head(accept: Accept, *extra: tuple[str, str]) -> bytes:
+    """The ``101 Switching Protocols`` head for ``accept``, byte for byte
+    what h11 writes for it (``extra`` headers first, e.g. ``server``)."""
+    lines = [b"HTTP/1.1 101 \r\n"]
+    lines += [b"%s: %s\r\n" % (name.encode("ascii"), value.encode("ascii")) for name, value in (*extra, *accept.headers)]
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 # -- tickets (SPEC §13) ---------------------------------------------------------

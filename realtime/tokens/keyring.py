@@ -45,6 +45,7 @@ from realtime.tokens.jws import (
     unverified_kid,
 )
 from realtime.tokens.revoked import RevokedSet
+from realtime.tokens.verified import Verified, VerifiedTokens
 
 __all__ = [
     "MAX_TOKEN_CHARS",
@@ -72,7 +73,7 @@ class KeyRing:
     started against the old ring finishes against it.
     """
 
-    __slots__ = ("_keys", "_active", "_verifiers", "_jwks", "_headers")
+    __slots__ = ("_keys", "_active", "_verifiers", "_jwks", "_headers", "_verified")
 
     def __init__(self, keys: Iterable[SigningKey]) -> None:
         by_kid = {key.kid: key for key in sorted(keys, key=lambda key: (key.created_at, key.kid))}
@@ -90,6 +91,8 @@ class KeyRing:
         self._jwks: tuple[dict[str, str], ...] = tuple(keyfiles.public_jwk(key) for key in by_kid.values())
         # Header segments that already verified: ours repeat byte for byte.
         self._headers: dict[str, tuple[str, Algorithm, Any]] = {}
+        # Tokens that verified under this ring (a new ring starts empty).
+        self._verified = VerifiedTokens()
 
     def __repr__(self) -> str:
         return f"KeyRing(active={self._active.kid!r}, keys={list(self._keys)!r})"
@@ -210,8 +213,21 @@ class KeyRing:
 
         Hot path: public keys are prepared per ring, and a header segment
         that has verified once (ours repeat byte for byte) skips its JSON
-        parse and checks next time; the signature is checked every time.
+        parse and checks next time.  A whole token that verified under
+        this ring (a client reconnecting with the token it has) skips the
+        signature and the claims' parse (:mod:`realtime.tokens.verified`);
+        exp, nbf/iat, the revoked set and the cut-offs are checked on
+        every call.
         """
+        now = time.time() if now is None else now
+        digest = None
+        if isinstance(token, str) and token.isascii() and len(token) <= MAX_TOKEN_CHARS:
+            # Looked up before any parsing: a hit is byte for byte a token
+            # that passed every check below once.
+            digest = self._verified.digest(token)
+            seen = self._verified.get(digest)
+            if seen is not None and seen.issuer == issuer and seen.audience == audience:
+                return self._still_valid(seen, digest, now, leeway, revoked)
         header_b64, payload_b64, signature_b64 = split_token(token)
         cached = self._headers.get(header_b64)
         kid, algorithm, public_key = cached or self._header_key(header_b64)
@@ -233,15 +249,30 @@ class KeyRing:
         if claims["iss"] != issuer:
             raise TokenError("wrong_issuer")
         aud = matched_audience(claims["aud"], audience)
-        check_times(claims, time.time() if now is None else now, leeway)
-        if revoked is not None and claims["jti"] in revoked:
-            raise TokenError("revoked")
-        if isinstance(revoked, RevokedSet) and revoked.cut_off(claims["sub"], claims["client_id"], claims["iat"]):
-            raise TokenError("revoked")  # POST /api/revoke: every token of this sub issued before
-        return AccessClaims(
+        check_times(claims, now, leeway)
+        _check_revoked(revoked, claims["jti"], claims["sub"], claims["client_id"], claims["iat"])
+        access = AccessClaims(
             iss=issuer, sub=claims["sub"], aud=aud, exp=int(claims["exp"]), iat=int(claims["iat"]),
             jti=claims["jti"], client_id=claims["client_id"], scope=scope_set(claims["scope"]), kid=kid,
         )
+        times = {"exp": claims["exp"], "iat": claims["iat"], "nbf": claims.get("nbf")}
+        if digest is not None:
+            self._verified.put(digest, Verified(access, issuer, audience, times))
+        return access
+
+    def _still_valid(self, seen: Verified, digest: bytes, now: float, leeway: float,
+                     revoked: Container[str] | None) -> AccessClaims:
+        """A token that verified before under this ring: the checks that
+        depend on time and on revocations, in :meth:`verify`'s order."""
+        claims = seen.claims
+        try:
+            check_times(seen.times, now, leeway)
+            _check_revoked(revoked, claims.jti, claims.sub, claims.client_id, seen.times["iat"])
+        except TokenError as exc:
+            if exc.reason != "not_yet_valid":  # expired or revoked: for good
+                self._verified.discard(digest)
+            raise
+        return claims
 
     def _header_key(self, header_b64: str) -> tuple[str, Algorithm, Any]:
         """Check a header not seen before; return (kid, algorithm, public key)."""
@@ -265,6 +296,13 @@ class KeyRing:
         for retirement, because tokens they signed are still live.
         """
         return {"keys": [dict(jwk) for jwk in self._jwks]}
+
+
+def _check_revoked(revoked: Container[str] | None, jti: str, sub: str, client_id: str, iat: float) -> None:
+    if revoked is not None and jti in revoked:
+        raise TokenError("revoked")
+    if isinstance(revoked, RevokedSet) and revoked.cut_off(sub, client_id, iat):
+        raise TokenError("revoked")  # POST /api/revoke: every token of this sub issued before
 
 
 def _b64json(obj: dict[str, Any]) -> str:

@@ -231,3 +231,25 @@ async def test_deeply_nested_json_gets_400_not_500(running: Running, caplog) -> 
     assert r.status_code == 400, r.text
     assert r.json() == {"error": "invalid_request", "error_description": "body is nested too deeply"}
     assert not [rec for rec in caplog.records if rec.levelname in ("ERROR", "CRITICAL")], caplog.text
+
+
+async def test_shutdown_drops_idle_connections_at_once(start_server, make_settings, client_ssl) -> None:
+    """Idle keep-alive connections, fresh ones with nothing sent yet, and
+    ones still in their TLS handshake are dropped when the server stops,
+    not kept until shutdown_grace."""
+    running = await start_server(make_settings(server={"shutdown_grace": 60.0}))
+    kept = await trio.open_tcp_stream(running.http.host, running.http.port)
+    await kept.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    reply = b""
+    with trio.fail_after(10):
+        while b"ok" not in reply:
+            reply += await kept.receive_some(65536)
+    fresh = await trio.open_tcp_stream(running.http.host, running.http.port)
+    in_tls = await trio.open_tcp_stream(running.https.host, running.https.port)  # no ClientHello yet
+    await trio.testing.wait_all_tasks_blocked()  # the server has taken both and waits on them
+    assert len(running.server.http_conns) == 3
+    running.server.stop()
+    with trio.fail_after(10):  # far below the 60 s grace
+        await running.stopped.wait()
+        for stream in (kept, fresh, in_tls):
+            assert await stream.receive_some(65536) == b""
