@@ -23,7 +23,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections import deque
-from typing import Callable
+from typing import Callable, Iterator
 
 import trio
 
@@ -440,12 +440,39 @@ class Transport:
             while stop < end and held[stop][1] == charged:
                 stop += 1
             if not (charged and overflowed):
-                chunk = held[start][0] if stop - start == 1 else b"".join([data for data, _ in held[start:stop]])
-                failed = self._write_held(chunk, charged)
-                if failed is TransportClosed:
-                    return
-                overflowed = overflowed or failed is BacklogOverflow
+                for chunk in self._chunks(held, start, stop, charged):
+                    failed = self._write_held(chunk, charged)
+                    if failed is TransportClosed:
+                        return
+                    if failed is BacklogOverflow:
+                        overflowed = True
+                        break
             start = stop
+
+    def _chunks(self, held: list[tuple[bytes, bool]], start: int, stop: int, charged: bool) -> Iterator[bytes]:
+        """The writes ``held[start:stop]`` joined into chunks.  A charged
+        chunk is at most ``max_backlog`` bytes (a single larger write stays
+        whole): what the kernel does not take of a chunk is committed to the
+        wire unchecked, so without the cap one pass's fan-out from many
+        publishers would pin any amount of memory on a peer that does not
+        read; with it the next chunk meets the limit as a queued write does,
+        and the peer gets its 4009."""
+        if stop - start == 1:
+            yield held[start][0]
+            return
+        if not charged:
+            yield b"".join([data for data, _ in held[start:stop]])
+            return
+        limit = self.max_backlog
+        first = start
+        size = 0
+        for i in range(start, stop):
+            n = len(held[i][0])
+            if size and size + n > limit:
+                yield held[first][0] if i - first == 1 else b"".join([data for data, _ in held[first:i]])
+                first, size = i, 0
+            size += n
+        yield held[first][0] if stop - first == 1 else b"".join([data for data, _ in held[first:stop]])
 
     def _write_held(self, data: bytes, charged: bool) -> type[CloseError] | None:
         try:

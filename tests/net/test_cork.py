@@ -189,6 +189,33 @@ def test_the_flusher_writes_once_per_pass_and_everything_left_when_the_run_ends(
     theirs.close()
 
 
+def test_one_pass_of_fan_out_to_a_peer_that_does_not_read_meets_the_backlog_limit() -> None:
+    """A megabyte written to one connection in one pass (many publishers'
+    fan-out) must not go to the wire unchecked: the pass is written in
+    chunks of at most max_backlog, the rest meets the limit as a queued
+    write would, and the owner hears 4009 (slow consumer)."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    failures: list[tuple[int, str]] = []
+    limit = 64 * 1024
+
+    async def main() -> None:
+        transport = Transport(ours, max_backlog=limit)
+        transport.coalesce(lambda code, reason: failures.append((code, reason)))
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(64):
+            transport.write(b"x" * 16384)  # never read by the peer
+        await trio.testing.wait_all_tasks_blocked()
+        assert transport.backlog_bytes <= 2 * limit, transport.backlog_bytes
+        transport.close()
+
+    trio.run(main)
+    assert failures and failures[0][0] == CloseCode.SLOW_CONSUMER
+    ours.close()
+    theirs.close()
+
+
 async def test_tls_receive_returns_every_record_already_received(ca: trustme.CA) -> None:
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(server_ctx)
