@@ -153,8 +153,8 @@ def test_a_version_2_postgres_database_gets_the_provider_tables(postgres: Postgr
         migrate(conn)
         conn.execute("DROP TABLE provider_logins; DROP TABLE provider_users")
         conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
-        assert migrate(conn) == (2, PG_SCHEMA_VERSION) == (2, 3)
-        assert migrate(conn) == (3, 3)  # idempotent
+        assert migrate(conn) == (2, PG_SCHEMA_VERSION) == (2, 4)
+        assert migrate(conn) == (4, 4)  # idempotent
     store = PgStore.open(url, pool_size=1)
     try:
         add(store, pending(1))
