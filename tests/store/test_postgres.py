@@ -213,3 +213,25 @@ async def test_async_store_runs_as_many_calls_at_once_as_the_pool_has_connection
     assert (await astore.get_refresh(token_hash("t1"))).sub == "alice"
     await astore.close()
     assert astore.sync.closed
+
+
+def test_a_write_that_keeps_failing_serialization_is_unavailable_not_a_crash(pg_url: str, monkeypatch) -> None:
+    """Past the retries the caller gets StoreUnavailable (a 503 to clients), never psycopg's error (a 500)."""
+    from psycopg import errors
+
+    from realtime.store.postgres import database as pg_database
+
+    monkeypatch.setattr(pg_database, "MAX_ATTEMPTS", 3)
+    runs: list[int] = []
+
+    def always_conflicts(c: object) -> None:
+        runs.append(1)
+        raise errors.SerializationFailure("could not serialize access")
+
+    store = PgStore.open(pg_url, pool_size=2)
+    try:
+        with pytest.raises(StoreUnavailable, match="too many conflicting transactions"):
+            store.db.write(always_conflicts)
+        assert len(runs) == 3
+    finally:
+        store.close()
