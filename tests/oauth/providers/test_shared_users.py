@@ -34,7 +34,7 @@ def shared(env: Any, tmp_path: Path) -> None:
     users = tmp_path / "users.json"
     users.write_text('{"users": []}')
     env.state.settings = attrs.evolve(settings, store=attrs.evolve(settings.store, url="postgresql://db/realtime"),
-                                      oauth=attrs.evolve(settings.oauth, users=users))
+                                      oauth=attrs.evolve(settings.oauth, users=users), providers={"corp": CORP})
 
 
 async def test_racing_first_logins_store_one_user_and_not_the_users_file(env: Any, tmp_path: Path) -> None:
@@ -95,6 +95,23 @@ async def test_refresh_takes_users_another_node_stored(env: Any, tmp_path: Path)
     assert env.state.settings.users["corp:erin"].scopes == ("chat:read",)
     assert "alice" in env.state.settings.users  # the file's users stay
     assert not await refresh(env.state)
+
+
+async def test_a_stored_user_of_a_provider_not_configured_here_is_left_out_and_logged_once(
+        env: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """As a users file naming an unconfigured provider's user does not load, such a
+    stored user (its provider removed, or not yet added on this node) is no user here."""
+    shared(env, tmp_path)
+    await create_user(env.state, CORP, "corp:fay", {"sub": "fay"})
+    removed = attrs.evolve(env.state.settings, providers={}, users={"alice": User(name="alice")})
+    with caplog.at_level("WARNING", logger="realtime.oauth.providers"):
+        first = merged(removed, env.state.oauth.provider_users.users)
+        again = merged(removed, env.state.oauth.provider_users.users)
+    assert set(first.users) == set(again.users) == {"alice"}
+    said = [r.getMessage() for r in caplog.records if "corp:fay" in r.getMessage()]
+    assert said == ["provider user corp:fay left out: provider 'corp' is not configured here"]
+    # Configured again: the user is back.
+    assert "corp:fay" in merged(attrs.evolve(removed, providers={"corp": CORP}), env.state.oauth.provider_users.users).users
 
 
 def test_a_sealed_login_keeps_the_verifier_secret_and_opens_only_where_it_belongs() -> None:
