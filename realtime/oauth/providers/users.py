@@ -120,3 +120,16 @@ async def refresh(state: SharedUsersApp) -> bool:
     known.replace(await state.oauth.store.provider_user_rows(), stamp)
     state.settings = merged(state.settings, known.users, before)
     return True
+
+
+async def learn(state: SharedUsersApp, name: str) -> bool:
+    """Look for ``name`` in the shared store once, before refusing it: a
+    user whose first login was on another node is unknown here until the
+    next poll (up to :data:`POLL_INTERVAL`), and its code may be exchanged
+    here first.  True when the snapshot has the user now.  Only for a
+    provider user's name on a shared store: no store read otherwise."""
+    settings = state.settings
+    if settings.store.url is None or name.partition(":")[0] not in settings.providers or ":" not in name:
+        return False
+    await refresh(state)
+    return name in state.settings.users
