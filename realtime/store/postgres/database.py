@@ -79,7 +79,7 @@ POOL_SIZE = 8  # connections per node (and worker threads running store calls)
 MAX_ATTEMPTS = 50  # a serializable transaction is retried at most this often
 REQUEST_TIMEOUT = 5.0  # seconds a call waits for a working connection before StoreUnavailable
 OUTCOME_RETRY = 0.05  # seconds between asks about a transaction whose COMMIT lost its connection
-MARKER_KEEP = 3600  # seconds a commit marker is kept: far beyond any lost COMMIT's check
+MARKER_KEEP = 300  # seconds a commit marker is kept: far beyond a lost COMMIT's check (request_timeout)
 
 
 def connect(url: str, *, timeout: float = 10.0) -> psycopg.Connection[Any]:
