@@ -27,8 +27,8 @@ transaction therefore inserts a random 128-bit marker row
 asks on another connection by inserting the same marker itself: the
 unique index makes that insert wait while the first transaction is still
 committing, then it conflicts (the marker landed: committed, the call
-returns what it computed) or succeeds (aborted: it runs again, and the
-row now stands for that answer).  A transaction id would not do:
+returns what it computed) or succeeds (aborted: it runs again; the probe
+is rolled back, so a lost answer to it cannot pass for the marker).  A transaction id would not do:
 PostgreSQL hands the same id out again after a crash, so its status can
 say "committed" of another transaction.  When the database cannot be
 asked within the request wait the call raises :class:`CommitUnknown` (a
@@ -254,14 +254,17 @@ class PgDatabase:
         Inserting the same marker on another connection answers it: the
         unique index makes the insert wait until that transaction is over
         (bounded by ``lock_timeout``), then it conflicts when the marker
-        landed and succeeds when it did not; the row it leaves keeps the
-        answer "aborted" for good.
+        landed and succeeds when it did not.  The probe is always rolled
+        back: a probe row that landed with its answer lost would otherwise
+        read as the marker at the next ask.  Once the first transaction is
+        over its answer cannot change, so asking again is safe.
         """
         deadline = time.monotonic() + self.request_timeout
         while True:
             left = deadline - time.monotonic()
             try:
-                with self._connections().connection(timeout=max(0.1, left)) as conn, conn.transaction():
+                with (self._connections().connection(timeout=max(0.1, left)) as conn,
+                      conn.transaction(force_rollback=True)):
                     conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
                         sql.Literal(f"{max(100, int(left * 1000))}ms")))
                     inserted = conn.execute("INSERT INTO commit_markers(marker) VALUES (%s) ON CONFLICT DO NOTHING",
