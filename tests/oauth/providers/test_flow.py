@@ -434,6 +434,8 @@ async def test_starting_provider_logins_is_rate_limited_per_address_before_any_s
     """Each start stores a pending login: an address gets a burst of 10, then 429 with
     Retry-After, and the refused start wrote nothing."""
     store = sites.s.state.store.sync
+    frozen = sites.s.state.oauth.clock()
+    sites.s.state.oauth.clock = lambda: frozen  # no refill while the starts are sent, however slow
     for n in range(10):
         started = await start_at_s(browser, "corp", new_pkce().challenge, state=f"s{n}")
         assert started.status_code == 302, (n, started.status_code)
