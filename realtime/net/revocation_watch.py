@@ -10,11 +10,13 @@ it reads the unexpired revocations and applies the ones it does not
 hold yet as a broker message would: the verifier's set refuses the
 token from then on, and its live sockets close with 4003.
 
-The store's ``revoked`` and ``cutoffs`` tables have no change cursor, so
-each poll reads the live rows whole: the revoked jtis of tokens not yet
-expired (so at most the revocations of one access-token lifetime) and
-the cut-offs still kept.  What is new is decided here, against the
-verifier's set and the cut-offs already applied.
+Revoked jtis are read by a cursor (``revoked_at``, the database's
+clock, :mod:`realtime.store.postgres.revocations`): the first poll reads
+the revocations of every unexpired token, later ones only those written
+since the previous read (with an overlap).  The ``cutoffs`` table is
+small (one row per revoked sub and client) and read whole.  What is new
+is decided here, against the verifier's set and the cut-offs already
+applied.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ from __future__ import annotations
 import logging
 import math
 import time
+from datetime import datetime
 from typing import Iterable
 
 import attrs
 import trio
 
 from realtime.api.app import App
-from realtime.store import revoked as revoked_table
 from realtime.store import cutoffs as cutoffs_table
+from realtime.store.postgres.revocations import revocations_since
 from realtime.tokens.keyring import RevokedSet
 
 __all__ = ["Applied", "CutoffMemory", "apply_revocations", "new_jtis", "read_revocations", "watch_revocations"]
@@ -86,12 +89,14 @@ def apply_revocations(state: App, memory: CutoffMemory, jtis: Iterable[tuple[str
     return Applied(len(tokens), len(cuts), closed)
 
 
-async def read_revocations(state: App, now: float) -> tuple[list[tuple[str, float]], list[Cutoff]]:
-    """The unexpired revoked jtis and the kept cut-offs, as the store has them now."""
+async def read_revocations(state: App, now: float, since: datetime | None = None
+                           ) -> tuple[list[tuple[str, float]], list[Cutoff], datetime]:
+    """The unexpired revoked jtis written since ``since`` (None: all), the
+    kept cut-offs, and the cursor for the next read."""
     db = state.store.sync.db
-    jtis = await state.store.call(revoked_table.unexpired_revocations, db, now)
+    jtis, cursor = await state.store.call(revocations_since, db, since, now)
     rows = await state.store.call(cutoffs_table.live_cutoffs, db, now)
-    return jtis, [(sub, client_id, issued_before) for sub, client_id, issued_before, _ in rows]
+    return jtis, [(sub, client_id, issued_before) for sub, client_id, issued_before, _ in rows], cursor
 
 
 async def watch_revocations(state: App, interval: float,
@@ -99,13 +104,14 @@ async def watch_revocations(state: App, interval: float,
     """Poll the store every ``interval`` seconds for ever; a failed read
     (database down) is logged once and retried at the next tick."""
     memory = CutoffMemory()  # the first poll applies the kept cut-offs again: harmless, once
+    since: datetime | None = None  # the first poll reads every unexpired revocation
     task_status.started()
     failing = False
     while True:
         await trio.sleep(interval)
         now = time.time()
         try:
-            jtis, cutoffs = await read_revocations(state, now)
+            jtis, cutoffs, since = await read_revocations(state, now, since)
         except OSError as exc:
             if not failing:
                 log.error("cannot read the revocations in the store: %s", exc)

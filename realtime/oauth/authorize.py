@@ -35,6 +35,7 @@ from realtime.oauth.errors import (
     InvalidRequestError,
     LoginRequiredError,
     OAuthError,
+    retry_after_value,
 )
 from realtime.oauth.services import (
     CSRF_COOKIE, CSRF_TTL, SESSION_COOKIE, OAuthApp, OAuthServices, Session, read_cookie, set_cookie,
@@ -218,10 +219,17 @@ async def _provider_login(flow: _Flow, form: Mapping[str, str]) -> Response:
     provider = flow.settings.providers.get(form.get("provider", ""))
     if provider is None:
         return flow.login(400, "That sign-in option is not available.")
+    # Each start stores a pending login: limited per address before the write.
+    address = flow.request.client_host or "-"
+    throttle = flow.services.provider_start_throttle
+    wait = throttle.retry_after(address, flow.now)
+    if wait > 0:
+        return flow.login(429, "Too many sign-in attempts. Try again later.", "",
+                          ("retry-after", retry_after_value(wait)))
+    throttle.spend(address, flow.now)
     url = await start_provider_login(flow.services.logins, provider, issuer=flow.settings.issuer,
                                      params=flow.authz.params, binding=flow.binding,
-                                     client_id=flow.authz.app.client_id,
-                                     address=flow.request.client_host or "-", now=flow.now)
+                                     client_id=flow.authz.app.client_id, address=address, now=flow.now)
     return redirect(url).with_headers(*flow.set_cookies)
 
 

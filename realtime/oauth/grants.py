@@ -57,6 +57,7 @@ from realtime.oauth.families import (
     refresh_expiry,
 )
 from realtime.oauth.login import MAX_USERNAME, Busy, Throttled, log_failed_login, verify_login
+from realtime.oauth.providers.users import learn as learn_provider_user
 from realtime.oauth.services import OAuthApp, OAuthServices
 from realtime.config.settings import App, Settings
 from realtime.config.users import MAX_PASSWORD_LENGTH
@@ -224,6 +225,9 @@ async def authorization_code(ctx: GrantContext) -> dict:
     elif ctx.client.public:
         raise InvalidGrantError("a public client must use PKCE")
     user = active_user(ctx.settings, record.sub)
+    if user is None and record.sub not in ctx.settings.users and await learn_provider_user(ctx.state, record.sub):
+        ctx = attrs.evolve(ctx, settings=ctx.state.settings)  # a first login on another node, just learnt
+        user = active_user(ctx.settings, record.sub)
     if user is None:
         raise InvalidGrantError("the user may not sign in")
     scopes = _still_allowed(record.scope, ctx.app, user.scopes)

@@ -157,6 +157,8 @@ class OAuthServices:
     user_code_throttle: KeyedBuckets = attrs.field(factory=lambda: KeyedBuckets(10 / 60, 10))
     # New device codes per address (each is a stored row): 60 a minute, bursts of 30.
     device_request_throttle: KeyedBuckets = attrs.field(factory=lambda: KeyedBuckets(1.0, 30))
+    # Provider logins started per address (each is a stored pending row): 20 a minute, bursts of 10.
+    provider_start_throttle: KeyedBuckets = attrs.field(factory=lambda: KeyedBuckets(20 / 60, 10))
 
     @property
     def secret_hasher(self) -> Hasher:

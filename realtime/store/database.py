@@ -108,11 +108,13 @@ class Database:
             raise StoreClosed("store is closed")
         return self._conn
 
-    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def write(self, fn: Callable[[sqlite3.Connection], T], *, lock: str | None = None) -> T:
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction.
 
         ``IMMEDIATE`` takes the write lock up front, so a read-then-update
-        inside ``fn`` cannot be overtaken by another process's writer.
+        inside ``fn`` cannot be overtaken by another process's writer (so
+        ``lock``, which serialises writes naming it on PostgreSQL, is
+        already so here).
         Any exception rolls back and propagates.
         """
         with self._lock:

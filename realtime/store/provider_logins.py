@@ -11,7 +11,9 @@ PKCE verifier), so the table alone reveals no verifier.
 Bounded: :func:`add_provider_login` deletes expired rows first, then, in
 the same transaction, the oldest rows of the same address beyond
 ``per_address`` and the oldest of all beyond ``total``, so no one can
-grow the table past ``total`` rows.  :func:`take_provider_login` deletes
+grow the table past ``total`` rows.  Adds run one at a time (the
+``lock`` of :meth:`~realtime.store.database.Database.write`), so
+concurrent ones wait briefly instead of failing serialization.  :func:`take_provider_login` deletes
 the row it returns: of two callbacks racing for one login, on one node
 or two, exactly one gets it.
 """
@@ -69,7 +71,9 @@ def add_provider_login(db: Database, row: PendingRow, *, now: float, per_address
         c.execute(f"INSERT INTO provider_logins({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", attrs.astuple(row))
         return evicted
 
-    return db.write(run)
+    # One add at a time: each counts the whole table, which two serializable
+    # adds would conflict on (PostgreSQL: under an advisory lock instead).
+    return db.write(run, lock="provider_logins.add")
 
 
 def take_provider_login(db: Database, state_hash: str, now: float) -> PendingRow | None:

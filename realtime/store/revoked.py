@@ -38,14 +38,6 @@ def revoked_jtis(db: Database, now: float) -> list[tuple[str, float]]:
     return [(j, float(e)) for j, e in rows]
 
 
-def unexpired_revocations(db: Database, now: float) -> list[tuple[str, float]]:
-    """The revoked jtis of tokens that would still verify at ``now`` (what
-    another node's revocation watcher must learn: an expired token is
-    refused anyway)."""
-    rows = db.read("SELECT jti, exp FROM revoked WHERE exp > ?", (now,))
-    return [(j, float(e)) for j, e in rows]
-
-
 def sweep(c: sqlite3.Connection, now: float) -> dict[str, int]:
     """Forget revocations of tokens that no verifier would accept any more."""
     return {"revoked": c.execute("DELETE FROM revoked WHERE exp < ?", (now - REVOKED_GRACE,)).rowcount}

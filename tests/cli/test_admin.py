@@ -262,3 +262,19 @@ def test_key_rotate_names_file_line_and_key_of_a_bad_value(conf: Path, capsys, l
     err = capsys.readouterr().err
     assert f"realtime.toml:{bad_line}: {key}:" in err
     assert not (conf.parent / "var" / "keys").exists()
+
+
+def test_disabling_a_provider_user_that_lives_only_in_a_shared_store_says_how(tmp_path: Path, capsys) -> None:
+    conf = write_operator_conf(
+        tmp_path,
+        '[server]\nstate_dir = "var"\npublic_url = "https://localhost"\n\n'
+        '[oauth]\napps = "apps.toml"\nusers = "users.json"\n\n'
+        '[store]\nurl = "postgresql://realtime@127.0.0.1/realtime"\n',
+        APPS_TOML,
+    )
+    assert run_command(conf, "user", "disable", "corp:alice") == 1
+    err = capsys.readouterr().err
+    assert "no user named 'corp:alice' in the users file" in err and "lives in the database" in err
+    assert "realtime user add corp:alice" in err and "Traceback" not in err
+    assert run_command(conf, "user", "enable", "ghost") == 1  # not a provider user: the usual answer
+    assert "no user named 'ghost'" in capsys.readouterr().err

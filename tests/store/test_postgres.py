@@ -13,6 +13,7 @@ import pytest
 from realtime.store import SCHEMA_VERSION, Store, token_hash
 from realtime.store.postgres import PG_SCHEMA_VERSION, PgStore, SchemaMismatch, StoreUnavailable, migrate
 from realtime.store.postgres.database import PgDatabase
+from realtime.store.postgres.schema import PG_ONLY_COLUMNS, PG_ONLY_TABLES
 from tests.helpers.postgres import PostgresCluster
 from tests.helpers.redis import free_port
 from tests.helpers.store import NOW, issued
@@ -180,8 +181,12 @@ def test_sqlite_and_postgres_layouts_name_the_same_columns(pg_url: str, tmp_path
         pg_columns = set(conn.execute(
             "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
         ).fetchall())
-    assert pg_columns == sqlite_columns
-    assert (SCHEMA_VERSION, PG_SCHEMA_VERSION) == (5, 3)  # one layout, two numberings; a new column goes in both
+    # commit_markers is the PostgreSQL database layer's own (lost-COMMIT checks), not a store table;
+    # revoked.revoked_at is the revocation watcher's cursor, filled by its default.
+    assert {(t, c) for t, c in pg_columns if t not in PG_ONLY_TABLES} - PG_ONLY_COLUMNS == sqlite_columns
+    assert PG_ONLY_COLUMNS <= pg_columns
+    assert {t for t, _ in pg_columns} - {t for t, _ in sqlite_columns} == PG_ONLY_TABLES == {"commit_markers"}
+    assert (SCHEMA_VERSION, PG_SCHEMA_VERSION) == (5, 4)  # one layout, two numberings; a new column goes in both
 
 
 async def test_async_store_runs_as_many_calls_at_once_as_the_pool_has_connections(pg_url: str) -> None:
@@ -210,3 +215,46 @@ async def test_async_store_runs_as_many_calls_at_once_as_the_pool_has_connection
     assert (await astore.get_refresh(token_hash("t1"))).sub == "alice"
     await astore.close()
     assert astore.sync.closed
+
+
+def test_a_write_that_keeps_failing_serialization_is_unavailable_not_a_crash(pg_url: str, monkeypatch) -> None:
+    """Past the retries the caller gets StoreUnavailable (a 503 to clients), never psycopg's error (a 500)."""
+    from psycopg import errors
+
+    from realtime.store.postgres import database as pg_database
+
+    monkeypatch.setattr(pg_database, "MAX_ATTEMPTS", 3)
+    runs: list[int] = []
+
+    def always_conflicts(c: object) -> None:
+        runs.append(1)
+        raise errors.SerializationFailure("could not serialize access")
+
+    store = PgStore.open(pg_url, pool_size=2)
+    try:
+        with pytest.raises(StoreUnavailable, match="too many conflicting transactions"):
+            store.db.write(always_conflicts)
+        assert len(runs) == 3
+    finally:
+        store.close()
+
+
+def test_the_revocation_cursor_reads_only_what_was_written_since(pg_url: str) -> None:
+    """Another node's watcher: the first read has every unexpired revocation, later
+    ones only rows written since the previous read (with an overlap), not the old ones."""
+    from realtime.store.postgres.revocations import OVERLAP, revocations_since
+
+    store = PgStore.open(pg_url, pool_size=2)
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO revoked(jti, exp, revoked_at) VALUES ('old', %s, now() - interval '2 hours')",
+                         (NOW + 900,))
+        store.revoke_jtis([("expired", NOW - 1)])
+        first, cursor = revocations_since(store.db, None, NOW)
+        assert sorted(first) == [("old", NOW + 900)]  # all unexpired, whenever written
+        store.revoke_jtis([("new", NOW + 900)])
+        later, cursor2 = revocations_since(store.db, cursor, NOW)
+        assert ("new", NOW + 900) in later and ("old", NOW + 900) not in later
+        assert cursor2 >= cursor and OVERLAP.total_seconds() > 0
+    finally:
+        store.close()

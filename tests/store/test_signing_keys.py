@@ -122,7 +122,7 @@ def test_a_version_1_postgres_database_gets_cutoffs_and_signing_keys(postgres) -
         migrate(conn)
         conn.execute("DROP TABLE signing_keys; DROP TABLE cutoffs")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
-        assert migrate(conn) == (1, PG_SCHEMA_VERSION) == (1, 3)
+        assert migrate(conn) == (1, PG_SCHEMA_VERSION) == (1, 4)
     store = PgStore.open(url, pool_size=1)
     try:
         assert load_ring(store, KEY, "EdDSA", now=NOW).active.alg == "EdDSA"

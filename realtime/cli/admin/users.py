@@ -75,10 +75,23 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shared_store_user_hint(paths: Paths, name: str) -> str | None:
+    """On a shared store a provider's first login stores its user in the
+    database, not in the users file: what to do to change such a user."""
+    store = paths.raw.get("store")
+    if not (isinstance(store, dict) and store.get("url")) or ":" not in name:
+        return None
+    return (f"{paths.users}: no user named {name!r} in the users file; a provider user created on a shared"
+            f" store lives in the database. The users file wins over the store: add it there first"
+            f" (`realtime user add {name} --scope ...`, with the scopes it should keep), then disable or enable it")
+
+
 def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
     paths = Paths(args.config)
     with locked(paths.users):
         users = UserFile(paths.users)
+        if not users.exists(args.name) and (hint := _shared_store_user_hint(paths, args.name)):
+            raise AdminError(hint)
         user = users.find(args.name)
         if disabled:
             user["disabled"] = True

@@ -20,7 +20,11 @@ Precedence and clashes:
 - a stored user whose name differs only in case from a file user is left
   out (logged), as the users file itself refuses such pairs;
 - the store keeps one user per name ignoring case (``name_key``); a
-  first login whose name clashes in case with a stored one is refused.
+  first login whose name clashes in case with a stored one is refused;
+- a stored user of a provider this node does not configure (removed, or
+  not yet added here) is left out, logged once: a users file naming such
+  a user does not load at all, and a user of an unconfigured provider
+  exists nowhere else either.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ log = logging.getLogger("realtime.oauth.providers")
 
 #: Seconds between two looks at the stored users (the shell's poll).
 POLL_INTERVAL = 0.25
+
+#: Stored users already logged as left out for an unconfigured provider
+#: (each is logged once per process, not at every merge).
+_reported_unconfigured: set[str] = set()
 
 
 def as_user(row: StoredUser) -> User:
@@ -73,6 +81,12 @@ def merged(settings: Settings, stored: Mapping[str, User], previous: Mapping[str
     folded = {name.casefold(): name for name in from_file}
     users = dict(from_file)
     for name, user in stored.items():
+        provider = name.partition(":")[0]
+        if provider not in settings.providers:
+            if name not in _reported_unconfigured:
+                _reported_unconfigured.add(name)
+                log.warning("provider user %s left out: provider %r is not configured here", name, provider)
+            continue
         other = folded.get(name.casefold())
         if other is None:
             users[name] = user
@@ -106,3 +120,16 @@ async def refresh(state: SharedUsersApp) -> bool:
     known.replace(await state.oauth.store.provider_user_rows(), stamp)
     state.settings = merged(state.settings, known.users, before)
     return True
+
+
+async def learn(state: SharedUsersApp, name: str) -> bool:
+    """Look for ``name`` in the shared store once, before refusing it: a
+    user whose first login was on another node is unknown here until the
+    next poll (up to :data:`POLL_INTERVAL`), and its code may be exchanged
+    here first.  True when the snapshot has the user now.  Only for a
+    provider user's name on a shared store: no store read otherwise."""
+    settings = state.settings
+    if settings.store.url is None or name.partition(":")[0] not in settings.providers or ":" not in name:
+        return False
+    await refresh(state)
+    return name in state.settings.users

@@ -21,14 +21,26 @@ winner, so the loser's conditional UPDATE matches no row and it answers
 False, as on SQLite.
 
 A connection that breaks during ``COMMIT`` leaves the outcome unknown:
-the transaction may have landed with only its answer lost.  The node
-then asks PostgreSQL on another connection (``pg_xact_status`` of the
-transaction's id, read with ``BEGIN`` in one round trip): committed, the call
-returns what it computed; aborted, it runs again; and when the database
-cannot be asked within the request wait, :class:`CommitUnknown` (a 503),
-never an answer as if nothing had happened: a client retrying a code
-exchange whose first answer it never got would otherwise be taken for a
-replay and lose its grant.
+the transaction may have landed with only its answer lost.  Every write
+transaction therefore inserts a random 128-bit marker row
+(``commit_markers``, sent with ``BEGIN`` in one round trip), and the node
+asks on another connection by inserting the same marker itself: the
+unique index makes that insert wait while the first transaction is still
+committing, then it conflicts (the marker landed: committed, the call
+returns what it computed) or succeeds (aborted: it runs again; the probe
+is rolled back, so a lost answer to it cannot pass for the marker).  A transaction id would not do:
+PostgreSQL hands the same id out again after a crash, so its status can
+say "committed" of another transaction.  When the database cannot be
+asked within the request wait the call raises :class:`CommitUnknown` (a
+503), never an answer as if nothing had happened: a client retrying a
+code exchange whose first answer it never got would otherwise be taken
+for a replay and lose its grant.  Markers older than
+:data:`MARKER_KEEP` are swept.
+
+A write may name a ``lock``: such writes run one at a time under an
+advisory lock taken before their first read, at ``READ COMMITTED``, so a
+table function that counts a whole table (the pending provider logins'
+cap) never fails serialization against another call of itself.
 
 Blocking, like the SQLite store: the trio edge
 (:class:`realtime.store.aio.AsyncStore`) runs calls in worker threads,
@@ -39,12 +51,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import secrets
 import time
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import psycopg
 import psycopg_pool
-from psycopg import errors
+from psycopg import errors, sql
 
 from realtime.config.redact import redact_url
 from realtime.store.database import LostRace
@@ -66,6 +79,7 @@ POOL_SIZE = 8  # connections per node (and worker threads running store calls)
 MAX_ATTEMPTS = 50  # a serializable transaction is retried at most this often
 REQUEST_TIMEOUT = 5.0  # seconds a call waits for a working connection before StoreUnavailable
 OUTCOME_RETRY = 0.05  # seconds between asks about a transaction whose COMMIT lost its connection
+MARKER_KEEP = 300  # seconds a commit marker is kept: far beyond a lost COMMIT's check (request_timeout)
 
 
 def connect(url: str, *, timeout: float = 10.0) -> psycopg.Connection[Any]:
@@ -177,9 +191,12 @@ class PgDatabase:
             raise StoreClosed("store is closed")
         return self._pool
 
-    def write(self, fn: Callable[[PgConnection], T]) -> T:
+    def write(self, fn: Callable[[PgConnection], T], *, lock: str | None = None) -> T:
         """Run ``fn`` in one ``SERIALIZABLE`` transaction, from the start again
-        after a serialization failure or a deadlock.
+        after a serialization failure or a deadlock (after
+        :data:`MAX_ATTEMPTS` of them: :class:`StoreUnavailable`).  With
+        ``lock``, ``READ COMMITTED`` under the advisory lock of that name,
+        taken before ``fn`` reads anything: writes naming it run one at a time.
 
         Any other exception rolls back and propagates (a
         :class:`~realtime.store.database.LostRace` too: see :meth:`claim`);
@@ -187,13 +204,14 @@ class PgDatabase:
         a COMMIT whose outcome cannot be learnt as :class:`CommitUnknown`.
         """
         with _unavailable_as(self.url):
-            return self._write(fn)
+            return self._write(fn, lock)
 
-    def _write(self, fn: Callable[[PgConnection], T]) -> T:
+    def _write(self, fn: Callable[[PgConnection], T], lock: str | None) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             lost_commit = False  # the connection broke during COMMIT
+            marker = secrets.token_hex(16)
             with self._connections().connection() as conn:
-                xid = _begin(conn)
+                _begin(conn, marker, lock)
                 committing = False
                 try:
                     result = fn(PgConnection(conn))
@@ -219,7 +237,7 @@ class PgDatabase:
                 return result
             # Asked on another connection, the broken one back in the pool
             # (which drops it), so even a pool of one can ask.
-            outcome = self._commit_outcome(xid)
+            outcome = self._commit_outcome(marker)
             if outcome == "committed":
                 return result
             if outcome != "aborted" or attempt == MAX_ATTEMPTS:
@@ -228,24 +246,42 @@ class PgDatabase:
             # It did not land: nothing happened, so it runs again from the start.
         raise AssertionError("unreachable")
 
-    def _commit_outcome(self, xid: str) -> str | None:
-        """``committed`` or ``aborted``: what became of transaction ``xid``
-        whose COMMIT lost its connection (PostgreSQL's ``pg_xact_status``,
-        asked on another connection); None when the database cannot be asked
-        within :data:`REQUEST_TIMEOUT` (still down)."""
+    def _commit_outcome(self, marker: str) -> str | None:
+        """``committed`` or ``aborted``: what became of the transaction that
+        inserted ``marker`` and lost its connection during COMMIT; None when
+        the database cannot be asked within :attr:`request_timeout`.
+
+        Inserting the same marker on another connection answers it: the
+        unique index makes the insert wait until that transaction is over
+        (bounded by ``lock_timeout``), then it conflicts when the marker
+        landed and succeeds when it did not.  The probe is always rolled
+        back: a probe row that landed with its answer lost would otherwise
+        read as the marker at the next ask.  Once the first transaction is
+        over its answer cannot change, so asking again is safe.
+        """
         deadline = time.monotonic() + self.request_timeout
         while True:
+            left = deadline - time.monotonic()
             try:
-                with self._connections().connection(timeout=max(0.1, deadline - time.monotonic())) as conn:
-                    status = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()[0]
+                with (self._connections().connection(timeout=max(0.1, left)) as conn,
+                      conn.transaction(force_rollback=True)):
+                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                        sql.Literal(f"{max(100, int(left * 1000))}ms")))
+                    inserted = conn.execute("INSERT INTO commit_markers(marker) VALUES (%s) ON CONFLICT DO NOTHING",
+                                            (marker,)).rowcount
+                return "aborted" if inserted == 1 else "committed"
             except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
-                status = None
-            if status in ("committed", "aborted"):
-                return str(status)
+                pass  # still down, or the transaction still committing (lock_timeout)
             if time.monotonic() >= deadline:
                 return None
-            # "in progress": the broken backend has not finished aborting yet.
             time.sleep(OUTCOME_RETRY)
+
+    def sweep_markers(self) -> int:
+        """Delete commit markers older than :data:`MARKER_KEEP` (the database's
+        clock), in autocommit: no serializable read of the table every write inserts into."""
+        with _unavailable_as(self.url), self._connections().connection() as conn:
+            return conn.execute("DELETE FROM commit_markers WHERE written_at < now() - make_interval(secs => %s)",
+                                (MARKER_KEEP,)).rowcount
 
     def claim(self, fn: Callable[[PgConnection], object]) -> bool:
         """:meth:`write` for a single-use row: False when ``fn`` raised :class:`LostRace`."""
@@ -265,15 +301,16 @@ class PgDatabase:
         return rows[0] if rows else None
 
 
-def _begin(conn: psycopg.Connection[Any]) -> str:
-    """Open a ``SERIALIZABLE`` transaction and return its id, in one round
-    trip: the id is what :meth:`PgDatabase._commit_outcome` asks about if
-    the connection breaks during ``COMMIT``."""
-    cur = conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT pg_current_xact_id()::text")
-    cur.nextset()  # past BEGIN's (empty) result
-    row = cur.fetchone()
-    assert row is not None
-    return str(row[0])
+def _begin(conn: psycopg.Connection[Any], marker: str, lock: str | None) -> None:
+    """Open the transaction and insert its commit ``marker``, in one round
+    trip (the marker is what :meth:`PgDatabase._commit_outcome` looks for if
+    the connection breaks during ``COMMIT``); with ``lock``, ``READ
+    COMMITTED`` after taking that advisory lock."""
+    statements = [sql.SQL("BEGIN ISOLATION LEVEL SERIALIZABLE" if lock is None else "BEGIN ISOLATION LEVEL READ COMMITTED")]
+    if lock is not None:
+        statements.append(sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))").format(sql.Literal(lock)))
+    statements.append(sql.SQL("INSERT INTO commit_markers(marker) VALUES ({})").format(sql.Literal(marker)))
+    conn.execute(sql.SQL("; ").join(statements))
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:
@@ -286,13 +323,14 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
 
 @contextlib.contextmanager
 def _unavailable_as(shown: str) -> Iterator[None]:
-    """A broken or refused connection, or no connection within the wait, as
-    :class:`StoreUnavailable` (a serialization failure never gets here:
-    :meth:`PgDatabase.write` retries it)."""
+    """A broken or refused connection, no connection within the wait, or
+    serialization failures past :data:`MAX_ATTEMPTS` retries, as
+    :class:`StoreUnavailable`."""
     try:
         yield
     except (errors.SerializationFailure, errors.DeadlockDetected):
-        raise  # MAX_ATTEMPTS conflicts in a row: a bug or a storm, not an outage
+        # MAX_ATTEMPTS conflicts in a row: a storm; the client may retry (503), never a 500.
+        raise StoreUnavailable(f"{shown}: too many conflicting transactions, try again") from None
     except psycopg_pool.PoolTimeout:
         raise StoreUnavailable(f"no working connection to {shown}") from None
     except psycopg.OperationalError as exc:

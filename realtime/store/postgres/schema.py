@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PG_SCHEMA_VERSION = 3
+PG_SCHEMA_VERSION = 4
 
 #: Any fixed number: the advisory lock that serialises migrations.
 _MIGRATE_LOCK = 0x7265616C74696D65  # "realtime"
@@ -191,11 +191,38 @@ CREATE TABLE IF NOT EXISTS provider_users (
 """
 PG_SCHEMA += PG_PROVIDER_TABLES
 
+#: Version 4: one random marker row per write transaction (PostgreSQL
+#: only: :mod:`realtime.store.postgres.database`).  A COMMIT whose answer
+#: was lost is judged by whether its marker is there; a transaction id
+#: cannot serve, PostgreSQL hands the same one out again after a crash.
+#: ``written_at`` is the database's clock, so the sweep never depends on
+#: a node's.
+PG_COMMIT_MARKERS = """CREATE TABLE IF NOT EXISTS commit_markers (
+    marker     TEXT PRIMARY KEY,
+    written_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)"""
+PG_SCHEMA += PG_COMMIT_MARKERS + ";\n"
+
+#: Version 4 too: when each revocation was written (the database's
+#: clock), so another node's revocation watcher reads only what is new
+#: (:mod:`realtime.store.postgres.revocations`).  The shared SQL never
+#: names the column: its default fills it.
+PG_REVOKED_AT = (
+    "ALTER TABLE revoked ADD COLUMN IF NOT EXISTS revoked_at TIMESTAMPTZ NOT NULL DEFAULT now()",
+    "CREATE INDEX IF NOT EXISTS revoked_by_time ON revoked(revoked_at)",
+)
+PG_SCHEMA += "".join(statement + ";\n" for statement in PG_REVOKED_AT)
+
+#: Tables and columns the SQLite store has no counterpart for.
+PG_ONLY_TABLES = frozenset({"commit_markers"})
+PG_ONLY_COLUMNS = frozenset({("revoked", "revoked_at")})
+
 #: ``PG_MIGRATIONS[n]`` takes a database from version ``n - 1`` to ``n``
 #: (version 1 is the first PostgreSQL layout).
 PG_MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (PG_CUTOFFS, PG_SIGNING_KEYS),
     3: (PG_PROVIDER_TABLES,),
+    4: (PG_COMMIT_MARKERS, *PG_REVOKED_AT),
 }
 
 

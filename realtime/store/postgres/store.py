@@ -30,6 +30,13 @@ class PgStore(Store):
         """Connect to the migrated database at ``url``; see :meth:`PgDatabase.open`."""
         return cls(PgDatabase.open(url, pool_size=pool_size, timeout=timeout))
 
+    def sweep(self, now: float) -> dict[str, int]:
+        """The tables' sweep, and the commit markers past their keep (not
+        counted: they are the database layer's, not a table of the store)."""
+        counts = super().sweep(now)
+        self.db.sweep_markers()
+        return counts
+
     @property
     def url(self) -> str:
         """The database URL without its password."""

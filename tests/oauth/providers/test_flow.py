@@ -427,3 +427,20 @@ async def test_a_broken_definition_keeps_the_running_providers(sites: Sites, bro
     (sites.root / "providers" / "down.json").unlink()
     assert await sites.s.server.reload("test") is True
     assert "down" not in sites.s.state.settings.providers
+
+
+async def test_starting_provider_logins_is_rate_limited_per_address_before_any_store_write(
+        sites: Sites, browser: Browser) -> None:
+    """Each start stores a pending login: an address gets a burst of 10, then 429 with
+    Retry-After, and the refused start wrote nothing."""
+    store = sites.s.state.store.sync
+    frozen = sites.s.state.oauth.clock()
+    sites.s.state.oauth.clock = lambda: frozen  # no refill while the starts are sent, however slow
+    for n in range(10):
+        started = await start_at_s(browser, "corp", new_pkce().challenge, state=f"s{n}")
+        assert started.status_code == 302, (n, started.status_code)
+    assert store.provider_logins_count() == 10
+    refused = await start_at_s(browser, "corp", new_pkce().challenge, state="one-too-many")
+    assert refused.status_code == 429 and "Too many sign-in attempts" in refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+    assert store.provider_logins_count() == 10

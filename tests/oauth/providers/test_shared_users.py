@@ -20,7 +20,9 @@ from realtime.oauth.callback import create_user
 from realtime.oauth.providers.pending import Pending, PendingSeal, digest
 from realtime.oauth.providers.users import merged, refresh
 from realtime.store.provider_logins import PendingRow
+from realtime.store import token_hash
 from realtime.store.provider_users import StoredUser
+from tests.helpers.oauth import WEB_CB, WEB_SECRET
 
 CORP = Provider(name="corp", display_name="Corp", base_url="https://sso.example.com",
                 resource_url="https://api.example.com", authorize_path="/authorize", token_path="/token",
@@ -34,7 +36,7 @@ def shared(env: Any, tmp_path: Path) -> None:
     users = tmp_path / "users.json"
     users.write_text('{"users": []}')
     env.state.settings = attrs.evolve(settings, store=attrs.evolve(settings.store, url="postgresql://db/realtime"),
-                                      oauth=attrs.evolve(settings.oauth, users=users))
+                                      oauth=attrs.evolve(settings.oauth, users=users), providers={"corp": CORP})
 
 
 async def test_racing_first_logins_store_one_user_and_not_the_users_file(env: Any, tmp_path: Path) -> None:
@@ -95,6 +97,49 @@ async def test_refresh_takes_users_another_node_stored(env: Any, tmp_path: Path)
     assert env.state.settings.users["corp:erin"].scopes == ("chat:read",)
     assert "alice" in env.state.settings.users  # the file's users stay
     assert not await refresh(env.state)
+
+
+async def test_a_stored_user_of_a_provider_not_configured_here_is_left_out_and_logged_once(
+        env: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """As a users file naming an unconfigured provider's user does not load, such a
+    stored user (its provider removed, or not yet added on this node) is no user here."""
+    shared(env, tmp_path)
+    await create_user(env.state, CORP, "corp:fay", {"sub": "fay"})
+    removed = attrs.evolve(env.state.settings, providers={}, users={"alice": User(name="alice")})
+    with caplog.at_level("WARNING", logger="realtime.oauth.providers"):
+        first = merged(removed, env.state.oauth.provider_users.users)
+        again = merged(removed, env.state.oauth.provider_users.users)
+    assert set(first.users) == set(again.users) == {"alice"}
+    said = [r.getMessage() for r in caplog.records if "corp:fay" in r.getMessage()]
+    assert said == ["provider user corp:fay left out: provider 'corp' is not configured here"]
+    # Configured again: the user is back.
+    assert "corp:fay" in merged(attrs.evolve(removed, providers={"corp": CORP}), env.state.oauth.provider_users.users).users
+
+
+async def test_a_code_of_a_user_first_stored_by_another_node_is_exchanged_before_the_poll(
+        env: Any, tmp_path: Path) -> None:
+    """Node B created the user and issued the code; the exchange reaches this node before
+    its poll: it looks the user up in the store once instead of answering invalid_grant."""
+    shared(env, tmp_path)
+    await refresh(env.state)
+    await env.state.store.add_provider_user(StoredUser(name="corp:gus", provider="corp", subject="gus",
+                                                       scopes=frozenset({"chat:read"}), display_name=None,
+                                                       email=None, created_at=env.now))
+    await env.state.store.save_code(token_hash("code-from-b"), client_id="web", redirect_uri=WEB_CB,
+                                    code_challenge=None, sub="corp:gus", scope=["chat:read"],
+                                    expires_at=env.now + 60)
+    assert "corp:gus" not in env.state.settings.users
+    answer = await env.token({"grant_type": "authorization_code", "code": "code-from-b", "redirect_uri": WEB_CB},
+                             auth=("web", WEB_SECRET))
+    assert answer.status == 200, answer.body
+    assert "corp:gus" in env.state.settings.users
+    # A name no store knows is still refused, after one look.
+    await env.state.store.save_code(token_hash("code-ghost"), client_id="web", redirect_uri=WEB_CB,
+                                    code_challenge=None, sub="corp:ghost", scope=["chat:read"],
+                                    expires_at=env.now + 60)
+    refused = await env.token({"grant_type": "authorization_code", "code": "code-ghost", "redirect_uri": WEB_CB},
+                              auth=("web", WEB_SECRET))
+    assert refused.status == 400 and b"invalid_grant" in refused.body
 
 
 def test_a_sealed_login_keeps_the_verifier_secret_and_opens_only_where_it_belongs() -> None:
