@@ -97,6 +97,17 @@ def postgres() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture
+def own_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of the test's own, which it may stop (an outage)."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
 def pg_url(postgres: PostgresCluster) -> str:
     """A migrated database of this test's own on the session's cluster."""
     return postgres.fresh_database()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import httpx
 import psycopg
@@ -91,16 +91,6 @@ async def test_a_commit_that_did_not_land_is_run_again(
         first = await http.post("/oauth2/token", auth=("rp", OIDC_SECRET), data={
             "grant_type": "refresh_token", "refresh_token": answer.json()["refresh_token"]})
         assert first.status_code == 200, first.text
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 async def test_a_commit_whose_outcome_cannot_be_asked_answers_503_not_invalid_grant(

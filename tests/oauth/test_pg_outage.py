@@ -10,7 +10,7 @@ import json
 import logging
 import secrets
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import httpx
 import pytest
@@ -21,16 +21,6 @@ from realtime.config.settings import StoreSettings
 from tests.helpers.oidc import OIDC_SECRET, Browser, exchange, oidc_settings
 from tests.helpers.postgres import PostgresCluster
 from tests.helpers.tokens import bearer
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 async def refresh(http: httpx.AsyncClient, token: str) -> httpx.Response:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import attrs
 import httpx
@@ -26,16 +26,6 @@ from tests.helpers.oidc import ALICE_PW, oidc_settings
 from tests.helpers.postgres import PostgresCluster, pg_node_settings, write_store_key
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def rsa_consumer() -> tuple[App, str]:
