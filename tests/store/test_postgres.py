@@ -15,6 +15,7 @@ from realtime.store.postgres import PG_SCHEMA_VERSION, PgStore, SchemaMismatch, 
 from realtime.store.postgres.database import PgDatabase
 from realtime.store.postgres.schema import PG_ONLY_COLUMNS, PG_ONLY_TABLES
 from tests.helpers.postgres import PostgresCluster
+from tests.helpers.race import race as race_threads
 from tests.helpers.redis import free_port
 from tests.helpers.store import NOW, issued
 
@@ -32,30 +33,7 @@ def nodes(pg_url: str):
 
 
 def race(nodes: tuple[Store, Store], call: Callable[[Store, int], T]) -> list[T]:
-    """``call(store, n)`` in RACERS threads per node, all released at once; the results."""
-    barrier = threading.Barrier(2 * RACERS)
-    results: list[T] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run(store: Store, n: int) -> None:
-        barrier.wait()
-        try:
-            got = call(store, n)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            with lock:
-                errors.append(exc)
-            return
-        with lock:
-            results.append(got)
-
-    threads = [threading.Thread(target=run, args=(nodes[n % 2], n)) for n in range(2 * RACERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
-    return results
+    return race_threads(nodes, call, RACERS)
 
 
 def test_racing_code_redemptions_on_two_nodes_have_one_winner(nodes: tuple[PgStore, PgStore]) -> None:

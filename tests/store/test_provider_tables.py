@@ -6,7 +6,6 @@ ignoring case, and the migrations that add both tables."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -18,6 +17,7 @@ from realtime.store.postgres import database as pg_database
 from realtime.store.provider_logins import PendingRow
 from realtime.store.provider_users import StoredUser
 from tests.helpers.postgres import PostgresCluster
+from tests.helpers.race import race as race_threads
 from tests.helpers.store import NOW, OpenStore
 
 T = TypeVar("T")
@@ -40,30 +40,7 @@ def add(store: Store, row: PendingRow, now: float = NOW, per_address: int = 20, 
 
 
 def race(stores: tuple[Store, Store], call: Callable[[Store, int], T]) -> list[T]:
-    """``call(store, n)`` in RACERS threads per store, released together by a barrier."""
-    barrier = threading.Barrier(2 * RACERS)
-    results: list[T] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run(store: Store, n: int) -> None:
-        barrier.wait()
-        try:
-            got = call(store, n)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            with lock:
-                errors.append(exc)
-            return
-        with lock:
-            results.append(got)
-
-    threads = [threading.Thread(target=run, args=(stores[n % 2], n)) for n in range(2 * RACERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
-    return results
+    return race_threads(stores, call, RACERS)
 
 
 def test_a_pending_login_is_taken_once(store: Store) -> None:
