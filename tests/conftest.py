@@ -13,7 +13,7 @@ import trio
 import trustme
 
 from realtime.config.settings import Addr, OAuthSettings, ServerSettings, Settings, WebSocketSettings
-from tests.helpers.postgres import PostgresCluster
+from tests.helpers.postgres import PostgresCluster, running_cluster
 from tests.helpers.redis import RedisServer
 from tests.helpers.server import Running
 from tests.helpers.settings import APPS, CHANNELS, USERS
@@ -88,23 +88,15 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
     """One throwaway PostgreSQL cluster for the whole run (tests/helpers/postgres.py)."""
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
+    with running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
 def own_cluster() -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster of the test's own, which it may stop (an outage)."""
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
+    with running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

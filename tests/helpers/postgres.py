@@ -21,6 +21,8 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +125,14 @@ def pg_node_settings(base: Settings, url: str, key_file: Path, state_dir: Path, 
     """``base`` as one node on the database at ``url``, with a state dir of its own."""
     return attrs.evolve(base, server=attrs.evolve(base.server, state_dir=state_dir),
                         store=StoreSettings(url=url, key_file=key_file, **store))
+
+
+@contextmanager
+def running_cluster() -> Iterator[PostgresCluster]:
+    """A started throwaway cluster, stopped and removed afterwards whatever happens."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -20,7 +20,7 @@ import pytest
 from realtime.store import token_hash
 from realtime.store.postgres import PgStore
 from realtime.store.provider_logins import PendingRow
-from tests.helpers.postgres import PostgresCluster
+from tests.helpers.postgres import PostgresCluster, running_cluster
 from tests.helpers.store import NOW, issued
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,10 +29,8 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PostgresCluster]:
     """A cluster of this module's own: its tests crash it."""
-    cluster = PostgresCluster()
-    cluster.start()
-    yield cluster
-    cluster.stop()
+    with running_cluster() as cluster:
+        yield cluster
 
 
 def crash_at_commit(cluster: PostgresCluster, url: str, store: PgStore, *, reuse_xid: bool) -> list[str]:
