@@ -68,6 +68,7 @@ from realtime.hub.broker import BrokerUnavailable, HubView, Replay
 from realtime.net.redis import lua
 from realtime.net.redis.delivery import Delivery
 from realtime.net.redis.link import Link
+from realtime.net.redis.publishing import PublishBatches
 from realtime.net.redis.requests import OnControl, Requests
 from realtime.net.redis.state import IDLE_TTL, REDIS_ERRORS, BrokerState, as_bytes, as_text, log
 from realtime.protocol import replies
@@ -104,7 +105,8 @@ class RedisBroker:
         self.delivery = Delivery(self.state)
         self.requests = Requests(self.state)
         self.state.on_ctl = self.requests.on_message
-        self.link = Link(self.state, self.delivery, self.requests)
+        self.publishes = PublishBatches(self.state)
+        self.link = Link(self.state, self.delivery, self.requests, self.publishes)
 
     # -- what the server sets and reads ---------------------------------------------
     # Everything else observable (``connected``/``lost`` events, counters,
@@ -181,19 +183,14 @@ class RedisBroker:
     # -- the async side --------------------------------------------------------------
 
     async def publish_async(self, channel: str, from_sub: str, data_json: bytes, keep: int) -> tuple[int, int]:
-        script = self.state.script("publish")
         name = as_bytes(channel)
         prefix = b'{"type":"message","channel":' + replies.encode_json(channel) + b',"seq":'
         suffix = b',"from":' + replies.encode_json(from_sub) + b',"data":' + data_json + b"}"
-        try:
-            seq, delivered = await script(
-                keys=[lua.PREFIX_COUNTER + name, lua.PREFIX_STREAM + name,
-                      lua.PREFIX_CHANNEL + name, lua.PREFIX_COUNTS + name],
-                args=[prefix, suffix, max(keep, 0), int(self.state.idle_ttl * 1000)],
-            )
-        except REDIS_ERRORS as exc:
-            log.warning("publish on %r failed: %s", channel, exc)
-            raise BrokerUnavailable(str(exc)) from None
+        seq, delivered = await self.publishes.publish(
+            keys=[lua.PREFIX_COUNTER + name, lua.PREFIX_STREAM + name,
+                  lua.PREFIX_CHANNEL + name, lua.PREFIX_COUNTS + name],
+            args=[prefix, suffix, max(keep, 0), int(self.state.idle_ttl * 1000)],
+        )
         return int(seq), int(delivered)
 
     async def report_now(self, channel: str, sub: str, count: int, total: int) -> None:

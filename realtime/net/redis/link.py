@@ -18,6 +18,7 @@ from coredis.retry import NoRetryPolicy
 from realtime.hub.broker import BrokerUnavailable
 from realtime.net.redis import lua
 from realtime.net.redis.delivery import Delivery
+from realtime.net.redis.publishing import PublishBatches
 from realtime.net.redis.requests import CTL_CHANNEL, Requests, reply_channel
 from realtime.net.redis.streams import REFRESH_CHANNEL
 from realtime.net.redis.state import (
@@ -43,10 +44,12 @@ class Link:
         delivery: run on each connection (resubscribe, control, pump).
     """
 
-    def __init__(self, state: BrokerState, delivery: Delivery, requests: Requests) -> None:
+    def __init__(self, state: BrokerState, delivery: Delivery, requests: Requests,
+                 publishes: PublishBatches) -> None:
         self.state = state
         self.delivery = delivery
         self.requests = requests
+        self.publishes = publishes
         # stop() cancels the work on the current connection through this
         # scope, which sits *inside* the pub/sub context: the pub/sub then
         # exits normally and unsubscribes while its connection is still open.
@@ -158,6 +161,7 @@ class Link:
                                     nursery.start_soon(self._flusher)
                                     nursery.start_soon(self.delivery.control, ps)
                                     nursery.start_soon(self.requests.serve)
+                                    nursery.start_soon(self.publishes.run, client)
                                     await self.delivery.pump(ps)
                 except Exception as exc:  # ExceptionGroup from the pub/sub task group too
                     self._down()
@@ -232,6 +236,7 @@ class Link:
         state.client = None
         state.connected = trio.Event() if state.connected.is_set() else state.connected
         self.delivery.reset()
+        self.publishes.fail_all()
 
     async def _connected(self, client: Any, ps: Any) -> None:
         """(Re)build everything this node holds in Redis, before any delivery."""
