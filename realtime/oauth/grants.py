@@ -15,10 +15,7 @@ sensitive information, as well as the "Pragma" response header field
 
 from __future__ import annotations
 
-import hmac
 import logging
-import math
-import secrets
 from typing import Awaitable, Callable
 
 import attrs
@@ -26,18 +23,9 @@ import attrs
 from realtime.http.request import Request
 from realtime.http.responses import Response, json_response
 from realtime.oauth import pkce
-from realtime.oauth.clients import AuthenticatedClient, authenticate_client
+from realtime.oauth.clients import authenticate_client
 from realtime.oauth.device import DEVICE_GRANT, approved_device_code
-from realtime.oauth.common import (
-    OFFLINE_ACCESS,
-    access_ttl,
-    active_user,
-    grant_scopes,
-    parse_scope,
-    read_form,
-    scope_string,
-    wants_refresh,
-)
+from realtime.oauth.common import OFFLINE_ACCESS, active_user, grant_scopes, parse_scope, read_form, wants_refresh
 from realtime.oauth.errors import (
     NO_STORE,
     InvalidGrantError,
@@ -49,125 +37,18 @@ from realtime.oauth.errors import (
     UnsupportedGrantTypeError,
     json_endpoint_failure,
 )
-from realtime.oauth.families import (
-    credential_changed,
-    credential_fingerprint,
-    family_deadline,
-    may_retry,
-    refresh_expiry,
-)
+from realtime.oauth.families import credential_changed, family_deadline, may_retry
+from realtime.oauth.issuing import GrantContext, add_id_token, issue_tokens, required, revoke_live, same, still_allowed
 from realtime.oauth.login import MAX_USERNAME, Busy, Throttled, log_failed_login, verify_login
 from realtime.oauth.providers.users import learn as learn_provider_user
-from realtime.oauth.services import OAuthApp, OAuthServices
-from realtime.config.settings import App, Settings
+from realtime.oauth.services import OAuthApp
 from realtime.config.users import MAX_PASSWORD_LENGTH
-from realtime.store import IssuedTokens, RefreshRecord, token_hash
-from realtime.oauth.idtoken import OPENID, issue_id_token
-from realtime.tokens.keyring import issue_access_token
+from realtime.store import RefreshRecord, token_hash
 
 log = logging.getLogger("realtime.oauth")
 
 
-@attrs.frozen
-class GrantContext:
-    request: Request
-    form: dict[str, str]
-    client: AuthenticatedClient
-    state: OAuthApp
-    settings: Settings
-    services: OAuthServices
-    now: float
-
-    @property
-    def app(self) -> App:
-        return self.client.app
-
-
 Grant = Callable[[GrantContext], Awaitable[dict]]
-
-
-def _eq(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
-
-
-def _required(form: dict[str, str], name: str) -> str:
-    value = form.get(name)
-    if not value:
-        raise InvalidRequestError(f"{name} is missing")
-    return value
-
-
-def _revoke_live(state: OAuthApp, pairs: list[tuple[str, float]]) -> None:
-    for jti, exp in pairs:
-        state.revoke_access(jti, exp)
-
-
-async def _issue(
-    ctx: GrantContext,
-    sub: str,
-    scopes: frozenset[str],
-    *,
-    refresh: bool,
-    family_id: str | None = None,
-    refresh_scope: frozenset[str] | None = None,
-    family_started: float | None = None,
-) -> tuple[dict, IssuedTokens]:
-    """Sign an access token (and draw a refresh token); nothing stored yet.
-
-    A refresh token expires by its family's absolute end (``family_started``,
-    now for a new family) and carries the user's credential fingerprint.
-    """
-    ttl = access_ttl(ctx.settings, ctx.app)
-    token, claims = issue_access_token(
-        ctx.state.keyring,
-        issuer=ctx.settings.issuer,
-        audience=ctx.settings.audience,
-        sub=sub,
-        client_id=ctx.app.client_id,
-        scope=scopes,
-        ttl=ttl,
-        now=ctx.now,
-    )
-    body: dict = {
-        "access_token": token,
-        "token_type": "Bearer",
-        # exp is floor(now + ttl): counted from the whole second, this is ttl.
-        "expires_in": max(0, int(claims.exp) - math.floor(ctx.now)),
-        "scope": scope_string(scopes),
-    }
-    issued = IssuedTokens(access_jti=claims.jti, access_exp=float(claims.exp), client_id=ctx.app.client_id, sub=sub)
-    if refresh:
-        refresh_token = secrets.token_urlsafe(32)
-        body["refresh_token"] = refresh_token
-        issued = attrs.evolve(
-            issued,
-            refresh_hash=token_hash(refresh_token),
-            refresh_expires_at=refresh_expiry(
-                ctx.settings, ctx.app, ctx.now, ctx.now if family_started is None else family_started),
-            family_id=family_id,
-            scope=refresh_scope if refresh_scope is not None else scopes,
-            credential=credential_fingerprint(ctx.services.key, ctx.settings.users.get(sub)),
-        )
-    return body, issued
-
-
-def _still_allowed(scopes: frozenset[str], app: App, user_scopes: tuple[str, ...]) -> frozenset[str]:
-    """Re-apply the current app's and user's scopes (the files may have changed).
-    ``openid`` needs only the app's (as in :func:`grant_scopes`)."""
-    keep = (frozenset(app.scopes) & (frozenset(user_scopes) | {OPENID})) | {OFFLINE_ACCESS}
-    return scopes & keep
-
-
-def _add_id_token(ctx: GrantContext, body: dict, sub: str, scopes: frozenset[str], *,
-                  sid: str | None, auth_time: float | None, nonce: str | None) -> None:
-    """OIDC Core §3.1.3.3: a grant whose scope holds ``openid`` answers an ``id_token`` too."""
-    if OPENID not in scopes:
-        return
-    body["id_token"] = issue_id_token(
-        ctx.state.keyring, issuer=ctx.settings.issuer, client_id=ctx.app.client_id, sub=sub,
-        access_token=body["access_token"], auth_time=auth_time, sid=sid, nonce=nonce,
-        ttl=access_ttl(ctx.settings, ctx.app), now=ctx.now,
-    )
 
 
 # -- authorization_code ------------------------------------------------------
@@ -184,7 +65,7 @@ async def authorization_code(ctx: GrantContext) -> dict:
     included in the initial authorization request ... and if included
     ensure that their values are identical."
     """
-    code = _required(ctx.form, "code")
+    code = required(ctx.form, "code")
     redirect_uri = ctx.form.get("redirect_uri")
     verifier = ctx.form.get("code_verifier")
     if verifier is not None and not pkce.valid_verifier(verifier):
@@ -199,15 +80,15 @@ async def authorization_code(ctx: GrantContext) -> dict:
         # the authorization server MUST deny the request and SHOULD revoke
         # (when possible) all tokens previously issued based on that
         # authorization code."
-        _revoke_live(ctx.state, await store.revoke_code_grant(code_hash, ctx.now))
+        revoke_live(ctx.state, await store.revoke_code_grant(code_hash, ctx.now))
         log.warning("authorization code replayed; its grant is revoked (client_id=%s)", ctx.app.client_id)
         raise InvalidGrantError("the authorization code is invalid")
     if record.expires_at <= ctx.now:
         raise InvalidGrantError("the authorization code has expired")
-    if not _eq(record.client_id, ctx.app.client_id):
+    if not same(record.client_id, ctx.app.client_id):
         raise InvalidGrantError("the authorization code is invalid")
     if record.redirect_uri is not None:
-        if redirect_uri is None or not _eq(redirect_uri, record.redirect_uri):
+        if redirect_uri is None or not same(redirect_uri, record.redirect_uri):
             raise InvalidGrantError("redirect_uri does not match the authorization request")
     elif redirect_uri is not None and redirect_uri not in ctx.app.redirect_uris:
         raise InvalidGrantError("redirect_uri does not match the authorization request")
@@ -230,15 +111,15 @@ async def authorization_code(ctx: GrantContext) -> dict:
         user = active_user(ctx.settings, record.sub)
     if user is None:
         raise InvalidGrantError("the user may not sign in")
-    scopes = _still_allowed(record.scope, ctx.app, user.scopes)
+    scopes = still_allowed(record.scope, ctx.app, user.scopes)
     refresh = wants_refresh(ctx.app, scopes)
-    body, issued = await _issue(ctx, record.sub, scopes, refresh=refresh)
+    body, issued = await issue_tokens(ctx, record.sub, scopes, refresh=refresh)
     # The family remembers its login session: a logout there revokes it.
     issued = attrs.evolve(issued, sid=record.sid, auth_time=record.auth_time)
-    _add_id_token(ctx, body, record.sub, scopes, sid=record.sid, auth_time=record.auth_time, nonce=record.nonce)
+    add_id_token(ctx, body, record.sub, scopes, sid=record.sid, auth_time=record.auth_time, nonce=record.nonce)
     if not await store.redeem_code(code_hash, ctx.now, issued):
         # Lost a race with a concurrent exchange of the same code: a replay.
-        _revoke_live(ctx.state, await store.revoke_code_grant(code_hash, ctx.now))
+        revoke_live(ctx.state, await store.revoke_code_grant(code_hash, ctx.now))
         raise InvalidGrantError("the authorization code is invalid")
     return body
 
@@ -258,14 +139,14 @@ async def refresh_token(ctx: GrantContext) -> dict:
     A used token is a replay and revokes its family, unless it is a retry
     the reuse grace allows (:func:`realtime.oauth.families.may_retry`).
     """
-    presented = _required(ctx.form, "refresh_token")
+    presented = required(ctx.form, "refresh_token")
     requested = parse_scope(ctx.form.get("scope"))
     store = ctx.services.store
     old_hash = token_hash(presented)
     record = await store.get_refresh(old_hash)
     if record is None or record.family_revoked:
         raise InvalidGrantError("the refresh token is invalid")
-    if not _eq(record.client_id, ctx.app.client_id):
+    if not same(record.client_id, ctx.app.client_id):
         # An unused token is only refused (it proves nothing about its owner's
         # chain); a used one in a stranger's hands is a replay (SPEC §2).
         if record.used_at is not None:
@@ -281,18 +162,18 @@ async def refresh_token(ctx: GrantContext) -> dict:
     if credential_changed(ctx.services.key, user, record):
         # L3: the password changed since the family began; whoever holds it
         # must sign in again with the new one.
-        _revoke_live(ctx.state, await store.revoke_family(record.family_id, ctx.now))
+        revoke_live(ctx.state, await store.revoke_family(record.family_id, ctx.now))
         log.info("refresh family of a changed credential revoked (client_id=%s)", ctx.app.client_id)
         raise InvalidGrantError("the refresh token is invalid")
     if requested is not None and not requested <= record.scope:
         raise InvalidScopeError("the requested scope exceeds the original grant")
-    scopes = _still_allowed(requested if requested is not None else record.scope, ctx.app, user.scopes)
-    body, issued = await _issue(
+    scopes = still_allowed(requested if requested is not None else record.scope, ctx.app, user.scopes)
+    body, issued = await issue_tokens(
         ctx, record.sub, scopes, refresh=True, family_id=record.family_id, refresh_scope=record.scope,
         family_started=record.family_created_at,
     )
     # OIDC Core §12.2: a new ID Token on refresh, without a nonce.
-    _add_id_token(ctx, body, record.sub, scopes, sid=record.sid, auth_time=record.auth_time, nonce=None)
+    add_id_token(ctx, body, record.sub, scopes, sid=record.sid, auth_time=record.auth_time, nonce=None)
     if record.used_at is None and await store.rotate_refresh(old_hash, ctx.now, issued):
         return body
     # Used already (or just now, by a concurrent request): a retry if the
@@ -303,7 +184,7 @@ async def refresh_token(ctx: GrantContext) -> dict:
             grace=ctx.settings.oauth.refresh_reuse_grace, limit=ctx.settings.oauth.refresh_reuse_count,
         )
         if lost is not None:
-            _revoke_live(ctx.state, lost)
+            revoke_live(ctx.state, lost)
             # A warning: a replayed stolen token inside the grace looks the
             # same and takes the family over (the real client is signed out).
             log.warning("refresh token retried within the reuse grace; the earlier answer is revoked "
@@ -316,7 +197,7 @@ async def refresh_token(ctx: GrantContext) -> dict:
 async def _revoke_replayed(ctx: GrantContext, record: RefreshRecord) -> InvalidGrantError:
     """A used refresh token came back: revoke its family (RFC 9700 §4.14.2);
     returns the error to answer."""
-    _revoke_live(ctx.state, await ctx.services.store.revoke_family(record.family_id, ctx.now))
+    revoke_live(ctx.state, await ctx.services.store.revoke_family(record.family_id, ctx.now))
     log.warning("refresh token reused; its family is revoked (client_id=%s)", ctx.app.client_id)
     return InvalidGrantError("the refresh token is invalid")
 
@@ -332,7 +213,7 @@ async def client_credentials(ctx: GrantContext) -> dict:
     if ctx.client.public:
         raise UnauthorizedClientError("client_credentials needs a confidential client")
     scopes = grant_scopes(parse_scope(ctx.form.get("scope")), ctx.app, None) - {OFFLINE_ACCESS}
-    body, _ = await _issue(ctx, ctx.app.client_id, scopes, refresh=False)
+    body, _ = await issue_tokens(ctx, ctx.app.client_id, scopes, refresh=False)
     return body
 
 
@@ -347,8 +228,8 @@ async def password(ctx: GrantContext) -> dict:
     §4.3.2: "the authorization server MUST protect the endpoint against
     brute force attacks (e.g., using rate-limitation or generating alerts)."
     """
-    username = _required(ctx.form, "username")
-    secret = _required(ctx.form, "password")
+    username = required(ctx.form, "username")
+    secret = required(ctx.form, "password")
     requested = parse_scope(ctx.form.get("scope"))
     if len(username) > MAX_USERNAME or len(secret) > MAX_PASSWORD_LENGTH:
         raise InvalidGrantError("invalid username or password")
@@ -363,7 +244,7 @@ async def password(ctx: GrantContext) -> dict:
         raise InvalidGrantError("invalid username or password")
     scopes = grant_scopes(requested, ctx.app, user)
     refresh = wants_refresh(ctx.app, scopes)
-    body, issued = await _issue(ctx, user.name, scopes, refresh=refresh)
+    body, issued = await issue_tokens(ctx, user.name, scopes, refresh=refresh)
     if refresh:
         await ctx.services.store.record_issue(ctx.now, issued)
     return body
@@ -380,8 +261,8 @@ async def device_code(ctx: GrantContext) -> dict:
     user = active_user(ctx.settings, record.sub)
     if user is None:
         raise InvalidGrantError("the user may not sign in")
-    scopes = _still_allowed(record.scope, ctx.app, user.scopes)
-    body, issued = await _issue(ctx, record.sub, scopes, refresh=wants_refresh(ctx.app, scopes))
+    scopes = still_allowed(record.scope, ctx.app, user.scopes)
+    body, issued = await issue_tokens(ctx, record.sub, scopes, refresh=wants_refresh(ctx.app, scopes))
     if not await ctx.services.store.redeem_device_code(record.device_hash, ctx.now, issued):
         raise InvalidGrantError("the device code was already used")  # a concurrent poll won
     return body
