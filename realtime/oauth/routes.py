@@ -13,7 +13,7 @@ from realtime.oauth.account import account_endpoint, revoke_endpoint as account_
 from realtime.oauth.authorize import authorize_endpoint
 from realtime.oauth.device import device_authorization_endpoint
 from realtime.oauth.device_page import device_page_endpoint
-from realtime.oauth.grants import token_endpoint
+from realtime.oauth.token_endpoint import token_endpoint
 from realtime.oauth.introspection import introspect_endpoint
 from realtime.oauth.logout import logout_endpoint
 from realtime.oauth.metadata import jwks_endpoint, metadata_endpoint, openid_configuration_endpoint
