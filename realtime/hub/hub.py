@@ -4,10 +4,11 @@ API call for subscriptions and presence too.
 
 A hub is composed, not inherited: it holds its :class:`ChannelRules`
 (replaced whole on a reload), its subscription :class:`Tables`, its
-:class:`ConnectionIndex`, one broker, its :class:`Subscriptions` (the
-side that subscribes and leaves, :mod:`realtime.hub.subscriptions`) and
-its :class:`Presence` (join/leave and member lists,
-:mod:`realtime.hub.presence`).  Which broker it holds decides the paths:
+:class:`ConnectionIndex`, one broker, its :class:`Subscriptions`
+(``subscriptions``: the side that subscribes and leaves,
+:mod:`realtime.hub.subscriptions`) and its :class:`Presence` (``roster``:
+join/leave and member lists, :mod:`realtime.hub.presence`).  Which broker
+it holds decides the paths:
 an in-process :class:`Broker` serves the synchronous
 ``publish``/``subscribe``; a :class:`RemoteBroker` serves the ``*_async``
 ones and merges presence across nodes.
