@@ -8,10 +8,9 @@ A hub is composed, not inherited: it holds its :class:`ChannelRules`
 (``subscriptions``: the side that subscribes and leaves,
 :mod:`realtime.hub.subscriptions`) and its :class:`Presence` (``roster``:
 join/leave and member lists, :mod:`realtime.hub.presence`).  Which broker
-it holds decides the paths:
-an in-process :class:`Broker` serves the synchronous
-``publish``/``subscribe``; a :class:`RemoteBroker` serves the ``*_async``
-ones and merges presence across nodes.
+it holds decides the paths: an in-process :class:`Broker` serves the
+synchronous ``publish``/``subscribe``; a :class:`RemoteBroker` serves the
+``*_async`` ones and merges presence across nodes.
 
 Publishing and delivery stay here, written out in full: they run per
 message, so they call into no other part of the hub.  Everything else is
