@@ -1,46 +1,42 @@
-"""The :class:`Hub`: subscriptions, publishing, the fan-out hot loop
-(DESIGN.md §4) and presence, over the values it holds.
+"""The :class:`Hub`: publishing and the fan-out hot loop (DESIGN.md §4),
+the reload of its rules, and the one face the sessions and the server
+API call for subscriptions and presence too.
 
 A hub is composed, not inherited: it holds its :class:`ChannelRules`
 (replaced whole on a reload), its subscription :class:`Tables`, its
-:class:`ConnectionIndex` and one broker.  Which broker it holds decides
-the paths: an in-process :class:`Broker` serves the synchronous
-``publish``/``subscribe``; a :class:`RemoteBroker` serves the ``*_async``
-ones and merges presence across nodes.
+:class:`ConnectionIndex`, one broker, its :class:`Subscriptions`
+(``subscriptions``: the side that subscribes and leaves,
+:mod:`realtime.hub.subscriptions`) and its :class:`Presence` (``roster``:
+join/leave and member lists, :mod:`realtime.hub.presence`).  Which broker
+it holds decides the paths: an in-process :class:`Broker` serves the
+synchronous ``publish``/``subscribe``; a :class:`RemoteBroker` serves the
+``*_async`` ones and merges presence across nodes.
+
+Publishing and delivery stay here, written out in full: they run per
+message, so they call into no other part of the hub.  Everything else is
+handed to the part whose job it is.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from realtime.config.settings import ChannelRule, WebSocketSettings
 from realtime.hub.broker import Broker, BrokerUnavailable, RemoteBroker, Replay
 from realtime.hub.held import HeldLeaves
 from realtime.hub.index import Connection, ConnectionIndex
 from realtime.hub.inprocess import InProcessBroker
+from realtime.hub.paths import serving, unavailable
+from realtime.hub.presence import Presence
 from realtime.hub.results import HubError, PublishResult, SubscribeResult
 from realtime.hub.rules import ChannelRules
-from realtime.hub.tables import Channel, Tables
+from realtime.hub.subscriptions import Subscriptions
+from realtime.hub.tables import Tables
 from realtime.protocol import replies
-from realtime.protocol.frames import encode_text_frame
 
 __all__ = ["Hub"]
-
-B = TypeVar("B", Broker, RemoteBroker)
-
-
-def _unavailable() -> HubError:
-    return HubError("unavailable", "the message broker is unreachable; try again")
-
-
-def _serving(broker: B | None, misuse: str) -> B:
-    """``broker`` when the hub holds that kind; else the caller took the
-    other kind's path (``hub.remote`` says which), a programming error."""
-    if broker is None:
-        raise TypeError(misuse)
-    return broker
 
 
 class Hub:
@@ -69,10 +65,11 @@ class Hub:
         self.rules = ChannelRules(rules, ws, rule_cache_size)
         self.tables = Tables()
         self._rule_cache_size = rule_cache_size
-        self._clock = clock
-        self.held = HeldLeaves()
         chosen: Broker | RemoteBroker = broker if broker is not None else InProcessBroker.for_settings(ws)
         self.broker = chosen
+        # Its parts, before a broker can reach the hub through them.
+        self.roster = Presence(self.tables, chosen if chosen.remote else None, self._event, clock)
+        self.subscriptions = Subscriptions(self.tables, chosen, self.roster, self._event)
         # Exactly one of the two is set: the paths are chosen here, once,
         # by the broker's tag (Literal[True] or Literal[False]).
         self._local: Broker | None = None
@@ -91,6 +88,11 @@ class Hub:
     def _event(self, type_: str, **data: Any) -> None:
         if self.on_event is not None:
             self.on_event(type_, data)
+
+    @property
+    def held(self) -> HeldLeaves:
+        """The ``leave`` events the join/leave debounce holds (see :mod:`realtime.hub.held`)."""
+        return self.roster.held
 
     @property
     def remote_broker(self) -> RemoteBroker | None:
@@ -150,7 +152,7 @@ class Hub:
                 ``bad_data`` (not JSON-encodable: NaN, a set, too deep).
         """
         rule, data_json = self._prepare_publish(channel, data, scopes)
-        broker = _serving(self._local, "a hub with a remote broker publishes through publish_async")
+        broker = serving(self._local, "a hub with a remote broker publishes through publish_async")
         seq, delivered = broker.publish(channel, from_sub, data_json, rule.history, keep_bytes=rule.history_bytes)
         if self.on_event is not None:  # the publish path: not even a kwargs dict without hooks
             self._event("publish", channel=channel, seq=seq, sub=from_sub, data=data)
@@ -168,11 +170,11 @@ class Hub:
                 when the broker cannot be reached (nothing was published).
         """
         rule, data_json = self._prepare_publish(channel, data, scopes)
-        broker = _serving(self._remote, "publish_async needs a remote broker; this hub's is in process")
+        broker = serving(self._remote, "publish_async needs a remote broker; this hub's is in process")
         try:
             seq, delivered = await broker.publish_async(channel, from_sub, data_json, rule.history)
         except BrokerUnavailable:
-            raise _unavailable() from None
+            raise unavailable() from None
         if self.on_event is not None:  # the publish path: not even a kwargs dict without hooks
             self._event("publish", channel=channel, seq=seq, sub=from_sub, data=data)
         return PublishResult(delivered, seq)
@@ -208,14 +210,6 @@ class Hub:
                 offered += 1
         return offered
 
-    @staticmethod
-    def _announce(ch: Channel, payload: bytes, skip: Connection | None) -> None:
-        """A local ``join``/``leave``: offered to everyone on ``ch`` but ``skip``."""
-        frame = encode_text_frame(payload)
-        for conn in ch.fanout():
-            if conn is not skip:
-                conn.offer(frame)
-
     # -- subscriptions ------------------------------------------------------
 
     def subscribe(
@@ -226,139 +220,41 @@ class Hub:
         *,
         replay: Replay | None = None,
     ) -> SubscribeResult:
-        """Subscribe ``conn`` to ``channel``; replay history after ``since``.
-
-        ``replay``: what a remote broker's ``prepare`` returned (see
-        :meth:`subscribe_async`); ``None`` asks the in-process broker.
+        """Subscribe ``conn`` to ``channel``; replay history after ``since``
+        (see :meth:`Subscriptions.subscribe`).
 
         Raises:
             HubError: ``bad_channel``, ``unknown_channel``, ``forbidden``,
                 ``too_many_subscriptions``.
         """
-        self.tick()  # a leave whose window is over goes before this join
-        rule = self.rules.check_subscribe(channel, conn.sub, conn.scopes)
-        limit = self.rules.ws.max_subscriptions
-        mine = self.tables.channels_of(conn)
-        if channel in mine:
-            return SubscribeResult([], True, self.broker.last_seq(channel), False)
-        if mine and len(mine) >= limit:
-            raise HubError("too_many_subscriptions", f"at most {limit} subscriptions per connection")
-        if not mine and limit < 1:
-            raise HubError("too_many_subscriptions", "subscriptions are disabled")
-
-        if replay is None:
-            if since is None:
-                replay = Replay([], True, self.broker.last_seq(channel))
-            else:
-                replay = _serving(self._local, "a hub with a remote broker replays through subscribe_async").replay(
-                    channel, since)
-
-        ch, count, created = self.tables.add(conn, channel)
-        if created:
-            self.broker.watch(channel)
-        self._event("subscribe", channel=channel, sub=conn.sub, client_id=conn.client_id, conn_id=conn.conn_id)
-        if self._remote is not None:
-            self._remote.report(channel, conn.sub)
-        else:
-            if created:  # across nodes, the broker tells (see RemoteBroker.report)
-                self._event("channel_occupied", channel=channel)
-            if count == 0 and rule is not None and rule.join_leave:
-                # The sub's leave still held (it left within the window): the
-                # listeners never saw it go, so they need no join either.
-                if not self.held.cancel(channel, conn.sub):
-                    self._announce(ch, replies.join(channel, conn.sub), skip=conn)
-                    self._event("join", channel=channel, sub=conn.sub)
-                self.held.joined(channel, conn.sub, self._clock())
-        return SubscribeResult(replay.frames, replay.recovered, replay.last_seq, True)
+        return self.subscriptions.subscribe(self.rules, conn, channel, since, replay)
 
     async def subscribe_async(self, conn: Connection, channel: str, since: int | None = None) -> SubscribeResult:
-        """:meth:`subscribe` through a remote broker (see "Remote brokers" in
-        :mod:`realtime.hub`).
+        """:meth:`subscribe` through a remote broker (see
+        :meth:`Subscriptions.subscribe_async`).
 
         Raises:
             HubError: what :meth:`subscribe` raises, and ``unavailable``
                 when the broker cannot be reached.
         """
-        rule = self.rules.check_subscribe(channel, conn.sub, conn.scopes)
-        if channel in self.tables.channels_of(conn):
-            return self.subscribe(conn, channel, since)
-        broker = _serving(self._remote, "subscribe_async needs a remote broker; this hub's is in process")
-        broker.hold(channel)
-        announced = False
-        try:
-            try:
-                if rule is not None and (rule.presence or rule.join_leave):
-                    # Presence first: when the ack goes out, every node
-                    # already sees this member (and has its join).
-                    count, total = self.local_counts(channel, conn.sub)
-                    announced = True
-                    await broker.report_now(channel, conn.sub, count + 1, total + 1)
-                replay = await broker.prepare(channel, since)
-            except BrokerUnavailable:
-                raise _unavailable() from None
-            # No await from here on: the replay ends where live delivery starts.
-            result = self.subscribe(conn, channel, since, replay=replay)
-            announced = False  # subscribe() queued the real count
-            return result
-        finally:
-            broker.release(channel)
-            if announced:  # refused or cancelled after the early report: correct it
-                broker.report(channel, conn.sub)
+        return await self.subscriptions.subscribe_async(self.rules, conn, channel, since)
 
     def unsubscribe(self, conn: Connection, channel: str) -> bool:
         """Leave ``channel``.  Returns ``False`` if ``conn`` was not on it."""
-        if not self.tables.forget(conn, channel):
-            return False
-        self._detach(channel, conn.conn_id)
-        return True
+        return self.subscriptions.unsubscribe(self.rules, conn, channel)
 
     def drop(self, conn: Connection) -> None:
         """Forget a closing connection: every subscription and its index entry.
 
         Idempotent; safe to call from inside ``offer`` during a fan-out.
         """
-        for channel in self.tables.forget_all(conn):
-            self._detach(channel, conn.conn_id)
+        self.subscriptions.leave_all(self.rules, conn)
         self.connections.remove(conn)
-
-    def _detach(self, channel: str, conn_id: int) -> None:
-        """The channel side of leaving: watch, report or announce the change."""
-        detached = self.tables.detach(channel, conn_id)
-        if detached is None:
-            return
-        ch, sub, count = detached
-        self._event("unsubscribe", channel=channel, sub=sub, conn_id=conn_id)
-        if self._remote is not None:
-            self._remote.report(channel, sub)
-        if not ch.subs:
-            self.broker.unwatch(channel)
-            self.held.discard_channel(channel)  # nobody left to tell
-            if self._remote is None:
-                if count == 0 and self.rules.announces(channel):
-                    self._event("leave", channel=channel, sub=sub)
-                self._event("channel_vacated", channel=channel)
-        elif count == 0 and self._remote is None and self.rules.announces(channel):
-            window, now = self.rules.ws.join_leave_debounce, self._clock()
-            if window > 0 and self.held.joined_within(channel, sub, now, window):
-                self.held.hold(channel, sub, now + window)
-            else:
-                self._announce(ch, replies.leave(channel, sub), skip=None)
-                self._event("leave", channel=channel, sub=sub)
 
     def tick(self) -> int:
         """Send the held ``leave`` events whose window is over; returns how
-        many.  The hub calls it on each subscribe and presence; the server
-        also calls it a few times a second (``realtime.net``), so a leave
-        is late by at most the window plus that period."""
-        due = self.held.take_due(self._clock())
-        sent = 0
-        for channel, sub in due:
-            ch = self.tables.channels.get(channel)
-            if ch is not None:
-                self._announce(ch, replies.leave(channel, sub), skip=None)
-                self._event("leave", channel=channel, sub=sub)
-                sent += 1
-        return sent
+        many (see :meth:`Presence.tick`)."""
+        return self.roster.tick()
 
     def subscriptions_of(self, conn: Connection) -> tuple[str, ...]:
         """``conn``'s channels in subscribe order."""
@@ -373,23 +269,7 @@ class Hub:
         can tell each client (an ``error`` without ``id`` naming the
         channel) that it no longer receives it.
         """
-        subscribers = self.tables.subscribers
-        if conn is None:
-            entries = list(subscribers.values())
-        else:
-            one = subscribers.get(conn.conn_id)
-            entries = [] if one is None else [one]
-        removed: list[tuple[Connection, str]] = []
-        for entry in entries:
-            c = entry.conn
-            for channel in list(entry.channels):
-                try:
-                    self.rules.check_subscribe(channel, c.sub, c.scopes)
-                except HubError:
-                    removed.append((c, channel))
-        for c, channel in removed:
-            self.unsubscribe(c, channel)
-        return removed
+        return self.subscriptions.revalidate(self.rules, conn)
 
     # -- presence -----------------------------------------------------------
 
@@ -397,21 +277,12 @@ class Hub:
         self, channel: str, *, sub: str, scopes: frozenset[str]
     ) -> tuple[list[tuple[str, int]], bool]:
         """Members on this node, at most ``[websocket] max_presence_members``,
-        and whether cut.
+        and whether cut (see :meth:`Presence.page`).
 
         Raises:
             HubError: what :meth:`ChannelRules.check_presence` raises.
         """
-        self.rules.check_presence(channel, sub, scopes)
-        self.tick()
-        ch = self.tables.channels.get(channel)
-        if ch is None:
-            return [], False
-        limit = self.rules.presence_limit
-        # Presence is a snapshot of who is subscribed: a sub whose leave is
-        # held (join_leave_debounce) has no connection left and is not
-        # listed, though its leave event has not gone out yet.
-        return ch.members_page(limit)
+        return self.roster.page(self.rules, channel, sub, scopes)
 
     def presence(self, channel: str, *, sub: str, scopes: frozenset[str]) -> list[tuple[str, int]]:
         """``(sub, connections)`` subscribed to ``channel``, in join order
@@ -426,24 +297,13 @@ class Hub:
         Raises:
             HubError: as :meth:`presence_page`, and ``unavailable``.
         """
-        self.rules.check_presence(channel, sub, scopes)
-        broker = _serving(self._remote, "presence_async needs a remote broker; this hub's is in process")
-        try:
-            return await broker.presence(channel, self.rules.presence_limit)
-        except BrokerUnavailable:
-            raise _unavailable() from None
+        return await self.roster.page_async(self.rules, channel, sub, scopes)
 
     def cluster_events(self, channel: str, change: int, events: list[tuple[str, str]]) -> None:
-        """Across nodes (a remote broker's report): occupied/vacated and
-        join/leave, told to the webhooks by the one node that caused them."""
-        if self.on_event is None:
-            return
-        if change > 0:
-            self._event("channel_occupied", channel=channel)
-        for kind, sub in events:
-            self._event("join" if kind == "J" else "leave", channel=channel, sub=sub)
-        if change < 0:
-            self._event("channel_vacated", channel=channel)
+        """Across nodes (a remote broker's report): the webhook events of
+        :meth:`Presence.cluster_events`; nothing without hooks."""
+        if self.on_event is not None:
+            self.roster.cluster_events(channel, change, events)
 
     def local_counts(self, channel: str, sub: str) -> tuple[int, int]:
         """``(connections of sub, all connections)`` on ``channel`` here."""
