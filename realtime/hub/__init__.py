@@ -109,13 +109,16 @@ in :mod:`realtime.protocol.messages`.
 Layout
 ------
 
-:class:`Hub` (``hub``: subscribing, publishing, the fan-out, presence) is
-one class that holds its parts as values: a :class:`ChannelRules`
+:class:`Hub` (``hub``: publishing, the fan-out, reloads; the face callers
+use) holds its parts as values: its ``Subscriptions`` (``subscriptions``:
+subscribe, leave, revalidate, the remote subscribe round trip), its
+``Presence`` (``presence``: join/leave announcements, the held-leave tick,
+presence answers), a :class:`ChannelRules`
 (``rules``: ``[[channel]]`` matching and the subscribe/publish/presence
 checks; replaced whole on a reload), the subscription ``tables`` (per
 channel and per connection, member counts, the fan-out snapshot), a
 :class:`ConnectionIndex` (``index``) and a broker.  ``broker`` holds the
-seam: the synchronous :class:`Broker` (``inprocess`` has
+seam (``paths`` says which kind a path needs): the synchronous :class:`Broker` (``inprocess`` has
 :class:`InProcessBroker`) and the asynchronous :class:`RemoteBroker`
 (:class:`realtime.net.redis.broker.RedisBroker`).  ``results`` holds what
 the hub answers (:class:`HubError`, :class:`SubscribeResult`,
