@@ -4,6 +4,8 @@ Modelled on h11's ``examples/trio-server.py``: a deadline per request head
 (slow clients are cut off, not waited for), an idle keep-alive timeout,
 and a JSON error (400/408/413/431/500) while a response can still start.
 Exception text never reaches the client.
+
+Reading a plain request is :mod:`realtime.net.http_request`'s.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import trio
 
 from realtime.http.request import Request
 from realtime.http.responses import SECURITY_HEADERS, REASONS, Response, error_response
-from realtime.http.transport_security import behind_tls_proxy, hsts_headers, refuse_plain_http
+from realtime.http.transport_security import hsts_headers, refuse_plain_http
 from realtime.oauth1.resource import oauth1_principal
 from realtime.oauth1.signing import is_signed as oauth1_is_signed
+from realtime.net.http_request import REMOTE_ERRORS, RequestFailed, has_header, head_size, read_request, receive_event
 from realtime.net.transport import RECV_SIZE, BacklogOverflow, Transport, TransportClosed
 from realtime.hub import BrokerUnavailable
 from realtime.store import StoreUnavailable
@@ -40,13 +43,6 @@ log = logging.getLogger("realtime.http")
 SSE_PATH = "/sse"  # SPEC §13
 
 SERVER_HEADER = ("server", "realtime")
-
-
-class _Fail(Exception):
-    """Answer this error and close the connection."""
-
-    def __init__(self, response: Response) -> None:
-        self.response = response
 
 
 class HttpConnection:
@@ -122,14 +118,6 @@ class HttpConnection:
         finally:
             sessions.discard(session)
 
-    async def _receive_event(self) -> object:
-        while True:
-            event = self.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            data = await self.transport.receive_some()
-            self.conn.receive_data(data)
-
     async def _one_exchange(self, idle_timeout: float) -> bool:
         """Serve one request; False when the connection should end."""
         server = self.state.settings.server
@@ -149,32 +137,34 @@ class HttpConnection:
                 if idle.cancelled_caught:
                     if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
                         return False
-                    raise _Fail(error_response(408, "request_timeout", "request head too slow"))
+                    raise RequestFailed(error_response(408, "request_timeout", "request head too slow"))
             self.idle = False
             if isinstance(event, Request):  # a fresh connection's upgrade, read without h11
                 self.tls = event.effective_scheme == "https"
                 return await self._upgrade(event, echo=event.path != self.state.settings.websocket.path)
             if event is None:
                 with trio.move_on_after(server.header_timeout) as head:
-                    event = await self._receive_event()
+                    event = await receive_event(self.conn, self.transport)
                 if head.cancelled_caught:
-                    raise _Fail(error_response(408, "request_timeout", "request head too slow"))
+                    raise RequestFailed(error_response(408, "request_timeout", "request head too slow"))
             if isinstance(event, h11.ConnectionClosed):
                 return False
             if not isinstance(event, h11.Request):
-                raise _Fail(error_response(400, "bad_request", "expected a request"))
+                raise RequestFailed(error_response(400, "bad_request", "expected a request"))
             # h11 enforces max_incomplete_event_size only while a head is
             # incomplete; a head that came whole in one read is checked here.
             if head_size(event) > server.max_header_bytes:
-                raise _Fail(error_response(431, *_REMOTE_ERRORS[431]))
-            if _has_header(event, b"content-length") and _has_header(event, b"transfer-encoding"):
+                raise RequestFailed(error_response(431, *REMOTE_ERRORS[431]))
+            if has_header(event, b"content-length") and has_header(event, b"transfer-encoding"):
                 # RFC 9112 §6.1: a request with both "MUST" be answered on a
                 # connection the server then closes; a proxy that framed it
                 # by Content-Length would read the rest as a new request.
-                raise _Fail(error_response(400, "bad_request",
-                                           "both Content-Length and Transfer-Encoding"))
+                raise RequestFailed(error_response(400, "bad_request",
+                                                   "both Content-Length and Transfer-Encoding"))
             self.head_request = event.method == b"HEAD"
-            request = await self._read_request(event)
+            request = await read_request(self.conn, self.transport, event, self.state, self.scheme,
+                                         self.client_host)
+            self.tls = request.effective_scheme == "https"
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
             if status == 431 or "too long" in str(exc).lower():
@@ -183,9 +173,9 @@ class HttpConnection:
             # while parsing the head, so such a request never reaches the
             # Content-Length + Transfer-Encoding check above; either way the
             # connection closes after the answer, as RFC 9112 §6.1 requires.
-            await self._fail(error_response(status, *_REMOTE_ERRORS.get(status, _REMOTE_ERRORS[400])))
+            await self._fail(error_response(status, *REMOTE_ERRORS.get(status, REMOTE_ERRORS[400])))
             return False
-        except _Fail as fail:
+        except RequestFailed as fail:
             await self._fail(fail.response)
             return False
         return await self._respond(request)
@@ -238,45 +228,6 @@ class HttpConnection:
         request, end = self.conn.next_event(), self.conn.next_event()
         if not isinstance(request, h11.Request) or not isinstance(end, h11.EndOfMessage):
             raise h11.RemoteProtocolError("malformed request", 400)  # a bug in quick_head: still a clean 400
-
-    async def _read_request(self, event: h11.Request) -> Request:
-        server = self.state.settings.server
-        length = None
-        for name, value in event.headers:
-            if name == b"content-length":
-                length = int(value)
-        if length is not None and length > server.max_body_bytes:
-            raise _Fail(_too_large(server.max_body_bytes))
-        body = bytearray()
-        with trio.move_on_after(server.header_timeout) as timer:
-            while True:
-                part = await self._receive_event()
-                if isinstance(part, h11.Data):
-                    body += part.data
-                    if len(body) > server.max_body_bytes:
-                        raise _Fail(_too_large(server.max_body_bytes))
-                elif isinstance(part, h11.EndOfMessage) or part is h11.PAUSED:
-                    break
-                elif isinstance(part, h11.ConnectionClosed):
-                    raise TransportClosed
-        if timer.cancelled_caught:
-            raise _Fail(error_response(408, "request_timeout", "request body too slow"))
-        try:
-            headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers)
-            target = event.target.decode("ascii")
-        except UnicodeDecodeError:
-            raise _Fail(error_response(400, "bad_request", "request target is not ASCII")) from None
-        host = self.client_host if self.client_host is not None else self.transport.peer()[0]
-        request = behind_tls_proxy(Request(
-            method=event.method.decode("ascii", "replace"),
-            target=target,
-            headers=headers,
-            body=bytes(body),
-            client_host=host,
-            scheme=self.scheme,
-        ), self.state.settings.server)
-        self.tls = request.effective_scheme == "https"
-        return request
 
     async def _respond(self, request: Request) -> bool:
         ws = self.state.settings.websocket
@@ -418,29 +369,4 @@ class HttpConnection:
             await self.transport.linger_close()
 
 
-def head_size(event: h11.Request) -> int:
-    """The size of a request head as sent, give or take the whitespace h11
-    strips: the request line and each header line with their CRLFs."""
-    size = len(event.method) + len(event.target) + len(b"  HTTP/1.1\r\n\r\n")
-    for name, value in event.headers.raw_items():
-        size += len(name) + len(value) + 4  # ": " and CRLF
-    return size
-
-
-def _has_header(event: h11.Request, name: bytes) -> bool:
-    return any(key == name for key, _ in event.headers)
-
-
-def _too_large(limit: int) -> Response:
-    return error_response(413, "body_too_large", f"body over {limit} bytes")
-
-
 _HANDSHAKE_RESULTS = {401: "unauthorized", 403: "forbidden"}
-
-#: h11's ``error_status_hint`` -> (error code, description).
-_REMOTE_ERRORS = {
-    400: ("bad_request", "malformed request"),
-    431: ("header_too_large", "request header too large"),
-    501: ("not_implemented", "only Transfer-Encoding: chunked is supported"),
-    505: ("http_version_not_supported", "HTTP version not supported"),
-}
