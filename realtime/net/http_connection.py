@@ -5,13 +5,16 @@ Modelled on h11's ``examples/trio-server.py``: a deadline per request head
 and a JSON error (400/408/413/431/500) while a response can still start.
 Exception text never reaches the client.
 
-Reading a plain request is :mod:`realtime.net.http_request`'s.
+Reading a plain request is :mod:`realtime.net.http_request`'s; the I/O of
+the gates (a ticket, an SSE stream's start) is
+:mod:`realtime.net.session_gate`'s.  What stays here is the connection:
+its loop, the quick path of a fresh connection's upgrade, routing, the
+answers, and the hand-off to the session that takes it over.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING
 
 import h11
@@ -23,16 +26,14 @@ from realtime.http.transport_security import hsts_headers, refuse_plain_http
 from realtime.oauth1.resource import oauth1_principal
 from realtime.oauth1.signing import is_signed as oauth1_is_signed
 from realtime.net.http_request import REMOTE_ERRORS, RequestFailed, has_header, head_size, read_request, receive_event
+from realtime.net.session_gate import open_event_stream, redeem_ticket
 from realtime.net.transport import RECV_SIZE, BacklogOverflow, Transport, TransportClosed
-from realtime.hub import BrokerUnavailable
 from realtime.store import StoreUnavailable
 from realtime.net.sse import SseSession
 from realtime.net.websocket import Session
 from realtime.protocol.upgrade import (
-    Accept, StreamRequest, check_stream, check_upgrade, handshake_problem, is_upgrade, quick_upgrade, stream_problem,
-    switching_head, ticket_of, ticket_principal,
+    Accept, check_upgrade, handshake_problem, is_upgrade, quick_upgrade, switching_head,
 )
-from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
     from realtime.http.router import Router
@@ -241,8 +242,14 @@ class HttpConnection:
                 return await self._upgrade(request, echo=path != ws.path)
             await self._send(error_response(426, "upgrade_required", "this endpoint speaks WebSocket", (("upgrade", "websocket"),)))
             return self._keep_alive()
-        if path == SSE_PATH:
-            return await self._event_stream(request)
+        if path == SSE_PATH:  # SPEC §13: the stream takes the connection only if its gate let it through
+            opened = await open_event_stream(self.state, self.transport, request, self.scheme)
+            if isinstance(opened, Response):
+                await self._send(opened)
+                return self._keep_alive()
+            self.idle = False
+            self.upgraded = opened  # run() sends the head and the events
+            return False
         try:
             response = await self.router.dispatch(request, self.state)
         except StoreUnavailable as exc:  # a handler without its own answer for it: 503, not 500
@@ -264,54 +271,13 @@ class HttpConnection:
             return False
         return True
 
-    async def _ticket(self, request: Request) -> AccessClaims | Response | None:
-        """A ``?ticket=`` redeemed (a store round trip, so here, with I/O)."""
-        ticket = ticket_of(request)
-        if ticket is None or isinstance(ticket, Response):
-            return ticket
-        state = self.state
-        try:
-            claims = await state.tickets.redeem(ticket)
-        except BrokerUnavailable:
-            return error_response(503, "unavailable", "the ticket store is unreachable; try again",
-                                  (("retry-after", "1"),))
-        return ticket_principal(claims, state.settings, state.keyring, state.revoked, time.time())
-
-    async def _event_stream(self, request: Request) -> bool:
-        """``GET /sse`` (SPEC §13): the gate, then the subscriptions, then
-        (only if all went through) the stream takes the connection."""
-        state = self.state
-        problem = stream_problem(request, state.settings)  # before a ticket is spent on it
-        if problem is not None:
-            await self._send(problem)
-            return self._keep_alive()
-        principal = await self._ticket(request)
-        decision = check_stream(request, state.settings, state.keyring, state.revoked,
-                                state.hub.allows_any_channel, principal=principal)
-        if not isinstance(decision, StreamRequest):
-            await self._send(decision)
-            return self._keep_alive()
-        extra = b"".join(f"{name}: {value}\r\n".encode("latin-1")
-                         for name, value in (*SECURITY_HEADERS, *self._hsts()))
-        session = SseSession(self.transport, decision, state, extra_head=extra)
-        refusal = await session.start()
-        if refusal is not None:
-            await self._send(refusal)
-            return self._keep_alive()
-        self.idle = False
-        self.upgraded = session  # run() sends the head and the events
-        return False
-
-    def _hsts(self) -> list[tuple[str, str]]:
-        return list(hsts_headers(self.state.settings.server)) if self.scheme == "https" else []
-
     async def _upgrade(self, request: Request, echo: bool) -> bool:
         hub = self.state.hub
         # An OAuth 1.0a signed upgrade needs the store (token, nonce): checked here, with I/O.
         principal = await oauth1_principal(request, self.state) if oauth1_is_signed(request) else None
         # A ticket is not spent on a bad handshake; without a query there is none.
         if principal is None and "?" in request.target and handshake_problem(request) is None:
-            principal = await self._ticket(request)
+            principal = await redeem_ticket(self.state, request)
         decision = check_upgrade(
             request,
             self.state.settings,
