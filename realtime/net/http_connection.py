@@ -4,12 +4,17 @@ Modelled on h11's ``examples/trio-server.py``: a deadline per request head
 (slow clients are cut off, not waited for), an idle keep-alive timeout,
 and a JSON error (400/408/413/431/500) while a response can still start.
 Exception text never reaches the client.
+
+Reading a plain request is :mod:`realtime.net.http_request`'s; the I/O of
+the gates (a ticket, an SSE stream's start) is
+:mod:`realtime.net.session_gate`'s.  What stays here is the connection:
+its loop, the quick path of a fresh connection's upgrade, routing, the
+answers, and the hand-off to the session that takes it over.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING
 
 import h11
@@ -17,19 +22,18 @@ import trio
 
 from realtime.http.request import Request
 from realtime.http.responses import SECURITY_HEADERS, REASONS, Response, error_response
-from realtime.http.transport_security import behind_tls_proxy, hsts_headers, refuse_plain_http
+from realtime.http.transport_security import hsts_headers, refuse_plain_http
 from realtime.oauth1.resource import oauth1_principal
 from realtime.oauth1.signing import is_signed as oauth1_is_signed
+from realtime.net.http_request import REMOTE_ERRORS, RequestFailed, has_header, head_size, read_request, receive_event
+from realtime.net.session_gate import open_event_stream, redeem_ticket
 from realtime.net.transport import RECV_SIZE, BacklogOverflow, Transport, TransportClosed
-from realtime.hub import BrokerUnavailable
 from realtime.store import StoreUnavailable
 from realtime.net.sse import SseSession
 from realtime.net.websocket import Session
 from realtime.protocol.upgrade import (
-    Accept, StreamRequest, check_stream, check_upgrade, handshake_problem, is_upgrade, quick_upgrade, stream_problem,
-    switching_head, ticket_of, ticket_principal,
+    Accept, check_upgrade, handshake_problem, is_upgrade, quick_upgrade, switching_head,
 )
-from realtime.tokens.keyring import AccessClaims
 
 if TYPE_CHECKING:
     from realtime.http.router import Router
@@ -40,13 +44,6 @@ log = logging.getLogger("realtime.http")
 SSE_PATH = "/sse"  # SPEC §13
 
 SERVER_HEADER = ("server", "realtime")
-
-
-class _Fail(Exception):
-    """Answer this error and close the connection."""
-
-    def __init__(self, response: Response) -> None:
-        self.response = response
 
 
 class HttpConnection:
@@ -122,14 +119,6 @@ class HttpConnection:
         finally:
             sessions.discard(session)
 
-    async def _receive_event(self) -> object:
-        while True:
-            event = self.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            data = await self.transport.receive_some()
-            self.conn.receive_data(data)
-
     async def _one_exchange(self, idle_timeout: float) -> bool:
         """Serve one request; False when the connection should end."""
         server = self.state.settings.server
@@ -149,32 +138,34 @@ class HttpConnection:
                 if idle.cancelled_caught:
                     if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
                         return False
-                    raise _Fail(error_response(408, "request_timeout", "request head too slow"))
+                    raise RequestFailed(error_response(408, "request_timeout", "request head too slow"))
             self.idle = False
             if isinstance(event, Request):  # a fresh connection's upgrade, read without h11
                 self.tls = event.effective_scheme == "https"
                 return await self._upgrade(event, echo=event.path != self.state.settings.websocket.path)
             if event is None:
                 with trio.move_on_after(server.header_timeout) as head:
-                    event = await self._receive_event()
+                    event = await receive_event(self.conn, self.transport)
                 if head.cancelled_caught:
-                    raise _Fail(error_response(408, "request_timeout", "request head too slow"))
+                    raise RequestFailed(error_response(408, "request_timeout", "request head too slow"))
             if isinstance(event, h11.ConnectionClosed):
                 return False
             if not isinstance(event, h11.Request):
-                raise _Fail(error_response(400, "bad_request", "expected a request"))
+                raise RequestFailed(error_response(400, "bad_request", "expected a request"))
             # h11 enforces max_incomplete_event_size only while a head is
             # incomplete; a head that came whole in one read is checked here.
             if head_size(event) > server.max_header_bytes:
-                raise _Fail(error_response(431, *_REMOTE_ERRORS[431]))
-            if _has_header(event, b"content-length") and _has_header(event, b"transfer-encoding"):
+                raise RequestFailed(error_response(431, *REMOTE_ERRORS[431]))
+            if has_header(event, b"content-length") and has_header(event, b"transfer-encoding"):
                 # RFC 9112 §6.1: a request with both "MUST" be answered on a
                 # connection the server then closes; a proxy that framed it
                 # by Content-Length would read the rest as a new request.
-                raise _Fail(error_response(400, "bad_request",
-                                           "both Content-Length and Transfer-Encoding"))
+                raise RequestFailed(error_response(400, "bad_request",
+                                                   "both Content-Length and Transfer-Encoding"))
             self.head_request = event.method == b"HEAD"
-            request = await self._read_request(event)
+            request = await read_request(self.conn, self.transport, event, self.state, self.scheme,
+                                         self.client_host)
+            self.tls = request.effective_scheme == "https"
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
             if status == 431 or "too long" in str(exc).lower():
@@ -183,9 +174,9 @@ class HttpConnection:
             # while parsing the head, so such a request never reaches the
             # Content-Length + Transfer-Encoding check above; either way the
             # connection closes after the answer, as RFC 9112 §6.1 requires.
-            await self._fail(error_response(status, *_REMOTE_ERRORS.get(status, _REMOTE_ERRORS[400])))
+            await self._fail(error_response(status, *REMOTE_ERRORS.get(status, REMOTE_ERRORS[400])))
             return False
-        except _Fail as fail:
+        except RequestFailed as fail:
             await self._fail(fail.response)
             return False
         return await self._respond(request)
@@ -239,45 +230,6 @@ class HttpConnection:
         if not isinstance(request, h11.Request) or not isinstance(end, h11.EndOfMessage):
             raise h11.RemoteProtocolError("malformed request", 400)  # a bug in quick_head: still a clean 400
 
-    async def _read_request(self, event: h11.Request) -> Request:
-        server = self.state.settings.server
-        length = None
-        for name, value in event.headers:
-            if name == b"content-length":
-                length = int(value)
-        if length is not None and length > server.max_body_bytes:
-            raise _Fail(_too_large(server.max_body_bytes))
-        body = bytearray()
-        with trio.move_on_after(server.header_timeout) as timer:
-            while True:
-                part = await self._receive_event()
-                if isinstance(part, h11.Data):
-                    body += part.data
-                    if len(body) > server.max_body_bytes:
-                        raise _Fail(_too_large(server.max_body_bytes))
-                elif isinstance(part, h11.EndOfMessage) or part is h11.PAUSED:
-                    break
-                elif isinstance(part, h11.ConnectionClosed):
-                    raise TransportClosed
-        if timer.cancelled_caught:
-            raise _Fail(error_response(408, "request_timeout", "request body too slow"))
-        try:
-            headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers)
-            target = event.target.decode("ascii")
-        except UnicodeDecodeError:
-            raise _Fail(error_response(400, "bad_request", "request target is not ASCII")) from None
-        host = self.client_host if self.client_host is not None else self.transport.peer()[0]
-        request = behind_tls_proxy(Request(
-            method=event.method.decode("ascii", "replace"),
-            target=target,
-            headers=headers,
-            body=bytes(body),
-            client_host=host,
-            scheme=self.scheme,
-        ), self.state.settings.server)
-        self.tls = request.effective_scheme == "https"
-        return request
-
     async def _respond(self, request: Request) -> bool:
         ws = self.state.settings.websocket
         path = request.path
@@ -290,8 +242,14 @@ class HttpConnection:
                 return await self._upgrade(request, echo=path != ws.path)
             await self._send(error_response(426, "upgrade_required", "this endpoint speaks WebSocket", (("upgrade", "websocket"),)))
             return self._keep_alive()
-        if path == SSE_PATH:
-            return await self._event_stream(request)
+        if path == SSE_PATH:  # SPEC §13: the stream takes the connection only if its gate let it through
+            opened = await open_event_stream(self.state, self.transport, request, self.scheme)
+            if isinstance(opened, Response):
+                await self._send(opened)
+                return self._keep_alive()
+            self.idle = False
+            self.upgraded = opened  # run() sends the head and the events
+            return False
         try:
             response = await self.router.dispatch(request, self.state)
         except StoreUnavailable as exc:  # a handler without its own answer for it: 503, not 500
@@ -313,54 +271,13 @@ class HttpConnection:
             return False
         return True
 
-    async def _ticket(self, request: Request) -> AccessClaims | Response | None:
-        """A ``?ticket=`` redeemed (a store round trip, so here, with I/O)."""
-        ticket = ticket_of(request)
-        if ticket is None or isinstance(ticket, Response):
-            return ticket
-        state = self.state
-        try:
-            claims = await state.tickets.redeem(ticket)
-        except BrokerUnavailable:
-            return error_response(503, "unavailable", "the ticket store is unreachable; try again",
-                                  (("retry-after", "1"),))
-        return ticket_principal(claims, state.settings, state.keyring, state.revoked, time.time())
-
-    async def _event_stream(self, request: Request) -> bool:
-        """``GET /sse`` (SPEC §13): the gate, then the subscriptions, then
-        (only if all went through) the stream takes the connection."""
-        state = self.state
-        problem = stream_problem(request, state.settings)  # before a ticket is spent on it
-        if problem is not None:
-            await self._send(problem)
-            return self._keep_alive()
-        principal = await self._ticket(request)
-        decision = check_stream(request, state.settings, state.keyring, state.revoked,
-                                state.hub.allows_any_channel, principal=principal)
-        if not isinstance(decision, StreamRequest):
-            await self._send(decision)
-            return self._keep_alive()
-        extra = b"".join(f"{name}: {value}\r\n".encode("latin-1")
-                         for name, value in (*SECURITY_HEADERS, *self._hsts()))
-        session = SseSession(self.transport, decision, state, extra_head=extra)
-        refusal = await session.start()
-        if refusal is not None:
-            await self._send(refusal)
-            return self._keep_alive()
-        self.idle = False
-        self.upgraded = session  # run() sends the head and the events
-        return False
-
-    def _hsts(self) -> list[tuple[str, str]]:
-        return list(hsts_headers(self.state.settings.server)) if self.scheme == "https" else []
-
     async def _upgrade(self, request: Request, echo: bool) -> bool:
         hub = self.state.hub
         # An OAuth 1.0a signed upgrade needs the store (token, nonce): checked here, with I/O.
         principal = await oauth1_principal(request, self.state) if oauth1_is_signed(request) else None
         # A ticket is not spent on a bad handshake; without a query there is none.
         if principal is None and "?" in request.target and handshake_problem(request) is None:
-            principal = await self._ticket(request)
+            principal = await redeem_ticket(self.state, request)
         decision = check_upgrade(
             request,
             self.state.settings,
@@ -418,29 +335,4 @@ class HttpConnection:
             await self.transport.linger_close()
 
 
-def head_size(event: h11.Request) -> int:
-    """The size of a request head as sent, give or take the whitespace h11
-    strips: the request line and each header line with their CRLFs."""
-    size = len(event.method) + len(event.target) + len(b"  HTTP/1.1\r\n\r\n")
-    for name, value in event.headers.raw_items():
-        size += len(name) + len(value) + 4  # ": " and CRLF
-    return size
-
-
-def _has_header(event: h11.Request, name: bytes) -> bool:
-    return any(key == name for key, _ in event.headers)
-
-
-def _too_large(limit: int) -> Response:
-    return error_response(413, "body_too_large", f"body over {limit} bytes")
-
-
 _HANDSHAKE_RESULTS = {401: "unauthorized", 403: "forbidden"}
-
-#: h11's ``error_status_hint`` -> (error code, description).
-_REMOTE_ERRORS = {
-    400: ("bad_request", "malformed request"),
-    431: ("header_too_large", "request header too large"),
-    501: ("not_implemented", "only Transfer-Encoding: chunked is supported"),
-    505: ("http_version_not_supported", "HTTP version not supported"),
-}

@@ -13,7 +13,7 @@ import trio
 
 from realtime.config.settings import Addr, ServerSettings
 from realtime.net.fd_limit import FD_HEADROOM
-from realtime.net.server import open_listener
+from realtime.net.listeners import open_listener
 from tests.helpers.server import ServerProcess, write_conf
 
 

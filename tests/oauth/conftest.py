@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from realtime.http.router import Router
-from realtime.net.server import compose_app
+from realtime.net.startup import compose_app
 from realtime.oauth import routes
 from realtime.oauth.services import load_or_create_key
 from realtime.oauth1 import crypto as oauth1_crypto
