@@ -1,5 +1,5 @@
 """What the OAuth routes share: :class:`OAuthServices`, built once at
-start by the net layer (``realtime.net.server.build_state``) from plain
+start by the net layer (``realtime.net.startup.build_state``) from plain
 values and the injected seams (an :class:`~realtime.oauth.offload.Offload`
 for argon2 and one for the users file, the provider HTTP client), and
 :class:`OAuthApp`, the part of the application object the OAuth
