@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
+from realtime.net.transport import Transport
+from realtime.net.transport_errors import BacklogOverflow, TransportClosed
 from realtime.protocol import frames
 from realtime.protocol import replies
 from realtime.protocol.close import CloseCode, CloseError
