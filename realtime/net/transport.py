@@ -1,5 +1,6 @@
 """The byte pipe under every connection: a non-blocking socket, optionally
-wrapped in TLS through ``ssl.SSLObject`` + two ``MemoryBIO``s.
+wrapped in TLS through the record layer of :mod:`realtime.net.tls_records`
+(``ssl.SSLObject`` + two ``MemoryBIO``s).
 
 Why not ``trio.SocketStream``/``trio.SSLStream``: they make every write an
 ``await``.  Fan-out must write to a thousand sockets without a scheduler
@@ -28,18 +29,13 @@ from typing import Callable, Iterator
 import trio
 
 from realtime.net.cork import PassCork
-from realtime.protocol.close import CloseCode, CloseError
+from realtime.net.tls_records import TlsRecordLayer
+from realtime.net.transport_errors import BacklogOverflow, TransportClosed
+from realtime.protocol.close import CloseError
+
+__all__ = ["RECV_SIZE", "BacklogOverflow", "Transport", "TransportClosed"]
 
 RECV_SIZE = 65536
-
-
-class TransportClosed(CloseError, code=CloseCode.ABORT, reason="connection lost"):
-    """The peer went away or the transport was closed; nothing more to do.
-    (A session it ends sends no close frame: no peer is left to read one.)"""
-
-
-class BacklogOverflow(CloseError, code=CloseCode.SLOW_CONSUMER, reason="slow consumer"):
-    """The outbound backlog passed its byte limit (a slow consumer)."""
 
 
 class Transport:
@@ -65,7 +61,7 @@ class Transport:
 
     # Thousands live at once: slots instead of a per-instance dict.
     __slots__ = ("sock", "max_backlog", "closed", "_wire", "_wire_bytes", "_queued", "_queued_bytes",
-                 "_charged", "on_backlog", "_tls", "_tls_in", "_tls_out", "_cork", "_held", "on_failure")
+                 "_charged", "on_backlog", "_tls", "_cork", "_held", "on_failure")
 
     def __init__(
         self,
@@ -96,13 +92,8 @@ class Transport:
         self._cork: PassCork | None = None
         self._held: list[tuple[bytes, bool]] | None = None
         self.on_failure: Callable[[int, str], None] | None = None
-        self._tls: ssl.SSLObject | None = None
-        self._tls_in: ssl.MemoryBIO | None = None
-        self._tls_out: ssl.MemoryBIO | None = None
-        if ssl_context is not None:
-            self._tls_in = ssl.MemoryBIO()
-            self._tls_out = ssl.MemoryBIO()
-            self._tls = ssl_context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
+        # The TLS record layer, for TLS connections only.
+        self._tls = TlsRecordLayer(ssl_context) if ssl_context is not None else None
 
     # -- inspection -------------------------------------------------------
     @property
@@ -186,14 +177,6 @@ class Transport:
             if not self._queued and self.on_backlog is not None:
                 self.on_backlog()
 
-    def _encrypt(self, data: bytes) -> bytes:
-        assert self._tls is not None and self._tls_out is not None
-        try:
-            self._tls.write(data)
-        except ssl.SSLError as exc:
-            raise TransportClosed(f"TLS error: {exc.reason}") from exc
-        return self._tls_out.read()
-
     def _mark_broken(self) -> None:
         self._wire = None
         self._wire_bytes = 0
@@ -230,7 +213,7 @@ class Transport:
             self._queued_bytes -= len(data)
             if charged:
                 self._charged -= len(data)
-            out = self._encrypt(data) if self._tls is not None else data
+            out = self._tls.encrypt(data) if self._tls is not None else data
             if self._wire is None:
                 self._wire = deque()
             if out:
@@ -271,42 +254,38 @@ class Transport:
         await trio.lowlevel.checkpoint()
 
     # -- TLS ----------------------------------------------------------------
-    def _flush_tls(self) -> None:
+    def _flush_tls(self, tls: TlsRecordLayer) -> None:
         """Send what the TLS object produced by itself (handshake, alerts,
         key updates): it is committed, in the record stream's order."""
-        assert self._tls_out is not None
         if self.closed:
             raise TransportClosed
-        pending = self._tls_out.read()
+        pending = tls.outgoing.read()
         if pending:
             self._commit(pending)
 
     async def handshake(self) -> None:
         """Run the TLS handshake (no-op on plain TCP). Raises TransportClosed."""
-        if self._tls is None:
+        tls = self._tls
+        if tls is None:
             return
-        assert self._tls_in is not None
         while True:
             try:
-                self._tls.do_handshake()
-                done = True
-            except ssl.SSLWantReadError:
-                done = False  # wait outside the except clause (see _recv_raw)
-            except ssl.SSLError as exc:
+                done = tls.advance_handshake()
+            except TransportClosed:
                 # Send the alert if there is one; the peer deserves to know.
                 try:
-                    self._flush_tls()
+                    self._flush_tls(tls)
                 except TransportClosed:
                     pass
-                raise TransportClosed(f"TLS handshake failed: {exc.reason}") from exc
-            self._flush_tls()
+                raise
+            self._flush_tls(tls)
             await self.drain()
             if done:
                 return
             data = await self._recv_raw()
             if not data:
                 raise TransportClosed("EOF during TLS handshake")
-            self._tls_in.write(data)
+            tls.incoming.write(data)
 
     # -- public I/O -----------------------------------------------------------
     async def receive_some(self) -> bytes:
@@ -319,8 +298,9 @@ class Transport:
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             if tls is not None:
-                plain = self._decrypt()
+                plain = tls.decrypt(RECV_SIZE)
                 if plain is not None:
+                    self._flush_tls(tls)  # TLS 1.3 may answer (key updates)
                     return plain
             data = self._recv_now()
             if data is None:
@@ -329,45 +309,7 @@ class Transport:
             await trio.lowlevel.cancel_shielded_checkpoint()
             if tls is None or not data:
                 return data
-            self._tls_in.write(data)  # type: ignore[union-attr]
-
-    def _decrypt(self) -> bytes | None:
-        """The plaintext the TLS object can give now (b"" after the peer's
-        close_notify), or None when it needs more bytes from the socket."""
-        assert self._tls is not None and self._tls_in is not None
-        try:
-            data = self._tls.read(RECV_SIZE)
-        except ssl.SSLWantReadError:
-            return None
-        except ssl.SSLZeroReturnError:
-            return b""
-        except ssl.SSLError as exc:
-            raise TransportClosed(f"TLS error: {exc.reason}") from exc
-        if self._tls_in.pending:
-            data = self._read_more_records(data)
-        self._flush_tls()  # TLS 1.3 may answer (key updates)
-        return data
-
-    def _read_more_records(self, first: bytes) -> bytes:
-        """Decrypt the records already received after ``first``.
-
-        ``SSLObject.read`` hands out one record at a time; returning every
-        record already here lets the reader see several messages as one
-        batch (and cork their fan-out) just as it does on plain TCP.
-        """
-        assert self._tls is not None and self._tls_in is not None
-        chunks = [first]
-        size = len(first)
-        while self._tls_in.pending and size < RECV_SIZE:
-            try:
-                more = self._tls.read(RECV_SIZE - size)
-            except ssl.SSLError:
-                break  # want-read, close_notify or an error: the next receive_some reports it
-            if not more:
-                break
-            chunks.append(more)
-            size += len(more)
-        return b"".join(chunks) if len(chunks) > 1 else first
+            tls.incoming.write(data)
 
     def coalesce(self, on_failure: Callable[[int, str], None]) -> None:
         """From now on keep each write until the end of the scheduling pass
@@ -496,7 +438,7 @@ class Transport:
             if charged:
                 self._charged += len(data)
             return
-        self._commit(self._encrypt(data) if self._tls is not None else data)
+        self._commit(self._tls.encrypt(data) if self._tls is not None else data)
 
     async def send_all(self, data: bytes) -> None:
         """Write ``data`` and wait until the kernel has all of it."""

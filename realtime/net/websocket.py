@@ -2,7 +2,8 @@
 
 The token's ``exp`` *is* the session's cancel-scope deadline.  Whoever
 ends a session first sets ``close_code`` and then cancels the scope, so the
-one ``finally`` in :meth:`Session.run` sends the right close frame:
+one ``finally`` in :meth:`Session.run` sends the right close frame
+(:mod:`realtime.net.websocket_close`):
 
 - deadline passed with no refresh       → 4001
 - :meth:`withdraw` (revoked, removed…)  → its code (4003, 4008, 4009, 1001…)
@@ -18,23 +19,25 @@ What each client message does is decided by the sans-I/O
 (one, stateless, for every session): the session hands it each whole
 message and applies the :class:`~realtime.session.dispatch.Reply` it gets
 back.  This shell only reads, writes and keeps time, on an injected
-:class:`~realtime.session.clock.Clock` (:class:`TrioClock` by default), so
-tests drive every timer with trio's ``autojump_clock``.
+:class:`~realtime.session.clock.Clock`
+(:class:`~realtime.net.trio_clock.TrioClock` by default), so tests drive
+every timer with trio's ``autojump_clock``.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-import attrs
 import trio
 
-from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
+from realtime.net.transport import Transport
+from realtime.net.transport_errors import BacklogOverflow, TransportClosed
+from realtime.net.trio_clock import TRIO_CLOCK
+from realtime.net.websocket_close import CLOSE_RETRY, CLOSE_WAIT, EVENTS_PER_CHECKPOINT, close_session
 from realtime.protocol import frames
 from realtime.protocol import replies
 from realtime.protocol.close import CloseCode, CloseError
@@ -49,39 +52,11 @@ from realtime.tokens.keyring import AccessClaims
 if TYPE_CHECKING:
     from realtime.api.app import App
 
-log = logging.getLogger("realtime.ws")
+__all__ = ["CLOSE_RETRY", "CLOSE_WAIT", "TRIO_CLOCK", "Session", "next_conn_id"]
 
-CLOSE_WAIT = 2.0  # how long we wait for the peer's close frame after ours
-# While closing, try to send this often even without a writable event: the
-# kernel reports a socket writable only once a third of its (autotuned,
-# up to 4 MiB) buffer is free, which a slow reader may take many seconds
-# to read, though a small close frame would fit much sooner.
-CLOSE_RETRY = 0.05
-EVENTS_PER_CHECKPOINT = 64  # frames the reader handles between two checkpoints
 #: Connection ids, unique in the process across transports (the hub keys
 #: its tables by them; SSE streams draw from the same counter).
 next_conn_id = itertools.count(1).__next__
-
-
-@attrs.frozen
-class TrioClock:
-    """The session's :class:`~realtime.session.clock.Clock` in the trio shell.
-
-    ``now`` is trio's clock (a ``MockClock`` under ``autojump_clock``);
-    ``wall`` is the epoch clock token ``exp`` values are on.  A test passes
-    a ``wall`` that follows trio's clock, so nothing waits in real time.
-    """
-
-    wall: Callable[[], float] = time.time
-
-    def now(self) -> float:
-        return trio.current_time()
-
-    def deadline(self, exp: float) -> float:
-        return trio.current_time() + (exp - self.wall())
-
-
-TRIO_CLOCK = TrioClock()
 
 
 class Session(TokenIdentity):
@@ -277,67 +252,7 @@ class Session(TokenIdentity):
         finally:
             self._nursery = None
             hub.drop(self)
-            await self._close()
-
-    async def _close(self) -> None:
-        code = self.close_code if self.close_code is not None else CloseCode.NORMAL
-        transport = self.transport
-        with trio.CancelScope(shield=True):
-            try:
-                if code != CloseCode.ABORT and not transport.closed:
-                    reply = self.peer_close
-                    if reply is not None and code == CloseCode.NORMAL:
-                        code = reply.code if reply.code not in (CloseCode.NO_STATUS, CloseCode.ABORT) else CloseCode.NORMAL
-                    if code == CloseCode.SLOW_CONSUMER:
-                        # Frames not started yet are dropped: a slow reader
-                        # reads the 4009 after the wire's tail, not after a
-                        # whole backlog it cannot read in time.
-                        transport.discard_queued()
-                    if self.reader.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-                        # Not charged: a slow consumer's queue is past its limit.
-                        transport.write(self.reader.close_frame(code, self.close_reason), charged=False)
-                    # The close handshake gets its usual time once our close
-                    # frame is with the kernel, however long that took.
-                    with trio.move_on_after(CLOSE_WAIT) as sending:
-                        await transport.drain(retry_every=CLOSE_RETRY)
-                    if not sending.cancelled_caught:
-                        with trio.move_on_after(CLOSE_WAIT):
-                            if self.reader.failed:
-                                # The reader stops at a broken rule and would never
-                                # see the peer's close: RFC 6455 §7.1.7 "Fail the
-                                # WebSocket Connection" — our close is out, so
-                                # half-close and drop what still comes.
-                                await transport.linger_close(CLOSE_WAIT)
-                            elif self.reader.state is ConnectionState.LOCAL_CLOSING:
-                                await self._await_peer_close()
-            except (TransportClosed, BacklogOverflow):
-                pass
-            transport.close()
-        self.state.metrics.closes[int(code)] += 1
-        if not self.echo:
-            self.state.emit("disconnect", {"sub": self.sub, "client_id": self.client_id, "conn_id": self.conn_id,
-                                           "code": int(code)})
-        log.debug("ws %d closed code=%s reason=%s", self.conn_id, code, self.close_reason)
-
-    async def _await_peer_close(self) -> None:
-        reader = self.reader
-        max_bytes = self.state.settings.websocket.max_message_bytes
-        handled = 0
-        while reader.reading:
-            data = await self.transport.receive_some()
-            if not data:
-                return
-            reader.receive_data(data)
-            while True:
-                try:
-                    event = reader.next_event(max_bytes)
-                except CloseError:
-                    return
-                if event is None or isinstance(event, CloseReceived):
-                    break
-                handled += 1
-                if handled % EVENTS_PER_CHECKPOINT == 0:  # a peer still flooding (see _reader)
-                    await trio.lowlevel.checkpoint()
+            await close_session(self)
 
     async def _remote(self, reply: Awaitable[Reply]) -> Reply | None:
         """Wait for a remote broker's answer, as withdraw() and the token's

@@ -22,7 +22,8 @@ from wsproto.events import CloseConnection, Event, Ping, TextMessage
 
 from realtime.config.settings import Settings
 from realtime.net.transport import Transport
-from realtime.net.websocket import Session, TrioClock
+from realtime.net.trio_clock import TrioClock
+from realtime.net.websocket import Session
 from realtime.protocol.close import CloseCode
 from tests.helpers.session import FakeApp, make_app, mint
 

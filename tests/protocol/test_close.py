@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.net.transport import BacklogOverflow, TransportClosed
+from realtime.net.transport_errors import BacklogOverflow, TransportClosed
 from realtime.protocol.close import (
     BINARY_REFUSED,
     NEEDS_NEW_TOKEN,
