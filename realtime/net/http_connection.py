@@ -27,7 +27,8 @@ from realtime.oauth1.resource import oauth1_principal
 from realtime.oauth1.signing import is_signed as oauth1_is_signed
 from realtime.net.http_request import REMOTE_ERRORS, RequestFailed, has_header, head_size, read_request, receive_event
 from realtime.net.session_gate import open_event_stream, redeem_ticket
-from realtime.net.transport import RECV_SIZE, BacklogOverflow, Transport, TransportClosed
+from realtime.net.transport import RECV_SIZE, Transport
+from realtime.net.transport_errors import BacklogOverflow, TransportClosed
 from realtime.store import StoreUnavailable
 from realtime.net.sse import SseSession
 from realtime.net.websocket import Session

@@ -20,7 +20,8 @@ import trio
 from realtime.http.request import Request
 from realtime.http.responses import Response, error_response
 from realtime.http.transport_security import behind_tls_proxy
-from realtime.net.transport import Transport, TransportClosed
+from realtime.net.transport import Transport
+from realtime.net.transport_errors import TransportClosed
 
 if TYPE_CHECKING:
     from realtime.api.app import App

@@ -32,8 +32,11 @@ import trio
 
 from realtime.hub import BrokerUnavailable, HubError
 from realtime.http.responses import Response, error_response
-from realtime.net.transport import BacklogOverflow, Transport, TransportClosed
-from realtime.net.websocket import CLOSE_RETRY, CLOSE_WAIT, TRIO_CLOCK, next_conn_id
+from realtime.net.transport import Transport
+from realtime.net.transport_errors import BacklogOverflow, TransportClosed
+from realtime.net.trio_clock import TRIO_CLOCK
+from realtime.net.websocket import next_conn_id
+from realtime.net.websocket_close import CLOSE_RETRY, CLOSE_WAIT
 from realtime.protocol import replies
 from realtime.protocol import sse
 from realtime.protocol.close import CloseCode

@@ -33,7 +33,7 @@ from realtime.net.tls_records import TlsRecordLayer
 from realtime.net.transport_errors import BacklogOverflow, TransportClosed
 from realtime.protocol.close import CloseError
 
-__all__ = ["RECV_SIZE", "BacklogOverflow", "Transport", "TransportClosed"]
+__all__ = ["RECV_SIZE", "Transport"]
 
 RECV_SIZE = 65536
 

@@ -52,7 +52,7 @@ from realtime.tokens.keyring import AccessClaims
 if TYPE_CHECKING:
     from realtime.api.app import App
 
-__all__ = ["CLOSE_RETRY", "CLOSE_WAIT", "TRIO_CLOCK", "Session", "next_conn_id"]
+__all__ = ["Session", "next_conn_id"]
 
 #: Connection ids, unique in the process across transports (the hub keys
 #: its tables by them; SSE streams draw from the same counter).

@@ -23,7 +23,7 @@ __all__ = ["Clock"]
 
 class Clock(Protocol):
     """Where a session reads the time.  No I/O, no trio here: the trio
-    shell (:class:`realtime.net.websocket.TrioClock`) implements it."""
+    shell (:class:`realtime.net.trio_clock.TrioClock`) implements it."""
 
     def now(self) -> float:
         """Seconds on the monotonic timer clock the session's deadlines use."""
