@@ -237,7 +237,7 @@ class Hub:
             HubError: what :meth:`subscribe` raises, and ``unavailable``
                 when the broker cannot be reached.
         """
-        return await self.subscriptions.subscribe_async(self.rules, conn, channel, since)
+        return await self.subscriptions.subscribe_async(lambda: self.rules, conn, channel, since)
 
     def unsubscribe(self, conn: Connection, channel: str) -> bool:
         """Leave ``channel``.  Returns ``False`` if ``conn`` was not on it."""

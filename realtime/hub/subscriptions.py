@@ -12,6 +12,8 @@ with no gap.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from realtime.hub.broker import Broker, BrokerUnavailable, RemoteBroker, Replay
 from realtime.hub.index import Connection
 from realtime.hub.paths import serving, unavailable
@@ -33,7 +35,8 @@ class Subscriptions:
         emit: the hub's webhook events, ``emit(type, **data)``.
 
     Every method takes the hub's current :class:`ChannelRules`: a reload
-    replaces them whole, so they are passed in, never kept here.
+    replaces them whole, so they are passed in, never kept here (across
+    an await, as a getter: see subscribe_async).
     """
 
     __slots__ = ("tables", "broker", "presence", "_local", "_remote", "_emit")
@@ -97,15 +100,20 @@ class Subscriptions:
         return SubscribeResult(replay.frames, replay.recovered, replay.last_seq, True)
 
     async def subscribe_async(
-        self, rules: ChannelRules, conn: Connection, channel: str, since: int | None = None
+        self, current_rules: Callable[[], ChannelRules], conn: Connection, channel: str, since: int | None = None
     ) -> SubscribeResult:
         """:meth:`subscribe` through a remote broker (see "Remote brokers" in
         :mod:`realtime.hub`).
+
+        Takes the rules as a getter, not a value: a reload during the
+        broker's round trip replaces them, and its revalidation cannot see
+        this subscription yet, so the final check must read the new ones.
 
         Raises:
             HubError: what :meth:`subscribe` raises, and ``unavailable``
                 when the broker cannot be reached.
         """
+        rules = current_rules()
         rule = rules.check_subscribe(channel, conn.sub, conn.scopes)
         if channel in self.tables.channels_of(conn):
             return self.subscribe(rules, conn, channel, since)
@@ -124,7 +132,7 @@ class Subscriptions:
             except BrokerUnavailable:
                 raise unavailable() from None
             # No await from here on: the replay ends where live delivery starts.
-            result = self.subscribe(rules, conn, channel, since, replay)
+            result = self.subscribe(current_rules(), conn, channel, since, replay)
             announced = False  # subscribe() queued the real count
             return result
         finally:

@@ -229,7 +229,7 @@ class Transport:
         except OSError as exc:
             self._mark_broken()
             raise TransportClosed from exc
-        if sent is None:  # wait outside the except clause (see _recv_raw)
+        if sent is None:  # wait outside the except clause (see _recv_now)
             if retry_every is None:
                 await trio.lowlevel.wait_writable(self.sock)
             else:

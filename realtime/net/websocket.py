@@ -37,7 +37,7 @@ import trio
 from realtime.net.transport import Transport
 from realtime.net.transport_errors import BacklogOverflow, TransportClosed
 from realtime.net.trio_clock import TRIO_CLOCK
-from realtime.net.websocket_close import CLOSE_RETRY, CLOSE_WAIT, EVENTS_PER_CHECKPOINT, close_session
+from realtime.net.websocket_close import EVENTS_PER_CHECKPOINT, close_session
 from realtime.protocol import frames
 from realtime.protocol import replies
 from realtime.protocol.close import CloseCode, CloseError

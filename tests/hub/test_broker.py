@@ -7,9 +7,11 @@ import inspect
 from typing import Any
 
 import pytest
+import trio
 
 from realtime.config.settings import WebSocketSettings
-from realtime.hub import Broker, ChannelFeed, Hub, InProcessBroker, RemoteBroker
+from realtime.hub import Broker, ChannelFeed, Hub, HubError, InProcessBroker, RemoteBroker
+from realtime.hub.broker import Replay
 from tests.helpers.hub import RULES, FakeConn, FakeRemote, members
 
 
@@ -60,3 +62,41 @@ async def test_each_hub_refuses_the_other_kinds_path() -> None:
     with pytest.raises(TypeError):
         remote.subscribe(conn, "chat:x", since=3)
     assert remote.subscribe(conn, "chat:x").seq == 7  # no since: the feed's last_seq serves it
+
+
+class _SlowRemote(FakeRemote):
+    """A remote broker whose ``prepare`` waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_prepare = trio.Event()
+        self.go = trio.Event()
+
+    async def prepare(self, channel: str, since: int | None) -> Replay:
+        self.in_prepare.set()
+        await self.go.wait()
+        return Replay([], True, 7)
+
+
+async def test_a_reload_during_a_remote_subscribe_applies_to_it() -> None:
+    broker = _SlowRemote()
+    hub = Hub(RULES, WebSocketSettings(), broker)  # type: ignore[arg-type]
+    conn = FakeConn("alice")
+    outcome: list[str] = []
+
+    async def subscribe() -> None:
+        try:
+            await hub.subscribe_async(conn, "room:1")
+            outcome.append("subscribed")
+        except HubError as exc:
+            outcome.append(exc.code)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subscribe)
+        await broker.in_prepare.wait()
+        # The reload drops room:* while the subscribe waits for the broker:
+        # revalidate cannot see it yet, so the subscribe itself must refuse.
+        hub.update_rules(tuple(r for r in RULES if r.pattern != "room:*"), WebSocketSettings())
+        broker.go.set()
+    assert outcome == ["unknown_channel"]
+    assert hub.subscriptions_of(conn) == ()
