@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from realtime.net.keepalive import Entry, KeepAlive
 from realtime.net.transport import Transport
 from realtime.net.transport_errors import BacklogOverflow, TransportClosed
 from realtime.net.trio_clock import TRIO_CLOCK
@@ -68,7 +67,7 @@ class Session(TokenIdentity):
     __slots__ = (
         "conn_id", "transport", "state", "clock", "echo", "reader", "_publish_limit", "_message_limit", "close_code",
         "close_reason", "peer_close", "deadline", "_scope", "_asking", "_nursery", "_writer_running", "_writer_wanted",
-        "_room", "timers", "connected_at", "_keepalive",
+        "_room", "timers", "connected_at",
     )
 
     #: Stateless and shared: composing it costs an idle socket nothing.
@@ -116,12 +115,9 @@ class Session(TokenIdentity):
         # Set by the writer when paced answers have drained enough for the
         # reader, which stopped reading messages, to go on (see _reader).
         self._room: trio.Event | None = None
-        # The token's timers live in the reader's receive deadline, not in
-        # tasks of their own (a task per idle socket costs memory and
-        # handshake time); keep-alive is served by one task for the whole
-        # run (net/keepalive.py), so a ping does not wake the reader.
+        # Timers live in the reader's receive deadline, not in tasks of their
+        # own: a task per idle socket costs memory and handshake time.
         self.timers = Timers()
-        self._keepalive: Entry | None = None
 
     @property
     def remote(self) -> str:
@@ -246,8 +242,6 @@ class Session(TokenIdentity):
                 self.send_obj(replies.welcome(self.sub, self.exp))
             ws = self.state.settings.websocket
             self.timers.start(self.clock.now(), self.deadline, ws.expiry_warning, ws.ping_interval)
-            if ws.ping_interval > 0:
-                self._keepalive = KeepAlive.current().watch(self)
             if await self._reader():  # it stepped out: a backlog needs the writer
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -257,8 +251,6 @@ class Session(TokenIdentity):
                     nursery.cancel_scope.cancel()
         finally:
             self._nursery = None
-            if self._keepalive is not None:
-                self._keepalive.release()
             hub.drop(self)
             await close_session(self)
 
@@ -304,20 +296,9 @@ class Session(TokenIdentity):
             self.withdraw(reply.close.code, reply.close.reason)
 
     # -- timers -----------------------------------------------------------------
-    def keepalive_at(self) -> float:
-        """The next keep-alive instant: a ping, or the end of a pong's wait."""
-        timers = self.timers
-        return min(timers.ping_at, timers.pong_due)
-
-    def on_keepalive(self, now: float) -> None:
-        """The keep-alive task found this session due (net/keepalive.py)."""
-        self._on_timer(now)
-
     def _on_timer(self, now: float) -> None:
-        """A timer came due (the reader's wait passed the token's deadline
-        or its warning, or the keep-alive task found a ping or a pong's
-        wait due): end the session at the token's (4001), or run whichever
-        timer is due."""
+        """The reader's wait passed its deadline: end the session at the
+        token's (4001), or run whichever timer is due."""
         if now >= self.deadline:
             self.withdraw(CloseCode.TOKEN_EXPIRED, "token expired")
             return
@@ -354,8 +335,7 @@ class Session(TokenIdentity):
                 # read no new message meanwhile (see _apply).
                 paused = transport.paced_bytes > transport.max_backlog and self._writer_running
                 data: bytes | None = None
-                # The token's expiry and its warning; keep-alive is not ours.
-                with trio.CancelScope(deadline=min(self.deadline, self.timers.warn_at)) as scope:
+                with trio.CancelScope(deadline=min(self.deadline, self.timers.next_wake())) as scope:
                     self._scope = scope
                     if paused:
                         self._room = trio.Event()

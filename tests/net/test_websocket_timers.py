@@ -21,7 +21,6 @@ from wsproto.connection import ConnectionType
 from wsproto.events import CloseConnection, Event, Ping, TextMessage
 
 from realtime.config.settings import Settings
-from realtime.net.keepalive import KeepAlive
 from realtime.net.transport import Transport
 from realtime.net.trio_clock import TrioClock
 from realtime.net.websocket import Session
@@ -165,51 +164,6 @@ async def test_a_silent_peer_is_dropped_at_ping_plus_pong_timeout(autojump_clock
     assert await client.close_code() == CloseCode.ABORT
     assert trio.current_time() - started == pytest.approx(15.0)
     assert session.close_code == CloseCode.ABORT and session.close_reason == "ping timeout"
-
-
-class CountingTransport(Transport):
-    """Counts the reader's waits on the socket: each call is one wake of the reader."""
-
-    receives = 0
-
-    async def receive_some(self) -> bytes:
-        CountingTransport.receives += 1
-        return await super().receive_some()
-
-
-async def test_keep_alive_pings_leave_the_reader_parked(autojump_clock: Any, nursery: trio.Nursery,
-                                                        app: Callable[..., FakeApp], epoch: float) -> None:
-    # A peer that takes the pings but says nothing (its pong may be late):
-    # the pings come from the keep-alive task, and the reader's one wait
-    # on the socket is never cut short.
-    services = app(ping_interval=10.0, pong_timeout=100.0)
-    _, claims = mint(services, ttl=3600.0, now=epoch)
-    ours, theirs = socket.socketpair()
-    clock = TrioClock(wall=lambda: epoch + trio.current_time())
-    session = Session(CountingTransport(ours), claims, services, clock=clock)  # type: ignore[arg-type]
-    client = Client(theirs)
-    client.answer_pings = False
-    CountingTransport.receives = 0
-    nursery.start_soon(session.run)
-    assert (await client.message())["type"] == "welcome"
-    for n in range(1, 10):
-        assert isinstance(await client.event(), Ping)
-        assert trio.current_time() == pytest.approx(10.0 * n)
-    assert CountingTransport.receives == 1  # still the first wait
-    assert await client.close_code() == CloseCode.ABORT  # at the first ping + pong_timeout
-    assert trio.current_time() == pytest.approx(110.0)
-
-
-async def test_an_ended_session_is_not_kept_by_the_keep_alive_heap(
-        autojump_clock: Any, nursery: trio.Nursery, app: Callable[..., FakeApp], epoch: float) -> None:
-    services = app(ping_interval=10.0, pong_timeout=5.0)
-    session, client = await start(nursery, services, epoch, ttl=3600.0)
-    keepalive = KeepAlive.current()
-    assert keepalive.sessions() == [session]
-    await client.stream.send_all(client.ws.send(CloseConnection(code=1000)))
-    await client.session_done.wait()
-    # Its item (due at 10 s) is still in the heap, and holds no session.
-    assert keepalive.sessions() == [] and keepalive.items() == 1
 
 
 async def test_publish_rate_limit_closes_4008_and_a_pause_refills(autojump_clock: Any, nursery: trio.Nursery,
