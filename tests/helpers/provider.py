@@ -1,7 +1,8 @@
 """An external OAuth 2 provider for sign-in tests: a realtime server (P)
 with an app registered for our callbacks and a user with a password, the
 provider definition file that points at it, and P's login and consent
-pages driven like a browser."""
+pages driven like a browser; and the config and apps file of the site
+under test (S) that signs its users in through P."""
 
 from __future__ import annotations
 
@@ -12,9 +13,25 @@ import httpx
 
 from realtime.config.settings import App, Settings, User
 from tests.helpers.oauth import CHEAP, hidden
+from tests.helpers.server import server_config
 
 PROVIDER_SECRET = "provider-client-secret-" + "s" * 16
 PROVIDER_USER, PROVIDER_PASSWORD = "alice", "alice-at-provider"
+
+#: S's public URL; a test sends requests for it to S's listener, as a reverse proxy would.
+SITE_PUBLIC = "https://localhost"
+#: S's realtime.toml: plain HTTP behind SITE_PUBLIC, providers in providers/.
+SITE_CONFIG = server_config(
+    server='https = ""\n', public_url=SITE_PUBLIC, shutdown_grace="2s", oauth='providers = "providers/"\n')
+#: S's apps.toml: the public client "chat".
+SITE_APPS = """
+[[app]]
+name = "Chat"
+client_id = "chat"
+public = true
+redirect_uris = ["http://127.0.0.1/cb"]
+scopes = ["chat:read", "chat:write"]
+"""
 
 
 def provider_settings(make_settings: Callable[..., Settings], state_dir: Path, callbacks: tuple[str, ...]) -> Settings:
@@ -31,7 +48,9 @@ def provider_settings(make_settings: Callable[..., Settings], state_dir: Path, c
 
 
 def provider_definition(name: str, host: str, **extra: Any) -> dict[str, Any]:
-    """A ``providers/NAME.json`` for P at ``host`` (``client_secret_env`` unless overridden)."""
+    """A ``providers/NAME.json`` for P at ``host``; ``extra`` adds or overrides
+    keys (the client secret among them: ``client_secret_env`` or
+    ``client_secret_file``), and a key given as None is left out."""
     profile = {
         "name": name, "display_name": f"{name.title()} account", "oauth_version": "2.0", "host": host,
         "authorize_path": "/oauth2/authorize", "token_path": "/oauth2/token", "resource_host": host,

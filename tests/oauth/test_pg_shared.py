@@ -28,19 +28,12 @@ from realtime.oauth.providers.users import POLL_INTERVAL
 from realtime.store.postgres import PgStore
 from tests.helpers.oauth import CHEAP, PASSWORDS, hidden, new_pkce
 from tests.helpers.oauth1 import CALLBACK, CONSUMER_KEY, CONSUMER_SECRET, approve, oauth1_users
-from tests.helpers.provider import PROVIDER_SECRET, provider_definition, provider_settings, sign_in_at_provider
-from tests.helpers.server import Running, server_config
+from tests.helpers.provider import (PROVIDER_SECRET, SITE_APPS, SITE_CONFIG, SITE_PUBLIC, provider_definition,
+                                    provider_settings, sign_in_at_provider)
+from tests.helpers.server import Running
 
-PUBLIC = "https://localhost"
+PUBLIC = SITE_PUBLIC
 CLIENT_CB = "http://127.0.0.1/cb"
-APPS = """
-[[app]]
-name = "Chat"
-client_id = "chat"
-public = true
-redirect_uris = ["http://127.0.0.1/cb"]
-scopes = ["chat:read", "chat:write"]
-"""
 
 
 def store_key_file(root: Path) -> Path:
@@ -75,10 +68,8 @@ async def nodes(start_server: Callable[..., Any], make_settings: Callable[..., S
     (root / "providers").mkdir(parents=True)
     store_key_file(root)
     (root / "realtime.toml").write_text(
-        server_config(server='https = ""\n', public_url=PUBLIC, shutdown_grace="2s",
-                      oauth='providers = "providers/"\n')
-        + f'\n[store]\nurl = "{pg_url}"\nkey_file = "store.key"\n')
-    (root / "apps.toml").write_text(APPS)
+        SITE_CONFIG + f'\n[store]\nurl = "{pg_url}"\nkey_file = "store.key"\n')
+    (root / "apps.toml").write_text(SITE_APPS)
     (root / "users.json").write_text(json.dumps({"users": [{"name": "local", "scopes": ["chat:read"]}]}))
     (root / "corp.secret").write_text(PROVIDER_SECRET + "\n")
     definition = provider_definition("corp", p.url("").rstrip("/"), client_secret_file="../corp.secret")

@@ -26,52 +26,20 @@ from trio_websocket import open_websocket_url
 
 from realtime.config.load import load_settings
 from realtime.oauth import pkce
-from realtime.config.settings import App, Settings, User
-from tests.helpers.server import Running, server_config
+from realtime.config.settings import Settings
+from tests.helpers.provider import (PROVIDER_PASSWORD, PROVIDER_SECRET, SITE_APPS, SITE_CONFIG, SITE_PUBLIC,
+                                    provider_definition, provider_settings)
+from tests.helpers.server import Running
 from tests.helpers.ws import loads
-from tests.helpers.oauth import CHEAP, hidden_fields, new_pkce
+from tests.helpers.oauth import hidden_fields, new_pkce
 
-SECRET = "provider-client-secret-" + "s" * 16
-P_PASSWORD = "alice-at-provider"
-PUBLIC = "https://localhost"
+PUBLIC = SITE_PUBLIC
 CLIENT_CB = "http://127.0.0.1/cb"
-
-S_CONFIG = server_config(
-    server='https = ""\n', public_url=PUBLIC, shutdown_grace="2s", oauth='providers = "providers/"\n')
-
-S_APPS = """
-[[app]]
-name = "Chat"
-client_id = "chat"
-public = true
-redirect_uris = ["http://127.0.0.1/cb"]
-scopes = ["chat:read", "chat:write"]
-"""
 
 
 def definition(name: str, host: str, **extra: Any) -> dict[str, Any]:
-    profile = {
-        "name": name,
-        "display_name": f"{name.title()} account",
-        "oauth_version": "2.0",
-        "host": host,
-        "authorize_path": "/oauth2/authorize",
-        "token_path": "/oauth2/token",
-        "resource_host": host,
-        "oauth2_scope": "profile email",
-        "oauth2_bearer": "{AccessToken}",
-        "getProfileInfo": "/oauth2/userinfo",
-        "ProfileIdVariable": "sub",
-        "TokenExpiresVariable": "expires_in",
-        "TemplateDisplayName": "{display_name}",
-        "accessFromRefreshTokenUrl": f"{host}/oauth2/token",
-        "client_id": "realtime-login",
-        "client_secret_env": "CORP_TEST_SECRET",
-        "default_scopes": ["chat:read", "chat:write"],
-        "auto_create": True,
-    }
-    profile.update(extra)
-    return {"profile": {k: v for k, v in profile.items() if v is not None}}
+    """P's definition with its secret in ``$CORP_TEST_SECRET`` unless ``extra`` says otherwise."""
+    return provider_definition(name, host, **{"client_secret_env": "CORP_TEST_SECRET", **extra})
 
 
 def closed_port() -> int:
@@ -110,22 +78,15 @@ async def _hanging_server(nursery: trio.Nursery) -> int:
 async def sites(tmp_path: Path, start_server: Callable[..., Any], make_settings: Callable[..., Settings],
                 monkeypatch: pytest.MonkeyPatch, nursery: trio.Nursery) -> Sites:
     callbacks = tuple(f"{PUBLIC}/oauth2/callback/{n}" for n in ("corp", "linked", "wrongsecret", "noprofile"))
-    p = await start_server(make_settings(
-        server={"state_dir": tmp_path / "p-state", "public_url": "https://provider.test", "https": None},
-        apps={"realtime-login": App(name="Realtime chat", client_id="realtime-login",
-                                    client_secret_hash=CHEAP.hash(SECRET), redirect_uris=callbacks,
-                                    scopes=("profile", "email"))},
-        users={"alice": User(name="alice", password_hash=CHEAP.hash(P_PASSWORD), scopes=("profile", "email"),
-                             display_name="Alice P.", email="alice@provider.test")},
-    ))
+    p = await start_server(provider_settings(make_settings, tmp_path / "p-state", callbacks))
     root = tmp_path / "s"
     (root / "providers").mkdir(parents=True)
-    (root / "realtime.toml").write_text(S_CONFIG)
-    (root / "apps.toml").write_text(S_APPS)
+    (root / "realtime.toml").write_text(SITE_CONFIG)
+    (root / "apps.toml").write_text(SITE_APPS)
     (root / "users.json").write_text(json.dumps({"users": [
         {"name": "local", "scopes": ["chat:read"]},
     ]}, indent=2))
-    (root / "linked.secret").write_text(SECRET + "\n")
+    (root / "linked.secret").write_text(PROVIDER_SECRET + "\n")
     p_url = p.url("").rstrip("/")
     hang = [await _hanging_server(nursery)]
     defs = {
@@ -140,7 +101,7 @@ async def sites(tmp_path: Path, start_server: Callable[..., Any], make_settings:
     }
     for name, body in defs.items():
         (root / "providers" / f"{name}.json").write_text(json.dumps(body, indent=2))
-    monkeypatch.setenv("CORP_TEST_SECRET", SECRET)
+    monkeypatch.setenv("CORP_TEST_SECRET", PROVIDER_SECRET)
     monkeypatch.setenv("WRONG_TEST_SECRET", "not-the-secret")
     s = await start_server(load_settings(root / "realtime.toml"))
     return Sites(p, s, root, hang)
@@ -216,7 +177,7 @@ async def sign_in_at_p(browser: Browser, to_p: httpx.Response, decision: str = "
         return page  # signed in at P already, consent remembered there
     assert page.status_code == 200 and 'value="login"' in page.text
     form = fields_of(page)
-    form.update(action="login", username="alice", password=P_PASSWORD)
+    form.update(action="login", username="alice", password=PROVIDER_PASSWORD)
     consent = await browser.post(browser.sites.p.url("/oauth2/authorize"), form)
     if consent.status_code == 302 and decision == "allow":
         return consent  # P remembers the consent from an earlier login
@@ -356,7 +317,7 @@ async def test_token_error_is_a_page_and_the_secret_is_not_logged(sites: Sites, 
     page = await browser.follow(back)
     assert page.status_code == 502 and "did not complete the sign-in" in page.text
     assert "invalid_client" in caplog.text  # the provider's error code, for the operator
-    assert "not-the-secret" not in caplog.text and SECRET not in caplog.text
+    assert "not-the-secret" not in caplog.text and PROVIDER_SECRET not in caplog.text
 
 
 async def test_without_auto_create_only_linked_users_get_in(sites: Sites, browser: Browser) -> None:
