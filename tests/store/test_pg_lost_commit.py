@@ -33,6 +33,17 @@ def cluster() -> Iterator[PostgresCluster]:
         yield cluster
 
 
+@pytest.fixture
+def fresh(cluster: PostgresCluster) -> Iterator[tuple[str, PgStore]]:
+    """A fresh database on the module's cluster and a store open on it."""
+    url = cluster.fresh_database()
+    store = PgStore.open(url, pool_size=2, timeout=10)
+    try:
+        yield url, store
+    finally:
+        store.close()
+
+
 def crash_at_commit(cluster: PostgresCluster, url: str, store: PgStore, *, reuse_xid: bool) -> list[str]:
     """Arm the hook: at the next COMMIT the server crashes and restarts; with
     ``reuse_xid`` another client then commits a transaction (taking the
@@ -65,67 +76,54 @@ def code(store: PgStore) -> None:
 
 
 @pytest.mark.parametrize("reuse_xid", [True, False], ids=["xid-reused", "xid-in-the-future"])
-def test_a_take_cut_by_a_crash_at_commit_runs_again_and_wins_once(cluster: PostgresCluster, reuse_xid: bool) -> None:
-    url = cluster.fresh_database()
-    store = PgStore.open(url, pool_size=2, timeout=10)
-    try:
-        pending(store)
-        happened = crash_at_commit(cluster, url, store, reuse_xid=reuse_xid)
-        first = store.take_provider_login("s-1", NOW)
-        assert happened == ["crashed"]
-        assert first is not None and first.provider == "corp"  # the retried take landed ...
-        assert store.take_provider_login("s-1", NOW) is None  # ... once: no second winner
-        assert store.provider_logins_count() == 0
-    finally:
-        store.close()
+def test_a_take_cut_by_a_crash_at_commit_runs_again_and_wins_once(
+        cluster: PostgresCluster, fresh: tuple[str, PgStore], reuse_xid: bool) -> None:
+    url, store = fresh
+    pending(store)
+    happened = crash_at_commit(cluster, url, store, reuse_xid=reuse_xid)
+    first = store.take_provider_login("s-1", NOW)
+    assert happened == ["crashed"]
+    assert first is not None and first.provider == "corp"  # the retried take landed ...
+    assert store.take_provider_login("s-1", NOW) is None  # ... once: no second winner
+    assert store.provider_logins_count() == 0
 
 
 @pytest.mark.parametrize("reuse_xid", [True, False], ids=["xid-reused", "xid-in-the-future"])
-def test_a_code_redemption_cut_by_a_crash_at_commit_issues_once(cluster: PostgresCluster, reuse_xid: bool) -> None:
-    url = cluster.fresh_database()
-    store = PgStore.open(url, pool_size=2, timeout=10)
-    try:
-        code(store)
-        happened = crash_at_commit(cluster, url, store, reuse_xid=reuse_xid)
-        assert store.redeem_code(token_hash("code"), NOW, issued("a1", refresh="r1")) is True
-        assert happened == ["crashed"]
-        assert store.redeem_code(token_hash("code"), NOW, issued("a2", refresh="r2")) is False
-        assert store.counts()["families"] == 1 and store.counts()["refresh_tokens"] == 1
-        assert store.db.read_one("SELECT access_jti FROM codes") == ("a1",)
-    finally:
-        store.close()
+def test_a_code_redemption_cut_by_a_crash_at_commit_issues_once(
+        cluster: PostgresCluster, fresh: tuple[str, PgStore], reuse_xid: bool) -> None:
+    url, store = fresh
+    code(store)
+    happened = crash_at_commit(cluster, url, store, reuse_xid=reuse_xid)
+    assert store.redeem_code(token_hash("code"), NOW, issued("a1", refresh="r1")) is True
+    assert happened == ["crashed"]
+    assert store.redeem_code(token_hash("code"), NOW, issued("a2", refresh="r2")) is False
+    assert store.counts()["families"] == 1 and store.counts()["refresh_tokens"] == 1
+    assert store.db.read_one("SELECT access_jti FROM codes") == ("a1",)
 
 
-def test_a_commit_that_landed_before_the_crash_is_not_run_again(cluster: PostgresCluster) -> None:
+def test_a_commit_that_landed_before_the_crash_is_not_run_again(
+        cluster: PostgresCluster, fresh: tuple[str, PgStore]) -> None:
     """The other side: COMMIT durable, then the crash takes the answer."""
-    url = cluster.fresh_database()
-    store = PgStore.open(url, pool_size=2, timeout=10)
-    try:
-        pending(store)
+    _, store = fresh
+    pending(store)
 
-        def hook(conn: psycopg.Connection[Any]) -> None:
-            store.db.before_commit = None
-            conn.execute("COMMIT")
-            cluster.halt()
-            cluster.resume()
+    def hook(conn: psycopg.Connection[Any]) -> None:
+        store.db.before_commit = None
+        conn.execute("COMMIT")
+        cluster.halt()
+        cluster.resume()
 
-        store.db.before_commit = hook
-        first = store.take_provider_login("s-1", NOW)
-        assert first is not None and first.provider == "corp"
-        assert store.take_provider_login("s-1", NOW) is None
-    finally:
-        store.close()
+    store.db.before_commit = hook
+    first = store.take_provider_login("s-1", NOW)
+    assert first is not None and first.provider == "corp"
+    assert store.take_provider_login("s-1", NOW) is None
 
 
-def test_old_commit_markers_are_swept_and_recent_ones_kept(cluster: PostgresCluster) -> None:
-    url = cluster.fresh_database()
-    store = PgStore.open(url, pool_size=2, timeout=10)
-    try:
-        code(store)  # one write: one marker
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("INSERT INTO commit_markers(marker, written_at) VALUES ('old', now() - interval '2 hours')")
-            store.sweep(NOW)
-            left = conn.execute("SELECT marker FROM commit_markers").fetchall()
-        assert len(left) >= 1 and ("old",) not in left
-    finally:
-        store.close()
+def test_old_commit_markers_are_swept_and_recent_ones_kept(fresh: tuple[str, PgStore]) -> None:
+    url, store = fresh
+    code(store)  # one write: one marker
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO commit_markers(marker, written_at) VALUES ('old', now() - interval '2 hours')")
+        store.sweep(NOW)
+        left = conn.execute("SELECT marker FROM commit_markers").fetchall()
+    assert len(left) >= 1 and ("old",) not in left
