@@ -72,7 +72,6 @@ class PublishBatches:
     def __init__(self, state: BrokerState) -> None:
         self.state = state
         self._queue: list[_Pending] = []
-        self._taken: list[_Pending] = []  # taken from the queue, not sent yet
         self._wake = trio.Event()
         self.batches = 0  # pipelines sent (tests and profiles read it)
         self.in_flight = 0  # publishes sent and waiting for Redis
@@ -99,8 +98,7 @@ class PublishBatches:
 
     def fail_all(self, reason: str = "the message broker is unreachable") -> None:
         """Answer every publish not sent yet with :class:`BrokerUnavailable`."""
-        waiting = self._taken + self._queue
-        self._taken, self._queue = [], []
+        waiting, self._queue = self._queue, []
         for pending in waiting:
             pending.fail(reason)
 
@@ -115,11 +113,9 @@ class PublishBatches:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
-                while self._queue or self._taken:
-                    if not self._taken:
-                        self._taken, self._queue = self._queue, []
-                    batch = [p for p in self._taken[:MAX_BATCH] if not p.abandoned]
-                    del self._taken[:MAX_BATCH]
+                while self._queue:
+                    batch = [p for p in self._queue[:MAX_BATCH] if not p.abandoned]
+                    del self._queue[:MAX_BATCH]  # what arrives meanwhile joins the end
                     if batch and not await self._send(client, script, batch):
                         self.fail_all("the message broker did not answer")
                     batch = []
@@ -148,19 +144,20 @@ class PublishBatches:
         finally:
             self.in_flight = 0
         self.batches += 1
-        failed = 0
+        reasons: list[str] = []
         timed_out = False
         for pending, answer in zip(batch, answers):
             if answer is _NO_REPLY or isinstance(answer, BaseException):
-                failed += 1
+                # No reply only when the pipeline raised: failure says why.
+                reason = failure or str(answer) or type(answer).__name__
+                reasons.append(reason)
                 timed_out = timed_out or isinstance(answer, TimeoutError)
-                pending.fail(failure or str(answer) or type(answer).__name__)
+                pending.fail(reason)
             else:
                 pending.answer = answer
                 pending.done.set()
-        if failed:
-            log.warning("publish of %d of %d message(s) failed: %s", failed, len(batch),
-                        failure or next(str(a) for a in answers if a is _NO_REPLY or isinstance(a, BaseException)))
+        if reasons:
+            log.warning("publish of %d of %d message(s) failed: %s", len(reasons), len(batch), reasons[0])
         return failure is None and not timed_out
 
     @staticmethod
