@@ -2,8 +2,8 @@
 
     python tools/bench/publish_cpu.py [--count 3000] [--concurrency 1,4,10,50]
 
-Starts a private ``redis-server`` (free loopback port, temp dir, no
-persistence) and one :class:`realtime.net.redis.broker.RedisBroker` in
+Starts a private ``redis-server`` (``run.start_redis``: free loopback port,
+temp dir, no persistence) and one :class:`realtime.net.redis.broker.RedisBroker` in
 this process, then, for each concurrency C, runs ``--count`` publishes
 from C tasks at once and prints this process's CPU time per publish and
 publishes/s.  CPU time, not wall time, is the figure to compare: it
@@ -14,25 +14,17 @@ machine does.  Bounded: about ten seconds.
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import trio
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import run  # noqa: E402  (for start_redis; it puts the project root on sys.path)
+import trio  # noqa: E402
 
 from realtime.net.redis.broker import RedisBroker  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def measure(url: str, count: int, levels: list[int]) -> None:
@@ -64,25 +56,14 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--concurrency", default="1,4,10,50")
     args = parser.parse_args()
-    exe = shutil.which("redis-server")
-    if exe is None:
-        print("publish_cpu needs redis-server (Debian package redis-server)", file=sys.stderr)
-        return 2
-    port = free_port()
     with tempfile.TemporaryDirectory() as work:
-        redis = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                  "--appendonly", "no", "--dir", work, "--daemonize", "no"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            assert redis.stdout is not None
-            for line in redis.stdout:
-                if "Ready to accept connections" in line:
-                    break
-            else:
-                print("redis-server did not start", file=sys.stderr)
-                return 2
-            trio.run(measure, f"redis://127.0.0.1:{port}/0", args.count,
-                     [int(x) for x in args.concurrency.split(",")])
+            redis, url = run.start_redis(Path(work))
+        except RuntimeError as exc:
+            print(f"publish_cpu: {exc}", file=sys.stderr)
+            return 2
+        try:
+            trio.run(measure, url, args.count, [int(x) for x in args.concurrency.split(",")])
         finally:
             redis.terminate()
             redis.wait(10)
