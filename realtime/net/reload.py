@@ -21,6 +21,7 @@ from realtime.api.app import App
 from realtime.config.load import ConfigError, load_settings
 from realtime.config.settings import Settings
 from realtime.protocol.close import CloseCode
+from realtime.net.store_poll import poll_store
 from realtime.net.tls import build_tls_context
 from realtime.oauth.providers import users as provider_users
 from realtime.oauth1.resource import OAUTH1_KID, withdraw_oauth1
@@ -114,47 +115,33 @@ async def watch_signing_keys(state: App, task_status: trio.TaskStatus[None] = tr
     :data:`KEY_POLL_INTERVAL` and take the new ring when it changed, so a
     ``realtime key rotate`` on any node (or a pruning) is seen here within
     a second.  A failed poll (database down) is retried at the next tick."""
-    assert state.store_key is not None
-    task_status.started()
-    failing = False
-    while True:
-        await trio.sleep(KEY_POLL_INTERVAL)
-        try:
-            stamp = await state.store.call(state.store.sync.signing_key_stamp)
-            if stamp == signing_keys.ring_stamp(state.keyring):
-                failing = False
-                continue
-            ring = await state.store.call(signing_keys.load_ring, state.store.sync, state.store_key,
-                                          now=time.time())
-        except (OSError, ValueError) as exc:
-            if not failing:
-                log.error("cannot read the signing keys in the store: %s", exc)
-            failing = True
-            continue
-        failing = False
+    store_key = state.store_key
+    assert store_key is not None
+
+    async def step() -> None:
+        stamp = await state.store.call(state.store.sync.signing_key_stamp)
+        if stamp == signing_keys.ring_stamp(state.keyring):
+            return
+        ring = await state.store.call(signing_keys.load_ring, state.store.sync, store_key, now=time.time())
         if ring.active.kid != state.keyring.active.kid:
             log.info("signing key %s is active (from the store)", ring.active.kid)
         state.keyring = ring
         withdraw_retired_keys(state)
+
+    task_status.started()
+    await poll_store(log, "the signing keys", KEY_POLL_INTERVAL, step, errors=(OSError, ValueError))
 
 
 async def watch_provider_users(state: App, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """On a shared store: poll the users other nodes' first provider logins
     created, every :data:`~realtime.oauth.providers.users.POLL_INTERVAL`,
     and merge them into the snapshot.  A failed poll is retried at the next tick."""
+    async def step() -> None:
+        if await provider_users.refresh(state):
+            log.info("provider users from the store: %d", len(state.oauth.provider_users.users))
+
     task_status.started()
-    failing = False
-    while True:
-        await trio.sleep(provider_users.POLL_INTERVAL)
-        try:
-            if await provider_users.refresh(state):
-                log.info("provider users from the store: %d", len(state.oauth.provider_users.users))
-        except OSError as exc:
-            if not failing:
-                log.error("cannot read the provider users in the store: %s", exc)
-            failing = True
-            continue
-        failing = False
+    await poll_store(log, "the provider users", provider_users.POLL_INTERVAL, step)
 
 
 def _keep_listeners(new: Settings, old: Settings) -> Settings:

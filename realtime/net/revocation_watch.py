@@ -31,6 +31,7 @@ import attrs
 import trio
 
 from realtime.api.app import App
+from realtime.net.store_poll import poll_store
 from realtime.store import cutoffs as cutoffs_table
 from realtime.store.postgres.revocations import revocations_since
 from realtime.tokens.keyring import RevokedSet
@@ -105,22 +106,14 @@ async def watch_revocations(state: App, interval: float,
     (database down) is logged once and retried at the next tick."""
     memory = CutoffMemory()  # the first poll applies the kept cut-offs again: harmless, once
     since: datetime | None = None  # the first poll reads every unexpired revocation
-    task_status.started()
-    failing = False
-    while True:
-        await trio.sleep(interval)
-        now = time.time()
-        try:
-            jtis, cutoffs, since = await read_revocations(state, now, since)
-        except OSError as exc:
-            if not failing:
-                log.error("cannot read the revocations in the store: %s", exc)
-            failing = True
-            continue
-        if failing:
-            log.info("reading the revocations in the store again")
-        failing = False
+
+    async def step() -> None:
+        nonlocal since
+        jtis, cutoffs, since = await read_revocations(state, time.time(), since)
         applied = apply_revocations(state, memory, jtis, cutoffs)
         if applied.tokens or applied.cutoffs:
             log.info("revocations from the store: %d token(s), %d cut-off(s); %d connection(s) closed",
                      applied.tokens, applied.cutoffs, applied.closed)
+
+    task_status.started()
+    await poll_store(log, "the revocations", interval, step, say_recovered=True)
